@@ -13,7 +13,7 @@
 #include "measure/clock.hpp"
 #include "measure/gpu_meter.hpp"
 
-namespace eaq::testing {
+namespace eaq::test {
 
 class FakeGpuMeter final : public measure::GpuMeter {
  public:
@@ -101,4 +101,4 @@ class FakeGpuMeter final : public measure::GpuMeter {
   double t0_s_;
 };
 
-}  // namespace eaq::testing
+}  // namespace eaq::test

@@ -4,7 +4,7 @@
 
 #include <string_view>
 
-namespace eaq::testing {
+namespace eaq::test {
 
 struct SeedMetric {
   std::string_view name;
@@ -39,4 +39,4 @@ inline constexpr SeedMetric kSeedMetrics[] = {
     {"dtype", ""},
 };
 
-}  // namespace eaq::testing
+}  // namespace eaq::test

@@ -6,16 +6,18 @@
 #include <functional>
 
 #include "core/error.hpp"
+#include "file_helpers.hpp"
 #include "report/csv_writer.hpp"
 #include "report/output_files.hpp"
-#include "temp_dir.hpp"
+#include "test_util.hpp"
 
 namespace eaq::report {
 namespace {
 
 namespace fs = std::filesystem;
-using eaq::testing::read_file;
-using eaq::testing::TempDir;
+using eaq::test::read_file;
+using eaq::test::TempDir;
+using eaq::test::write_file;
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -45,7 +47,7 @@ TEST(OutputPaths, OutputFlagOverrides) {
   EXPECT_EQ(p.csv, fs::path("sweep/trial_2_T.csv"));
   TempDir dir;
   p = resolve_output_paths(dir.path().string(), "fp32", 2, "T");  // an existing folder
-  EXPECT_EQ(p.json, dir / "trial_2_T.json");
+  EXPECT_EQ(p.json, dir.path() / "trial_2_T.json");
   EXPECT_NE(error_of([] {
               resolve_output_paths("out/run.txt", "fp32", 1, "T");
             }).find("must end in .csv or .json"),
@@ -67,23 +69,24 @@ TEST(OutputPaths, AvoidsOverwritingAnEarlierTrial) {
   EXPECT_EQ(avoid_existing(p).csv, p.csv);  // nothing there yet
   write_file_atomic(p.csv, "x");
   const OutputPaths second = avoid_existing(p);
-  EXPECT_EQ(second.csv, dir / "fp32/trial_1_T_2.csv");
-  EXPECT_EQ(second.json, dir / "fp32/trial_1_T_2.json");
+  EXPECT_EQ(second.csv, dir.path() / "fp32/trial_1_T_2.csv");
+  EXPECT_EQ(second.json, dir.path() / "fp32/trial_1_T_2.json");
 }
 
 TEST(OutputDir, CreatesMissingFolders) {
   TempDir dir;
-  ensure_writable_output_dir(dir / "a/b/c");
-  EXPECT_TRUE(fs::is_directory(dir / "a/b/c"));
-  EXPECT_TRUE(fs::is_empty(dir / "a/b/c"));  // the probe file is gone
+  ensure_writable_output_dir(dir.path() / "a/b/c");
+  EXPECT_TRUE(fs::is_directory(dir.path() / "a/b/c"));
+  EXPECT_TRUE(fs::is_empty(dir.path() / "a/b/c"));  // the probe file is gone
 }
 
 TEST(OutputDir, AFileWhereAFolderShouldBe) {
   TempDir dir;
-  dir.write("results", "I am a file");
-  const std::string as_dir = error_of([&] { ensure_writable_output_dir(dir / "results"); });
+  write_file(dir.path() / "results", "I am a file");
+  const std::string as_dir = error_of([&] { ensure_writable_output_dir(dir.path() / "results"); });
   EXPECT_NE(as_dir.find("is a file, not a folder"), std::string::npos) << as_dir;
-  const std::string under = error_of([&] { ensure_writable_output_dir(dir / "results/fp32"); });
+  const std::string under =
+      error_of([&] { ensure_writable_output_dir(dir.path() / "results/fp32"); });
   EXPECT_NE(under.find("cannot create output folder"), std::string::npos) << under;
   EXPECT_NE(under.find("is a file, not a folder"), std::string::npos) << under;
 }
@@ -98,7 +101,7 @@ TEST(OutputDir, AFolderNobodyCanCreate) {
 
 TEST(OutputDir, AReadOnlyFolder) {
   TempDir dir;
-  const fs::path locked = dir / "locked";
+  const fs::path locked = dir.path() / "locked";
   fs::create_directory(locked);
   ::chmod(locked.c_str(), 0555);
   if (::access(locked.c_str(), W_OK) == 0)
@@ -111,13 +114,13 @@ TEST(OutputDir, AReadOnlyFolder) {
 
 TEST(AtomicWrite, WritesReplacesAndLeavesNoTemporaryFiles) {
   TempDir dir;
-  const fs::path file = dir / "out/result.csv";
+  const fs::path file = dir.path() / "out/result.csv";
   write_file_atomic(file, "first\n");
   EXPECT_EQ(read_file(file), "first\n");
   write_file_atomic(file, "second, longer\n");
   EXPECT_EQ(read_file(file), "second, longer\n");
   std::size_t entries = 0;
-  for (const auto& entry : fs::directory_iterator(dir / "out")) {
+  for (const auto& entry : fs::directory_iterator(dir.path() / "out")) {
     ++entries;
     EXPECT_EQ(entry.path().filename(), "result.csv");
   }
@@ -129,8 +132,9 @@ TEST(AtomicWrite, WritesReplacesAndLeavesNoTemporaryFiles) {
 
 TEST(AtomicWrite, FailureNamesThePath) {
   TempDir dir;
-  dir.write("blocker", "file");
-  const std::string message = error_of([&] { write_file_atomic(dir / "blocker/x.csv", "data"); });
+  write_file(dir.path() / "blocker", "file");
+  const std::string message =
+      error_of([&] { write_file_atomic(dir.path() / "blocker/x.csv", "data"); });
   EXPECT_NE(message.find("blocker"), std::string::npos) << message;
 }
 

@@ -16,7 +16,7 @@
 namespace eaq::measure {
 namespace {
 
-using eaq::testing::FakeGpuMeter;
+using eaq::test::FakeGpuMeter;
 using namespace std::chrono_literals;
 
 // P(t) = 100 + 200 t watts; E(t) = 100 t + 100 t^2 joules.

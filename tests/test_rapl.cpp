@@ -3,27 +3,29 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file_helpers.hpp"
 #include "measure/rapl.hpp"
-#include "temp_dir.hpp"
+#include "test_util.hpp"
 
 namespace eaq::measure {
 namespace {
 
-using eaq::testing::TempDir;
+using eaq::test::TempDir;
+using eaq::test::write_file;
 
 // A powercap tree like a two-socket Intel server's, with a core sub-zone that must be ignored.
 void make_tree(const TempDir& root) {
-  root.write("intel-rapl:0/name", "package-0\n");
-  root.write("intel-rapl:0/energy_uj", "1000000\n");
-  root.write("intel-rapl:0/max_energy_range_uj", "262143328850\n");
-  root.write("intel-rapl:0/intel-rapl:0:0/name", "core\n");
-  root.write("intel-rapl:0/intel-rapl:0:0/energy_uj", "5\n");
-  root.write("intel-rapl:0:0/name", "core\n");  // sub-zone link at the top level
-  root.write("intel-rapl:0:0/energy_uj", "5\n");
-  root.write("intel-rapl:1/name", "package-1\n");
-  root.write("intel-rapl:1/energy_uj", "999000\n");
-  root.write("intel-rapl:1/max_energy_range_uj", "1000000\n");
-  root.write("intel-rapl/enabled", "1\n");  // the control type, not a zone
+  write_file(root.path() / "intel-rapl:0/name", "package-0\n");
+  write_file(root.path() / "intel-rapl:0/energy_uj", "1000000\n");
+  write_file(root.path() / "intel-rapl:0/max_energy_range_uj", "262143328850\n");
+  write_file(root.path() / "intel-rapl:0/intel-rapl:0:0/name", "core\n");
+  write_file(root.path() / "intel-rapl:0/intel-rapl:0:0/energy_uj", "5\n");
+  write_file(root.path() / "intel-rapl:0:0/name", "core\n");  // sub-zone link at the top level
+  write_file(root.path() / "intel-rapl:0:0/energy_uj", "5\n");
+  write_file(root.path() / "intel-rapl:1/name", "package-1\n");
+  write_file(root.path() / "intel-rapl:1/energy_uj", "999000\n");
+  write_file(root.path() / "intel-rapl:1/max_energy_range_uj", "1000000\n");
+  write_file(root.path() / "intel-rapl/enabled", "1\n");  // the control type, not a zone
 }
 
 TEST(Rapl, FindsPackageZonesAndSumsTheirEnergyWithWrap) {
@@ -41,8 +43,8 @@ TEST(Rapl, FindsPackageZonesAndSumsTheirEnergyWithWrap) {
   EXPECT_EQ(start->energy_uj, (std::vector<std::uint64_t>{1'000'000, 999'000}));
 
   // Package 0 uses 2.5 J; package 1 uses 1.5 J and wraps at 1'000'000 uJ on the way.
-  root.write("intel-rapl:0/energy_uj", "3500000\n");
-  root.write("intel-rapl:1/energy_uj", "500000\n");
+  write_file(root.path() / "intel-rapl:0/energy_uj", "3500000\n");
+  write_file(root.path() / "intel-rapl:1/energy_uj", "500000\n");
   const Reading<RaplReading> end = rapl.read();
   ASSERT_TRUE(end);
   EXPECT_GE(end->t_s, start->t_s);
@@ -54,7 +56,7 @@ TEST(Rapl, FindsPackageZonesAndSumsTheirEnergyWithWrap) {
 
 TEST(Rapl, MissingTreeIsUnavailableWithTheReason) {
   TempDir root;
-  RaplMeter missing(root / "no-such-folder");
+  RaplMeter missing(root.path() / "no-such-folder");
   EXPECT_FALSE(missing.available());
   EXPECT_NE(missing.unavailable_reason().find("does not exist"), std::string::npos);
   EXPECT_FALSE(missing.read());
@@ -67,15 +69,15 @@ TEST(Rapl, MissingTreeIsUnavailableWithTheReason) {
 
 TEST(Rapl, UnreadableCounterIsUnavailable) {
   TempDir root;
-  root.write("intel-rapl:0/name", "package-0\n");
-  root.write("intel-rapl:0/energy_uj", "not a number\n");
+  write_file(root.path() / "intel-rapl:0/name", "package-0\n");
+  write_file(root.path() / "intel-rapl:0/energy_uj", "not a number\n");
   RaplMeter rapl(root.path());
   EXPECT_FALSE(rapl.available());
   EXPECT_NE(rapl.unavailable_reason().find("energy_uj does not hold an unsigned integer"),
             std::string::npos)
       << rapl.unavailable_reason();
   TempDir other;
-  other.write("intel-rapl:0/name", "package-0\n");  // no energy_uj at all
+  write_file(other.path() / "intel-rapl:0/name", "package-0\n");  // no energy_uj at all
   RaplMeter no_counter(other.path());
   EXPECT_FALSE(no_counter.available());
   EXPECT_NE(no_counter.unavailable_reason().find("cannot read"), std::string::npos);
@@ -86,7 +88,7 @@ TEST(Rapl, ResetCounterIsFlagged) {
   make_tree(root);
   RaplMeter rapl(root.path());
   const RaplReading start = *rapl.read();
-  root.write("intel-rapl:1/energy_uj", "2000000\n");  // beyond its 1'000'000 range
+  write_file(root.path() / "intel-rapl:1/energy_uj", "2000000\n");  // beyond its 1'000'000 range
   const CounterDelta delta = rapl.energy_between(start, *rapl.read());
   EXPECT_FALSE(delta.joules);
   EXPECT_TRUE(delta.reset);
@@ -109,9 +111,9 @@ namespace eaq::measure {
 namespace {
 
 TEST(Rapl, RootOnlyCounterSaysSo) {
-  eaq::testing::TempDir root;
-  root.write("intel-rapl:0/name", "package-0\n");
-  const auto counter = root.write("intel-rapl:0/energy_uj", "12345\n");
+  eaq::test::TempDir root;
+  write_file(root.path() / "intel-rapl:0/name", "package-0\n");
+  const auto counter = write_file(root.path() / "intel-rapl:0/energy_uj", "12345\n");
   ::chmod(counter.c_str(), 0000);
   if (::access(counter.c_str(), R_OK) == 0) {
     GTEST_SKIP() << "running as root: permissions do not bind";

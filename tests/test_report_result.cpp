@@ -26,7 +26,7 @@ TEST(ResultSchema, NamesAreUniqueAndGroupedBySection) {
 }
 
 TEST(ResultSchema, HasEverySeedMetricWithTheSeedUnit) {
-  for (const auto& seed : eaq::testing::kSeedMetrics) {
+  for (const auto& seed : eaq::test::kSeedMetrics) {
     const FieldSpec* spec = find_field_spec(seed.name);
     ASSERT_NE(spec, nullptr) << "seed metric missing: " << seed.name;
     EXPECT_EQ(spec->section, Section::Metrics) << seed.name;

@@ -70,7 +70,7 @@ TEST(CsvWriter, OneHeaderRowOneDataRowWithEverySeedColumn) {
   ASSERT_EQ(rows.size(), 2u);
   ASSERT_EQ(rows[0].size(), r.fields().size());
   ASSERT_EQ(rows[1].size(), r.fields().size());
-  for (const auto& seed : eaq::testing::kSeedMetrics) {
+  for (const auto& seed : eaq::test::kSeedMetrics) {
     EXPECT_NE(std::find(rows[0].begin(), rows[0].end(), seed.name), rows[0].end()) << seed.name;
   }
   for (std::size_t i = 0; i < rows[0].size(); ++i) EXPECT_EQ(rows[0][i], r.fields()[i].name);
@@ -111,7 +111,7 @@ TEST(JsonWriter, SectionsKeysNullsAndReasons) {
        {"metrics", "metadata", "configuration", "units", "unavailable_reasons"}) {
     ASSERT_TRUE(doc.contains(section)) << section;
   }
-  for (const auto& seed : eaq::testing::kSeedMetrics) {
+  for (const auto& seed : eaq::test::kSeedMetrics) {
     EXPECT_TRUE(doc["metrics"].contains(seed.name)) << seed.name;
   }
   EXPECT_EQ(doc["metrics"]["mean_latency"].get<double>(), 0.0012345);

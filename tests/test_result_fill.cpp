@@ -95,7 +95,7 @@ TEST(ResultFill, CpuRunWithoutEnergyIsNullWithReasonsNeverZero) {
 }
 
 TEST(ResultFill, SystemAtStartAndEnd) {
-  const auto meter = eaq::testing::FakeGpuMeter::constant(80, 0.1);
+  const auto meter = eaq::test::FakeGpuMeter::constant(80, 0.1);
   measure::SystemSnapshot start = measure::take_system_snapshot(meter);
   measure::SystemSnapshot end = start;
   end.timestamp_utc = "2099-01-01T00:00:00.000Z";

@@ -5,15 +5,17 @@
 #include <string>
 #include <thread>
 
+#include "file_helpers.hpp"
 #include "measure/clock.hpp"
 #include "measure/smi_logger.hpp"
-#include "temp_dir.hpp"
+#include "test_util.hpp"
 
 namespace eaq::measure {
 namespace {
 
-using eaq::testing::read_file;
-using eaq::testing::TempDir;
+using eaq::test::read_file;
+using eaq::test::TempDir;
+using eaq::test::write_file;
 using namespace std::chrono_literals;
 
 // Puts `dir` first on PATH for the life of the object.
@@ -83,8 +85,8 @@ TEST(SmiParse, NotAvailableAndGarbage) {
 
 TEST(SmiLogger, FindExecutable) {
   TempDir dir;
-  const auto fake = dir.write("nvidia-smi", kFakeSmi, true);
-  dir.write("not-executable", "#!/bin/sh\n");
+  const auto fake = write_file(dir.path() / "nvidia-smi", kFakeSmi, true);
+  write_file(dir.path() / "not-executable", "#!/bin/sh\n");
   ScopedPath path(ScopedPath::prepend(dir.path().string()));
   const Reading<std::string> found = find_executable("nvidia-smi");
   ASSERT_TRUE(found) << found.reason();
@@ -93,12 +95,12 @@ TEST(SmiLogger, FindExecutable) {
   EXPECT_FALSE(find_executable("eaq-no-such-program"));
   EXPECT_EQ(find_executable("eaq-no-such-program").reason(),
             "eaq-no-such-program not found on PATH");
-  EXPECT_FALSE(find_executable((dir / "not-executable").string()));
+  EXPECT_FALSE(find_executable((dir.path() / "not-executable").string()));
 }
 
 TEST(SmiLogger, ReadsAFakeNvidiaSmiFirstOnPath) {
   TempDir dir;
-  dir.write("nvidia-smi", kFakeSmi, true);
+  write_file(dir.path() / "nvidia-smi", kFakeSmi, true);
   ScopedPath path(ScopedPath::prepend(dir.path().string()));
   SmiPowerLogger logger({.gpu_index = 3, .interval = 20ms});
   const double t_start = steady_now_s();
@@ -122,7 +124,7 @@ TEST(SmiLogger, ReadsAFakeNvidiaSmiFirstOnPath) {
   EXPECT_EQ(logger.unparsed_lines(), 0u);
   EXPECT_TRUE(logger.unavailable_reason().empty());
   EXPECT_EQ(logger.exit_description(), "killed by signal 15");
-  EXPECT_EQ(read_file(dir / "args.txt"),
+  EXPECT_EQ(read_file(dir.path() / "args.txt"),
             "--query-gpu=timestamp,power.draw --format=csv,noheader,nounits -lms 20 -i 3\n");
 }
 
@@ -140,7 +142,8 @@ TEST(SmiLogger, MissingNvidiaSmiIsUnavailable) {
 
 TEST(SmiLogger, AnNvidiaSmiThatFailsSaysWhat) {
   TempDir dir;
-  const auto smi = dir.write("fake-smi", "#!/bin/sh\necho 'No devices were found'\nexit 6\n", true);
+  const auto smi = write_file(dir.path() / "fake-smi",
+                              "#!/bin/sh\necho 'No devices were found'\nexit 6\n", true);
   SmiPowerLogger logger({.executable = smi.string()});
   ASSERT_TRUE(logger.start());
   std::this_thread::sleep_for(200ms);
@@ -154,8 +157,9 @@ TEST(SmiLogger, AnNvidiaSmiThatFailsSaysWhat) {
 
 TEST(SmiLogger, StderrIsQuoted) {
   TempDir dir;
-  const auto smi = dir.write(
-      "fake-smi", "#!/bin/sh\necho 'Invalid combination of input arguments' >&2\nexit 2\n", true);
+  const auto smi =
+      write_file(dir.path() / "fake-smi",
+                 "#!/bin/sh\necho 'Invalid combination of input arguments' >&2\nexit 2\n", true);
   SmiPowerLogger logger({.executable = smi.string()});
   ASSERT_TRUE(logger.start());
   std::this_thread::sleep_for(200ms);
@@ -168,10 +172,10 @@ TEST(SmiLogger, StderrIsQuoted) {
 TEST(SmiLogger, OneThatIgnoresSigtermIsKilled) {
   TempDir dir;
   const auto smi =
-      dir.write("stubborn-smi",
-                "#!/bin/sh\ntrap '' TERM\nwhile :; do printf '2025/01/31 12:00:00.000, "
-                "5\\n'; sleep 0.02; done\n",
-                true);
+      write_file(dir.path() / "stubborn-smi",
+                 "#!/bin/sh\ntrap '' TERM\nwhile :; do printf '2025/01/31 12:00:00.000, "
+                 "5\\n'; sleep 0.02; done\n",
+                 true);
   SmiPowerLogger logger({.executable = smi.string(), .stop_grace = 200ms});
   ASSERT_TRUE(logger.start());
   std::this_thread::sleep_for(100ms);
@@ -187,7 +191,7 @@ TEST(SmiLogger, OneThatIgnoresSigtermIsKilled) {
 
 TEST(SmiLogger, DestructorStopsIt) {
   TempDir dir;
-  dir.write("nvidia-smi", kFakeSmi, true);
+  write_file(dir.path() / "nvidia-smi", kFakeSmi, true);
   ScopedPath path(ScopedPath::prepend(dir.path().string()));
   const double before = steady_now_s();
   {

@@ -28,7 +28,7 @@ TEST(SystemInfo, Host) {
 }
 
 TEST(SystemInfo, GpuSnapshotThroughTheInterface) {
-  const auto meter = eaq::testing::FakeGpuMeter::constant(80, 0.1);
+  const auto meter = eaq::test::FakeGpuMeter::constant(80, 0.1);
   const SystemSnapshot snap = take_system_snapshot(meter);
   EXPECT_EQ(snap.timestamp_utc.size(), 24u);
   EXPECT_EQ(snap.timestamp_utc.back(), 'Z');
