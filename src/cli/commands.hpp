@@ -21,5 +21,6 @@ const std::vector<Command>& all_commands();
 
 // One registration line per command file.
 Command info_command();
+Command tokenize_command();
 
 }  // namespace eaq::cli
