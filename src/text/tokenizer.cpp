@@ -147,11 +147,12 @@ Encoding Tokenizer::finish(std::vector<std::int32_t> a, std::optional<std::vecto
 
   if (options.pad_to_max_length) {
     EAQ_CHECK(options.max_length > 0, "padding to the max length needs a max length");
-    EAQ_CHECK(pad_id_.has_value(),
+    const std::optional<std::int32_t> pad_id = options.pad_id ? options.pad_id : pad_id_;
+    EAQ_CHECK(pad_id.has_value(),
               "{} has no padding token; name one (pad_token in tokenizer_config.json)",
               parts_.name);
     const std::size_t length = std::max(encoding.ids.size(), options.max_length);
-    encoding.ids.resize(length, *pad_id_);
+    encoding.ids.resize(length, *pad_id);
     encoding.type_ids.resize(length, 0);
     encoding.attention_mask.resize(length, 0);
   }

@@ -50,6 +50,9 @@ struct EncodeOptions {
   // tokens: from the end of the text; for pairs, longest first (Hugging Face's default).
   std::size_t max_length = 0;
   bool pad_to_max_length = false;  // right-pad with the padding token (needs max_length)
+  // Pad with this id instead of the tokenizer's padding token (GPT-2 has none; it is padded with
+  // <|endoftext|>, masked out).
+  std::optional<std::int32_t> pad_id;
 };
 
 struct Encoding {
