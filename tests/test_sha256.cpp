@@ -33,14 +33,14 @@ TEST(Sha256, IncrementalUpdatesMatchOneShot) {
 }
 
 TEST(Sha256, FileHashMatchesItsBytes) {
-  testing::TempDir dir;
-  testing::write_file(dir / "f.bin", "abc");
-  EXPECT_EQ(sha256_file_hex(dir / "f.bin"),
+  test::TempDir dir;
+  test::write_file(dir.path() / "f.bin", "abc");
+  EXPECT_EQ(sha256_file_hex(dir.path() / "f.bin"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   // The vocabulary we ship is byte-identical to bert-base-uncased's (PROVENANCE.md).
-  EXPECT_EQ(sha256_file_hex(testing::repo_path("data/tokenizers/bert-base-uncased/vocab.txt")),
+  EXPECT_EQ(sha256_file_hex(test::repo_path("data/tokenizers/bert-base-uncased/vocab.txt")),
             "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3");
-  EXPECT_THROW(sha256_file_hex(dir / "missing"), Error);
+  EXPECT_THROW(sha256_file_hex(dir.path() / "missing"), Error);
 }
 
 }  // namespace

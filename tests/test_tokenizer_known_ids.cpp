@@ -9,8 +9,8 @@ namespace eaq::text {
 namespace {
 
 using Ids = std::vector<std::int32_t>;
-using eaq::testing::bert_tokenizer;
-using eaq::testing::gpt2_tokenizer;
+using eaq::test::bert_tokenizer;
+using eaq::test::gpt2_tokenizer;
 
 Ids bert_ids(const std::string& text) {
   return bert_tokenizer().encode(text).ids;

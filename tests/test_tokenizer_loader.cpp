@@ -10,8 +10,8 @@ namespace eaq::text {
 namespace {
 
 using Ids = std::vector<std::int32_t>;
-using eaq::testing::TempDir;
-using eaq::testing::write_file;
+using eaq::test::TempDir;
+using eaq::test::write_file;
 using nlohmann::json;
 
 // Expects `action` to throw eaq::Error whose message contains every one of `parts`.
@@ -68,14 +68,14 @@ json small_wordpiece_json() {
 
 TEST(TokenizerLoader, TokenizerJsonWinsOverClassicFiles) {
   TempDir dir;
-  write_file(dir / "vocab.txt", "[UNK]\n[CLS]\n[SEP]\nhello\n");  // different ids on purpose
-  write_file(dir / "tokenizer.json", small_wordpiece_json().dump());
+  write_file(dir.path() / "vocab.txt", "[UNK]\n[CLS]\n[SEP]\nhello\n");  // different ids on purpose
+  write_file(dir.path() / "tokenizer.json", small_wordpiece_json().dump());
   const Tokenizer tokenizer = load_tokenizer(dir.path());
-  EXPECT_EQ(tokenizer.source(), (dir / "tokenizer.json").string());
+  EXPECT_EQ(tokenizer.source(), (dir.path() / "tokenizer.json").string());
   EXPECT_EQ(tokenizer.encode("Hello worlds").ids, (Ids{2, 5, 7, 10, 3}));
   EXPECT_EQ(tokenizer.pad_token_id(), std::nullopt);  // neither padding nor a config names one
   // The file itself can be given too.
-  EXPECT_EQ(load_tokenizer(dir / "tokenizer.json").encode("hello").ids, (Ids{2, 5, 3}));
+  EXPECT_EQ(load_tokenizer(dir.path() / "tokenizer.json").encode("hello").ids, (Ids{2, 5, 3}));
 }
 
 TEST(TokenizerLoader, TokenizerJsonTemplateAddedTokensAndMergesForms) {
@@ -97,7 +97,7 @@ TEST(TokenizerLoader, TokenizerJsonTemplateAddedTokensAndMergesForms) {
   root["added_tokens"].push_back(
       json{{"id", 11}, {"content", "NEW"}, {"normalized", true}, {"special", false}});
   root["padding"] = json{{"pad_token", "[PAD]"}, {"pad_id", 0}};
-  write_file(dir / "tokenizer.json", root.dump());
+  write_file(dir.path() / "tokenizer.json", root.dump());
   const Tokenizer tokenizer = load_tokenizer(dir.path());
   EXPECT_EQ(tokenizer.encode("hello [MASK]").ids, (Ids{2, 5, 4}));
   EXPECT_EQ(tokenizer.encode("Hello new").ids, (Ids{2, 5, 11}));
@@ -113,27 +113,27 @@ TEST(TokenizerLoader, TokenizerJsonTemplateAddedTokensAndMergesForms) {
       {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
       {"post_processor", {{"type", "ByteLevel"}, {"trim_offsets", false}}},
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"a b", "\u0120 a"}}}}};
-  write_file(dir / "bpe1" / "tokenizer.json", bpe.dump());
+  write_file(dir.path() / "bpe1" / "tokenizer.json", bpe.dump());
   bpe["model"]["merges"] = json::array({json::array({"a", "b"}), json::array({"\u0120", "a"})});
-  write_file(dir / "bpe2" / "tokenizer.json", bpe.dump());
+  write_file(dir.path() / "bpe2" / "tokenizer.json", bpe.dump());
   for (const char* name : {"bpe1", "bpe2"}) {
-    EXPECT_EQ(load_tokenizer(dir / name).encode("ab a").ids, (Ids{2, 4})) << name;
+    EXPECT_EQ(load_tokenizer(dir.path() / name).encode("ab a").ids, (Ids{2, 4})) << name;
   }
   bpe["pre_tokenizer"]["add_prefix_space"] = true;
-  write_file(dir / "bpe3" / "tokenizer.json", bpe.dump());
-  EXPECT_EQ(load_tokenizer(dir / "bpe3").encode("a").ids, (Ids{4}));
+  write_file(dir.path() / "bpe3" / "tokenizer.json", bpe.dump());
+  EXPECT_EQ(load_tokenizer(dir.path() / "bpe3").encode("a").ids, (Ids{4}));
 }
 
 TEST(TokenizerLoader, ClassicWordPieceReadsTokenizerConfig) {
   TempDir dir;
-  write_file(dir / "vocab.txt", kSmallVocab);
+  write_file(dir.path() / "vocab.txt", kSmallVocab);
   // Defaults (no config): lower-case, strip accents, split CJK, no model_max_length.
   Tokenizer tokenizer = load_tokenizer(dir.path());
   EXPECT_EQ(tokenizer.encode("Hello Caf\u00e9").ids, (Ids{2, 5, 8, 3}));
   EXPECT_EQ(tokenizer.encode("\u4e2d\u6587").ids, (Ids{2, 1, 1, 3}));
   EXPECT_EQ(tokenizer.model_max_length(), std::nullopt);
 
-  write_file(dir / "tokenizer_config.json",
+  write_file(dir.path() / "tokenizer_config.json",
              R"({"do_lower_case": false, "tokenize_chinese_chars": false,
                  "model_max_length": 1000000000000000019884624838656,
                  "unk_token": {"content": "[UNK]", "__type": "AddedToken"}})");
@@ -142,7 +142,7 @@ TEST(TokenizerLoader, ClassicWordPieceReadsTokenizerConfig) {
   EXPECT_EQ(tokenizer.encode("\u4e2d\u6587").ids, (Ids{2, 11, 3}));       // CJK not split
   EXPECT_EQ(tokenizer.model_max_length(), std::nullopt);                  // "no limit"
 
-  write_file(dir / "tokenizer_config.json",
+  write_file(dir.path() / "tokenizer_config.json",
              R"({"do_lower_case": true, "strip_accents": false, "model_max_length": 64})");
   tokenizer = load_tokenizer(dir.path());
   EXPECT_EQ(tokenizer.encode("CAF\u00c9").ids, (Ids{2, 9, 3}));  // lower-cased, accent kept
@@ -151,43 +151,43 @@ TEST(TokenizerLoader, ClassicWordPieceReadsTokenizerConfig) {
 
 TEST(TokenizerLoader, ModelTypeHintAndMissingFiles) {
   TempDir dir;
-  expect_error([&] { load_tokenizer(dir / "nope"); }, {"does not exist"});
+  expect_error([&] { load_tokenizer(dir.path() / "nope"); }, {"does not exist"});
   expect_error([&] { load_tokenizer(dir.path()); }, {"no tokenizer files"});
 
-  write_file(dir / "config.json", R"({"model_type": "gpt2"})");
-  write_file(dir / "vocab.txt", kSmallVocab);
+  write_file(dir.path() / "config.json", R"({"model_type": "gpt2"})");
+  write_file(dir.path() / "vocab.txt", kSmallVocab);
   expect_error([&] { load_tokenizer(dir.path()); },
                {"model_type 'gpt2'", "vocab.json + merges.txt"});
-  write_file(dir / "config.json", R"({"model_type": "roberta"})");
+  write_file(dir.path() / "config.json", R"({"model_type": "roberta"})");
   expect_error([&] { load_tokenizer(dir.path()); }, {"model_type 'roberta'", "tokenizer.json"});
-  write_file(dir / "config.json", R"({"model_type": "distilbert"})");
+  write_file(dir.path() / "config.json", R"({"model_type": "distilbert"})");
   EXPECT_EQ(load_tokenizer(dir.path()).model_kind(), "wordpiece");
 
   // Both kinds of classic files and nothing to choose between them.
-  std::filesystem::remove(dir / "config.json");
-  write_file(dir / "vocab.json", R"({"a": 0})");
-  write_file(dir / "merges.txt", "#version: 0.2\n");
+  std::filesystem::remove(dir.path() / "config.json");
+  write_file(dir.path() / "vocab.json", R"({"a": 0})");
+  write_file(dir.path() / "merges.txt", "#version: 0.2\n");
   expect_error([&] { load_tokenizer(dir.path()); }, {"both vocab.txt and vocab.json"});
 }
 
 TEST(TokenizerLoader, BadClassicFilesNameFileAndLine) {
   TempDir dir;
-  write_file(dir / "vocab.json", R"({"a": 0, "b": 1, "ab": 2, "<|endoftext|>": 3})");
-  write_file(dir / "merges.txt", "#version: 0.2\na b\nab\n");
+  write_file(dir.path() / "vocab.json", R"({"a": 0, "b": 1, "ab": 2, "<|endoftext|>": 3})");
+  write_file(dir.path() / "merges.txt", "#version: 0.2\na b\nab\n");
   expect_error([&] { load_tokenizer(dir.path()); }, {"merges.txt:3", "two tokens"});
-  write_file(dir / "merges.txt", "a c\n");
+  write_file(dir.path() / "merges.txt", "a c\n");
   expect_error([&] { load_tokenizer(dir.path()); }, {"not in the vocabulary"});
-  write_file(dir / "merges.txt", "a b\n");
+  write_file(dir.path() / "merges.txt", "a b\n");
   EXPECT_EQ(load_tokenizer(dir.path()).encode("ab").ids, (Ids{2}));
-  write_file(dir / "vocab.json", R"({"a": "zero"})");
+  write_file(dir.path() / "vocab.json", R"({"a": "zero"})");
   expect_error([&] { load_tokenizer(dir.path()); }, {"vocab.json", "'a'", "not an integer"});
-  write_file(dir / "vocab.json", R"({"a": 0,)");
-  expect_error([&] { load_tokenizer(dir.path()); }, {"vocab.json", "not valid JSON"});
+  write_file(dir.path() / "vocab.json", R"({"a": 0,)");
+  expect_error([&] { load_tokenizer(dir.path()); }, {"vocab.json", "malformed JSON"});
 
   TempDir wordpiece;
-  write_file(wordpiece / "vocab.txt", "[UNK]\n[CLS]\n[SEP]\nbad\xFF\n");
+  write_file(wordpiece.path() / "vocab.txt", "[UNK]\n[CLS]\n[SEP]\nbad\xFF\n");
   expect_error([&] { load_tokenizer(wordpiece.path()); }, {"vocab.txt:4", "invalid UTF-8"});
-  write_file(wordpiece / "vocab.txt", "[CLS]\n[SEP]\nhello\n");
+  write_file(wordpiece.path() / "vocab.txt", "[CLS]\n[SEP]\nhello\n");
   expect_error([&] { load_tokenizer(wordpiece.path()); }, {"'[UNK]' is not in the vocabulary"});
 }
 
@@ -195,19 +195,19 @@ TEST(TokenizerLoader, UnsupportedTokenizerJsonIsRefusedByName) {
   TempDir dir;
   json root = small_wordpiece_json();
   root["normalizer"] = json{{"type", "NFKC"}};
-  write_file(dir / "tokenizer.json", root.dump());
+  write_file(dir.path() / "tokenizer.json", root.dump());
   expect_error([&] { load_tokenizer(dir.path()); }, {"tokenizer.json", "normalizer 'NFKC'"});
   root = small_wordpiece_json();
   root["model"]["type"] = "Unigram";
-  write_file(dir / "tokenizer.json", root.dump());
+  write_file(dir.path() / "tokenizer.json", root.dump());
   expect_error([&] { load_tokenizer(dir.path()); }, {"model type 'Unigram'"});
   root = small_wordpiece_json();
   root["pre_tokenizer"] = json{{"type", "Metaspace"}};
-  write_file(dir / "tokenizer.json", root.dump());
+  write_file(dir.path() / "tokenizer.json", root.dump());
   expect_error([&] { load_tokenizer(dir.path()); }, {"pre-tokenizer 'Metaspace'"});
   root = small_wordpiece_json();
   root["model"].erase("vocab");
-  write_file(dir / "tokenizer.json", root.dump());
+  write_file(dir.path() / "tokenizer.json", root.dump());
   expect_error([&] { load_tokenizer(dir.path()); }, {"'vocab' is missing"});
 }
 

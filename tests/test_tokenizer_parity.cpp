@@ -13,8 +13,8 @@ namespace eaq::text {
 namespace {
 
 namespace fs = std::filesystem;
-using eaq::testing::read_file;
-using eaq::testing::repo_path;
+using eaq::test::read_text;
+using eaq::test::repo_path;
 using nlohmann::json;
 
 fs::path golden(const std::string& name) {
@@ -30,7 +30,7 @@ fs::path golden(const std::string& name) {
 
 std::vector<std::string> jsonl_lines(const fs::path& path) {
   std::vector<std::string> lines;
-  const std::string text = read_file(path);
+  const std::string text = read_text(path);
   std::size_t start = 0;
   while (start < text.size()) {
     const std::size_t end = text.find('\n', start);
@@ -49,7 +49,9 @@ std::vector<std::string> fixture_texts() {
   return texts;
 }
 
-std::string describe(const std::vector<std::int32_t>& ids) { return json(ids).dump(); }
+std::string describe(const std::vector<std::int32_t>& ids) {
+  return json(ids).dump();
+}
 
 // Compares the tokenizer's ids with the fixture's for every text; reports the first mismatches.
 void expect_ids_match(const Tokenizer& tokenizer, const std::string& ids_file) {
@@ -71,7 +73,7 @@ void expect_ids_match(const Tokenizer& tokenizer, const std::string& ids_file) {
 
 TEST(TokenizerParity, FixtureWasMadeFromTheseTexts) {
   SKIP_WITHOUT_FIXTURE("fixture_info.json");
-  const json info = json::parse(read_file(golden("fixture_info.json")));
+  const json info = json::parse(read_text(golden("fixture_info.json")));
   EXPECT_EQ(info.at("texts_sha256").get<std::string>(), sha256_file_hex(golden("texts.jsonl")))
       << "texts.jsonl changed after the fixture was made: rerun tools/make_tokenizer_fixture.py";
   EXPECT_EQ(info.at("texts").get<std::size_t>(), fixture_texts().size());
@@ -79,12 +81,12 @@ TEST(TokenizerParity, FixtureWasMadeFromTheseTexts) {
 
 TEST(TokenizerParity, BertFromVocabTxt) {
   SKIP_WITHOUT_FIXTURE("bert_ids.jsonl");
-  expect_ids_match(eaq::testing::bert_tokenizer(), "bert_ids.jsonl");
+  expect_ids_match(eaq::test::bert_tokenizer(), "bert_ids.jsonl");
 }
 
 TEST(TokenizerParity, Gpt2FromVocabJsonAndMerges) {
   SKIP_WITHOUT_FIXTURE("gpt2_ids.jsonl");
-  expect_ids_match(eaq::testing::gpt2_tokenizer(), "gpt2_ids.jsonl");
+  expect_ids_match(eaq::test::gpt2_tokenizer(), "gpt2_ids.jsonl");
 }
 
 TEST(TokenizerParity, BertFromTokenizerJson) {
@@ -120,12 +122,12 @@ void expect_cases_match(const Tokenizer& tokenizer, const std::string& cases_fil
 
 TEST(TokenizerParity, BertTruncatedAndPadded) {
   SKIP_WITHOUT_FIXTURE("bert_cases.jsonl");
-  expect_cases_match(eaq::testing::bert_tokenizer(), "bert_cases.jsonl", std::nullopt);
+  expect_cases_match(eaq::test::bert_tokenizer(), "bert_cases.jsonl", std::nullopt);
 }
 
 TEST(TokenizerParity, Gpt2TruncatedAndPaddedWithEndOfText) {
   SKIP_WITHOUT_FIXTURE("gpt2_cases.jsonl");
-  expect_cases_match(eaq::testing::gpt2_tokenizer(), "gpt2_cases.jsonl", 50256);
+  expect_cases_match(eaq::test::gpt2_tokenizer(), "gpt2_cases.jsonl", 50256);
 }
 
 }  // namespace

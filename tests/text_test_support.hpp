@@ -1,20 +1,15 @@
-// Shared helpers for the tokenizer, dataset and `eaq tokenize` tests.
+// Helpers for the tokenizer, dataset and `eaq tokenize` tests (on top of test_util.hpp).
 #pragma once
 
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "test_util.hpp"
 #include "text/tokenizer.hpp"
 #include "text/tokenizer_loader.hpp"
 
-namespace eaq::testing {
+namespace eaq::test {
 
 inline std::filesystem::path repo_path(const std::string& relative) {
   return std::filesystem::path(EAQ_SOURCE_DIR) / relative;
@@ -31,61 +26,21 @@ inline const text::Tokenizer& gpt2_tokenizer() {
   return tokenizer;
 }
 
-// A fresh empty directory under the system temp dir, removed when the object goes.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "eaq-test-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
-
-inline void write_file(const std::filesystem::path& path, const std::string& bytes) {
+// write_text, creating the folders on the way.
+inline void write_file(const std::filesystem::path& path, const std::string& text) {
   std::filesystem::create_directories(path.parent_path());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
+  write_text(path, text);
 }
 
-inline std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return std::move(buffer).str();
-}
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs the built `eaq` binary with these arguments (no shell interpretation of them).
+// Runs the built `eaq` binary with these arguments, each passed as is (quoted for the shell).
 inline CommandResult run_eaq(const std::vector<std::string>& args) {
-  TempDir capture;
-  std::string command = std::string("'") + EAQ_BINARY + "'";
+  std::string command = "'" + eaq_binary() + "'";
   for (const std::string& arg : args) {
-    std::string quoted = "'";
-    for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    command += " " + quoted + "'";
+    command += " '";
+    for (char c : arg) command += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    command += "'";
   }
-  command += " >'" + (capture / "out").string() + "' 2>'" + (capture / "err").string() + "'";
-  const int status = std::system(command.c_str());
-  CommandResult result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.out = read_file(capture / "out");
-  result.err = read_file(capture / "err");
-  return result;
+  return run_command(command + " </dev/null");
 }
 
-}  // namespace eaq::testing
+}  // namespace eaq::test

@@ -31,7 +31,8 @@ class HostTensor {
   int rank() const { return static_cast<int>(shape_.size()); }
   std::int64_t numel() const { return shape_numel(shape_); }
   std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype_); }
-  bool defined() const { return data_ != nullptr || numel() == 0; }
+  // False for a default-constructed tensor (no storage at all).
+  bool has_data() const { return data_ != nullptr; }
 
   const void* raw() const { return data_; }
   void* mutable_raw() { return const_cast<void*>(data_); }

@@ -2,6 +2,7 @@
 // normalizer (or none), the BERT or ByteLevel pre-tokenizer, and the Template, Bert, Roberta or
 // ByteLevel post-processors. Anything else is refused by name rather than tokenized differently.
 #include "core/error.hpp"
+#include "io/json_file.hpp"
 #include "text/tokenizer_loader.hpp"
 #include "text/tokenizer_settings.hpp"
 

@@ -1,6 +1,7 @@
 #include "text/tokenizer_loader.hpp"
 
 #include "core/error.hpp"
+#include "io/json_file.hpp"
 #include "text/tokenizer_settings.hpp"
 #include "text/unicode.hpp"
 

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "io/json_file.hpp"
 
 namespace eaq::text {
 
@@ -17,15 +18,6 @@ std::string read_text_file(const fs::path& path) {
   buffer << in.rdbuf();
   EAQ_CHECK(!in.bad(), "cannot read {}", path.string());
   return std::move(buffer).str();
-}
-
-json read_json_file(const fs::path& path) {
-  const std::string text = read_text_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    fail("{} is not valid JSON: {}", path.string(), e.what());
-  }
 }
 
 std::optional<std::string> read_model_type(const fs::path& folder) {

@@ -2,8 +2,6 @@
 // special_tokens_map.json), and the file helpers the tokenizer loaders share.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -28,9 +26,8 @@ struct TokenizerSettings {
 // latter's tokens win, as in transformers). Throws eaq::Error naming a file that is not valid.
 TokenizerSettings read_tokenizer_settings(const std::filesystem::path& folder);
 
-// Whole-file helpers; errors name the file.
+// The whole file; errors name it.
 std::string read_text_file(const std::filesystem::path& path);
-nlohmann::json read_json_file(const std::filesystem::path& path);
 // config.json's model_type in `folder`, if the file exists and has one.
 std::optional<std::string> read_model_type(const std::filesystem::path& folder);
 

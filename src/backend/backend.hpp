@@ -1,0 +1,145 @@
+// The op set that model code is written against. A backend (CPU reference, CUDA) owns device
+// memory and a stream; every op is stream-ordered and never synchronizes with the host, so a
+// whole forward can be captured into a CUDA graph.
+//
+// Tensors passed to ops are row-major and contiguous unless an op says otherwise. Float
+// activations have the backend's activation dtype; LayerNorm parameters are always F32.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "backend/precision.hpp"
+#include "core/tensor.hpp"
+
+namespace eaq {
+
+enum class Activation { None, Gelu, GeluTanh, Relu, Tanh };
+const char* activation_name(Activation activation);
+
+// A non-owning view of memory on a backend's device.
+struct DeviceTensor {
+  void* data = nullptr;
+  DType dtype = DType::F32;
+  Shape shape;
+
+  std::int64_t numel() const { return shape_numel(shape); }
+  std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype); }
+  std::int64_t dim(int i) const { return shape.at(static_cast<std::size_t>(i)); }
+  int rank() const { return static_cast<int>(shape.size()); }
+  // Rows [begin, begin + count) along dimension 0.
+  DeviceTensor rows(std::int64_t begin, std::int64_t count) const;
+  DeviceTensor reshaped(Shape new_shape) const;
+};
+
+// What the caller wants of a Linear layer; the backend decides the storage from its precision.
+struct LinearOptions {
+  std::string name;        // e.g. "layer.0.attention.qkv": for messages and reports
+  bool quantize = false;   // store int8/fp8 weights when the precision is a quantized one
+  float static_input_scale = 0.0f;  // int8-static: calibrated activation scale (absmax / 127)
+};
+
+// A Linear layer prepared for a backend: y = x W^T + b with W of shape [out, in].
+class LinearWeights {
+ public:
+  virtual ~LinearWeights() = default;
+  std::int64_t in_features = 0;
+  std::int64_t out_features = 0;
+  std::string name;
+  std::string kernel;  // the GEMM path that runs, e.g. "cpu-f32", "cublasLt-f16"
+};
+
+// Scaled dot-product attention over strided views, one call for all batches and heads.
+// Element (b, i, h*head_dim + d) of Q lives at q[b*q_batch_stride + i*q_row_stride + h*head_dim + d]
+// and likewise for K, V and the output. Query i sits at absolute position q_position_offset + i;
+// with `causal`, it sees keys j <= q_position_offset + i. key_mask (I32, 1 = attend) is read at
+// key_mask[b*mask_batch_stride + j] when not null.
+struct AttentionArgs {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* out = nullptr;
+  std::int64_t q_batch_stride = 0, q_row_stride = 0;
+  std::int64_t kv_batch_stride = 0, kv_row_stride = 0;
+  std::int64_t out_batch_stride = 0, out_row_stride = 0;
+  const std::int32_t* key_mask = nullptr;
+  std::int64_t mask_batch_stride = 0;
+  std::int64_t batch = 0, q_len = 0, kv_len = 0, heads = 0, head_dim = 0;
+  std::int64_t q_position_offset = 0;
+  bool causal = false;
+  float scale = 1.0f;
+};
+
+struct MemoryStats {
+  std::size_t allocated_bytes = 0;  // live allocations now
+  std::size_t peak_bytes = 0;       // high-water mark of live allocations
+  std::size_t reserved_bytes = 0;   // held from the device, including cached free blocks
+};
+
+// A recorded sequence of ops replayed as one unit (a CUDA graph; on the CPU, a plain call).
+class CapturedGraph {
+ public:
+  virtual ~CapturedGraph() = default;
+  virtual void launch() = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;  // "cpu", "cuda:0 NVIDIA H100 80GB HBM3"
+  virtual Precision precision() const = 0;
+  virtual DType activation_dtype() const = 0;
+  virtual bool is_cuda() const { return false; }
+
+  // --- memory -----------------------------------------------------------------------------------
+  virtual DeviceTensor allocate(DType dtype, Shape shape) = 0;
+  virtual void release(DeviceTensor& tensor) = 0;
+  // Copies to the device converting to `dtype` (float <-> float, integer <-> integer).
+  virtual DeviceTensor upload(const HostTensor& host, DType dtype) = 0;
+  // Copies to the host (synchronizes); float dtypes come back as F32.
+  virtual HostTensor download(const DeviceTensor& device) = 0;
+  virtual void copy(const DeviceTensor& src, DeviceTensor& dst) = 0;  // same dtype and size
+  virtual void synchronize() = 0;
+  virtual MemoryStats memory_stats() const = 0;
+
+  // --- weights ----------------------------------------------------------------------------------
+  // `weight` is [out, in] and `bias` [out] (or null), any float dtype.
+  virtual std::unique_ptr<LinearWeights> prepare_linear(const HostTensor& weight,
+                                                        const HostTensor* bias,
+                                                        const LinearOptions& options) = 0;
+
+  // --- ops --------------------------------------------------------------------------------------
+  // out[t] = word[ids[t]] + position[position_ids[t]] (if given) + type[type_ids[t]] (if given).
+  // ids, position_ids, type_ids: I32 [T]; tables: [rows, hidden]; out: [T, hidden].
+  virtual void embed(const DeviceTensor& ids, const DeviceTensor& word_table,
+                     const DeviceTensor* position_ids, const DeviceTensor* position_table,
+                     const DeviceTensor* type_ids, const DeviceTensor* type_table,
+                     DeviceTensor& out) = 0;
+  // out = LayerNorm(x + residual) * gamma + beta over the last dimension; residual may be null.
+  // out may alias x or residual.
+  virtual void layer_norm(const DeviceTensor& x, const DeviceTensor* residual,
+                          const DeviceTensor& gamma, const DeviceTensor& beta, float eps,
+                          DeviceTensor& out) = 0;
+  // y[M, out] = act(x[M, in] W^T + b).
+  virtual void linear(const DeviceTensor& x, const LinearWeights& weights, Activation activation,
+                      DeviceTensor& y) = 0;
+  virtual void attention(const AttentionArgs& args) = 0;
+  // out = a + b, elementwise; out may alias a or b.
+  virtual void add(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) = 0;
+  // out[i] = x[index[i]] (rows); index: I32 [n].
+  virtual void gather_rows(const DeviceTensor& x, const DeviceTensor& index, DeviceTensor& out) = 0;
+  // Copies a [rows, cols] block with row strides (in elements) between two buffers: KV caches.
+  virtual void copy_rows_strided(const void* src, std::int64_t src_row_stride, void* dst,
+                                 std::int64_t dst_row_stride, std::int64_t rows,
+                                 std::int64_t cols, DType dtype) = 0;
+
+  // --- graphs -----------------------------------------------------------------------------------
+  // Records what `body` launches so launch() replays it. The CPU backend returns a graph that
+  // simply calls `body` again.
+  virtual std::unique_ptr<CapturedGraph> capture(const std::function<void()>& body) = 0;
+};
+
+}  // namespace eaq

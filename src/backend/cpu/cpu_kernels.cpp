@@ -1,0 +1,151 @@
+#include "backend/cpu/cpu_kernels.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace eaq::cpu {
+namespace {
+
+constexpr std::int64_t kRowBlock = 4;   // rows of x sharing each loaded row of W^T
+constexpr std::int64_t kColBlock = 64;  // accumulator width: 4 x 64 floats stay in registers/L1
+
+// One [<=4, <=64] tile of y. The k loop is an axpy over contiguous columns, which compilers
+// vectorize without reassociating sums (so results do not depend on -ffast-math).
+__attribute__((target_clones("arch=x86-64-v3", "default"))) void gemm_tile(
+    const float* x, const float* w_t, const float* bias, float* y, std::int64_t rows,
+    std::int64_t cols, std::int64_t n, std::int64_t k) {
+  float acc[kRowBlock][kColBlock];
+  for (std::int64_t r = 0; r < kRowBlock; ++r) {
+    for (std::int64_t c = 0; c < kColBlock; ++c) acc[r][c] = (bias && c < cols) ? bias[c] : 0.0f;
+  }
+  for (std::int64_t kk = 0; kk < k; ++kk) {
+    const float* w_row = w_t + kk * n;
+    float w[kColBlock];
+    for (std::int64_t c = 0; c < kColBlock; ++c) w[c] = c < cols ? w_row[c] : 0.0f;
+    for (std::int64_t r = 0; r < kRowBlock; ++r) {
+      const float xv = r < rows ? x[r * k + kk] : 0.0f;
+      for (std::int64_t c = 0; c < kColBlock; ++c) acc[r][c] += xv * w[c];
+    }
+  }
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t c = 0; c < cols; ++c) y[r * n + c] = acc[r][c];
+  }
+}
+
+float gelu_erf(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
+float gelu_tanh(float x) {
+  const float inner = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.0f + std::tanh(inner));
+}
+
+}  // namespace
+
+void gemm_f32(const float* x, const float* w_t, const float* bias, float* y, std::int64_t m,
+              std::int64_t n, std::int64_t k) {
+  const std::int64_t row_blocks = (m + kRowBlock - 1) / kRowBlock;
+  const std::int64_t col_blocks = (n + kColBlock - 1) / kColBlock;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (std::int64_t cb = 0; cb < col_blocks; ++cb) {
+    for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
+      const std::int64_t r0 = rb * kRowBlock;
+      const std::int64_t c0 = cb * kColBlock;
+      gemm_tile(x + r0 * k, w_t + c0, bias ? bias + c0 : nullptr, y + r0 * n + c0,
+                std::min(kRowBlock, m - r0), std::min(kColBlock, n - c0), n, k);
+    }
+  }
+}
+
+void apply_activation(float* y, std::int64_t count, Activation activation) {
+  switch (activation) {
+    case Activation::None: return;
+    case Activation::Gelu:
+      for (std::int64_t i = 0; i < count; ++i) y[i] = gelu_erf(y[i]);
+      return;
+    case Activation::GeluTanh:
+      for (std::int64_t i = 0; i < count; ++i) y[i] = gelu_tanh(y[i]);
+      return;
+    case Activation::Relu:
+      for (std::int64_t i = 0; i < count; ++i) y[i] = std::max(y[i], 0.0f);
+      return;
+    case Activation::Tanh:
+      for (std::int64_t i = 0; i < count; ++i) y[i] = std::tanh(y[i]);
+      return;
+  }
+}
+
+void layer_norm_f32(const float* x, const float* residual, const float* gamma, const float* beta,
+                    float eps, float* out, std::int64_t rows, std::int64_t cols) {
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::vector<double> sum(static_cast<std::size_t>(cols));
+    double mean = 0.0;
+    for (std::int64_t c = 0; c < cols; ++c) {
+      sum[c] = static_cast<double>(x[r * cols + c]) + (residual ? residual[r * cols + c] : 0.0f);
+      mean += sum[c];
+    }
+    mean /= static_cast<double>(cols);
+    double var = 0.0;
+    for (std::int64_t c = 0; c < cols; ++c) var += (sum[c] - mean) * (sum[c] - mean);
+    var /= static_cast<double>(cols);  // biased, as torch.nn.LayerNorm
+    const double inv_std = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    for (std::int64_t c = 0; c < cols; ++c) {
+      out[r * cols + c] = static_cast<float>((sum[c] - mean) * inv_std * gamma[c] + beta[c]);
+    }
+  }
+}
+
+void attention_f32(const AttentionArgs& a) {
+  const auto* q = static_cast<const float*>(a.q);
+  const auto* k = static_cast<const float*>(a.k);
+  const auto* v = static_cast<const float*>(a.v);
+  auto* out = static_cast<float*>(a.out);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (std::int64_t b = 0; b < a.batch; ++b) {
+    for (std::int64_t h = 0; h < a.heads; ++h) {
+      std::vector<float> scores(static_cast<std::size_t>(a.kv_len));
+      std::vector<double> acc(static_cast<std::size_t>(a.head_dim));
+      for (std::int64_t i = 0; i < a.q_len; ++i) {
+        const float* qi = q + b * a.q_batch_stride + i * a.q_row_stride + h * a.head_dim;
+        float max_score = -std::numeric_limits<float>::infinity();
+        std::int64_t visible = 0;
+        for (std::int64_t j = 0; j < a.kv_len; ++j) {
+          const bool masked = (a.key_mask && a.key_mask[b * a.mask_batch_stride + j] == 0) ||
+                              (a.causal && j > a.q_position_offset + i);
+          if (masked) {
+            scores[j] = -std::numeric_limits<float>::infinity();
+            continue;
+          }
+          const float* kj = k + b * a.kv_batch_stride + j * a.kv_row_stride + h * a.head_dim;
+          double dot = 0.0;
+          for (std::int64_t d = 0; d < a.head_dim; ++d) dot += static_cast<double>(qi[d]) * kj[d];
+          scores[j] = static_cast<float>(dot) * a.scale;
+          max_score = std::max(max_score, scores[j]);
+          ++visible;
+        }
+        float* oi = out + b * a.out_batch_stride + i * a.out_row_stride + h * a.head_dim;
+        if (visible == 0) {
+          // Every key masked (a fully padded row): defined as zeros rather than NaN.
+          std::fill(oi, oi + a.head_dim, 0.0f);
+          continue;
+        }
+        double denom = 0.0;
+        for (std::int64_t j = 0; j < a.kv_len; ++j) {
+          const double p = std::isinf(scores[j]) ? 0.0 : std::exp(static_cast<double>(scores[j] - max_score));
+          scores[j] = static_cast<float>(p);
+          denom += p;
+        }
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (std::int64_t j = 0; j < a.kv_len; ++j) {
+          if (scores[j] == 0.0f) continue;
+          const float* vj = v + b * a.kv_batch_stride + j * a.kv_row_stride + h * a.head_dim;
+          for (std::int64_t d = 0; d < a.head_dim; ++d) acc[d] += static_cast<double>(scores[j]) * vj[d];
+        }
+        for (std::int64_t d = 0; d < a.head_dim; ++d) oi[d] = static_cast<float>(acc[d] / denom);
+      }
+    }
+  }
+}
+
+}  // namespace eaq::cpu

@@ -1,0 +1,21 @@
+#include "backend/factory.hpp"
+
+#include "backend/cpu/cpu_backend.hpp"
+#include "core/error.hpp"
+
+namespace eaq {
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
+  if (options.device == "cpu") return make_cpu_backend(options.precision);
+  if (options.device == "cuda") return make_cuda_backend(options.precision, options.gpu_id);
+  fail("--device {}: unknown device; choose cpu or cuda", options.device);
+}
+
+#ifndef EAQ_HAVE_CUDA
+std::unique_ptr<Backend> make_cuda_backend(Precision, int) {
+  fail("--device cuda: this eaq was built without CUDA (no nvcc found at build time); rebuild "
+       "with nvcc on the PATH or use --device cpu");
+}
+#endif
+
+}  // namespace eaq
