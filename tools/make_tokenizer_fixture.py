@@ -4,13 +4,15 @@
 Run on a machine with the `transformers` and `tokenizers` Python packages (the GPU machine), from
 the repository root:
 
-    python3 tools/make_tokenizer_fixture.py
-
+    python3 tools/make_tokenizer_fixture.py                  # writes tests/golden/tokenizer/
+    python3 tools/make_tokenizer_fixture.py --out $OUT/tokenizer   # on the device machine: copy
+                                                                   # the folder's files back into
+                                                                   # tests/golden/tokenizer/
 Reads (all in this repository):
     tests/golden/tokenizer/texts.jsonl                 the texts (tools/make_tokenizer_texts.py)
     data/tokenizers/bert-base-uncased/                 vocab.txt + tokenizer_config.json
     data/tokenizers/gpt2/                              vocab.json + merges.txt + tokenizer_config.json
-Writes, into tests/golden/tokenizer/:
+Writes, into tests/golden/tokenizer/ (or --out), 7 files:
     bert_ids.jsonl, gpt2_ids.jsonl   one JSON array of ids per text, same order as texts.jsonl:
                                      BERT with [CLS] ... [SEP]; GPT-2 as is (its post-processor
                                      adds nothing); no truncation, no padding
@@ -193,6 +195,8 @@ def write_jsonl(path, rows, compact_arrays):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", type=pathlib.Path, default=ROOT, help="repository root (default: this script's)")
+    parser.add_argument("--out", type=pathlib.Path, default=None,
+                        help="folder for the fixture files (default: REPO/tests/golden/tokenizer)")
     parser.add_argument("--allow-mismatch", action="store_true",
                         help="write the fixture even when the cross-checks disagree")
     args = parser.parse_args()
@@ -211,6 +215,7 @@ def main():
         fail(f"needs the transformers and tokenizers packages ({e})")
 
     records, texts_sha256 = read_texts(golden / "texts.jsonl")
+    out_dir = (args.out or golden).resolve()
     texts = [r["text"] for r in records]
     by_source = {r["source"]: r["text"] for r in records if "source" in r}
     print(f"make_tokenizer_fixture: {len(texts)} texts; transformers {transformers.__version__}, "
@@ -251,14 +256,14 @@ def main():
     bert_cases = encode_cases(bert, BERT_CASES, by_source)
     gpt2_cases = encode_cases(gpt2, GPT2_CASES, by_source)
 
-    golden.mkdir(parents=True, exist_ok=True)
-    write_jsonl(golden / "bert_ids.jsonl", bert_ids, compact_arrays=True)
-    write_jsonl(golden / "gpt2_ids.jsonl", gpt2_ids, compact_arrays=True)
-    write_jsonl(golden / "bert_cases.jsonl", bert_cases, compact_arrays=False)
-    write_jsonl(golden / "gpt2_cases.jsonl", gpt2_cases, compact_arrays=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out_dir / "bert_ids.jsonl", bert_ids, compact_arrays=True)
+    write_jsonl(out_dir / "gpt2_ids.jsonl", gpt2_ids, compact_arrays=True)
+    write_jsonl(out_dir / "bert_cases.jsonl", bert_cases, compact_arrays=False)
+    write_jsonl(out_dir / "gpt2_cases.jsonl", gpt2_cases, compact_arrays=False)
     for name in ("bert", "gpt2"):
-        (golden / name).mkdir(exist_ok=True)
-        (golden / name / "tokenizer.json").write_bytes(saved[name])
+        (out_dir / name).mkdir(exist_ok=True)
+        (out_dir / name / "tokenizer.json").write_bytes(saved[name])
     info = {
         "made_by": "tools/make_tokenizer_fixture.py",
         "transformers": transformers.__version__,
@@ -270,10 +275,10 @@ def main():
         "texts_sha256": texts_sha256,
         "cross_check_mismatches": problems,
     }
-    (golden / "fixture_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    for path in sorted(golden.rglob("*")):
+    (out_dir / "fixture_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    for path in sorted(out_dir.rglob("*")):
         if path.is_file() and path.name != "texts.jsonl":
-            print(f"make_tokenizer_fixture: wrote {path.relative_to(repo)} ({path.stat().st_size:,} bytes)")
+            print(f"make_tokenizer_fixture: wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
 
 
