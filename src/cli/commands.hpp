@@ -22,5 +22,6 @@ const std::vector<Command>& all_commands();
 // One registration line per command file.
 Command info_command();
 Command forward_command();
+Command tokenize_command();
 
 }  // namespace eaq::cli

@@ -14,6 +14,7 @@ const std::vector<Command>& all_commands() {
   static const std::vector<Command> commands = {
       forward_command(),
       info_command(),
+      tokenize_command(),
   };
   return commands;
 }
@@ -21,8 +22,9 @@ const std::vector<Command>& all_commands() {
 }  // namespace eaq::cli
 
 int main(int argc, char** argv) {
-  CLI::App app{"eaq: accuracy, latency, throughput, power and energy per inference of transformer "
-               "models across precisions"};
+  CLI::App app{
+      "eaq: accuracy, latency, throughput, power and energy per inference of transformer "
+      "models across precisions"};
   app.set_version_flag("--version", std::string(eaq::build_info().version) + " (" +
                                         eaq::build_info().git_commit + ")");
   app.require_subcommand(1);
