@@ -1,6 +1,7 @@
 // Helpers shared by the tests: temporary folders, file writing, running the eaq binary.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -59,7 +60,15 @@ struct CommandResult {
 // Runs a shell command line, capturing its output.
 CommandResult run_command(const std::string& command_line);
 
-inline std::string source_dir() { return EAQ_SOURCE_DIR; }
-inline std::string eaq_binary() { return EAQ_BINARY; }
+// The repository and the eaq binary: compiled-in paths, overridable by the environment variables
+// of the same names (the GPU machine runs binaries built elsewhere on a copy of the tree).
+inline std::string source_dir() {
+  const char* env = std::getenv("EAQ_SOURCE_DIR");
+  return env && *env ? env : EAQ_SOURCE_DIR;
+}
+inline std::string eaq_binary() {
+  const char* env = std::getenv("EAQ_BINARY");
+  return env && *env ? env : EAQ_BINARY;
+}
 
 }  // namespace eaq::test

@@ -1,0 +1,340 @@
+// The CUDA backend: cuBLASLt GEMMs with fused bias/activation epilogues, eaq's own kernels for
+// embeddings, LayerNorm and attention, a caching allocator, one non-blocking stream, and CUDA
+// graph capture of whole forwards.
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_allocator.hpp"
+#include "backend/cuda/kernels.hpp"
+#include "backend/cuda/lt_matmul.hpp"
+#include "backend/factory.hpp"
+
+namespace eaq {
+namespace {
+
+using cuda::LtMatmul;
+using cuda::LtMatmulSpec;
+
+constexpr std::size_t kWorkspaceBytes = 32u << 20;  // cuBLASLt scratch, shared by all GEMMs
+
+cudaDataType_t cuda_type(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return CUDA_R_32F;
+    case DType::F16: return CUDA_R_16F;
+    case DType::BF16: return CUDA_R_16BF;
+    case DType::I8: return CUDA_R_8I;
+    case DType::I32: return CUDA_R_32I;
+    case DType::F8_E4M3: return CUDA_R_8F_E4M3;
+    default: fail("internal error: no CUDA data type for {}", dtype_name(dtype));
+  }
+}
+
+// Host-side conversion of a float tensor to F32, F16 or BF16 bytes.
+HostTensor convert_on_host(const HostTensor& host, DType dtype) {
+  if (host.dtype() == dtype) return host;
+  const HostTensor f = host.to_f32();
+  if (dtype == DType::F32) return f;
+  HostTensor out = HostTensor::empty(dtype, host.shape());
+  auto* dst = out.mutable_data<std::uint16_t>();
+  for (std::int64_t i = 0; i < f.numel(); ++i) {
+    dst[i] = dtype == DType::F16 ? f32_to_f16_bits(f.data<float>()[i])
+                                 : f32_to_bf16_bits(f.data<float>()[i]);
+  }
+  return out;
+}
+
+bool is_float_dtype(DType dtype) {
+  return dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16;
+}
+
+class CudaLinear final : public LinearWeights {
+ public:
+  DeviceTensor weight;        // [out, in]
+  DeviceTensor bias;          // [out] or empty
+  DType input_dtype = DType::F32;   // what the GEMM reads (autocast converts f32 inputs first)
+  DType output_dtype = DType::F32;
+  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  // One cuBLASLt configuration per (rows, activation), made on first use.
+  mutable std::map<std::pair<std::int64_t, int>, std::unique_ptr<LtMatmul>> plans;
+};
+
+class CudaGraph final : public CapturedGraph {
+ public:
+  CudaGraph(cudaGraphExec_t exec, cudaStream_t stream) : exec_(exec), stream_(stream) {}
+  ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
+  void launch() override { EAQ_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(Precision precision, int device, const cudaDeviceProp& props)
+      : precision_(precision), device_(device), props_(props), allocator_(device) {
+    EAQ_CUDA_CHECK(cudaSetDevice(device_));
+    EAQ_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    EAQ_CUBLAS_CHECK(cublasLtCreate(&lt_));
+    workspace_ = allocator_.allocate(kWorkspaceBytes);
+    traits_ = cuda_precision_traits(precision);
+  }
+
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    cudaStreamSynchronize(stream_);
+    allocator_.release(workspace_);
+    cublasLtDestroy(lt_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override {
+    return fmt::format("cuda:{} {} (sm_{}{})", device_, props_.name, props_.major, props_.minor);
+  }
+  Precision precision() const override { return precision_; }
+  DType activation_dtype() const override { return traits_.activation; }
+  bool is_cuda() const override { return true; }
+
+  DeviceTensor allocate(DType dtype, Shape shape) override {
+    DeviceTensor t{nullptr, dtype, std::move(shape)};
+    t.data = allocator_.allocate(std::max<std::size_t>(t.nbytes(), 1));
+    return t;
+  }
+
+  void release(DeviceTensor& t) override {
+    if (t.data == nullptr) return;
+    allocator_.release(t.data);
+    t.data = nullptr;
+  }
+
+  DeviceTensor upload(const HostTensor& host, DType dtype) override {
+    HostTensor staged;
+    if (is_float_dtype(dtype)) {
+      staged = convert_on_host(host, dtype);
+    } else if (dtype == host.dtype()) {
+      staged = host;
+    } else if (dtype == DType::I32) {
+      staged = HostTensor::empty(DType::I32, host.shape());
+      const std::vector<std::int64_t> values = host.to_i64();
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        staged.mutable_data<std::int32_t>()[i] = static_cast<std::int32_t>(values[i]);
+      }
+    } else {
+      fail("cuda backend: cannot upload {} as {}", dtype_name(host.dtype()), dtype_name(dtype));
+    }
+    DeviceTensor t = allocate(dtype, host.shape());
+    if (t.nbytes() > 0) {
+      EAQ_CUDA_CHECK(cudaMemcpyAsync(t.data, staged.raw(), t.nbytes(), cudaMemcpyHostToDevice, stream_));
+      EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `staged` dies with this scope
+    }
+    return t;
+  }
+
+  HostTensor download(const DeviceTensor& device) override {
+    HostTensor host = HostTensor::empty(device.dtype, device.shape);
+    if (device.nbytes() > 0) {
+      EAQ_CUDA_CHECK(cudaMemcpyAsync(host.mutable_raw(), device.data, device.nbytes(),
+                                     cudaMemcpyDeviceToHost, stream_));
+    }
+    EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return device.dtype == DType::F16 || device.dtype == DType::BF16 ? host.to_f32() : host;
+  }
+
+  void copy(const DeviceTensor& src, DeviceTensor& dst) override {
+    EAQ_ASSERT(src.nbytes() == dst.nbytes());
+    if (src.nbytes() == 0) return;
+    EAQ_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, src.nbytes(), cudaMemcpyDeviceToDevice, stream_));
+  }
+
+  void synchronize() override { EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  MemoryStats memory_stats() const override { return allocator_.stats(); }
+
+  std::unique_ptr<LinearWeights> prepare_linear(const HostTensor& weight, const HostTensor* bias,
+                                                const LinearOptions& options) override {
+    EAQ_ASSERT(weight.rank() == 2);
+    EAQ_CHECK(!(options.quantize && is_quantized(precision_)),
+              "--precision {}: quantized Linear layers are not implemented in the CUDA backend "
+              "yet",
+              precision_name(precision_));
+    auto linear = std::make_unique<CudaLinear>();
+    linear->name = options.name;
+    linear->out_features = weight.dim(0);
+    linear->in_features = weight.dim(1);
+    // Unquantized layers (and every layer of a float precision) run in the activation dtype,
+    // except autocast, whose GEMMs read f16 and write the f32 residual stream.
+    const bool autocast = precision_ == Precision::Fp16Autocast;
+    const DType weight_dtype = autocast ? DType::F16 : traits_.activation;
+    linear->input_dtype = weight_dtype;
+    linear->output_dtype = traits_.activation;
+    linear->compute = precision_ == Precision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    linear->weight = upload(weight, weight_dtype);
+    if (bias != nullptr) linear->bias = upload(*bias, linear->output_dtype);
+    linear->kernel = fmt::format("cublasLt {}x{}->{}{}", dtype_name(weight_dtype),
+                                 dtype_name(weight_dtype), dtype_name(linear->output_dtype),
+                                 precision_ == Precision::Tf32 ? " (TF32)" : " (f32 accumulate)");
+    return linear;
+  }
+
+  void embed(const DeviceTensor& ids, const DeviceTensor& word_table,
+             const DeviceTensor* position_ids, const DeviceTensor* position_table,
+             const DeviceTensor* type_ids, const DeviceTensor* type_table,
+             DeviceTensor& out) override {
+    cuda::launch_embed(out.dtype, static_cast<const std::int32_t*>(ids.data), word_table.data,
+                       position_ids ? static_cast<const std::int32_t*>(position_ids->data) : nullptr,
+                       position_table ? position_table->data : nullptr,
+                       type_ids ? static_cast<const std::int32_t*>(type_ids->data) : nullptr,
+                       type_table ? type_table->data : nullptr, out.data, ids.numel(),
+                       word_table.dim(1), stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+
+  void layer_norm(const DeviceTensor& x, const DeviceTensor* residual, const DeviceTensor& gamma,
+                  const DeviceTensor& beta, float eps, DeviceTensor& out) override {
+    const std::int64_t cols = x.shape.back();
+    cuda::launch_layer_norm(x.dtype, x.data, residual ? residual->data : nullptr,
+                            static_cast<const float*>(gamma.data), static_cast<const float*>(beta.data),
+                            eps, out.data, x.numel() / cols, cols, stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+
+  void linear(const DeviceTensor& x, const LinearWeights& weights, Activation activation,
+              DeviceTensor& y) override {
+    const auto& w = static_cast<const CudaLinear&>(weights);
+    const std::int64_t m = x.numel() / w.in_features;
+    EAQ_ASSERT(y.numel() == m * w.out_features);
+    const void* input = x.data;
+    if (x.dtype != w.input_dtype) {
+      // Autocast: f32 activations are rounded to f16 for the GEMM.
+      ensure_scratch(static_cast<std::size_t>(x.numel()) * dtype_size(w.input_dtype));
+      cuda::launch_convert(x.dtype, x.data, w.input_dtype, scratch_, x.numel(), stream_);
+      EAQ_CUDA_CHECK_LAUNCH();
+      input = scratch_;
+    }
+    const bool has_bias = w.bias.data != nullptr;
+    // Fused epilogues: bias, bias + ReLU, bias + GELU (cuBLASLt's GELU is the tanh form).
+    // Exact-erf GELU and tanh run as a separate elementwise kernel.
+    Activation fused = activation == Activation::Relu || activation == Activation::GeluTanh
+                           ? activation
+                           : Activation::None;
+    auto& plan = w.plans[{m, static_cast<int>(fused)}];
+    if (!plan) {
+      LtMatmulSpec spec;
+      spec.weight_type = spec.input_type = cuda_type(w.input_dtype);
+      spec.output_type = cuda_type(w.output_dtype);
+      spec.compute = w.compute;
+      spec.bias_type = cuda_type(w.output_dtype);
+      spec.m = m;
+      spec.n = w.out_features;
+      spec.k = w.in_features;
+      if (fused == Activation::Relu) spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+      else if (fused == Activation::GeluTanh) spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+      else spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+      plan = std::make_unique<LtMatmul>(lt_, spec, kWorkspaceBytes, w.name);
+    }
+    const float alpha = 1.0f, beta = 0.0f;
+    plan->run(w.weight.data, input, y.data, has_bias ? w.bias.data : nullptr, &alpha, &beta,
+              workspace_, stream_);
+    if (fused != activation) {
+      cuda::launch_activation(y.dtype, y.data, y.numel(), activation, stream_);
+      EAQ_CUDA_CHECK_LAUNCH();
+    }
+  }
+
+  void attention(const AttentionArgs& args) override {
+    cuda::launch_attention(traits_.activation, args, stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+
+  void add(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) override {
+    cuda::launch_add(out.dtype, a.data, b.data, out.data, out.numel(), stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+
+  void gather_rows(const DeviceTensor& x, const DeviceTensor& index, DeviceTensor& out) override {
+    const std::int64_t row_bytes = static_cast<std::int64_t>(x.nbytes() / static_cast<std::size_t>(x.dim(0)));
+    cuda::launch_gather_rows(x.data, static_cast<const std::int32_t*>(index.data), out.data,
+                             index.numel(), row_bytes, stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+
+  void copy_rows_strided(const void* src, std::int64_t src_row_stride, void* dst,
+                         std::int64_t dst_row_stride, std::int64_t rows, std::int64_t cols,
+                         DType dtype) override {
+    if (rows == 0 || cols == 0) return;
+    const std::size_t element = dtype_size(dtype);
+    EAQ_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_row_stride * element, src, src_row_stride * element,
+                                     cols * element, rows, cudaMemcpyDeviceToDevice, stream_));
+  }
+
+  std::unique_ptr<CapturedGraph> capture(const std::function<void()>& body) override {
+    EAQ_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      body();
+    } catch (...) {
+      cudaGraph_t broken = nullptr;
+      cudaStreamEndCapture(stream_, &broken);
+      if (broken) cudaGraphDestroy(broken);
+      throw;
+    }
+    cudaGraph_t graph = nullptr;
+    EAQ_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    EAQ_CUDA_CHECK(status);
+    return std::make_unique<CudaGraph>(exec, stream_);
+  }
+
+ private:
+  // A growable buffer for converted GEMM inputs (grown only outside graph capture: the first
+  // forward of a shape runs before its capture).
+  void ensure_scratch(std::size_t bytes) {
+    if (bytes <= scratch_bytes_) return;
+    if (scratch_) allocator_.release(scratch_);
+    scratch_ = allocator_.allocate(bytes);
+    scratch_bytes_ = bytes;
+  }
+
+  Precision precision_;
+  int device_;
+  cudaDeviceProp props_;
+  PrecisionTraits traits_{};
+  cuda::DeviceAllocator allocator_;
+  cudaStream_t stream_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  void* workspace_ = nullptr;
+  void* scratch_ = nullptr;
+  std::size_t scratch_bytes_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(Precision precision, int gpu_id) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  EAQ_CHECK(status == cudaSuccess && count > 0,
+            "--device cuda: no usable CUDA device ({}); is a GPU present and its driver loaded? "
+            "Use --device cpu otherwise",
+            status == cudaSuccess ? "the driver reports 0 devices" : cudaGetErrorString(status));
+  EAQ_CHECK(gpu_id >= 0 && gpu_id < count, "--gpu-id {}: out of range; this machine has {} CUDA "
+            "device{} (0..{})", gpu_id, count, count == 1 ? "" : "s", count - 1);
+  cudaDeviceProp props{};
+  EAQ_CUDA_CHECK(cudaGetDeviceProperties(&props, gpu_id));
+  const int cc = props.major * 10 + props.minor;
+  EAQ_CHECK(precision != Precision::Bf16 || cc >= 80,
+            "--precision bf16 needs compute capability 8.0 or newer; GPU {} ({}) is {}.{}", gpu_id,
+            props.name, props.major, props.minor);
+  EAQ_CHECK(precision != Precision::Fp8 || cc >= 89,
+            "--precision fp8 needs compute capability 8.9 or newer (Ada, Hopper); GPU {} ({}) is "
+            "{}.{}",
+            gpu_id, props.name, props.major, props.minor);
+  return std::make_unique<CudaBackend>(precision, gpu_id, props);
+}
+
+}  // namespace eaq

@@ -1,0 +1,48 @@
+// Launchers of eaq's own CUDA kernels, callable from host C++ (the .cu files define them).
+// Every launcher enqueues on `stream` and never synchronizes. Float tensors are `act` typed:
+// F32, F16 or BF16.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/backend.hpp"
+
+namespace eaq::cuda {
+
+// out[t] = word[ids[t]] + pos[pos_ids[t]] + type[type_ids[t]] (pos/type optional), f32 math.
+void launch_embed(DType act, const std::int32_t* ids, const void* word,
+                  const std::int32_t* position_ids, const void* position_table,
+                  const std::int32_t* type_ids, const void* type_table, void* out,
+                  std::int64_t tokens, std::int64_t hidden, cudaStream_t stream);
+
+// out = LayerNorm(x + residual) * gamma + beta, one warp per row, f32 math. out may alias.
+void launch_layer_norm(DType act, const void* x, const void* residual, const float* gamma,
+                       const float* beta, float eps, void* out, std::int64_t rows,
+                       std::int64_t cols, cudaStream_t stream);
+
+// Scaled dot-product attention (see AttentionArgs). Picks the tensor-core kernel for F16/BF16
+// with head_dim % 16 == 0 and q_len >= 16, the simple kernel otherwise.
+void launch_attention(DType act, const AttentionArgs& args, cudaStream_t stream);
+// The simple kernel alone, for tests that compare the two.
+void launch_attention_simple(DType act, const AttentionArgs& args, cudaStream_t stream);
+bool attention_tensor_core_eligible(DType act, const AttentionArgs& args);
+
+// y = act(y) in place (for activations cuBLASLt has no epilogue for: erf GELU, tanh).
+void launch_activation(DType act, void* y, std::int64_t count, Activation activation,
+                       cudaStream_t stream);
+// y[r, c] = act(y[r, c] + bias[c]) in place; bias has dtype `bias_dtype`.
+void launch_bias_activation(DType act, void* y, const void* bias, DType bias_dtype,
+                            std::int64_t rows, std::int64_t cols, Activation activation,
+                            cudaStream_t stream);
+void launch_add(DType act, const void* a, const void* b, void* out, std::int64_t count,
+                cudaStream_t stream);
+// out[i] = x[index[i]] for rows of `row_bytes` bytes.
+void launch_gather_rows(const void* x, const std::int32_t* index, void* out, std::int64_t rows,
+                        std::int64_t row_bytes, cudaStream_t stream);
+// Elementwise conversion between F32, F16 and BF16.
+void launch_convert(DType from, const void* src, DType to, void* dst, std::int64_t count,
+                    cudaStream_t stream);
+
+}  // namespace eaq::cuda

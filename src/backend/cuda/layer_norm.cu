@@ -1,0 +1,114 @@
+// LayerNorm(x + residual), one warp per row, f32 statistics; reference: cpu_kernels.cpp
+// layer_norm_f32. The row is read into registers once (up to kMaxPerLane values per lane), so
+// out may alias x or residual.
+#include "backend/cuda/cuda_types.cuh"
+#include "backend/cuda/kernels.hpp"
+
+namespace eaq::cuda {
+namespace {
+
+constexpr int kMaxPerLane = 32;  // rows up to 1024 columns stay in registers
+
+template <class T, int kPerLane>
+__global__ void layer_norm_kernel(const T* x, const T* residual, const float* gamma,
+                                  const float* beta, float eps, T* out, std::int64_t rows,
+                                  int cols) {
+  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const T* xr = x + row * cols;
+  const T* rr = residual ? residual + row * cols : nullptr;
+  float v[kPerLane];
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int c = lane + i * 32;
+    v[i] = 0.0f;
+    if (c < cols) {
+      v[i] = to_f32(xr[c]) + (rr ? to_f32(rr[c]) : 0.0f);
+      sum += v[i];
+    }
+  }
+  const float mean = warp_sum(sum) / static_cast<float>(cols);
+  float sq = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int c = lane + i * 32;
+    if (c < cols) sq += (v[i] - mean) * (v[i] - mean);
+  }
+  const float inv_std = rsqrtf(warp_sum(sq) / static_cast<float>(cols) + eps);
+  T* o = out + row * cols;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int c = lane + i * 32;
+    if (c < cols) o[c] = from_f32<T>((v[i] - mean) * inv_std * gamma[c] + beta[c]);
+  }
+}
+
+// Wider rows: a block per row, two passes over global memory.
+template <class T>
+__global__ void layer_norm_wide_kernel(const T* x, const T* residual, const float* gamma,
+                                       const float* beta, float eps, T* out, int cols) {
+  __shared__ float partial[32];
+  const std::int64_t row = blockIdx.x;
+  const T* xr = x + row * cols;
+  const T* rr = residual ? residual + row * cols : nullptr;
+  const auto block_sum = [&](float value) {
+    value = warp_sum(value);
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = value;
+    __syncthreads();
+    float total = 0.0f;
+    for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) total += partial[w];
+    __syncthreads();
+    return total;
+  };
+  float sum = 0.0f;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) sum += to_f32(xr[c]) + (rr ? to_f32(rr[c]) : 0.0f);
+  const float mean = block_sum(sum) / static_cast<float>(cols);
+  float sq = 0.0f;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    const float d = to_f32(xr[c]) + (rr ? to_f32(rr[c]) : 0.0f) - mean;
+    sq += d * d;
+  }
+  const float inv_std = rsqrtf(block_sum(sq) / static_cast<float>(cols) + eps);
+  // Every thread has finished reading its inputs (block_sum synchronized), so writing in place
+  // is safe.
+  T* o = out + row * cols;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+    const float d = to_f32(xr[c]) + (rr ? to_f32(rr[c]) : 0.0f) - mean;
+    o[c] = from_f32<T>(d * inv_std * gamma[c] + beta[c]);
+  }
+}
+
+}  // namespace
+
+void launch_layer_norm(DType act, const void* x, const void* residual, const float* gamma,
+                       const float* beta, float eps, void* out, std::int64_t rows,
+                       std::int64_t cols, cudaStream_t stream) {
+  if (rows == 0) return;
+  if (cols <= 32 * kMaxPerLane) {
+    constexpr int kWarpsPerBlock = 4;
+    const auto blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+    EAQ_DISPATCH_FLOAT(act, {
+      const auto* xt = static_cast<const T*>(x);
+      const auto* rt = static_cast<const T*>(residual);
+      auto* ot = static_cast<T*>(out);
+      const int c = static_cast<int>(cols);
+      if (cols <= 256) {
+        layer_norm_kernel<T, 8><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
+      } else if (cols <= 512) {
+        layer_norm_kernel<T, 16><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
+      } else {
+        layer_norm_kernel<T, 32><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
+      }
+    });
+  } else {
+    // The wide kernel rereads x: in-place use is safe because reads finish before writes in
+    // each row (one block per row).
+    EAQ_DISPATCH_FLOAT(act, layer_norm_wide_kernel<T><<<static_cast<unsigned>(rows), 256, 0, stream>>>(
+                                static_cast<const T*>(x), static_cast<const T*>(residual), gamma,
+                                beta, eps, static_cast<T*>(out), static_cast<int>(cols)));
+  }
+}
+
+}  // namespace eaq::cuda

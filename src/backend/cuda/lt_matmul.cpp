@@ -1,0 +1,68 @@
+#include "backend/cuda/lt_matmul.hpp"
+
+#include "backend/cuda/cuda_check.hpp"
+
+namespace eaq::cuda {
+
+LtMatmul::LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_t workspace_bytes,
+                   const std::string& name)
+    : handle_(handle), spec_(spec), workspace_bytes_(workspace_bytes) {
+  EAQ_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, spec.compute, spec.scale_type));
+  const cublasOperation_t transpose = CUBLAS_OP_T, no_transpose = CUBLAS_OP_N;
+  EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &transpose,
+                                                  sizeof transpose));
+  EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &no_transpose,
+                                                  sizeof no_transpose));
+  EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                  &spec.epilogue, sizeof spec.epilogue));
+  if (spec.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+    EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                    &spec.bias_type, sizeof spec.bias_type));
+  }
+  if (spec.a_scale) {
+    EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                    &spec.a_scale, sizeof spec.a_scale));
+  }
+  if (spec.b_scale) {
+    EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                    &spec.b_scale, sizeof spec.b_scale));
+  }
+  const auto rows = [](std::int64_t r) { return static_cast<std::uint64_t>(r); };
+  EAQ_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_, spec.weight_type, rows(spec.k), rows(spec.n), spec.k));
+  EAQ_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b_, spec.input_type, rows(spec.k), rows(spec.m), spec.k));
+  EAQ_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d_, spec.output_type, rows(spec.n), rows(spec.m), spec.n));
+
+  cublasLtMatmulPreference_t preference = nullptr;
+  EAQ_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+  EAQ_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_, sizeof workspace_bytes_));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, desc_, a_, b_, d_, d_,
+                                                               preference, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(preference);
+  EAQ_CHECK(status == CUBLAS_STATUS_SUCCESS && found > 0,
+            "cuBLASLt has no algorithm for {} (M={}, N={}, K={}): {}", name, spec.m, spec.n,
+            spec.k, cublasGetStatusString(status));
+  algo_ = result.algo;
+}
+
+LtMatmul::~LtMatmul() {
+  if (d_) cublasLtMatrixLayoutDestroy(d_);
+  if (b_) cublasLtMatrixLayoutDestroy(b_);
+  if (a_) cublasLtMatrixLayoutDestroy(a_);
+  if (desc_) cublasLtMatmulDescDestroy(desc_);
+}
+
+void LtMatmul::run(const void* weight, const void* input, void* output, const void* bias,
+                   const void* alpha, const void* beta, void* workspace, cudaStream_t stream) const {
+  if (spec_.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+    // The bias pointer may differ between calls sharing this configuration.
+    EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                    sizeof bias));
+  }
+  EAQ_CUBLAS_CHECK(cublasLtMatmul(handle_, desc_, alpha, weight, a_, input, b_, beta, output, d_,
+                                  output, d_, &algo_, workspace, workspace_bytes_, stream));
+}
+
+}  // namespace eaq::cuda

@@ -1,0 +1,52 @@
+// One cuBLASLt matmul configuration: y[M, N] = epilogue(x[M, K] W^T + bias) with row-major x, y
+// and W [N, K]. In cuBLAS's column-major terms that is D(N x M) = op(A = W, T) * B (= x): the
+// "TN" layout that int8 and fp8 kernels require too.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+namespace eaq::cuda {
+
+struct LtMatmulSpec {
+  cudaDataType_t weight_type = CUDA_R_32F;  // A
+  cudaDataType_t input_type = CUDA_R_32F;   // B
+  cudaDataType_t output_type = CUDA_R_32F;  // C and D
+  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  cudaDataType_t scale_type = CUDA_R_32F;
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  cudaDataType_t bias_type = CUDA_R_32F;
+  std::int64_t m = 0;  // rows of x (tokens)
+  std::int64_t n = 0;  // output features
+  std::int64_t k = 0;  // input features
+  // fp8: per-tensor scale pointers (device f32), applied by cuBLASLt to A and B.
+  const float* a_scale = nullptr;
+  const float* b_scale = nullptr;
+};
+
+class LtMatmul {
+ public:
+  // Builds descriptors and asks the heuristic for the best algorithm within `workspace_bytes`.
+  LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_t workspace_bytes,
+           const std::string& name);
+  ~LtMatmul();
+  LtMatmul(const LtMatmul&) = delete;
+  LtMatmul& operator=(const LtMatmul&) = delete;
+
+  // alpha/beta are of the scale type (f32 except for int32 compute, which uses i32).
+  void run(const void* weight, const void* input, void* output, const void* bias,
+           const void* alpha, const void* beta, void* workspace, cudaStream_t stream) const;
+
+ private:
+  cublasLtHandle_t handle_;
+  LtMatmulSpec spec_;
+  std::size_t workspace_bytes_;
+  cublasLtMatmulDesc_t desc_ = nullptr;
+  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, d_ = nullptr;
+  cublasLtMatmulAlgo_t algo_{};
+};
+
+}  // namespace eaq::cuda
