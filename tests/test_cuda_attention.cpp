@@ -136,7 +136,10 @@ INSTANTIATE_TEST_SUITE_P(
                                     false},
                       AttentionCase{"chunk_with_cache", 2, 32, 96, 2, 64, true, true, true},
                       AttentionCase{"decode_step", 3, 1, 77, 4, 64, true, true, true},
-                      AttentionCase{"odd_head_dim", 2, 20, 20, 4, 8, false, true, false}),
+                      AttentionCase{"odd_head_dim", 2, 20, 20, 4, 8, false, true, false},
+                      AttentionCase{"grouped_dh24_causal", 3, 40, 40, 2, 24, true, true, false},
+                      AttentionCase{"grouped_chunk_cache_dh96", 2, 33, 70, 2, 96, true, true, true},
+                      AttentionCase{"small_batch_64", 1, 64, 64, 12, 64, false, false, false}),
     [](const ::testing::TestParamInfo<AttentionCase>& param_info) {
       return std::string(param_info.param.name);
     });

@@ -1,11 +1,15 @@
 // Scaled dot-product attention; reference: cpu_kernels.cpp attention_f32.
 //
-// Two kernels:
-// - simple: one block per (query, head, batch), CUDA cores, any dtype and head size. Used for
-//   f32 activations, decode steps (few queries) and odd head sizes.
-// - tensor core: one block per (16 x warps queries, head, batch). S = Q K^T with WMMA into shared
-//   memory, an exact softmax per row, then O = P V with WMMA. Sequences here are short (<= 1024),
-//   so the whole score tile fits in shared memory and no online rescaling is needed.
+// Three kernels, chosen per call by launch_attention():
+// - tensor core (F16/BF16, head_dim 32/64/128, >= 16 queries): one block per (16 x warps queries,
+//   head, batch). S = Q K^T with WMMA into shared memory, an exact softmax per row (two threads
+//   per row, the key mask staged in shared memory), then O = P V with WMMA. Sequences here are
+//   short (<= 1024), so the whole score tile fits in shared memory and no online rescaling is
+//   needed.
+// - grouped (any dtype, head_dim <= 128, >= 16 queries): eight threads per query, 32 queries per
+//   block, keys and values staged in shared memory 32 at a time, online softmax, f32 math on CUDA
+//   cores. The f32 path (fp32 must not use TF32) and odd head sizes.
+// - simple: one block per (query, head, batch). Decode steps (one query per sequence).
 #include <mma.h>
 
 #include <algorithm>
@@ -17,6 +21,22 @@
 
 namespace eaq::cuda {
 namespace {
+
+__device__ __forceinline__ bool key_visible(const AttentionArgs& a, std::int64_t b, std::int64_t i,
+                                            std::int64_t j) {
+  return j < a.kv_len && (!a.key_mask || a.key_mask[b * a.mask_batch_stride + j] != 0) &&
+         !(a.causal && j > a.q_position_offset + i);
+}
+
+int multiprocessor_count() {
+  static const int count = [] {
+    int device = 0, value = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&value, cudaDevAttrMultiProcessorCount, device);
+    return value > 0 ? value : 1;
+  }();
+  return count;
+}
 
 // ------------------------------------------------------------------------------------------------
 // Simple kernel.
@@ -41,10 +61,8 @@ __global__ void attention_simple_kernel(AttentionArgs a) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   float local_max = -FLT_MAX;
   for (std::int64_t j = threadIdx.x; j < a.kv_len; j += blockDim.x) {
-    const bool masked = (a.key_mask && a.key_mask[b * a.mask_batch_stride + j] == 0) ||
-                        (a.causal && j > a.q_position_offset + i);
     float s = -INFINITY;
-    if (!masked) {
+    if (key_visible(a, b, i, j)) {
       const T* kj = kb + j * a.kv_row_stride;
       float dot = 0.0f;
       for (std::int64_t d = 0; d < a.head_dim; ++d) dot += q[d] * to_f32(kj[d]);
@@ -53,7 +71,6 @@ __global__ void attention_simple_kernel(AttentionArgs a) {
     }
     scores[j] = s;
   }
-  // Block-wide max.
   local_max = warp_max(local_max);
   if (lane == 0) reduce[warp] = local_max;
   __syncthreads();
@@ -86,6 +103,112 @@ __global__ void attention_simple_kernel(AttentionArgs a) {
 }
 
 // ------------------------------------------------------------------------------------------------
+// Grouped kernel: 8 threads per query, online softmax over key blocks of 32.
+
+constexpr int kGroup = 8;            // threads per query
+constexpr int kGroupedQueries = 32;  // queries per block (256 threads)
+constexpr int kGroupedKeys = 32;     // keys staged per step
+constexpr int kMaxGroupedHeadDim = 128;
+
+// kDims: head dimensions per thread (head_dim <= 8 * kDims); dimension d = lane_in_group + 8 * k.
+// Rows of head_dim + 1 floats: the threads of a group read different keys at the same dimension,
+// which the extra float spreads over the banks.
+inline std::size_t grouped_shared_bytes(std::int64_t head_dim) {
+  return static_cast<std::size_t>(kGroupedQueries + 2 * kGroupedKeys) * (head_dim + 1) *
+         sizeof(float);
+}
+
+template <class T, int kDims>
+__global__ void attention_grouped_kernel(AttentionArgs a) {
+  extern __shared__ float grouped_smem[];
+  const int dh = static_cast<int>(a.head_dim);
+  const int ld = dh + 1;
+  float* q_s = grouped_smem;                // [kGroupedQueries][ld]
+  float* k_s = q_s + kGroupedQueries * ld;  // [kGroupedKeys][ld]
+  float* v_s = k_s + kGroupedKeys * ld;     // [kGroupedKeys][ld]
+  const std::int64_t h = blockIdx.y, b = blockIdx.z;
+  const std::int64_t i0 = static_cast<std::int64_t>(blockIdx.x) * kGroupedQueries;
+  const int query = threadIdx.x / kGroup, sub = threadIdx.x % kGroup;
+  const std::int64_t i = i0 + query;
+  const T* q_base = static_cast<const T*>(a.q) + b * a.q_batch_stride + h * dh;
+  const T* k_base = static_cast<const T*>(a.k) + b * a.kv_batch_stride + h * dh;
+  const T* v_base = static_cast<const T*>(a.v) + b * a.kv_batch_stride + h * dh;
+
+  for (int idx = threadIdx.x; idx < kGroupedQueries * dh; idx += blockDim.x) {
+    const int r = idx / dh, d = idx % dh;
+    q_s[r * ld + d] =
+        i0 + r < a.q_len ? to_f32(q_base[(i0 + r) * a.q_row_stride + d]) * a.scale : 0.0f;
+  }
+  float o[kDims];
+#pragma unroll
+  for (int k = 0; k < kDims; ++k) o[k] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+  // Causal: no query of this block sees keys past its last query's position.
+  std::int64_t kv_end = a.kv_len;
+  if (a.causal) kv_end = min(kv_end, a.q_position_offset + min(i0 + kGroupedQueries, a.q_len));
+
+  for (std::int64_t j0 = 0; j0 < kv_end; j0 += kGroupedKeys) {
+    __syncthreads();  // the previous block's keys are no longer read (and q_s is written)
+    for (int idx = threadIdx.x; idx < kGroupedKeys * dh; idx += blockDim.x) {
+      const int r = idx / dh, d = idx % dh;
+      const bool in = j0 + r < a.kv_len;
+      k_s[r * ld + d] = in ? to_f32(k_base[(j0 + r) * a.kv_row_stride + d]) : 0.0f;
+      v_s[r * ld + d] = in ? to_f32(v_base[(j0 + r) * a.kv_row_stride + d]) : 0.0f;
+    }
+    __syncthreads();
+    // Scores of keys j0 + sub * 4 + {0..3}.
+    float s[4];
+    float block_max = -INFINITY;
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+      const int r = sub * 4 + t;
+      float dot = 0.0f;
+      for (int d = 0; d < dh; ++d) dot += q_s[query * ld + d] * k_s[r * ld + d];
+      s[t] = key_visible(a, b, i, j0 + r) && i < a.q_len ? dot : -INFINITY;
+      block_max = fmaxf(block_max, s[t]);
+    }
+    for (int offset = 1; offset < kGroup; offset <<= 1) {
+      block_max = fmaxf(block_max, __shfl_xor_sync(0xffffffffu, block_max, offset));
+    }
+    // No early exit here: every lane must reach the shuffles below. With nothing visible yet,
+    // m_new is -inf, every p is 0 and o and l stay 0.
+    const float m_new = fmaxf(m, block_max);
+    const float alpha = m == -INFINITY ? 0.0f : __expf(m - m_new);
+    float block_sum = 0.0f;
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+      s[t] = s[t] == -INFINITY ? 0.0f : __expf(s[t] - m_new);
+      block_sum += s[t];
+    }
+    for (int offset = 1; offset < kGroup; offset <<= 1) {
+      block_sum += __shfl_xor_sync(0xffffffffu, block_sum, offset);
+    }
+    l = l * alpha + block_sum;
+    m = m_new;
+#pragma unroll
+    for (int k = 0; k < kDims; ++k) o[k] *= alpha;
+    const int group_base = (threadIdx.x % 32) & ~(kGroup - 1);
+#pragma unroll
+    for (int r = 0; r < kGroupedKeys; ++r) {
+      const float p = __shfl_sync(0xffffffffu, s[r % 4], group_base + r / 4);
+#pragma unroll
+      for (int k = 0; k < kDims; ++k) {
+        const int d = sub + kGroup * k;
+        if (d < dh) o[k] += p * v_s[r * ld + d];
+      }
+    }
+  }
+  if (i >= a.q_len) return;
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  T* out = static_cast<T*>(a.out) + b * a.out_batch_stride + i * a.out_row_stride + h * dh;
+#pragma unroll
+  for (int k = 0; k < kDims; ++k) {
+    const int d = sub + kGroup * k;
+    if (d < dh) out[d] = from_f32<T>(o[k] * inv);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
 // Tensor-core kernel.
 
 namespace wmma = nvcuda::wmma;
@@ -98,15 +221,21 @@ struct TileSizes {
   std::size_t shared_bytes;
 };
 
+// Row stride of the f32 score tile: 4 floats past a multiple of 32 banks, so the two threads of
+// each row and the 16 rows of a warp spread over the banks.
+__host__ __device__ inline int score_stride(int kv_padded, int head_dim) {
+  return (kv_padded > head_dim ? kv_padded : head_dim) + 4;
+}
+
 template <class T>
 std::size_t tile_shared_bytes(int query_tile, int kv_padded, int head_dim) {
   const std::size_t q = static_cast<std::size_t>(query_tile) * head_dim * sizeof(T);
   const std::size_t kv = static_cast<std::size_t>(kKeyBlock) * head_dim * sizeof(T);
-  // Scores as f32 (later reused to stage the f32 output tile), probabilities as T.
   const std::size_t s =
-      static_cast<std::size_t>(query_tile) * std::max(kv_padded, head_dim) * sizeof(float);
+      static_cast<std::size_t>(query_tile) * score_stride(kv_padded, head_dim) * sizeof(float);
   const std::size_t p = static_cast<std::size_t>(query_tile) * kv_padded * sizeof(T);
-  return q + kv + s + p;
+  const std::size_t mask = static_cast<std::size_t>(kv_padded) * sizeof(float);
+  return q + kv + s + p + mask;
 }
 
 constexpr std::size_t kSharedBudget = 200 * 1024;  // H100/A100 allow up to 227 KB per block
@@ -114,13 +243,19 @@ constexpr std::size_t kSharedBudget = 200 * 1024;  // H100/A100 allow up to 227 
 template <class T>
 TileSizes choose_tiles(const AttentionArgs& a) {
   const int kv_padded = static_cast<int>((a.kv_len + kKeyBlock - 1) / kKeyBlock * kKeyBlock);
+  // Large tiles share each staged key block among more queries; small ones spread a small batch
+  // over more multiprocessors. Take the largest tile that still gives two blocks per SM.
+  const std::int64_t want_blocks = 2 * static_cast<std::int64_t>(multiprocessor_count());
+  TileSizes fallback{0, kv_padded, 0};
   for (int query_tile : {64, 32, 16}) {
-    if (query_tile > 16 && a.q_len <= query_tile / 2) continue;  // mostly idle warps
     const std::size_t bytes =
         tile_shared_bytes<T>(query_tile, kv_padded, static_cast<int>(a.head_dim));
-    if (bytes <= kSharedBudget) return {query_tile, kv_padded, bytes};
+    if (bytes > kSharedBudget) continue;
+    fallback = {query_tile, kv_padded, bytes};
+    const std::int64_t blocks = (a.q_len + query_tile - 1) / query_tile * a.heads * a.batch;
+    if (blocks >= want_blocks) return fallback;
   }
-  return {0, kv_padded, 0};
+  return fallback;  // the smallest tile that fits (or none)
 }
 
 // Copies rows x head_dim elements (16-byte aligned rows) from global to shared memory, zero
@@ -140,11 +275,12 @@ __device__ void load_tile(T* dst, const T* src, std::int64_t src_row_stride, int
 template <class T, int kHeadDim>
 __global__ void attention_tensor_core_kernel(AttentionArgs a, int query_tile, int kv_padded) {
   extern __shared__ __align__(16) unsigned char smem[];
+  const int ld_s = score_stride(kv_padded, kHeadDim);
   T* q_tile = reinterpret_cast<T*>(smem);       // [query_tile][kHeadDim]
   T* kv_tile = q_tile + query_tile * kHeadDim;  // [kKeyBlock][kHeadDim]
   float* scores = reinterpret_cast<float*>(kv_tile + kKeyBlock * kHeadDim);  // [query_tile][ld_s]
-  const int ld_s = std::max(kv_padded, kHeadDim);
   T* probs = reinterpret_cast<T*>(scores + query_tile * ld_s);  // [query_tile][kv_padded]
+  float* key_bias = reinterpret_cast<float*>(probs + query_tile * kv_padded);  // [kv_padded]
 
   const std::int64_t i0 = static_cast<std::int64_t>(blockIdx.x) * query_tile;
   const std::int64_t h = blockIdx.y, b = blockIdx.z;
@@ -155,6 +291,12 @@ __global__ void attention_tensor_core_kernel(AttentionArgs a, int query_tile, in
   const T* v_base = static_cast<const T*>(a.v) + b * a.kv_batch_stride + h * kHeadDim;
 
   load_tile<T, kHeadDim>(q_tile, q_base, a.q_row_stride, query_tile, a.q_len - i0);
+  // Padding and the key mask as an additive bias, read once per block.
+  for (int j = threadIdx.x; j < kv_padded; j += blockDim.x) {
+    const bool visible =
+        j < a.kv_len && (!a.key_mask || a.key_mask[b * a.mask_batch_stride + j] != 0);
+    key_bias[j] = visible ? 0.0f : -INFINITY;
+  }
 
   // S = Q K^T, one key block at a time; each warp owns 16 query rows.
   for (int k0 = 0; k0 < kv_padded; k0 += kKeyBlock) {
@@ -180,32 +322,32 @@ __global__ void attention_tensor_core_kernel(AttentionArgs a, int query_tile, in
   }
   __syncwarp();
 
-  // Exact softmax of each of this warp's rows; probabilities normalized before P V.
-  for (int r = 0; r < 16; ++r) {
-    const int row = warp * 16 + r;
+  // Exact softmax of this warp's 16 rows: two threads per row, each taking every other key.
+  {
+    const int row = warp * 16 + lane / 2, half = lane % 2;
     const std::int64_t i = i0 + row;
     float* s_row = scores + row * ld_s;
     T* p_row = probs + row * kv_padded;
-    float row_max = -FLT_MAX;
-    for (int j = lane; j < kv_padded; j += 32) {
-      const bool masked = j >= a.kv_len || i >= a.q_len ||
-                          (a.key_mask && a.key_mask[b * a.mask_batch_stride + j] == 0) ||
-                          (a.causal && j > a.q_position_offset + i);
-      const float s = masked ? -INFINITY : s_row[j] * a.scale;
+    const bool row_valid = i < a.q_len;
+    float row_max = -INFINITY;
+    for (int j = half; j < kv_padded; j += 2) {
+      const bool causal_masked = a.causal && j > a.q_position_offset + i;
+      const float s = row_valid && !causal_masked ? s_row[j] * a.scale + key_bias[j] : -INFINITY;
       s_row[j] = s;
       row_max = fmaxf(row_max, s);
     }
-    row_max = warp_max(row_max);
+    row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 1));
     float sum = 0.0f;
-    for (int j = lane; j < kv_padded; j += 32) {
+    for (int j = half; j < kv_padded; j += 2) {
       const float p = s_row[j] == -INFINITY ? 0.0f : __expf(s_row[j] - row_max);
       s_row[j] = p;
       sum += p;
     }
-    sum = warp_sum(sum);
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    for (int j = lane; j < kv_padded; j += 32) p_row[j] = from_f32<T>(s_row[j] * inv);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;  // fully masked rows give zeros
+    for (int j = half; j < kv_padded; j += 2) p_row[j] = from_f32<T>(s_row[j] * inv);
   }
+  __syncwarp();
 
   // O = P V, accumulated in registers across value blocks.
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> out_acc[kHeadDim / 16];
@@ -247,8 +389,8 @@ __global__ void attention_tensor_core_kernel(AttentionArgs a, int query_tile, in
 template <class T, int kHeadDim>
 void launch_tensor_core(const AttentionArgs& a, cudaStream_t stream) {
   const TileSizes tiles = choose_tiles<T>(a);
-  // Raise the shared-memory limit once per instantiation (host-only, safe outside and inside
-  // graph capture).
+  // Raise the shared-memory limit once per instantiation (a host-side attribute, done on the
+  // first call, which comes before any graph capture).
   static const cudaError_t configured = cudaFuncSetAttribute(
       attention_tensor_core_kernel<T, kHeadDim>, cudaFuncAttributeMaxDynamicSharedMemorySize,
       static_cast<int>(kSharedBudget));
@@ -258,6 +400,35 @@ void launch_tensor_core(const AttentionArgs& a, cudaStream_t stream) {
   attention_tensor_core_kernel<T, kHeadDim>
       <<<grid, tiles.query_tile * 2, tiles.shared_bytes, stream>>>(a, tiles.query_tile,
                                                                    tiles.kv_padded);
+}
+
+template <class T, int kDims>
+void launch_grouped_with(const AttentionArgs& a, cudaStream_t stream) {
+  // Head sizes above 94 need more than the default 48 KB of shared memory: raised once per
+  // instantiation, on the first call (before any graph capture).
+  static const cudaError_t configured = cudaFuncSetAttribute(
+      attention_grouped_kernel<T, kDims>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      static_cast<int>(grouped_shared_bytes(kMaxGroupedHeadDim)));
+  (void)configured;
+  const dim3 grid(static_cast<unsigned>((a.q_len + kGroupedQueries - 1) / kGroupedQueries),
+                  static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
+  attention_grouped_kernel<T, kDims>
+      <<<grid, kGroupedQueries * kGroup, grouped_shared_bytes(a.head_dim), stream>>>(a);
+}
+
+template <class T>
+void launch_grouped(const AttentionArgs& a, cudaStream_t stream) {
+  const std::int64_t dims = (a.head_dim + kGroup - 1) / kGroup;
+  if (dims <= 1)
+    launch_grouped_with<T, 1>(a, stream);
+  else if (dims <= 2)
+    launch_grouped_with<T, 2>(a, stream);
+  else if (dims <= 4)
+    launch_grouped_with<T, 4>(a, stream);
+  else if (dims <= 8)
+    launch_grouped_with<T, 8>(a, stream);
+  else
+    launch_grouped_with<T, 16>(a, stream);
 }
 
 bool aligned16(const void* p) {
@@ -278,6 +449,12 @@ bool attention_tensor_core_eligible(DType act, const AttentionArgs& a) {
   return choose_tiles<__half>(a).query_tile > 0;
 }
 
+const char* attention_kernel_name(DType act, const AttentionArgs& a) {
+  if (attention_tensor_core_eligible(act, a)) return "wmma";
+  if (a.q_len >= 16 && a.head_dim <= kMaxGroupedHeadDim) return "grouped";
+  return "simple";
+}
+
 void launch_attention_simple(DType act, const AttentionArgs& a, cudaStream_t stream) {
   if (a.batch == 0 || a.q_len == 0) return;
   const dim3 grid(static_cast<unsigned>(a.q_len), static_cast<unsigned>(a.heads),
@@ -288,8 +465,13 @@ void launch_attention_simple(DType act, const AttentionArgs& a, cudaStream_t str
 
 void launch_attention(DType act, const AttentionArgs& a, cudaStream_t stream) {
   if (a.batch == 0 || a.q_len == 0) return;
-  if (!attention_tensor_core_eligible(act, a)) {
+  const char* kernel = attention_kernel_name(act, a);
+  if (kernel[0] == 's') {
     launch_attention_simple(act, a, stream);
+    return;
+  }
+  if (kernel[0] == 'g') {
+    EAQ_DISPATCH_FLOAT(act, launch_grouped<T>(a, stream));
     return;
   }
   const auto dispatch = [&](auto tag) {

@@ -63,13 +63,26 @@ bool is_float_dtype(DType dtype) {
 
 class CudaLinear final : public LinearWeights {
  public:
-  DeviceTensor weight;             // [out, in]
-  DeviceTensor bias;               // [out] or empty
+  // Device buffers go back to the allocator with the layer (models die before their backend).
+  explicit CudaLinear(cuda::DeviceAllocator& allocator) : allocator_(allocator) {}
+  ~CudaLinear() override {
+    for (DeviceTensor* t : {&weight, &bias, &padded_y}) allocator_.release(t->data);
+  }
+
+  DeviceTensor weight;  // [padded_out, in]
+  DeviceTensor bias;    // [padded_out] or empty
+  // Outputs are padded to a multiple of 8 features: cuBLASLt's fast kernels need 16-byte
+  // aligned rows, and a 2-label classifier otherwise falls back to a kernel ~50x slower.
+  std::int64_t padded_out = 0;
+  mutable DeviceTensor padded_y;   // [rows, padded_out], grown outside graph capture
   DType input_dtype = DType::F32;  // what the GEMM reads (autocast converts f32 inputs first)
   DType output_dtype = DType::F32;
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
   // One cuBLASLt configuration per (rows, activation), made on first use.
   mutable std::map<std::pair<std::int64_t, int>, std::unique_ptr<LtMatmul>> plans;
+
+ private:
+  cuda::DeviceAllocator& allocator_;
 };
 
 class CudaGraph final : public CapturedGraph {
@@ -153,8 +166,8 @@ class CudaBackend final : public Backend {
   }
   std::string attention_kernel() const override {
     return traits_.activation == DType::F32
-               ? "eaq simple attention (f32, CUDA cores)"
-               : "eaq WMMA attention (tensor cores; simple kernel for decode steps)";
+               ? "eaq grouped attention (f32, CUDA cores, online softmax)"
+               : "eaq WMMA attention (tensor cores; CUDA-core kernels for odd heads and decode)";
   }
 
   DeviceTensor allocate(DType dtype, Shape shape) override {
@@ -223,7 +236,7 @@ class CudaBackend final : public Backend {
               "--precision {}: quantized Linear layers are not implemented in the CUDA backend "
               "yet",
               precision_name(precision_));
-    auto linear = std::make_unique<CudaLinear>();
+    auto linear = std::make_unique<CudaLinear>(allocator_);
     linear->name = options.name;
     linear->out_features = weight.dim(0);
     linear->in_features = weight.dim(1);
@@ -235,8 +248,22 @@ class CudaBackend final : public Backend {
     linear->output_dtype = traits_.activation;
     linear->compute =
         precision_ == Precision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    linear->weight = upload(weight, weight_dtype);
-    if (bias != nullptr) linear->bias = upload(*bias, linear->output_dtype);
+    linear->padded_out = (linear->out_features + 7) / 8 * 8;
+    if (linear->padded_out == linear->out_features) {
+      linear->weight = upload(weight, weight_dtype);
+      if (bias != nullptr) linear->bias = upload(*bias, linear->output_dtype);
+    } else {
+      const HostTensor w = weight.to_f32();
+      HostTensor padded = HostTensor::empty(DType::F32, {linear->padded_out, linear->in_features});
+      std::memcpy(padded.mutable_raw(), w.raw(), w.nbytes());
+      linear->weight = upload(padded, weight_dtype);
+      if (bias != nullptr) {
+        const HostTensor b = bias->to_f32();
+        HostTensor padded_bias = HostTensor::empty(DType::F32, {linear->padded_out});
+        std::memcpy(padded_bias.mutable_raw(), b.raw(), b.nbytes());
+        linear->bias = upload(padded_bias, linear->output_dtype);
+      }
+    }
     linear->kernel = fmt::format("cublasLt {}x{}->{}{}", dtype_name(weight_dtype),
                                  dtype_name(weight_dtype), dtype_name(linear->output_dtype),
                                  precision_ == Precision::Tf32 ? " (TF32)" : " (f32 accumulate)");
@@ -260,7 +287,8 @@ class CudaBackend final : public Backend {
   void layer_norm(const DeviceTensor& x, const DeviceTensor* residual, const DeviceTensor& gamma,
                   const DeviceTensor& beta, float eps, DeviceTensor& out) override {
     const std::int64_t cols = x.shape.back();
-    ProfileScope scope(profiler_, stream_, [&] { return fmt::format("layer_norm [{}, {}]", x.numel() / cols, cols); });
+    ProfileScope scope(profiler_, stream_,
+                       [&] { return fmt::format("layer_norm [{}, {}]", x.numel() / cols, cols); });
     cuda::launch_layer_norm(
         x.dtype, x.data, residual ? residual->data : nullptr, static_cast<const float*>(gamma.data),
         static_cast<const float*>(beta.data), eps, out.data, x.numel() / cols, cols, stream_);
@@ -295,7 +323,7 @@ class CudaBackend final : public Backend {
       spec.compute = w.compute;
       spec.bias_type = cuda_type(w.output_dtype);
       spec.m = m;
-      spec.n = w.out_features;
+      spec.n = w.padded_out;
       spec.k = w.in_features;
       if (fused == Activation::Relu)
         spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
@@ -306,16 +334,32 @@ class CudaBackend final : public Backend {
       plan = std::make_unique<LtMatmul>(lt_, spec, kWorkspaceBytes, w.name);
     }
     const float alpha = 1.0f, beta = 0.0f;
+    void* out = y.data;
+    const bool padded = w.padded_out != w.out_features;
+    if (padded) {
+      if (!w.padded_y.data || w.padded_y.dim(0) < m) {
+        release(w.padded_y);
+        w.padded_y = allocate(w.output_dtype, {m, w.padded_out});
+      }
+      out = w.padded_y.data;
+    }
     {
       ProfileScope scope(profiler_, stream_, [&] {
         return fmt::format("gemm {} [{} x {} x {}] {}", layer_kind(w.name), m, w.out_features,
                            w.in_features, activation_name(fused));
       });
-      plan->run(w.weight.data, input, y.data, has_bias ? w.bias.data : nullptr, &alpha, &beta,
+      plan->run(w.weight.data, input, out, has_bias ? w.bias.data : nullptr, &alpha, &beta,
                 workspace_, stream_);
+      if (padded) {
+        const std::size_t element = dtype_size(w.output_dtype);
+        EAQ_CUDA_CHECK(cudaMemcpy2DAsync(y.data, w.out_features * element, out,
+                                         w.padded_out * element, w.out_features * element, m,
+                                         cudaMemcpyDeviceToDevice, stream_));
+      }
     }
     if (fused != activation) {
-      ProfileScope scope(profiler_, stream_, [&] { return fmt::format("activation {}", activation_name(activation)); });
+      ProfileScope scope(profiler_, stream_,
+                         [&] { return fmt::format("activation {}", activation_name(activation)); });
       cuda::launch_activation(y.dtype, y.data, y.numel(), activation, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
     }
@@ -324,7 +368,7 @@ class CudaBackend final : public Backend {
   void attention(const AttentionArgs& args) override {
     ProfileScope scope(profiler_, stream_, [&] {
       return fmt::format("attention q{} kv{} {}", args.q_len, args.kv_len,
-                         cuda::attention_tensor_core_eligible(traits_.activation, args) ? "wmma" : "simple");
+                         cuda::attention_kernel_name(traits_.activation, args));
     });
     cuda::launch_attention(traits_.activation, args, stream_);
     EAQ_CUDA_CHECK_LAUNCH();

@@ -23,8 +23,11 @@ void launch_layer_norm(DType act, const void* x, const void* residual, const flo
                        std::int64_t cols, cudaStream_t stream);
 
 // Scaled dot-product attention (see AttentionArgs). Picks the tensor-core kernel for F16/BF16
-// with head_dim % 16 == 0 and q_len >= 16, the simple kernel otherwise.
+// with head_dim 32/64/128 and q_len >= 16, the grouped CUDA-core kernel for other prefills
+// (f32 included), and the simple kernel for decode steps.
 void launch_attention(DType act, const AttentionArgs& args, cudaStream_t stream);
+// "wmma", "grouped" or "simple": what launch_attention() runs for these arguments.
+const char* attention_kernel_name(DType act, const AttentionArgs& args);
 // The simple kernel alone, for tests that compare the two.
 void launch_attention_simple(DType act, const AttentionArgs& args, cudaStream_t stream);
 bool attention_tensor_core_eligible(DType act, const AttentionArgs& args);

@@ -1,6 +1,8 @@
 // LayerNorm(x + residual), one warp per row, f32 statistics; reference: cpu_kernels.cpp
 // layer_norm_f32. The row is read into registers once (up to kMaxPerLane values per lane), so
 // out may alias x or residual.
+#include <cstdint>
+
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/kernels.hpp"
 
@@ -46,6 +48,68 @@ __global__ void layer_norm_kernel(const T* x, const T* residual, const float* ga
   }
 }
 
+// The common case: rows of 16-byte vectors (cols a multiple of 8 halves or 4 floats, aligned
+// rows). Each lane loads whole vectors, up to kVec per row, and keeps them in registers.
+template <class T, int kVec>
+__global__ void layer_norm_vector_kernel(const T* x, const T* residual, const float* gamma,
+                                         const float* beta, float eps, T* out, std::int64_t rows,
+                                         int cols) {
+  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
+  const std::int64_t row =
+      static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const int vectors = cols / kPerVec;
+  const uint4* xr = reinterpret_cast<const uint4*>(x + row * cols);
+  const uint4* rr = residual ? reinterpret_cast<const uint4*>(residual + row * cols) : nullptr;
+  float v[kVec][kPerVec];
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kVec; ++i) {
+    const int vec = lane + i * 32;
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) v[i][e] = 0.0f;
+    if (vec < vectors) {
+      uint4 a = xr[vec];
+      const T* av = reinterpret_cast<const T*>(&a);
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) v[i][e] = to_f32(av[e]);
+      if (rr) {
+        uint4 b = rr[vec];
+        const T* bv = reinterpret_cast<const T*>(&b);
+#pragma unroll
+        for (int e = 0; e < kPerVec; ++e) v[i][e] += to_f32(bv[e]);
+      }
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) sum += v[i][e];
+    }
+  }
+  const float mean = warp_sum(sum) / static_cast<float>(cols);
+  float sq = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kVec; ++i) {
+    if (lane + i * 32 < vectors) {
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) sq += (v[i][e] - mean) * (v[i][e] - mean);
+    }
+  }
+  const float inv_std = rsqrtf(warp_sum(sq) / static_cast<float>(cols) + eps);
+  uint4* o = reinterpret_cast<uint4*>(out + row * cols);
+#pragma unroll
+  for (int i = 0; i < kVec; ++i) {
+    const int vec = lane + i * 32;
+    if (vec >= vectors) continue;
+    uint4 packed;
+    T* pv = reinterpret_cast<T*>(&packed);
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) {
+      const int c = vec * kPerVec + e;
+      pv[e] = from_f32<T>((v[i][e] - mean) * inv_std * gamma[c] + beta[c]);
+    }
+    o[vec] = packed;
+  }
+}
+
 // Wider rows: a block per row, two passes over global memory.
 template <class T>
 __global__ void layer_norm_wide_kernel(const T* x, const T* residual, const float* gamma,
@@ -88,6 +152,35 @@ void launch_layer_norm(DType act, const void* x, const void* residual, const flo
                        const float* beta, float eps, void* out, std::int64_t rows,
                        std::int64_t cols, cudaStream_t stream) {
   if (rows == 0) return;
+  const std::size_t element = act == DType::F32 ? 4 : 2;
+  const std::int64_t per_vec = 16 / static_cast<std::int64_t>(element);
+  const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  if (cols % per_vec == 0 && cols / per_vec <= 32 * 8 && aligned(x) && aligned(out) &&
+      (!residual || aligned(residual))) {
+    constexpr int kWarpsPerBlock = 4;
+    const auto blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+    const std::int64_t vectors = cols / per_vec;
+    EAQ_DISPATCH_FLOAT(act, {
+      const auto* xt = static_cast<const T*>(x);
+      const auto* rt = static_cast<const T*>(residual);
+      auto* ot = static_cast<T*>(out);
+      const int c = static_cast<int>(cols);
+      const unsigned threads = 32 * kWarpsPerBlock;
+      if (vectors <= 32)
+        layer_norm_vector_kernel<T, 1>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
+      else if (vectors <= 64)
+        layer_norm_vector_kernel<T, 2>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
+      else if (vectors <= 128)
+        layer_norm_vector_kernel<T, 4>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
+      else
+        layer_norm_vector_kernel<T, 8>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
+    });
+    return;
+  }
   if (cols <= 32 * kMaxPerLane) {
     constexpr int kWarpsPerBlock = 4;
     const auto blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);

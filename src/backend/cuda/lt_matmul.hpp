@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace eaq::cuda {
 
@@ -46,7 +47,13 @@ class LtMatmul {
   std::size_t workspace_bytes_;
   cublasLtMatmulDesc_t desc_ = nullptr;
   cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, d_ = nullptr;
+  std::vector<cublasLtMatmulAlgo_t> candidates_;  // the heuristic's choices, best first
   cublasLtMatmulAlgo_t algo_{};
+  bool tuned_ = false;
+  void launch(const cublasLtMatmulAlgo_t& algo, const void* weight, const void* input, void* output,
+              const void* alpha, const void* beta, void* workspace, cudaStream_t stream) const;
+  void tune(const void* weight, const void* input, void* output, const void* alpha,
+            const void* beta, void* workspace, cudaStream_t stream);
 };
 
 }  // namespace eaq::cuda

@@ -37,7 +37,9 @@ void OpProfiler::begin(const std::string& name, cudaStream_t stream) {
   pending_.push_back(p);
 }
 
-void OpProfiler::end(cudaStream_t stream) { cudaEventRecord(pending_.back().stop, stream); }
+void OpProfiler::end(cudaStream_t stream) {
+  cudaEventRecord(pending_.back().stop, stream);
+}
 
 void OpProfiler::collect() {
   for (const Pending& p : pending_) {
@@ -56,11 +58,13 @@ void OpProfiler::collect() {
 void OpProfiler::print() const {
   if (!enabled_ || totals_.empty()) return;
   std::vector<std::pair<std::string, Total>> rows(totals_.begin(), totals_.end());
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
   double all = 0;
   for (const auto& row : rows) all += row.second.ms;
   fmt::print(stderr, "\nEAQ_PROFILE_OPS: GPU time per op (events around each op, graphs off)\n");
-  fmt::print(stderr, "{:<44} {:>10} {:>8} {:>12} {:>7}\n", "op", "total ms", "calls", "us per call", "share");
+  fmt::print(stderr, "{:<44} {:>10} {:>8} {:>12} {:>7}\n", "op", "total ms", "calls", "us per call",
+             "share");
   for (const auto& [name, t] : rows) {
     fmt::print(stderr, "{:<44} {:>10.3f} {:>8} {:>12.2f} {:>6.1f}%\n", name, t.ms, t.count,
                1000.0 * t.ms / static_cast<double>(t.count), 100.0 * t.ms / all);
