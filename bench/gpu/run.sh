@@ -15,6 +15,9 @@ BIN=${EAQ_BIN:-$ROOT/.carry/bin}
 export EAQ_SOURCE_DIR=$ROOT EAQ_BINARY=$BIN/eaq PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 status=0
+# Binaries travel gzipped (the working tree that travels is limited to 64 MiB).
+for f in "$BIN"/*.gz; do [ -e "$f" ] && gunzip -f "$f"; done
+chmod +x "$BIN"/* 2>/dev/null
 
 note() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 

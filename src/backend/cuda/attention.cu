@@ -10,6 +10,7 @@
 //   block, keys and values staged in shared memory 32 at a time, online softmax, f32 math on CUDA
 //   cores. The f32 path (fp32 must not use TF32) and odd head sizes.
 // - simple: one block per (query, head, batch). Decode steps (one query per sequence).
+#include <cuda_pipeline.h>
 #include <mma.h>
 
 #include <algorithm>
@@ -259,17 +260,28 @@ TileSizes choose_tiles(const AttentionArgs& a) {
 }
 
 // Copies rows x head_dim elements (16-byte aligned rows) from global to shared memory, zero
-// filling rows at or past `valid_rows`.
+// filling rows at or past `valid_rows`. Asynchronous copies (cp.async): every thread issues all
+// its 16-byte copies before waiting, so a block with few threads is not serialized on memory
+// latency. The caller then calls wait_tiles() and __syncthreads() before reading the tile.
 template <class T, int kHeadDim>
 __device__ void load_tile(T* dst, const T* src, std::int64_t src_row_stride, int rows,
                           std::int64_t valid_rows) {
   constexpr int kVecPerRow = kHeadDim * static_cast<int>(sizeof(T)) / 16;
   for (int idx = threadIdx.x; idx < rows * kVecPerRow; idx += blockDim.x) {
     const int r = idx / kVecPerRow, c = idx % kVecPerRow;
-    uint4 value = make_uint4(0, 0, 0, 0);
-    if (r < valid_rows) value = reinterpret_cast<const uint4*>(src + r * src_row_stride)[c];
-    reinterpret_cast<uint4*>(dst + r * kHeadDim)[c] = value;
+    uint4* target = reinterpret_cast<uint4*>(dst + r * kHeadDim) + c;
+    if (r < valid_rows) {
+      __pipeline_memcpy_async(target, reinterpret_cast<const uint4*>(src + r * src_row_stride) + c, 16);
+    } else {
+      *target = make_uint4(0, 0, 0, 0);
+    }
   }
+}
+
+// Waits for this thread's outstanding load_tile() copies.
+__device__ __forceinline__ void wait_tiles() {
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
 }
 
 template <class T, int kHeadDim>
@@ -303,6 +315,7 @@ __global__ void attention_tensor_core_kernel(AttentionArgs a, int query_tile, in
     __syncthreads();  // the previous block's K is no longer read
     load_tile<T, kHeadDim>(kv_tile, k_base + k0 * a.kv_row_stride, a.kv_row_stride, kKeyBlock,
                            a.kv_len - k0);
+    wait_tiles();  // with the first key block, also the query tile
     __syncthreads();
     for (int n = 0; n < kKeyBlock / 16; ++n) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
@@ -357,6 +370,7 @@ __global__ void attention_tensor_core_kernel(AttentionArgs a, int query_tile, in
     __syncthreads();
     load_tile<T, kHeadDim>(kv_tile, v_base + k0 * a.kv_row_stride, a.kv_row_stride, kKeyBlock,
                            a.kv_len - k0);
+    wait_tiles();
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < kKeyBlock / 16; ++kk) {
