@@ -23,5 +23,6 @@ const std::vector<Command>& all_commands();
 Command info_command();
 Command forward_command();
 Command tokenize_command();
+Command perplexity_command();
 
 }  // namespace eaq::cli

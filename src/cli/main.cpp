@@ -14,6 +14,7 @@ const std::vector<Command>& all_commands() {
   static const std::vector<Command> commands = {
       forward_command(),
       info_command(),
+      perplexity_command(),
       tokenize_command(),
   };
   return commands;
