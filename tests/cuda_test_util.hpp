@@ -24,7 +24,7 @@ inline std::unique_ptr<Backend> try_cuda_backend(Precision precision, std::strin
 }  // namespace eaq::test
 
 // Declares `name` as a CUDA backend of `precision`, or skips the test.
-#define EAQ_CUDA_BACKEND_OR_SKIP(name, precision)                                  \
-  std::string name##_why_not;                                                      \
-  auto name = ::eaq::test::try_cuda_backend((precision), &name##_why_not);         \
+#define EAQ_CUDA_BACKEND_OR_SKIP(name, precision)                          \
+  std::string name##_why_not;                                              \
+  auto name = ::eaq::test::try_cuda_backend((precision), &name##_why_not); \
   if (!name) GTEST_SKIP() << "no CUDA device: " << name##_why_not

@@ -8,7 +8,9 @@
 
 namespace eaq::test {
 
-std::filesystem::path golden_dir() { return std::filesystem::path(source_dir()) / "tests" / "golden"; }
+std::filesystem::path golden_dir() {
+  return std::filesystem::path(source_dir()) / "tests" / "golden";
+}
 
 std::vector<std::string> golden_fixtures_with_prefix(const std::vector<std::string>& prefixes) {
   std::vector<std::string> names;

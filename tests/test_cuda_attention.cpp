@@ -47,8 +47,10 @@ HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& 
   for (int b = 0; b < c.batch; ++b) {
     for (int j = 0; j < c.kv_len; ++j) {
       for (std::int64_t d = 0; d < hidden; ++d) {
-        k_cache.mutable_data<float>()[(b * capacity + j) * hidden + d] = k.data<float>()[(b * c.kv_len + j) * hidden + d];
-        v_cache.mutable_data<float>()[(b * capacity + j) * hidden + d] = v.data<float>()[(b * c.kv_len + j) * hidden + d];
+        k_cache.mutable_data<float>()[(b * capacity + j) * hidden + d] =
+            k.data<float>()[(b * c.kv_len + j) * hidden + d];
+        v_cache.mutable_data<float>()[(b * capacity + j) * hidden + d] =
+            v.data<float>()[(b * c.kv_len + j) * hidden + d];
       }
     }
   }
@@ -130,11 +132,14 @@ INSTANTIATE_TEST_SUITE_P(
                       AttentionCase{"encoder_200_dh32", 2, 200, 200, 2, 32, false, true, false},
                       AttentionCase{"encoder_77_dh128", 2, 77, 77, 2, 128, false, true, false},
                       AttentionCase{"prefill_causal_256", 2, 256, 256, 3, 64, true, true, false},
-                      AttentionCase{"prefill_causal_1024", 1, 1024, 1024, 2, 64, true, false, false},
+                      AttentionCase{"prefill_causal_1024", 1, 1024, 1024, 2, 64, true, false,
+                                    false},
                       AttentionCase{"chunk_with_cache", 2, 32, 96, 2, 64, true, true, true},
                       AttentionCase{"decode_step", 3, 1, 77, 4, 64, true, true, true},
                       AttentionCase{"odd_head_dim", 2, 20, 20, 4, 8, false, true, false}),
-    [](const ::testing::TestParamInfo<AttentionCase>& param_info) { return std::string(param_info.param.name); });
+    [](const ::testing::TestParamInfo<AttentionCase>& param_info) {
+      return std::string(param_info.param.name);
+    });
 
 }  // namespace
 }  // namespace eaq

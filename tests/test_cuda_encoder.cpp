@@ -47,9 +47,11 @@ HostTensor logits_on(Backend& backend, EncoderModel& model, const Inputs& in, bo
   EncoderOutputs out = model.forward(batch);
   if (use_graph) {
     // Poison the logits, replay a captured forward, and read them again.
-    DeviceTensor poison = backend.upload(HostTensor::from_f32(out.logits.shape, std::vector<float>(
-                                             static_cast<std::size_t>(out.logits.numel()), 1e4f)),
-                                         out.logits.dtype);
+    DeviceTensor poison =
+        backend.upload(HostTensor::from_f32(
+                           out.logits.shape,
+                           std::vector<float>(static_cast<std::size_t>(out.logits.numel()), 1e4f)),
+                       out.logits.dtype);
     backend.copy(poison, out.logits);
     backend.release(poison);
     auto graph = backend.capture([&] { model.forward(batch); });
@@ -89,7 +91,8 @@ TEST_P(CudaEncoder, EveryFloatPrecisionWithinTolerance) {
     const HostTensor graphed = logits_on(*gpu, *model, in, true);
     const double error = test::max_relative_error(direct, expected);
     std::printf("[ encoder   ] %-10s %-14s logits rel. error %.2e (tolerance %.0e)\n",
-                GetParam().c_str(), std::string(precision_name(precision)).c_str(), error, tolerance);
+                GetParam().c_str(), std::string(precision_name(precision)).c_str(), error,
+                tolerance);
     EXPECT_LE(error, tolerance) << precision_name(precision);
     EXPECT_EQ(test::max_relative_error(graphed, direct), 0.0) << "graph replay differs";
   }
@@ -113,16 +116,19 @@ TEST_P(CudaGolden, Fp32MatchesHuggingFace) {
   }
   const EncoderOutputs out = model->forward(batch);
   if (reference.contains("logits")) {
-    EXPECT_LE(test::max_relative_error(gpu->download(out.logits), reference.tensor("logits")), 1e-4);
+    EXPECT_LE(test::max_relative_error(gpu->download(out.logits), reference.tensor("logits")),
+              1e-4);
   }
   if (reference.contains("last_hidden_state")) {
-    EXPECT_LE(test::max_relative_error(gpu->download(out.hidden), reference.tensor("last_hidden_state")),
-              1e-4);
+    EXPECT_LE(
+        test::max_relative_error(gpu->download(out.hidden), reference.tensor("last_hidden_state")),
+        1e-4);
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(HuggingFace, CudaGolden,
-                         ::testing::ValuesIn(test::golden_fixtures_with_prefix({"distilbert", "bert"})));
+                         ::testing::ValuesIn(test::golden_fixtures_with_prefix({"distilbert",
+                                                                                "bert"})));
 
 TEST(CudaEncoderDefaultShape, ArgmaxAgreesWithFp32) {
   EAQ_CUDA_BACKEND_OR_SKIP(reference, Precision::Fp32);
@@ -140,7 +146,8 @@ TEST(CudaEncoderDefaultShape, ArgmaxAgreesWithFp32) {
   const Inputs in = random_inputs(256, 128, spec.vocab, 9);
   auto reference_model = EncoderModel::load(dir.path(), *reference);
   const HostTensor expected = logits_on(*reference, *reference_model, in, false);
-  for (Precision precision : {Precision::Tf32, Precision::Fp16, Precision::Fp16Autocast, Precision::Bf16}) {
+  for (Precision precision :
+       {Precision::Tf32, Precision::Fp16, Precision::Fp16Autocast, Precision::Bf16}) {
     EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
     auto model = EncoderModel::load(dir.path(), *gpu);
     const HostTensor logits = logits_on(*gpu, *model, in, false);
@@ -163,7 +170,8 @@ TEST(CudaBackendErrors, GpuIdOutOfRange) {
     make_cuda_backend(Precision::Fp32, 4096);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--gpu-id 4096: out of range"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--gpu-id 4096: out of range"), std::string::npos)
+        << e.what();
   }
 }
 

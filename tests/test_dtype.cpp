@@ -26,8 +26,8 @@ TEST(DType, F16KnownValues) {
   EXPECT_EQ(f32_to_f16_bits(1.0f), 0x3c00);
   EXPECT_EQ(f32_to_f16_bits(-2.0f), 0xc000);
   EXPECT_EQ(f32_to_f16_bits(65504.0f), 0x7bff);
-  EXPECT_EQ(f32_to_f16_bits(65520.0f), 0x7c00);       // rounds to infinity
-  EXPECT_EQ(f32_to_f16_bits(5.9604645e-8f), 0x0001);  // smallest subnormal
+  EXPECT_EQ(f32_to_f16_bits(65520.0f), 0x7c00);               // rounds to infinity
+  EXPECT_EQ(f32_to_f16_bits(5.9604645e-8f), 0x0001);          // smallest subnormal
   EXPECT_EQ(f32_to_f16_bits(1.0f + 1.0f / 2048.0f), 0x3c00);  // tie -> even
   EXPECT_EQ(f32_to_f16_bits(1.0f + 3.0f / 2048.0f), 0x3c02);  // tie -> even (up)
   EXPECT_TRUE(std::isnan(f16_bits_to_f32(f32_to_f16_bits(std::nanf("")))));
@@ -59,7 +59,7 @@ TEST(DType, E4M3RoundTripsEveryCode) {
     EXPECT_EQ(f32_to_e4m3_bits(f), code) << bits;
   }
   EXPECT_EQ(e4m3_bits_to_f32(0x7e), 448.0f);
-  EXPECT_EQ(f32_to_e4m3_bits(1000.0f), 0x7e);   // saturates
+  EXPECT_EQ(f32_to_e4m3_bits(1000.0f), 0x7e);  // saturates
   EXPECT_EQ(f32_to_e4m3_bits(-1000.0f), 0xfe);
   EXPECT_EQ(e4m3_bits_to_f32(0x01), 1.0f / 512.0f);
   EXPECT_EQ(f32_to_e4m3_bits(-0.0f), 0x80);

@@ -26,10 +26,10 @@ TEST_P(GoldenEncoder, CpuFp32MatchesHuggingFace) {
 
   const HostTensor& ids = reference.tensor("input_ids");
   const HostTensor& mask = reference.tensor("attention_mask");
-  validate_encoder_inputs(model->config(), ids, &mask,
-                          reference.contains("token_type_ids") ? &reference.tensor("token_type_ids")
-                                                               : nullptr,
-                          "reference.safetensors");
+  validate_encoder_inputs(
+      model->config(), ids, &mask,
+      reference.contains("token_type_ids") ? &reference.tensor("token_type_ids") : nullptr,
+      "reference.safetensors");
   EncoderBatch batch;
   batch.input_ids = backend->upload(ids, DType::I32);
   batch.attention_mask = backend->upload(mask, DType::I32);
@@ -39,8 +39,8 @@ TEST_P(GoldenEncoder, CpuFp32MatchesHuggingFace) {
   const EncoderOutputs outputs = model->forward(batch);
   int compared = 0;
   if (reference.contains("logits")) {
-    const double error = test::max_relative_error(backend->download(outputs.logits),
-                                                  reference.tensor("logits"));
+    const double error =
+        test::max_relative_error(backend->download(outputs.logits), reference.tensor("logits"));
     EXPECT_LE(error, 1e-4) << "logits";
     ++compared;
   }
@@ -64,7 +64,8 @@ TEST_P(GoldenEncoder, CpuFp32MatchesHuggingFace) {
 }
 
 INSTANTIATE_TEST_SUITE_P(HuggingFace, GoldenEncoder,
-                         ::testing::ValuesIn(test::golden_fixtures_with_prefix({"distilbert", "bert"})));
+                         ::testing::ValuesIn(test::golden_fixtures_with_prefix({"distilbert",
+                                                                                "bert"})));
 
 }  // namespace
 }  // namespace eaq

@@ -62,17 +62,21 @@ TEST(Npy, ReadsWhatNumpyWrites) {
 
 TEST(Npy, RefusesWhatItCannotRead) {
   test::TempDir dir;
-  test::write_text(dir.file("f64.npy"),
-                   npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", std::string(8, '\0')));
+  test::write_text(
+      dir.file("f64.npy"),
+      npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", std::string(8, '\0')));
   EXPECT_NE(npy_error(dir.file("f64.npy")).find("'<f8' is not supported"), std::string::npos);
-  test::write_text(dir.file("big.npy"),
-                   npy_bytes("{'descr': '>i4', 'fortran_order': False, 'shape': (1,), }", std::string(4, '\0')));
+  test::write_text(
+      dir.file("big.npy"),
+      npy_bytes("{'descr': '>i4', 'fortran_order': False, 'shape': (1,), }", std::string(4, '\0')));
   EXPECT_NE(npy_error(dir.file("big.npy")).find("not supported"), std::string::npos);
   test::write_text(dir.file("fortran.npy"),
-                   npy_bytes("{'descr': '<i4', 'fortran_order': True, 'shape': (2, 2), }", std::string(16, '\0')));
+                   npy_bytes("{'descr': '<i4', 'fortran_order': True, 'shape': (2, 2), }",
+                             std::string(16, '\0')));
   EXPECT_NE(npy_error(dir.file("fortran.npy")).find("Fortran"), std::string::npos);
   test::write_text(dir.file("short.npy"),
-                   npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }", std::string(12, '\0')));
+                   npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }",
+                             std::string(12, '\0')));
   EXPECT_NE(npy_error(dir.file("short.npy")).find("needs 16"), std::string::npos);
   test::write_text(dir.file("junk.npy"), "hello world, not numpy");
   EXPECT_NE(npy_error(dir.file("junk.npy")).find("not a .npy file"), std::string::npos);

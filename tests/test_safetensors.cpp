@@ -96,13 +96,14 @@ INSTANTIATE_TEST_SUITE_P(
                     kEightBytes, 0, "needs 12 bytes"},
         BadFileCase{"out_of_bounds", R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
                     kEightBytes, 0, "run past the end"},
-        BadFileCase{"overlap",
-                    R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
-                    kEightBytes, 0, "overlap"},
+        BadFileCase{
+            "overlap",
+            R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+            kEightBytes, 0, "overlap"},
         BadFileCase{"reversed_offsets", R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[8,0]}})",
                     kEightBytes, 0, "end before begin"},
-        BadFileCase{"negative_dim", R"({"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,0]}})",
-                    "", 0, "not a non-negative integer"},
+        BadFileCase{"negative_dim", R"({"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,0]}})", "",
+                    0, "not a non-negative integer"},
         BadFileCase{"missing_dtype", R"({"a":{"shape":[1],"data_offsets":[0,1]}})", "x", 0,
                     "missing or non-string \"dtype\""},
         BadFileCase{"bad_metadata", R"({"__metadata__":{"k":1}})", "", 0, "is not a string"}),
@@ -125,8 +126,10 @@ TEST(Safetensors, TruncatedFiles) {
 
 TEST(Checkpoint, ShardedThroughIndex) {
   TempDir dir;
-  write_safetensors(dir.file("model-00001-of-00002.safetensors"), {{"x", test::random_f32({2}, 3)}});
-  write_safetensors(dir.file("model-00002-of-00002.safetensors"), {{"y", test::random_f32({3}, 4)}});
+  write_safetensors(dir.file("model-00001-of-00002.safetensors"),
+                    {{"x", test::random_f32({2}, 3)}});
+  write_safetensors(dir.file("model-00002-of-00002.safetensors"),
+                    {{"y", test::random_f32({3}, 4)}});
   test::write_text(dir.path() / "model.safetensors.index.json",
                    R"({"metadata": {}, "weight_map": {"x": "model-00001-of-00002.safetensors",
                                                       "y": "model-00002-of-00002.safetensors"}})");

@@ -124,6 +124,16 @@ TEST(TokenizerLoader, TokenizerJsonTemplateAddedTokensAndMergesForms) {
   EXPECT_EQ(load_tokenizer(dir.path() / "bpe3").encode("a").ids, (Ids{4}));
 }
 
+TEST(TokenizerLoader, TokenizerConfigWinsOverTokenizerJsonAsInTransformers) {
+  TempDir dir;
+  json root = small_wordpiece_json();
+  root["normalizer"] = json{{"type", "Sequence"}, {"normalizers", {root["normalizer"]}}};
+  write_file(dir.path() / "tokenizer.json", root.dump());
+  EXPECT_EQ(load_tokenizer(dir.path()).encode("Hello").ids, (Ids{2, 5, 3}));  // lower-cased
+  write_file(dir.path() / "tokenizer_config.json", R"({"do_lower_case": false})");
+  EXPECT_EQ(load_tokenizer(dir.path()).encode("Hello").ids, (Ids{2, 6, 3}));  // cased
+}
+
 TEST(TokenizerLoader, ClassicWordPieceReadsTokenizerConfig) {
   TempDir dir;
   write_file(dir.path() / "vocab.txt", kSmallVocab);

@@ -32,7 +32,8 @@ stage_golden() {
 
 stage_tokenizer_fixture() {
   note "tokenizer parity fixture (tools/make_tokenizer_fixture.py)"
-  python3 tools/make_tokenizer_fixture.py 2>&1 | tail -15 || status=1
+  python3 tools/make_tokenizer_fixture.py --out tests/golden/tokenizer 2>&1 | tail -15
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   tar czf "$OUT/tokenizer-fixture.tar.gz" tests/golden/tokenizer || status=1
 }
 
@@ -51,6 +52,40 @@ stage_train() {
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
 
+# Issue 4/5 benchmark: DistilBERT-default shape (random weights), seq 128, batch 1/32/128, every
+# float precision, CUDA graphs on (and off at batch 1), beside the Hugging Face peer.
+stage_bench_encoder() {
+  note "benchmark: DistilBERT-default shape, eaq"
+  python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which distilbert | tail -2
+  local res=/tmp/bench-encoder
+  rm -rf "$res"
+  "$BIN/eaq" measure --model /tmp/eaq-models/distilbert --dataset datasets/sentiment-large \
+    --precision ${EAQ_BENCH_PRECISIONS:-fp32,tf32,fp16,fp16-autocast,bf16} --batch-size 1,32,128 \
+    --num_iters 200 --warmup_steps 50 --idle-seconds 1 --min-duration-s 3 \
+    --results-dir "$res" > "$OUT/bench-encoder.log" 2>&1 || status=1
+  tail -20 "$OUT/bench-encoder.log"
+  "$BIN/eaq" measure --model /tmp/eaq-models/distilbert --dataset datasets/sentiment-large \
+    --precision fp16 --batch-size 1 --no-cuda-graphs --num_iters 200 --warmup_steps 50 \
+    --idle-seconds 1 --min-duration-s 3 --results-dir "$res/no-graphs" >> "$OUT/bench-encoder.log" 2>&1 || status=1
+  note "benchmark: DistilBERT-default shape, Hugging Face peer (eager)"
+  : > "$OUT/peer-encoder.jsonl"
+  for p in ${EAQ_PEER_PRECISIONS:-fp16 fp32}; do
+    python3 bench/gpu/hf_baseline.py --model distilbert --precision "$p" --batch-sizes 1,32,128 \
+      --seq-len 128 --mode eager --min-seconds 2 2>/dev/null | tee -a "$OUT/peer-encoder.jsonl"
+  done
+  python3 bench/gpu/summarize.py --results "$res" --peer "$OUT/peer-encoder.jsonl" \
+    --title "DistilBERT-default shape (random weights), seq 128" | tee "$OUT/bench-encoder.md"
+}
+
+# The bundled classifier on the bundled dataset in every precision this GPU supports (make demo).
+stage_demo() {
+  note "demo: bundled sentiment model, every precision"
+  "$BIN/eaq" measure --dataset datasets/sentiment-standard --precision all --batch-size 32 \
+    --num_iters 200 --idle-seconds 1 --results-dir /tmp/demo-results > "$OUT/demo.log" 2>&1 || status=1
+  tail -15 "$OUT/demo.log"
+  python3 bench/gpu/summarize.py --results /tmp/demo-results --title "bundled sentiment-distilbert, sentiment-standard (500 imdb sentences)" | tee "$OUT/demo.md"
+}
+
 for stage in "$@"; do
   case "$stage" in
     info) stage_info ;;
@@ -60,6 +95,8 @@ for stage in "$@"; do
     train-quick) stage_train quick ;;
     train-sentiment) stage_train sentiment ;;
     train-gpt2) stage_train gpt2 ;;
+    bench-encoder) stage_bench_encoder ;;
+    demo) stage_demo ;;
     *) echo "unknown stage: $stage"; status=2 ;;
   esac
 done

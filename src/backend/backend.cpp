@@ -6,11 +6,16 @@ namespace eaq {
 
 const char* activation_name(Activation activation) {
   switch (activation) {
-    case Activation::None: return "none";
-    case Activation::Gelu: return "gelu";
-    case Activation::GeluTanh: return "gelu_tanh";
-    case Activation::Relu: return "relu";
-    case Activation::Tanh: return "tanh";
+    case Activation::None:
+      return "none";
+    case Activation::Gelu:
+      return "gelu";
+    case Activation::GeluTanh:
+      return "gelu_tanh";
+    case Activation::Relu:
+      return "relu";
+    case Activation::Tanh:
+      return "tanh";
   }
   EAQ_ASSERT(false);
 }
@@ -19,8 +24,8 @@ DeviceTensor DeviceTensor::rows(std::int64_t begin, std::int64_t count) const {
   EAQ_ASSERT(rank() >= 1 && begin >= 0 && count >= 0 && begin + count <= shape[0]);
   DeviceTensor view = *this;
   const std::int64_t row_elements = shape[0] == 0 ? 0 : numel() / shape[0];
-  view.data = static_cast<char*>(data) +
-              static_cast<std::size_t>(begin * row_elements) * dtype_size(dtype);
+  view.data =
+      static_cast<char*>(data) + static_cast<std::size_t>(begin * row_elements) * dtype_size(dtype);
   view.shape[0] = count;
   return view;
 }

@@ -36,8 +36,8 @@ struct DeviceTensor {
 
 // What the caller wants of a Linear layer; the backend decides the storage from its precision.
 struct LinearOptions {
-  std::string name;        // e.g. "layer.0.attention.qkv": for messages and reports
-  bool quantize = false;   // store int8/fp8 weights when the precision is a quantized one
+  std::string name;                 // e.g. "layer.0.attention.qkv": for messages and reports
+  bool quantize = false;            // store int8/fp8 weights when the precision is a quantized one
   float static_input_scale = 0.0f;  // int8-static: calibrated activation scale (absmax / 127)
 };
 
@@ -52,8 +52,8 @@ class LinearWeights {
 };
 
 // Scaled dot-product attention over strided views, one call for all batches and heads.
-// Element (b, i, h*head_dim + d) of Q lives at q[b*q_batch_stride + i*q_row_stride + h*head_dim + d]
-// and likewise for K, V and the output. Query i sits at absolute position q_position_offset + i;
+// Element (b, i, h*head_dim + d) of Q lives at q[b*q_batch_stride + i*q_row_stride + h*head_dim +
+// d] and likewise for K, V and the output. Query i sits at absolute position q_position_offset + i;
 // with `causal`, it sees keys j <= q_position_offset + i. key_mask (I32, 1 = attend) is read at
 // key_mask[b*mask_batch_stride + j] when not null.
 struct AttentionArgs {
@@ -108,6 +108,10 @@ class Backend {
   virtual Precision precision() const = 0;
   virtual DType activation_dtype() const = 0;
   virtual bool is_cuda() const { return false; }
+  // The device's PCI bus id ("00000000:19:00.0"), to find the same GPU in NVML; empty on the CPU.
+  virtual std::string pci_bus_id() const { return {}; }
+  // A short description of the attention kernel(s) this backend runs, for reports.
+  virtual std::string attention_kernel() const = 0;
 
   // --- memory -----------------------------------------------------------------------------------
   virtual DeviceTensor allocate(DType dtype, Shape shape) = 0;
@@ -148,8 +152,8 @@ class Backend {
   virtual void gather_rows(const DeviceTensor& x, const DeviceTensor& index, DeviceTensor& out) = 0;
   // Copies a [rows, cols] block with row strides (in elements) between two buffers: KV caches.
   virtual void copy_rows_strided(const void* src, std::int64_t src_row_stride, void* dst,
-                                 std::int64_t dst_row_stride, std::int64_t rows,
-                                 std::int64_t cols, DType dtype) = 0;
+                                 std::int64_t dst_row_stride, std::int64_t rows, std::int64_t cols,
+                                 DType dtype) = 0;
 
   // --- decoding (causal language models) ---------------------------------------------------------
   // All I32 unless said otherwise. Every op reads its varying state from device memory, so a

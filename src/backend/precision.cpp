@@ -8,24 +8,33 @@ namespace eaq {
 
 std::string_view precision_name(Precision precision) {
   switch (precision) {
-    case Precision::Fp32: return "fp32";
-    case Precision::Tf32: return "tf32";
-    case Precision::Fp16: return "fp16";
-    case Precision::Fp16Autocast: return "fp16-autocast";
-    case Precision::Bf16: return "bf16";
-    case Precision::Int8: return "int8";
-    case Precision::Int8Static: return "int8-static";
-    case Precision::Int8WeightOnly: return "int8-wo";
-    case Precision::Fp8: return "fp8";
+    case Precision::Fp32:
+      return "fp32";
+    case Precision::Tf32:
+      return "tf32";
+    case Precision::Fp16:
+      return "fp16";
+    case Precision::Fp16Autocast:
+      return "fp16-autocast";
+    case Precision::Bf16:
+      return "bf16";
+    case Precision::Int8:
+      return "int8";
+    case Precision::Int8Static:
+      return "int8-static";
+    case Precision::Int8WeightOnly:
+      return "int8-wo";
+    case Precision::Fp8:
+      return "fp8";
   }
   EAQ_ASSERT(false);
 }
 
 const std::vector<Precision>& all_precisions() {
   static const std::vector<Precision> all = {
-      Precision::Fp32, Precision::Tf32, Precision::Fp16,           Precision::Fp16Autocast,
-      Precision::Bf16, Precision::Int8, Precision::Int8Static, Precision::Int8WeightOnly,
-      Precision::Fp8};
+      Precision::Fp32,         Precision::Tf32,           Precision::Fp16,
+      Precision::Fp16Autocast, Precision::Bf16,           Precision::Int8,
+      Precision::Int8Static,   Precision::Int8WeightOnly, Precision::Fp8};
   return all;
 }
 
@@ -46,16 +55,24 @@ bool is_quantized(Precision precision) {
 
 PrecisionTraits cuda_precision_traits(Precision precision) {
   switch (precision) {
-    case Precision::Fp32: return {DType::F32, DType::F32, "f32 (TF32 off)"};
-    case Precision::Tf32: return {DType::F32, DType::F32, "TF32 tensor cores, f32 accumulate"};
-    case Precision::Fp16: return {DType::F16, DType::F16, "f16 in, f32 accumulate"};
+    case Precision::Fp32:
+      return {DType::F32, DType::F32, "f32 (TF32 off)"};
+    case Precision::Tf32:
+      return {DType::F32, DType::F32, "TF32 tensor cores, f32 accumulate"};
+    case Precision::Fp16:
+      return {DType::F16, DType::F16, "f16 in, f32 accumulate"};
     case Precision::Fp16Autocast:
       return {DType::F32, DType::F16, "f16 GEMMs on an f32 residual stream"};
-    case Precision::Bf16: return {DType::BF16, DType::BF16, "bf16 in, f32 accumulate"};
-    case Precision::Int8: return {DType::F16, DType::I8, "i8 x i8 -> i32, per-token dynamic"};
-    case Precision::Int8Static: return {DType::F16, DType::I8, "i8 x i8 -> i32, static scales"};
-    case Precision::Int8WeightOnly: return {DType::F16, DType::I8, "i8 weights dequantized to f16"};
-    case Precision::Fp8: return {DType::F16, DType::F8_E4M3, "e4m3 x e4m3 -> f32"};
+    case Precision::Bf16:
+      return {DType::BF16, DType::BF16, "bf16 in, f32 accumulate"};
+    case Precision::Int8:
+      return {DType::F16, DType::I8, "i8 x i8 -> i32, per-token dynamic"};
+    case Precision::Int8Static:
+      return {DType::F16, DType::I8, "i8 x i8 -> i32, static scales"};
+    case Precision::Int8WeightOnly:
+      return {DType::F16, DType::I8, "i8 weights dequantized to f16"};
+    case Precision::Fp8:
+      return {DType::F16, DType::F8_E4M3, "e4m3 x e4m3 -> f32"};
   }
   EAQ_ASSERT(false);
 }

@@ -19,9 +19,13 @@ struct Command {
 
 const std::vector<Command>& all_commands();
 
+// The process's argv, recorded by main() for result metadata.
+const std::vector<std::string>& command_line();
+
 // One registration line per command file.
 Command info_command();
 Command forward_command();
+Command measure_command();
 Command tokenize_command();
 Command perplexity_command();
 

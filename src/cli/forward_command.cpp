@@ -74,16 +74,17 @@ int run_forward(const ForwardArgs& args) {
   if (outputs.logits.data) {
     result = backend->download(outputs.logits);
   } else {
-    result = backend->download(outputs.hidden).reshaped(
-        {ids.dim(0), ids.dim(1), model->config().hidden});
+    result = backend->download(outputs.hidden)
+                 .reshaped({ids.dim(0), ids.dim(1), model->config().hidden});
   }
   backend->release(batch.input_ids);
   backend->release(batch.attention_mask);
   backend->release(batch.token_type_ids);
   write_npy(args.output, result);
-  fmt::print("wrote {} {} to {} ({} on {}, {})\n", outputs.logits.data ? "logits" : "last_hidden_state",
-             shape_str(result.shape()), args.output, model->config().architecture,
-             backend->name(), precision_name(backend->precision()));
+  fmt::print("wrote {} {} to {} ({} on {}, {})\n",
+             outputs.logits.data ? "logits" : "last_hidden_state", shape_str(result.shape()),
+             args.output, model->config().architecture, backend->name(),
+             precision_name(backend->precision()));
   return 0;
 }
 
@@ -107,8 +108,9 @@ Command forward_command() {
                            "state [batch, seq, hidden] for a bare encoder")
                 ->required();
             app.add_option("--device", args->device, "cpu or cuda");
-            app.add_option("--precision", args->precision,
-                           "fp32, tf32, fp16, fp16-autocast, bf16, int8, int8-static, int8-wo, fp8");
+            app.add_option(
+                "--precision", args->precision,
+                "fp32, tf32, fp16, fp16-autocast, bf16, int8, int8-static, int8-wo, fp8");
             app.add_option("--gpu-id", args->gpu_id, "CUDA device index");
             return std::function<int()>([args] { return run_forward(*args); });
           }};

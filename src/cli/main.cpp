@@ -10,8 +10,17 @@
 
 namespace eaq::cli {
 
+namespace {
+std::vector<std::string> g_command_line;
+}  // namespace
+
+const std::vector<std::string>& command_line() {
+  return g_command_line;
+}
+
 const std::vector<Command>& all_commands() {
   static const std::vector<Command> commands = {
+      measure_command(),
       forward_command(),
       info_command(),
       perplexity_command(),
@@ -23,6 +32,7 @@ const std::vector<Command>& all_commands() {
 }  // namespace eaq::cli
 
 int main(int argc, char** argv) {
+  eaq::cli::g_command_line.assign(argv, argv + argc);
   CLI::App app{
       "eaq: accuracy, latency, throughput, power and energy per inference of transformer "
       "models across precisions"};

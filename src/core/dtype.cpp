@@ -8,30 +8,48 @@ namespace eaq {
 
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::F32: return 4;
-    case DType::F16: return 2;
-    case DType::BF16: return 2;
-    case DType::F8_E4M3: return 1;
-    case DType::I8: return 1;
-    case DType::U8: return 1;
-    case DType::I32: return 4;
-    case DType::I64: return 8;
-    case DType::Bool: return 1;
+    case DType::F32:
+      return 4;
+    case DType::F16:
+      return 2;
+    case DType::BF16:
+      return 2;
+    case DType::F8_E4M3:
+      return 1;
+    case DType::I8:
+      return 1;
+    case DType::U8:
+      return 1;
+    case DType::I32:
+      return 4;
+    case DType::I64:
+      return 8;
+    case DType::Bool:
+      return 1;
   }
   EAQ_ASSERT(false);
 }
 
 std::string_view dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::F8_E4M3: return "F8_E4M3";
-    case DType::I8: return "I8";
-    case DType::U8: return "U8";
-    case DType::I32: return "I32";
-    case DType::I64: return "I64";
-    case DType::Bool: return "BOOL";
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::F8_E4M3:
+      return "F8_E4M3";
+    case DType::I8:
+      return "I8";
+    case DType::U8:
+      return "U8";
+    case DType::I32:
+      return "I32";
+    case DType::I64:
+      return "I64";
+    case DType::Bool:
+      return "BOOL";
   }
   EAQ_ASSERT(false);
 }
@@ -52,7 +70,7 @@ std::uint16_t f32_to_f16_bits(float value) {
   const std::uint32_t x = f32_bits(value);
   const std::uint32_t sign = (x >> 16) & 0x8000u;
   const std::uint32_t abs = x & 0x7fffffffu;
-  if (abs > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u);  // NaN
+  if (abs > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u);   // NaN
   if (abs >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // overflow -> inf
   if (abs < 0x38800000u) {
     // Subnormal or zero in f16: scale into the integer grid of 2^-24 and round to nearest even.
@@ -87,7 +105,9 @@ std::uint16_t f32_to_bf16_bits(float value) {
   return static_cast<std::uint16_t>((x + rounding) >> 16);
 }
 
-float bf16_bits_to_f32(std::uint16_t bits) { return bits_f32(static_cast<std::uint32_t>(bits) << 16); }
+float bf16_bits_to_f32(std::uint16_t bits) {
+  return bits_f32(static_cast<std::uint32_t>(bits) << 16);
+}
 
 std::uint8_t f32_to_e4m3_bits(float value) {
   if (std::isnan(value)) return 0x7f;

@@ -23,15 +23,15 @@ template <class... Args>
 }  // namespace eaq
 
 // Throws eaq::Error with a formatted message when the condition is false.
-#define EAQ_CHECK(cond, ...)                      \
-  do {                                            \
-    if (!(cond)) ::eaq::fail(__VA_ARGS__);        \
+#define EAQ_CHECK(cond, ...)               \
+  do {                                     \
+    if (!(cond)) ::eaq::fail(__VA_ARGS__); \
   } while (0)
 
 // A broken internal invariant: a bug in eaq, not in the user's input.
-#define EAQ_ASSERT(cond)                                                                    \
-  do {                                                                                      \
-    if (!(cond))                                                                            \
+#define EAQ_ASSERT(cond)                                                                      \
+  do {                                                                                        \
+    if (!(cond))                                                                              \
       ::eaq::fail("internal error: {} failed at {}:{} (please report this)", #cond, __FILE__, \
-                  __LINE__);                                                                \
+                  __LINE__);                                                                  \
   } while (0)

@@ -35,7 +35,8 @@ Checkpoint Checkpoint::open_files(const std::vector<std::string>& paths) {
                 checkpoint.files_[it->second].path(), path);
     }
   }
-  checkpoint.description_ = paths.size() == 1 ? paths.front() : fmt::format("{}", fmt::join(paths, ", "));
+  checkpoint.description_ =
+      paths.size() == 1 ? paths.front() : fmt::format("{}", fmt::join(paths, ", "));
   return checkpoint;
 }
 
@@ -56,9 +57,10 @@ Checkpoint Checkpoint::open_folder(const fs::path& dir) {
       EAQ_CHECK(shard.is_string(), "{}: weight_map entry '{}' is not a file name",
                 index_path.string(), name);
       const std::string shard_name = shard.get<std::string>();
-      EAQ_CHECK(shard_name.find('/') == std::string::npos && shard_name != ".." && !shard_name.empty(),
-                "{}: weight_map entry '{}' names '{}', which is not a file in this folder",
-                index_path.string(), name, shard_name);
+      EAQ_CHECK(
+          shard_name.find('/') == std::string::npos && shard_name != ".." && !shard_name.empty(),
+          "{}: weight_map entry '{}' names '{}', which is not a file in this folder",
+          index_path.string(), name, shard_name);
       shard_names.insert(shard_name);
     }
     std::vector<std::string> paths;
@@ -107,6 +109,8 @@ std::vector<std::string> Checkpoint::names() const {
   return out;
 }
 
-std::string Checkpoint::description() const { return description_; }
+std::string Checkpoint::description() const {
+  return description_;
+}
 
 }  // namespace eaq

@@ -23,7 +23,8 @@ class Checkpoint {
   const std::string& file_of(const std::string& name) const;
   std::vector<std::string> names() const;  // sorted
   const std::vector<SafetensorsFile>& files() const { return files_; }
-  std::string description() const;  // "dir/model.safetensors" or "dir/model.safetensors.index.json (3 shards)"
+  std::string description()
+      const;  // "dir/model.safetensors" or "dir/model.safetensors.index.json (3 shards)"
 
  private:
   std::string description_;

@@ -27,7 +27,8 @@ std::vector<fs::path> hf_cache_roots() {
 namespace {
 
 bool looks_like_hub_name(const std::string& name) {
-  if (name.empty() || name.front() == '/' || name.front() == '.' || name.back() == '/') return false;
+  if (name.empty() || name.front() == '/' || name.front() == '.' || name.back() == '/')
+    return false;
   if (std::count(name.begin(), name.end(), '/') > 1) return false;
   return name.find("..") == std::string::npos;
 }
@@ -90,8 +91,9 @@ fs::path resolve_model_path(const std::string& name_or_dir) {
       "eaq does not download models. With network access, fetch it once, e.g.\n"
       "  huggingface-cli download {}\n"
       "or  git clone https://huggingface.co/{}  and pass that folder to --model.",
-      name_or_dir, looked.empty() ? std::string("(no cache folder: HOME, HF_HOME and HF_HUB_CACHE are unset)")
-                                  : fmt::format("{}", fmt::join(looked, "\n  ")),
+      name_or_dir,
+      looked.empty() ? std::string("(no cache folder: HOME, HF_HOME and HF_HUB_CACHE are unset)")
+                     : fmt::format("{}", fmt::join(looked, "\n  ")),
       name_or_dir, name_or_dir);
 }
 

@@ -20,27 +20,43 @@ bool descr_to_dtype(const std::string& descr, DType* out) {
   const char order = descr[0];
   if (order != '<' && order != '|' && order != '=') return false;
   const std::string kind = descr.substr(1);
-  if (kind == "f4") *out = DType::F32;
-  else if (kind == "f2") *out = DType::F16;
-  else if (kind == "i8") *out = DType::I64;
-  else if (kind == "i4") *out = DType::I32;
-  else if (kind == "i1") *out = DType::I8;
-  else if (kind == "u1") *out = DType::U8;
-  else if (kind == "b1") *out = DType::Bool;
-  else return false;
+  if (kind == "f4")
+    *out = DType::F32;
+  else if (kind == "f2")
+    *out = DType::F16;
+  else if (kind == "i8")
+    *out = DType::I64;
+  else if (kind == "i4")
+    *out = DType::I32;
+  else if (kind == "i1")
+    *out = DType::I8;
+  else if (kind == "u1")
+    *out = DType::U8;
+  else if (kind == "b1")
+    *out = DType::Bool;
+  else
+    return false;
   return true;
 }
 
 const char* dtype_to_descr(DType dtype) {
   switch (dtype) {
-    case DType::F32: return "<f4";
-    case DType::F16: return "<f2";
-    case DType::I64: return "<i8";
-    case DType::I32: return "<i4";
-    case DType::I8: return "|i1";
-    case DType::U8: return "|u1";
-    case DType::Bool: return "|b1";
-    default: return nullptr;
+    case DType::F32:
+      return "<f4";
+    case DType::F16:
+      return "<f2";
+    case DType::I64:
+      return "<i8";
+    case DType::I32:
+      return "<i4";
+    case DType::I8:
+      return "|i1";
+    case DType::U8:
+      return "|u1";
+    case DType::Bool:
+      return "|b1";
+    default:
+      return nullptr;
   }
 }
 
@@ -88,16 +104,15 @@ HostTensor read_npy(const std::string& path) {
   Shape shape;
   const std::string dims = match[1];
   static const std::regex dim_re(R"(\d+)");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), dim_re); it != std::sregex_iterator();
-       ++it) {
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), dim_re);
+       it != std::sregex_iterator(); ++it) {
     shape.push_back(std::stoll(it->str()));
   }
 
   const std::size_t data_start = header_start + header_len;
   const std::size_t expected = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
-  EAQ_CHECK(size - data_start == expected,
-            "{}: .npy data is {} bytes but shape {} of {} needs {}", path, size - data_start,
-            shape_str(shape), descr, expected);
+  EAQ_CHECK(size - data_start == expected, "{}: .npy data is {} bytes but shape {} of {} needs {}",
+            path, size - data_start, shape_str(shape), descr, expected);
   HostTensor tensor = HostTensor::empty(dtype, shape);
   if (expected > 0) std::memcpy(tensor.mutable_raw(), p + data_start, expected);
   return tensor;
@@ -105,7 +120,8 @@ HostTensor read_npy(const std::string& path) {
 
 void write_npy(const std::string& path, const HostTensor& tensor) {
   const char* descr = dtype_to_descr(tensor.dtype());
-  EAQ_CHECK(descr != nullptr, "{}: cannot write dtype {} to .npy", path, dtype_name(tensor.dtype()));
+  EAQ_CHECK(descr != nullptr, "{}: cannot write dtype {} to .npy", path,
+            dtype_name(tensor.dtype()));
   // Python tuple syntax: "(2, 3)", "(5,)", "()".
   std::string shape_text = fmt::format("{}", fmt::join(tensor.shape(), ", "));
   if (tensor.rank() == 1) shape_text += ",";

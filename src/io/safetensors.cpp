@@ -89,7 +89,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
             "file",
             path, mapping->size());
   std::uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | mapping->data()[i];  // little endian
+  for (int i = 7; i >= 0; --i)
+    header_len = (header_len << 8) | mapping->data()[i];  // little endian
   EAQ_CHECK(header_len <= mapping->size() - 8,
             "{}: header length {} is larger than the file ({} bytes): truncated or not a "
             "safetensors file",

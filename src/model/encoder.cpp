@@ -37,7 +37,8 @@ HostTensor sinusoidal_position_table(std::int64_t positions, std::int64_t dim) {
   for (std::int64_t pos = 0; pos < positions; ++pos) {
     for (std::int64_t j = 0; j < dim; ++j) {
       const double angle =
-          static_cast<double>(pos) / std::pow(10000.0, 2.0 * static_cast<double>(j / 2) / static_cast<double>(dim));
+          static_cast<double>(pos) /
+          std::pow(10000.0, 2.0 * static_cast<double>(j / 2) / static_cast<double>(dim));
       out[pos * dim + j] = static_cast<float>(j % 2 == 0 ? std::sin(angle) : std::cos(angle));
     }
   }
@@ -75,9 +76,8 @@ std::unique_ptr<EncoderModel> EncoderModel::load(const std::filesystem::path& di
   const EncoderConfig& c = model->config_;
 
   const Checkpoint checkpoint = Checkpoint::open_folder(dir);
-  const std::vector<WeightSpec> specs = c.arch == EncoderArch::DistilBert
-                                            ? distilbert_weight_specs(c)
-                                            : bert_weight_specs(c);
+  const std::vector<WeightSpec> specs =
+      c.arch == EncoderArch::DistilBert ? distilbert_weight_specs(c) : bert_weight_specs(c);
   const LoadedWeights weights = LoadedWeights::load(
       checkpoint, specs, encoder_base_prefix(c.arch),
       fmt::format("config.json of a {} with hidden {}, {} layers, intermediate {}, vocab {}",
@@ -101,8 +101,8 @@ std::unique_ptr<EncoderModel> EncoderModel::load(const std::filesystem::path& di
       options.static_input_scale = it->second;
     }
     auto prepared = backend.prepare_linear(w, b, options);
-    model->linear_reports_.push_back({name, prepared->kernel, prepared->in_features,
-                                      prepared->out_features});
+    model->linear_reports_.push_back(
+        {name, prepared->kernel, prepared->in_features, prepared->out_features});
     return prepared;
   };
 
@@ -111,8 +111,7 @@ std::unique_ptr<EncoderModel> EncoderModel::load(const std::filesystem::path& di
     model->position_embeddings_ = upload(weights.get("embeddings.position"), act);
   } else {
     EAQ_ASSERT(c.sinusoidal_positions);
-    model->position_embeddings_ =
-        upload(sinusoidal_position_table(c.max_positions, c.hidden), act);
+    model->position_embeddings_ = upload(sinusoidal_position_table(c.max_positions, c.hidden), act);
   }
   if (c.type_vocab_size > 0) {
     model->type_embeddings_ = upload(weights.get("embeddings.token_type"), act);
@@ -123,9 +122,9 @@ std::unique_ptr<EncoderModel> EncoderModel::load(const std::filesystem::path& di
   for (std::int64_t i = 0; i < c.layers; ++i) {
     const auto key = [&](const char* what) { return fmt::format("layers.{}.{}", i, what); };
     Layer layer;
-    const HostTensor qkv_weight = concat_rows({&weights.get(key("q.weight")),
-                                               &weights.get(key("k.weight")),
-                                               &weights.get(key("v.weight"))});
+    const HostTensor qkv_weight =
+        concat_rows({&weights.get(key("q.weight")), &weights.get(key("k.weight")),
+                     &weights.get(key("v.weight"))});
     const HostTensor qkv_bias = concat_rows(
         {&weights.get(key("q.bias")), &weights.get(key("k.bias")), &weights.get(key("v.bias"))});
     layer.qkv = linear(key("qkv"), qkv_weight, &qkv_bias, plan.encoder_linears);
@@ -142,9 +141,9 @@ std::unique_ptr<EncoderModel> EncoderModel::load(const std::filesystem::path& di
     model->layers_.push_back(std::move(layer));
   }
   if (weights.has("head.dense.weight")) {
-    model->head_dense_ = linear(c.arch == EncoderArch::DistilBert ? "pre_classifier" : "pooler",
-                                weights.get("head.dense.weight"), &weights.get("head.dense.bias"),
-                                plan.head);
+    model->head_dense_ =
+        linear(c.arch == EncoderArch::DistilBert ? "pre_classifier" : "pooler",
+               weights.get("head.dense.weight"), &weights.get("head.dense.bias"), plan.head);
   }
   if (c.head != EncoderHead::None) {
     model->classifier_ = linear("classifier", weights.get("head.classifier.weight"),
@@ -162,11 +161,10 @@ EncoderModel::~EncoderModel() {
 
 void EncoderModel::release_workspace() {
   if (!workspace_) return;
-  for (DeviceTensor* t : {&workspace_->position_ids, &workspace_->cls_index,
-                          &workspace_->zero_types, &workspace_->hidden,
-                          &workspace_->qkv, &workspace_->context, &workspace_->projected,
-                          &workspace_->ffn, &workspace_->cls, &workspace_->head_hidden,
-                          &workspace_->logits}) {
+  for (DeviceTensor* t :
+       {&workspace_->position_ids, &workspace_->cls_index, &workspace_->zero_types,
+        &workspace_->hidden, &workspace_->qkv, &workspace_->context, &workspace_->projected,
+        &workspace_->ffn, &workspace_->cls, &workspace_->head_hidden, &workspace_->logits}) {
     backend_.release(*t);
   }
   workspace_.reset();
@@ -215,8 +213,8 @@ EncoderOutputs EncoderModel::forward(const EncoderBatch& batch) {
   const std::size_t element = dtype_size(act);
 
   const DeviceTensor ids = batch.input_ids.reshaped({tokens});
-  const DeviceTensor types = batch.token_type_ids.data ? batch.token_type_ids.reshaped({tokens})
-                                                       : DeviceTensor{};
+  const DeviceTensor types =
+      batch.token_type_ids.data ? batch.token_type_ids.reshaped({tokens}) : DeviceTensor{};
   // BERT without token_type_ids uses type 0 everywhere, as Hugging Face does.
   const DeviceTensor* types_or_zeros = types.data ? &types : &ws.zero_types;
   const bool use_types = c.type_vocab_size > 0;
@@ -268,6 +266,7 @@ EncoderOutputs EncoderModel::forward(const EncoderBatch& batch) {
     backend_.linear(ws.head_hidden, *classifier_, Activation::None, ws.logits);
     outputs.logits = ws.logits;
   }
+  last_outputs_ = outputs;
   return outputs;
 }
 
@@ -302,10 +301,13 @@ void validate_encoder_inputs(const EncoderConfig& config, const HostTensor& inpu
     EAQ_CHECK(token_type_ids->shape() == input_ids.shape(),
               "{}: token_type_ids has shape {} but input_ids has {}", source,
               shape_str(token_type_ids->shape()), shape_str(input_ids.shape()));
-    EAQ_CHECK(config.type_vocab_size > 0,
-              "{}: token_type_ids given, but {} has no token type embeddings", source,
-              config.architecture);
     for (std::int64_t value : token_type_ids->to_i64()) {
+      // Tokenizers of the BERT family write all-zero token types for single sentences; a model
+      // without token type embeddings (DistilBERT) ignores those, but not real segment ids.
+      EAQ_CHECK(config.type_vocab_size > 0 || value == 0,
+                "{}: token_type_ids holds {}, but {} has no token type embeddings", source, value,
+                config.architecture);
+      if (config.type_vocab_size == 0) continue;
       EAQ_CHECK(value >= 0 && value < config.type_vocab_size,
                 "{}: token_type_ids holds {}, outside type_vocab_size {}", source, value,
                 config.type_vocab_size);

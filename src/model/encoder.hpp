@@ -54,6 +54,8 @@ class EncoderModel {
   // the next forward. Buffers are allocated on the first call for a given [B, L] (so run once
   // before capturing a graph).
   EncoderOutputs forward(const EncoderBatch& batch);
+  // The outputs of the last forward (also valid after replaying a graph captured from one).
+  const EncoderOutputs& last_outputs() const { return last_outputs_; }
 
   std::int64_t num_parameters() const { return num_parameters_; }
   std::size_t stored_bytes() const { return stored_bytes_; }  // in the checkpoint
@@ -77,6 +79,7 @@ class EncoderModel {
   std::vector<Layer> layers_;
   std::unique_ptr<LinearWeights> head_dense_, classifier_;
   std::unique_ptr<Workspace> workspace_;
+  EncoderOutputs last_outputs_;
   std::int64_t num_parameters_ = 0;
   std::size_t stored_bytes_ = 0;
   DType stored_dtype_ = DType::F32;

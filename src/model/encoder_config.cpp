@@ -86,16 +86,17 @@ EncoderConfig parse_distilbert(const json& c, const std::filesystem::path& path)
   config.heads = positive_int(c, path, "n_heads");
   config.intermediate = positive_int(c, path, "hidden_dim");
   config.max_positions = positive_int(c, path, "max_position_embeddings");
-  config.activation = parse_activation(optional_value<std::string>(c, "activation", "gelu"), path,
-                                       "activation");
+  config.activation =
+      parse_activation(optional_value<std::string>(c, "activation", "gelu"), path, "activation");
   config.sinusoidal_positions = optional_value<bool>(c, "sinusoidal_pos_embds", false);
   config.layer_norm_eps = 1e-12f;  // hard-coded in Hugging Face's DistilBERT modules
   if (config.architecture == "DistilBertForSequenceClassification") {
     config.head = EncoderHead::DistilBertClassifier;
   } else if (config.architecture != "DistilBertModel") {
-    fail("{}: architecture {} is not supported (eaq runs DistilBertModel and "
-         "DistilBertForSequenceClassification)",
-         path.string(), config.architecture);
+    fail(
+        "{}: architecture {} is not supported (eaq runs DistilBertModel and "
+        "DistilBertForSequenceClassification)",
+        path.string(), config.architecture);
   }
   return config;
 }
@@ -111,8 +112,8 @@ EncoderConfig parse_bert(const json& c, const std::filesystem::path& path) {
   config.intermediate = positive_int(c, path, "intermediate_size");
   config.max_positions = positive_int(c, path, "max_position_embeddings");
   config.type_vocab_size = positive_int(c, path, "type_vocab_size");
-  config.activation = parse_activation(optional_value<std::string>(c, "hidden_act", "gelu"), path,
-                                       "hidden_act");
+  config.activation =
+      parse_activation(optional_value<std::string>(c, "hidden_act", "gelu"), path, "hidden_act");
   config.layer_norm_eps = static_cast<float>(optional_value<double>(c, "layer_norm_eps", 1e-12));
   const std::string position_type =
       optional_value<std::string>(c, "position_embedding_type", "absolute");
@@ -127,9 +128,10 @@ EncoderConfig parse_bert(const json& c, const std::filesystem::path& path) {
   } else if (config.architecture == "BertModel") {
     config.bert_pooler = true;  // BertModel(add_pooling_layer=True) is what save_pretrained stores
   } else {
-    fail("{}: architecture {} is not supported (eaq runs BertModel and "
-         "BertForSequenceClassification)",
-         path.string(), config.architecture);
+    fail(
+        "{}: architecture {} is not supported (eaq runs BertModel and "
+        "BertForSequenceClassification)",
+        path.string(), config.architecture);
   }
   return config;
 }
@@ -143,9 +145,10 @@ Activation parse_activation(const std::string& name, const std::filesystem::path
     return Activation::GeluTanh;
   }
   if (name == "relu") return Activation::Relu;
-  fail("{}: \"{}\": \"{}\" is not supported (eaq supports gelu, gelu_new, gelu_pytorch_tanh, "
-       "relu)",
-       path.string(), field, name);
+  fail(
+      "{}: \"{}\": \"{}\" is not supported (eaq supports gelu, gelu_new, gelu_pytorch_tanh, "
+      "relu)",
+      path.string(), field, name);
 }
 
 EncoderConfig parse_encoder_config(const json& c, const std::filesystem::path& path) {

@@ -6,8 +6,8 @@ namespace eaq {
 
 void append_encoder_layers(const EncoderConfig& c, const EncoderLayerNames& names,
                            std::vector<WeightSpec>& specs) {
-  const auto linear = [&](int layer, const std::string& key, const std::string& hf, std::int64_t out,
-                          std::int64_t in) {
+  const auto linear = [&](int layer, const std::string& key, const std::string& hf,
+                          std::int64_t out, std::int64_t in) {
     const std::string name = fmt::format(fmt::runtime(hf), layer);
     specs.push_back({fmt::format("layers.{}.{}.weight", layer, key), name + ".weight", {out, in}});
     specs.push_back({fmt::format("layers.{}.{}.bias", layer, key), name + ".bias", {out}});

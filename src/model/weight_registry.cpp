@@ -25,7 +25,8 @@ std::string legacy_layer_norm_name(const std::string& name) {
 
 }  // namespace
 
-LoadedWeights LoadedWeights::load(const Checkpoint& checkpoint, const std::vector<WeightSpec>& specs,
+LoadedWeights LoadedWeights::load(const Checkpoint& checkpoint,
+                                  const std::vector<WeightSpec>& specs,
                                   const std::string& base_prefix, const std::string& config_hint) {
   // Does this checkpoint store the base model under its prefix (a task model's checkpoint)?
   bool prefixed = false;
@@ -57,9 +58,9 @@ LoadedWeights LoadedWeights::load(const Checkpoint& checkpoint, const std::vecto
     const HostTensor& tensor = checkpoint.tensor(found);
     EAQ_CHECK(is_float(tensor.dtype()), "{}: tensor '{}' has dtype {}; expected F32, F16 or BF16",
               checkpoint.file_of(found), found, dtype_name(tensor.dtype()));
-    EAQ_CHECK(tensor.shape() == spec.shape,
-              "{}: tensor '{}' has shape {} but {} implies {}", checkpoint.file_of(found), found,
-              shape_str(tensor.shape()), config_hint, shape_str(spec.shape));
+    EAQ_CHECK(tensor.shape() == spec.shape, "{}: tensor '{}' has shape {} but {} implies {}",
+              checkpoint.file_of(found), found, shape_str(tensor.shape()), config_hint,
+              shape_str(spec.shape));
     used.insert(found);
     weights.tensors_.emplace(spec.key, tensor);
     weights.num_parameters_ += tensor.numel();

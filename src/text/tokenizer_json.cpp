@@ -132,7 +132,20 @@ void read_model(const JsonReader& r, const json& model, TokenizerParts& parts) {
   }
 }
 
-void read_normalizer(const JsonReader& r, const json& normalizer, TokenizerParts& parts) {
+// A "Sequence" of zero or one steps is the step itself (or nothing).
+const json& unwrap_sequence(const JsonReader& r, const json& step, const char* list_key,
+                            const char* where) {
+  static const json null_step;
+  if (type_of(step) != "Sequence") return step;
+  const json& steps = r.member(step, list_key, where);
+  if (!steps.is_array() || steps.size() > 1) {
+    r.error(where, "a Sequence of more than one step is not supported");
+  }
+  return steps.empty() ? null_step : steps[0];
+}
+
+void read_normalizer(const JsonReader& r, const json& sequence_or_step, TokenizerParts& parts) {
+  const json& normalizer = unwrap_sequence(r, sequence_or_step, "normalizers", "normalizer");
   if (normalizer.is_null()) return;
   const std::string type = type_of(normalizer);
   if (type != "BertNormalizer") {
@@ -149,7 +162,9 @@ void read_normalizer(const JsonReader& r, const json& normalizer, TokenizerParts
   parts.normalizer = bert;
 }
 
-void read_pre_tokenizer(const JsonReader& r, const json& pre_tokenizer, TokenizerParts& parts) {
+void read_pre_tokenizer(const JsonReader& r, const json& sequence_or_step, TokenizerParts& parts) {
+  const json& pre_tokenizer =
+      unwrap_sequence(r, sequence_or_step, "pretokenizers", "pre_tokenizer");
   if (pre_tokenizer.is_null()) {
     parts.pre_tokenizer = PreTokenizerKind::None;
     return;
@@ -300,6 +315,19 @@ Tokenizer load_tokenizer_json(const fs::path& tokenizer_json, const fs::path& fo
   read_post_processor(r, root.value("post_processor", json()), parts);
   parts.added_tokens = read_added_tokens(r, root);
   parts.model_max_length = settings.model_max_length;
+
+  // As transformers' BertTokenizerFast and GPT2TokenizerFast do, settings written in
+  // tokenizer_config.json win over the ones inside tokenizer.json.
+  if (parts.normalizer) {
+    if (settings.do_lower_case) parts.normalizer->lowercase = *settings.do_lower_case;
+    if (settings.strip_accents) parts.normalizer->strip_accents = settings.strip_accents;
+    if (settings.tokenize_chinese_chars) {
+      parts.normalizer->handle_chinese_chars = *settings.tokenize_chinese_chars;
+    }
+  }
+  if (parts.pre_tokenizer == PreTokenizerKind::ByteLevel && settings.add_prefix_space) {
+    parts.byte_level.add_prefix_space = *settings.add_prefix_space;
+  }
 
   // The padding token: tokenizer.json's padding section, else tokenizer_config.json.
   if (root.contains("padding") && root["padding"].is_object()) {

@@ -1,6 +1,11 @@
 // Unicode helpers for the tokenizers, over utf8proc: UTF-8 decoding and encoding, the character
 // classes Hugging Face's `tokenizers` (Rust) uses, NFD and lower-casing. No hand-made tables: every
 // class is a utf8proc general category, plus the few code points the definitions name.
+// Known divergence: for control/format, punctuation and non-spacing marks the Rust library uses
+// the `unicode_categories` crate, whose tables are from an old Unicode version (about 8.0);
+// utf8proc has Unicode 15. Characters assigned or re-categorized since (e.g. U+061D, U+0890,
+// U+1ABF) can tokenize differently. Checked against Hugging Face on every code point: those are
+// the only differences.
 #pragma once
 
 #include <cstddef>

@@ -26,7 +26,9 @@ class CpuGraph final : public CapturedGraph {
   std::function<void()> body_;
 };
 
-float* f32(const DeviceTensor& t) { return static_cast<float*>(t.data); }
+float* f32(const DeviceTensor& t) {
+  return static_cast<float*>(t.data);
+}
 std::int32_t* i32(const DeviceTensor& t) {
   return static_cast<std::int32_t*>(t.data);
 }
@@ -39,11 +41,12 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   Precision precision() const override { return precision_; }
   DType activation_dtype() const override { return DType::F32; }
+  std::string attention_kernel() const override { return "cpu reference attention (f32)"; }
 
   DeviceTensor allocate(DType dtype, Shape shape) override {
     DeviceTensor t{nullptr, dtype, std::move(shape)};
     const std::size_t bytes = std::max<std::size_t>(t.nbytes(), 1);
-    t.data = ::operator new(bytes, std::align_val_t{64});
+    t.data = ::operator new (bytes, std::align_val_t{64});
     std::memset(t.data, 0, bytes);
     stats_.allocated_bytes += t.nbytes();
     stats_.reserved_bytes += t.nbytes();
@@ -53,7 +56,7 @@ class CpuBackend final : public Backend {
 
   void release(DeviceTensor& t) override {
     if (t.data == nullptr) return;
-    ::operator delete(t.data, std::align_val_t{64});
+    ::operator delete (t.data, std::align_val_t{64});
     stats_.allocated_bytes -= t.nbytes();
     stats_.reserved_bytes -= t.nbytes();
     t.data = nullptr;
@@ -153,8 +156,9 @@ class CpuBackend final : public Backend {
     const auto& w = static_cast<const CpuLinear&>(weights);
     const std::int64_t m = x.numel() / w.in_features;
     EAQ_ASSERT(y.numel() == m * w.out_features);
-    cpu::gemm_f32(f32(x), w.weight_t.data<float>(), w.bias.has_data() ? w.bias.data<float>() : nullptr,
-                  f32(y), m, w.out_features, w.in_features);
+    cpu::gemm_f32(f32(x), w.weight_t.data<float>(),
+                  w.bias.has_data() ? w.bias.data<float>() : nullptr, f32(y), m, w.out_features,
+                  w.in_features);
     cpu::apply_activation(f32(y), y.numel(), activation);
   }
 
@@ -217,7 +221,9 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-bool cpu_supports(Precision precision) { return precision == Precision::Fp32; }
+bool cpu_supports(Precision precision) {
+  return precision == Precision::Fp32;
+}
 
 std::unique_ptr<Backend> make_cpu_backend(Precision precision) {
   EAQ_CHECK(cpu_supports(precision),

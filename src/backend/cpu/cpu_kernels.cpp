@@ -34,7 +34,9 @@ __attribute__((target_clones("arch=x86-64-v3", "default"))) void gemm_tile(
   }
 }
 
-float gelu_erf(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
+float gelu_erf(float x) {
+  return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
+}
 float gelu_tanh(float x) {
   const float inner = 0.79788456080286536f * (x + 0.044715f * x * x * x);
   return 0.5f * x * (1.0f + std::tanh(inner));
@@ -59,7 +61,8 @@ void gemm_f32(const float* x, const float* w_t, const float* bias, float* y, std
 
 void apply_activation(float* y, std::int64_t count, Activation activation) {
   switch (activation) {
-    case Activation::None: return;
+    case Activation::None:
+      return;
     case Activation::Gelu:
       for (std::int64_t i = 0; i < count; ++i) y[i] = gelu_erf(y[i]);
       return;
@@ -132,7 +135,8 @@ void attention_f32(const AttentionArgs& a) {
         }
         double denom = 0.0;
         for (std::int64_t j = 0; j < a.kv_len; ++j) {
-          const double p = std::isinf(scores[j]) ? 0.0 : std::exp(static_cast<double>(scores[j] - max_score));
+          const double p =
+              std::isinf(scores[j]) ? 0.0 : std::exp(static_cast<double>(scores[j] - max_score));
           scores[j] = static_cast<float>(p);
           denom += p;
         }
@@ -140,7 +144,8 @@ void attention_f32(const AttentionArgs& a) {
         for (std::int64_t j = 0; j < a.kv_len; ++j) {
           if (scores[j] == 0.0f) continue;
           const float* vj = v + b * a.kv_batch_stride + j * a.kv_row_stride + h * a.head_dim;
-          for (std::int64_t d = 0; d < a.head_dim; ++d) acc[d] += static_cast<double>(scores[j]) * vj[d];
+          for (std::int64_t d = 0; d < a.head_dim; ++d)
+            acc[d] += static_cast<double>(scores[j]) * vj[d];
         }
         for (std::int64_t d = 0; d < a.head_dim; ++d) oi[d] = static_cast<float>(acc[d] / denom);
       }

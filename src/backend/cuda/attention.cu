@@ -24,12 +24,13 @@ namespace {
 template <class T>
 __global__ void attention_simple_kernel(AttentionArgs a) {
   extern __shared__ float shared[];
-  float* q = shared;                // [head_dim]
+  float* q = shared;                    // [head_dim]
   float* scores = shared + a.head_dim;  // [kv_len]
   __shared__ float reduce[32];
 
   const std::int64_t i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const T* qi = static_cast<const T*>(a.q) + b * a.q_batch_stride + i * a.q_row_stride + h * a.head_dim;
+  const T* qi =
+      static_cast<const T*>(a.q) + b * a.q_batch_stride + i * a.q_row_stride + h * a.head_dim;
   const T* kb = static_cast<const T*>(a.k) + b * a.kv_batch_stride + h * a.head_dim;
   const T* vb = static_cast<const T*>(a.v) + b * a.kv_batch_stride + h * a.head_dim;
   T* oi = static_cast<T*>(a.out) + b * a.out_batch_stride + i * a.out_row_stride + h * a.head_dim;
@@ -102,7 +103,8 @@ std::size_t tile_shared_bytes(int query_tile, int kv_padded, int head_dim) {
   const std::size_t q = static_cast<std::size_t>(query_tile) * head_dim * sizeof(T);
   const std::size_t kv = static_cast<std::size_t>(kKeyBlock) * head_dim * sizeof(T);
   // Scores as f32 (later reused to stage the f32 output tile), probabilities as T.
-  const std::size_t s = static_cast<std::size_t>(query_tile) * std::max(kv_padded, head_dim) * sizeof(float);
+  const std::size_t s =
+      static_cast<std::size_t>(query_tile) * std::max(kv_padded, head_dim) * sizeof(float);
   const std::size_t p = static_cast<std::size_t>(query_tile) * kv_padded * sizeof(T);
   return q + kv + s + p;
 }
@@ -114,7 +116,8 @@ TileSizes choose_tiles(const AttentionArgs& a) {
   const int kv_padded = static_cast<int>((a.kv_len + kKeyBlock - 1) / kKeyBlock * kKeyBlock);
   for (int query_tile : {64, 32, 16}) {
     if (query_tile > 16 && a.q_len <= query_tile / 2) continue;  // mostly idle warps
-    const std::size_t bytes = tile_shared_bytes<T>(query_tile, kv_padded, static_cast<int>(a.head_dim));
+    const std::size_t bytes =
+        tile_shared_bytes<T>(query_tile, kv_padded, static_cast<int>(a.head_dim));
     if (bytes <= kSharedBudget) return {query_tile, kv_padded, bytes};
   }
   return {0, kv_padded, 0};
@@ -137,16 +140,17 @@ __device__ void load_tile(T* dst, const T* src, std::int64_t src_row_stride, int
 template <class T, int kHeadDim>
 __global__ void attention_tensor_core_kernel(AttentionArgs a, int query_tile, int kv_padded) {
   extern __shared__ __align__(16) unsigned char smem[];
-  T* q_tile = reinterpret_cast<T*>(smem);                         // [query_tile][kHeadDim]
-  T* kv_tile = q_tile + query_tile * kHeadDim;                    // [kKeyBlock][kHeadDim]
+  T* q_tile = reinterpret_cast<T*>(smem);       // [query_tile][kHeadDim]
+  T* kv_tile = q_tile + query_tile * kHeadDim;  // [kKeyBlock][kHeadDim]
   float* scores = reinterpret_cast<float*>(kv_tile + kKeyBlock * kHeadDim);  // [query_tile][ld_s]
   const int ld_s = std::max(kv_padded, kHeadDim);
-  T* probs = reinterpret_cast<T*>(scores + query_tile * ld_s);    // [query_tile][kv_padded]
+  T* probs = reinterpret_cast<T*>(scores + query_tile * ld_s);  // [query_tile][kv_padded]
 
   const std::int64_t i0 = static_cast<std::int64_t>(blockIdx.x) * query_tile;
   const std::int64_t h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const T* q_base = static_cast<const T*>(a.q) + b * a.q_batch_stride + i0 * a.q_row_stride + h * kHeadDim;
+  const T* q_base =
+      static_cast<const T*>(a.q) + b * a.q_batch_stride + i0 * a.q_row_stride + h * kHeadDim;
   const T* k_base = static_cast<const T*>(a.k) + b * a.kv_batch_stride + h * kHeadDim;
   const T* v_base = static_cast<const T*>(a.v) + b * a.kv_batch_stride + h * kHeadDim;
 
@@ -170,7 +174,8 @@ __global__ void attention_tensor_core_kernel(AttentionArgs a, int query_tile, in
         wmma::load_matrix_sync(kb, kv_tile + n * 16 * kHeadDim + kk * 16, kHeadDim);
         wmma::mma_sync(acc, qa, kb, acc);
       }
-      wmma::store_matrix_sync(scores + warp * 16 * ld_s + k0 + n * 16, acc, ld_s, wmma::mem_row_major);
+      wmma::store_matrix_sync(scores + warp * 16 * ld_s + k0 + n * 16, acc, ld_s,
+                              wmma::mem_row_major);
     }
   }
   __syncwarp();
@@ -250,11 +255,14 @@ void launch_tensor_core(const AttentionArgs& a, cudaStream_t stream) {
   (void)configured;
   const dim3 grid(static_cast<unsigned>((a.q_len + tiles.query_tile - 1) / tiles.query_tile),
                   static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
-  attention_tensor_core_kernel<T, kHeadDim><<<grid, tiles.query_tile * 2, tiles.shared_bytes, stream>>>(
-      a, tiles.query_tile, tiles.kv_padded);
+  attention_tensor_core_kernel<T, kHeadDim>
+      <<<grid, tiles.query_tile * 2, tiles.shared_bytes, stream>>>(a, tiles.query_tile,
+                                                                   tiles.kv_padded);
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+bool aligned16(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
+}
 
 }  // namespace
 
@@ -264,7 +272,8 @@ bool attention_tensor_core_eligible(DType act, const AttentionArgs& a) {
   if (a.q_len < 16) return false;  // decode steps: the simple kernel wastes less
   const std::int64_t elem = 2;
   const bool strides_ok = (a.q_row_stride * elem) % 16 == 0 && (a.kv_row_stride * elem) % 16 == 0 &&
-                          (a.q_batch_stride * elem) % 16 == 0 && (a.kv_batch_stride * elem) % 16 == 0;
+                          (a.q_batch_stride * elem) % 16 == 0 &&
+                          (a.kv_batch_stride * elem) % 16 == 0;
   if (!strides_ok || !aligned16(a.q) || !aligned16(a.k) || !aligned16(a.v)) return false;
   return choose_tiles<__half>(a).query_tile > 0;
 }
@@ -286,14 +295,23 @@ void launch_attention(DType act, const AttentionArgs& a, cudaStream_t stream) {
   const auto dispatch = [&](auto tag) {
     using T = decltype(tag);
     switch (a.head_dim) {
-      case 32: launch_tensor_core<T, 32>(a, stream); break;
-      case 64: launch_tensor_core<T, 64>(a, stream); break;
-      case 128: launch_tensor_core<T, 128>(a, stream); break;
-      default: break;
+      case 32:
+        launch_tensor_core<T, 32>(a, stream);
+        break;
+      case 64:
+        launch_tensor_core<T, 64>(a, stream);
+        break;
+      case 128:
+        launch_tensor_core<T, 128>(a, stream);
+        break;
+      default:
+        break;
     }
   };
-  if (act == DType::F16) dispatch(__half{});
-  else dispatch(__nv_bfloat16{});
+  if (act == DType::F16)
+    dispatch(__half{});
+  else
+    dispatch(__nv_bfloat16{});
 }
 
 }  // namespace eaq::cuda

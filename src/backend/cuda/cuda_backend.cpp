@@ -26,13 +26,20 @@ constexpr std::size_t kWorkspaceBytes = 32u << 20;  // cuBLASLt scratch, shared 
 
 cudaDataType_t cuda_type(DType dtype) {
   switch (dtype) {
-    case DType::F32: return CUDA_R_32F;
-    case DType::F16: return CUDA_R_16F;
-    case DType::BF16: return CUDA_R_16BF;
-    case DType::I8: return CUDA_R_8I;
-    case DType::I32: return CUDA_R_32I;
-    case DType::F8_E4M3: return CUDA_R_8F_E4M3;
-    default: fail("internal error: no CUDA data type for {}", dtype_name(dtype));
+    case DType::F32:
+      return CUDA_R_32F;
+    case DType::F16:
+      return CUDA_R_16F;
+    case DType::BF16:
+      return CUDA_R_16BF;
+    case DType::I8:
+      return CUDA_R_8I;
+    case DType::I32:
+      return CUDA_R_32I;
+    case DType::F8_E4M3:
+      return CUDA_R_8F_E4M3;
+    default:
+      fail("internal error: no CUDA data type for {}", dtype_name(dtype));
   }
 }
 
@@ -60,9 +67,9 @@ bool is_float_dtype(DType dtype) {
 
 class CudaLinear final : public LinearWeights {
  public:
-  DeviceTensor weight;        // [out, in]
-  DeviceTensor bias;          // [out] or empty
-  DType input_dtype = DType::F32;   // what the GEMM reads (autocast converts f32 inputs first)
+  DeviceTensor weight;             // [out, in]
+  DeviceTensor bias;               // [out] or empty
+  DType input_dtype = DType::F32;  // what the GEMM reads (autocast converts f32 inputs first)
   DType output_dtype = DType::F32;
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
   // One cuBLASLt configuration per (rows, activation), made on first use.
@@ -105,6 +112,16 @@ class CudaBackend final : public Backend {
   Precision precision() const override { return precision_; }
   DType activation_dtype() const override { return traits_.activation; }
   bool is_cuda() const override { return true; }
+  std::string pci_bus_id() const override {
+    char id[64] = {};
+    if (cudaDeviceGetPCIBusId(id, sizeof id, device_) != cudaSuccess) return {};
+    return id;
+  }
+  std::string attention_kernel() const override {
+    return traits_.activation == DType::F32
+               ? "eaq simple attention (f32, CUDA cores)"
+               : "eaq WMMA attention (tensor cores; simple kernel for decode steps)";
+  }
 
   DeviceTensor allocate(DType dtype, Shape shape) override {
     DeviceTensor t{nullptr, dtype, std::move(shape)};
@@ -135,7 +152,8 @@ class CudaBackend final : public Backend {
     }
     DeviceTensor t = allocate(dtype, host.shape());
     if (t.nbytes() > 0) {
-      EAQ_CUDA_CHECK(cudaMemcpyAsync(t.data, staged.raw(), t.nbytes(), cudaMemcpyHostToDevice, stream_));
+      EAQ_CUDA_CHECK(
+          cudaMemcpyAsync(t.data, staged.raw(), t.nbytes(), cudaMemcpyHostToDevice, stream_));
       EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `staged` dies with this scope
     }
     return t;
@@ -154,7 +172,8 @@ class CudaBackend final : public Backend {
   void copy(const DeviceTensor& src, DeviceTensor& dst) override {
     EAQ_ASSERT(src.nbytes() == dst.nbytes());
     if (src.nbytes() == 0) return;
-    EAQ_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, src.nbytes(), cudaMemcpyDeviceToDevice, stream_));
+    EAQ_CUDA_CHECK(
+        cudaMemcpyAsync(dst.data, src.data, src.nbytes(), cudaMemcpyDeviceToDevice, stream_));
   }
 
   void synchronize() override { EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
@@ -177,7 +196,8 @@ class CudaBackend final : public Backend {
     const DType weight_dtype = autocast ? DType::F16 : traits_.activation;
     linear->input_dtype = weight_dtype;
     linear->output_dtype = traits_.activation;
-    linear->compute = precision_ == Precision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    linear->compute =
+        precision_ == Precision::Tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     linear->weight = upload(weight, weight_dtype);
     if (bias != nullptr) linear->bias = upload(*bias, linear->output_dtype);
     linear->kernel = fmt::format("cublasLt {}x{}->{}{}", dtype_name(weight_dtype),
@@ -190,21 +210,21 @@ class CudaBackend final : public Backend {
              const DeviceTensor* position_ids, const DeviceTensor* position_table,
              const DeviceTensor* type_ids, const DeviceTensor* type_table,
              DeviceTensor& out) override {
-    cuda::launch_embed(out.dtype, static_cast<const std::int32_t*>(ids.data), word_table.data,
-                       position_ids ? static_cast<const std::int32_t*>(position_ids->data) : nullptr,
-                       position_table ? position_table->data : nullptr,
-                       type_ids ? static_cast<const std::int32_t*>(type_ids->data) : nullptr,
-                       type_table ? type_table->data : nullptr, out.data, ids.numel(),
-                       word_table.dim(1), stream_);
+    cuda::launch_embed(
+        out.dtype, static_cast<const std::int32_t*>(ids.data), word_table.data,
+        position_ids ? static_cast<const std::int32_t*>(position_ids->data) : nullptr,
+        position_table ? position_table->data : nullptr,
+        type_ids ? static_cast<const std::int32_t*>(type_ids->data) : nullptr,
+        type_table ? type_table->data : nullptr, out.data, ids.numel(), word_table.dim(1), stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
 
   void layer_norm(const DeviceTensor& x, const DeviceTensor* residual, const DeviceTensor& gamma,
                   const DeviceTensor& beta, float eps, DeviceTensor& out) override {
     const std::int64_t cols = x.shape.back();
-    cuda::launch_layer_norm(x.dtype, x.data, residual ? residual->data : nullptr,
-                            static_cast<const float*>(gamma.data), static_cast<const float*>(beta.data),
-                            eps, out.data, x.numel() / cols, cols, stream_);
+    cuda::launch_layer_norm(
+        x.dtype, x.data, residual ? residual->data : nullptr, static_cast<const float*>(gamma.data),
+        static_cast<const float*>(beta.data), eps, out.data, x.numel() / cols, cols, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
 
@@ -237,9 +257,12 @@ class CudaBackend final : public Backend {
       spec.m = m;
       spec.n = w.out_features;
       spec.k = w.in_features;
-      if (fused == Activation::Relu) spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
-      else if (fused == Activation::GeluTanh) spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
-      else spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+      if (fused == Activation::Relu)
+        spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+      else if (fused == Activation::GeluTanh)
+        spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+      else
+        spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
       plan = std::make_unique<LtMatmul>(lt_, spec, kWorkspaceBytes, w.name);
     }
     const float alpha = 1.0f, beta = 0.0f;
@@ -262,7 +285,8 @@ class CudaBackend final : public Backend {
   }
 
   void gather_rows(const DeviceTensor& x, const DeviceTensor& index, DeviceTensor& out) override {
-    const std::int64_t row_bytes = static_cast<std::int64_t>(x.nbytes() / static_cast<std::size_t>(x.dim(0)));
+    const std::int64_t row_bytes =
+        static_cast<std::int64_t>(x.nbytes() / static_cast<std::size_t>(x.dim(0)));
     cuda::launch_gather_rows(x.data, static_cast<const std::int32_t*>(index.data), out.data,
                              index.numel(), row_bytes, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
@@ -352,6 +376,34 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
+bool cuda_supports(Precision precision, int gpu_id, std::string* why_not) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || gpu_id < 0 || gpu_id >= count) {
+    (void)cudaGetLastError();
+    *why_not = "no such CUDA device";
+    return false;
+  }
+  cudaDeviceProp props{};
+  if (cudaGetDeviceProperties(&props, gpu_id) != cudaSuccess) {
+    *why_not = "cannot read the device properties";
+    return false;
+  }
+  const int cc = props.major * 10 + props.minor;
+  if (precision == Precision::Bf16 && cc < 80) {
+    *why_not = "bf16 needs compute capability 8.0";
+    return false;
+  }
+  if (precision == Precision::Fp8 && cc < 89) {
+    *why_not = "fp8 needs compute capability 8.9";
+    return false;
+  }
+  if (is_quantized(precision)) {
+    *why_not = "quantized precisions are not implemented in the CUDA backend yet";
+    return false;
+  }
+  return true;
+}
+
 std::unique_ptr<Backend> make_cuda_backend(Precision precision, int gpu_id) {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
@@ -359,8 +411,10 @@ std::unique_ptr<Backend> make_cuda_backend(Precision precision, int gpu_id) {
             "--device cuda: no usable CUDA device ({}); is a GPU present and its driver loaded? "
             "Use --device cpu otherwise",
             status == cudaSuccess ? "the driver reports 0 devices" : cudaGetErrorString(status));
-  EAQ_CHECK(gpu_id >= 0 && gpu_id < count, "--gpu-id {}: out of range; this machine has {} CUDA "
-            "device{} (0..{})", gpu_id, count, count == 1 ? "" : "s", count - 1);
+  EAQ_CHECK(gpu_id >= 0 && gpu_id < count,
+            "--gpu-id {}: out of range; this machine has {} CUDA "
+            "device{} (0..{})",
+            gpu_id, count, count == 1 ? "" : "s", count - 1);
   cudaDeviceProp props{};
   EAQ_CUDA_CHECK(cudaGetDeviceProperties(&props, gpu_id));
   const int cc = props.major * 10 + props.minor;

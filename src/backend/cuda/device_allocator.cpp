@@ -39,10 +39,11 @@ void* DeviceAllocator::allocate(std::size_t bytes) {
       (void)cudaGetLastError();
       std::size_t free_bytes = 0, total_bytes = 0;
       cudaMemGetInfo(&free_bytes, &total_bytes);
-      fail("out of GPU memory on device {}: asked for {:.1f} MiB with {:.1f} MiB free of {:.1f} "
-           "MiB ({:.1f} MiB already held by eaq); try a smaller --batch-size",
-           device_, bytes / 1048576.0, free_bytes / 1048576.0, total_bytes / 1048576.0,
-           stats_.reserved_bytes / 1048576.0);
+      fail(
+          "out of GPU memory on device {}: asked for {:.1f} MiB with {:.1f} MiB free of {:.1f} "
+          "MiB ({:.1f} MiB already held by eaq); try a smaller --batch-size",
+          device_, bytes / 1048576.0, free_bytes / 1048576.0, total_bytes / 1048576.0,
+          stats_.reserved_bytes / 1048576.0);
     }
     live_[pointer] = size;
     stats_.reserved_bytes += size;

@@ -29,7 +29,7 @@ class DeviceAllocator {
   int device_;
   std::unordered_map<void*, std::size_t> live_;  // pointer -> rounded size
   std::unordered_map<void*, std::size_t> requested_;
-  std::multimap<std::size_t, void*> cached_;     // rounded size -> free block
+  std::multimap<std::size_t, void*> cached_;  // rounded size -> free block
   MemoryStats stats_;
 };
 

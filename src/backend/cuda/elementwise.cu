@@ -14,14 +14,18 @@ unsigned blocks_for(std::int64_t count) {
 
 __device__ __forceinline__ float activate(float v, Activation activation) {
   switch (activation) {
-    case Activation::Gelu: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    case Activation::Gelu:
+      return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     case Activation::GeluTanh: {
       const float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);
       return 0.5f * v * (1.0f + tanhf(inner));
     }
-    case Activation::Relu: return fmaxf(v, 0.0f);
-    case Activation::Tanh: return tanhf(v);
-    case Activation::None: return v;
+    case Activation::Relu:
+      return fmaxf(v, 0.0f);
+    case Activation::Tanh:
+      return tanhf(v);
+    case Activation::None:
+      return v;
   }
   return v;
 }
@@ -83,18 +87,18 @@ void launch_bias_activation(DType act, void* y, const void* bias, DType bias_dty
   if (rows * cols == 0) return;
   EAQ_DISPATCH_FLOAT(act, {
     using Y = T;
-    EAQ_DISPATCH_FLOAT(bias_dtype, bias_activation_kernel<Y, T><<<blocks_for(rows * cols), kThreads, 0, stream>>>(
-                                       static_cast<Y*>(y), static_cast<const T*>(bias), rows, cols,
-                                       activation));
+    EAQ_DISPATCH_FLOAT(
+        bias_dtype, bias_activation_kernel<Y, T><<<blocks_for(rows * cols), kThreads, 0, stream>>>(
+                        static_cast<Y*>(y), static_cast<const T*>(bias), rows, cols, activation));
   });
 }
 
 void launch_add(DType act, const void* a, const void* b, void* out, std::int64_t count,
                 cudaStream_t stream) {
   if (count == 0) return;
-  EAQ_DISPATCH_FLOAT(act, add_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
-                              static_cast<const T*>(a), static_cast<const T*>(b),
-                              static_cast<T*>(out), count));
+  EAQ_DISPATCH_FLOAT(
+      act, add_kernel<T><<<blocks_for(count), kThreads, 0, stream>>>(
+               static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(out), count));
 }
 
 void launch_gather_rows(const void* x, const std::int32_t* index, void* out, std::int64_t rows,

@@ -13,7 +13,8 @@ template <class T, int kPerLane>
 __global__ void layer_norm_kernel(const T* x, const T* residual, const float* gamma,
                                   const float* beta, float eps, T* out, std::int64_t rows,
                                   int cols) {
-  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const std::int64_t row =
+      static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   const T* xr = x + row * cols;
@@ -63,7 +64,8 @@ __global__ void layer_norm_wide_kernel(const T* x, const T* residual, const floa
     return total;
   };
   float sum = 0.0f;
-  for (int c = threadIdx.x; c < cols; c += blockDim.x) sum += to_f32(xr[c]) + (rr ? to_f32(rr[c]) : 0.0f);
+  for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    sum += to_f32(xr[c]) + (rr ? to_f32(rr[c]) : 0.0f);
   const float mean = block_sum(sum) / static_cast<float>(cols);
   float sq = 0.0f;
   for (int c = threadIdx.x; c < cols; c += blockDim.x) {
@@ -95,19 +97,23 @@ void launch_layer_norm(DType act, const void* x, const void* residual, const flo
       auto* ot = static_cast<T*>(out);
       const int c = static_cast<int>(cols);
       if (cols <= 256) {
-        layer_norm_kernel<T, 8><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
+        layer_norm_kernel<T, 8>
+            <<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
       } else if (cols <= 512) {
-        layer_norm_kernel<T, 16><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
+        layer_norm_kernel<T, 16>
+            <<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
       } else {
-        layer_norm_kernel<T, 32><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
+        layer_norm_kernel<T, 32>
+            <<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
       }
     });
   } else {
     // The wide kernel rereads x: in-place use is safe because reads finish before writes in
     // each row (one block per row).
-    EAQ_DISPATCH_FLOAT(act, layer_norm_wide_kernel<T><<<static_cast<unsigned>(rows), 256, 0, stream>>>(
-                                static_cast<const T*>(x), static_cast<const T*>(residual), gamma,
-                                beta, eps, static_cast<T*>(out), static_cast<int>(cols)));
+    EAQ_DISPATCH_FLOAT(
+        act, layer_norm_wide_kernel<T><<<static_cast<unsigned>(rows), 256, 0, stream>>>(
+                 static_cast<const T*>(x), static_cast<const T*>(residual), gamma, beta, eps,
+                 static_cast<T*>(out), static_cast<int>(cols)));
   }
 }
 

@@ -28,22 +28,26 @@ LtMatmul::LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_
                                                     &spec.b_scale, sizeof spec.b_scale));
   }
   const auto rows = [](std::int64_t r) { return static_cast<std::uint64_t>(r); };
-  EAQ_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a_, spec.weight_type, rows(spec.k), rows(spec.n), spec.k));
-  EAQ_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b_, spec.input_type, rows(spec.k), rows(spec.m), spec.k));
-  EAQ_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d_, spec.output_type, rows(spec.n), rows(spec.m), spec.n));
+  EAQ_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&a_, spec.weight_type, rows(spec.k), rows(spec.n), spec.k));
+  EAQ_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&b_, spec.input_type, rows(spec.k), rows(spec.m), spec.k));
+  EAQ_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&d_, spec.output_type, rows(spec.n), rows(spec.m), spec.n));
 
   cublasLtMatmulPreference_t preference = nullptr;
   EAQ_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
-  EAQ_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_, sizeof workspace_bytes_));
+  EAQ_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                           &workspace_bytes_, sizeof workspace_bytes_));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, desc_, a_, b_, d_, d_,
                                                                preference, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(preference);
   EAQ_CHECK(status == CUBLAS_STATUS_SUCCESS && found > 0,
-            "cuBLASLt has no algorithm for {} (M={}, N={}, K={}): {}", name, spec.m, spec.n,
-            spec.k, cublasGetStatusString(status));
+            "cuBLASLt has no algorithm for {} (M={}, N={}, K={}): {}", name, spec.m, spec.n, spec.k,
+            cublasGetStatusString(status));
   algo_ = result.algo;
 }
 
@@ -55,7 +59,8 @@ LtMatmul::~LtMatmul() {
 }
 
 void LtMatmul::run(const void* weight, const void* input, void* output, const void* bias,
-                   const void* alpha, const void* beta, void* workspace, cudaStream_t stream) const {
+                   const void* alpha, const void* beta, void* workspace,
+                   cudaStream_t stream) const {
   if (spec_.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
     // The bias pointer may differ between calls sharing this configuration.
     EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,

@@ -37,8 +37,8 @@ class LtMatmul {
   LtMatmul& operator=(const LtMatmul&) = delete;
 
   // alpha/beta are of the scale type (f32 except for int32 compute, which uses i32).
-  void run(const void* weight, const void* input, void* output, const void* bias,
-           const void* alpha, const void* beta, void* workspace, cudaStream_t stream) const;
+  void run(const void* weight, const void* input, void* output, const void* bias, const void* alpha,
+           const void* beta, void* workspace, cudaStream_t stream) const;
 
  private:
   cublasLtHandle_t handle_;

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Turns a benchmark run's eaq result files and peer-baseline JSON lines into the markdown that
+goes into docs/results.md: one table per model, eaq beside the peer measured in the same call."""
+import argparse
+import glob
+import json
+import os
+
+
+def load_results(root):
+    rows = []
+    for path in sorted(glob.glob(os.path.join(root, "**", "*.json"), recursive=True)):
+        with open(path) as f:
+            r = json.load(f)
+        m, md, c = r["metrics"], r["metadata"], r["configuration"]
+        rows.append(dict(model=os.path.basename(c["model"].rstrip("/")), precision=c["precision"],
+                         batch=c["batch_size"], graphs=c.get("cuda_graphs"), m=m, md=md, c=c))
+    return rows
+
+
+def fmt(x, digits=3):
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
+    return str(x)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--results", required=True)
+    p.add_argument("--peer", nargs="*", default=[])
+    p.add_argument("--title", default="")
+    a = p.parse_args()
+    rows = load_results(a.results)
+    peers = []
+    for path in a.peer:
+        if os.path.exists(path):
+            with open(path) as f:
+                peers += [json.loads(line) for line in f if line.startswith("{")]
+    if not rows:
+        print("no results")
+        return
+    md = rows[0]["md"]
+    print(f"### {a.title}\n")
+    print(f"- card: {md.get('gpu_name')} (driver {md.get('driver_version')}, power limit "
+          f"{md.get('gpu_power_limit_w')} W); date {md.get('timestamp', '')[:10]}; eaq commit "
+          f"{md.get('git_commit')}")
+    if peers:
+        print(f"- peer: {peers[0].get('peer')}, run in the same call; idle power seen by the peer "
+              f"{peers[0].get('idle_w')} W")
+    print()
+    print("| model | precision | batch | graphs | median latency (ms) | samples/s | mJ per sample | "
+          "dynamic mJ | mean W | accuracy | energy quality | GEMM path |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        m = r["metrics"] if "metrics" in r else r["m"]
+        lat = m.get("median_latency") or m.get("mean_latency")
+        print(f"| {r['model']} | {r['precision']} | {r['batch']} | {'on' if r['graphs'] else 'off'} | "
+              f"{fmt(lat * 1e3 if lat else None)} | {fmt(m.get('throughput'))} | "
+              f"{fmt(m.get('energy_per_inference_mj'))} | {fmt(m.get('dynamic_energy_per_inference_mj'))} | "
+              f"{fmt(m.get('mean_power_w'))} | {fmt(m.get('accuracy'))} | {m.get('energy_quality')} | "
+              f"{r['md'].get('kernel_path', '').split(';')[0]} |")
+    if peers:
+        print("\nPeer (Hugging Face transformers + PyTorch), same GPU, same call:\n")
+        print("| model | precision | mode | batch | ms per batch | samples/s | mJ per sample | mean W |")
+        print("|---|---|---|---|---|---|---|---|")
+        for q in peers:
+            if "batch_size" in q and "ms_per_batch" in q:
+                print(f"| {q['model']} | {q['precision']} | {q['mode']} | {q['batch_size']} | "
+                      f"{q['ms_per_batch']} | {fmt(q['samples_per_s'])} | {q['mj_per_sample']} | {q['mean_w']} |")
+            else:
+                print(f"| {q['model']} | {q['precision']} | {q['mode']} | {q.get('phase')} | "
+                      f"{json.dumps({k: v for k, v in q.items() if k in ('ms_per_prompt', 'tokens_per_s', 'mj_per_token', 'mj_per_prompt')})} | | | |")
+
+
+if __name__ == "__main__":
+    main()
