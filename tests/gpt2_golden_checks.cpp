@@ -156,12 +156,12 @@ void check_gpt2_fixture(Backend& backend, const std::string& fixture, const Gpt2
   {
     const std::vector<std::int64_t> ids64 = ref.tensor("ppl_input_ids").to_i64();
     const std::vector<std::int32_t> ids(ids64.begin(), ids64.end());
-    const PerplexityResult r = evaluate_perplexity(
+    const run::PerplexityResult r = run::evaluate_perplexity(
         *model, ids, ref.tensor("ppl_context").to_i64()[0], ref.tensor("ppl_stride").to_i64()[0]);
     const std::vector<std::int64_t> windows = ref.tensor("ppl_windows").to_i64();
     ASSERT_EQ(windows.size(), r.windows.size() * 5);
     for (std::size_t w = 0; w < r.windows.size(); ++w) {
-      const PerplexityWindow& ours = r.windows[w];
+      const run::PerplexityWindow& ours = r.windows[w];
       EXPECT_EQ((std::vector<std::int64_t>{ours.begin, ours.end, ours.trg_len, ours.score_begin,
                                            ours.doc_weight}),
                 std::vector<std::int64_t>(windows.begin() + 5 * w, windows.begin() + 5 * w + 5))
@@ -206,7 +206,7 @@ void check_bundled_gpt2(Backend& backend, const Gpt2Tolerance& tol) {
   EXPECT_LE(error, tol.logits);
 
   const std::vector<std::int64_t> ids64 = ids.to_i64();
-  const PerplexityResult r = evaluate_perplexity(
+  const run::PerplexityResult r = run::evaluate_perplexity(
       *model, std::vector<std::int32_t>(ids64.begin(), ids64.end()), ids.dim(1), ids.dim(1));
   std::vector<float> nll(r.token_nll.begin(), r.token_nll.end());
   const double nll_error = max_relative_error(

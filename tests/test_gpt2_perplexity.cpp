@@ -36,7 +36,7 @@ std::vector<std::int32_t> random_ids(int count, int vocab, unsigned seed) {
 
 TEST(SlidingWindows, FollowTheDocsLoop) {
   // 10 tokens, context 4, stride 3: windows [0,4) [3,7) [6,10).
-  const std::vector<PerplexityWindow> w = sliding_windows(10, 4, 3);
+  const std::vector<run::PerplexityWindow> w = run::sliding_windows(10, 4, 3);
   ASSERT_EQ(w.size(), 3u);
   EXPECT_EQ(w[0].begin, 0);
   EXPECT_EQ(w[0].end, 4);
@@ -51,13 +51,15 @@ TEST(SlidingWindows, FollowTheDocsLoop) {
   EXPECT_EQ(w[2].end, 10);
   EXPECT_EQ(w[2].score_begin, 7);
   // A sequence shorter than the context: one window.
-  EXPECT_EQ(sliding_windows(5, 8, 2).size(), 1u);
-  EXPECT_NE(
-      error_of([] { sliding_windows(10, 4, 5); }).find("--stride 5 is larger than --context 4"),
-      std::string::npos);
-  EXPECT_NE(error_of([] { sliding_windows(1, 4, 2); }).find("at least 2 tokens, got 1"),
+  EXPECT_EQ(run::sliding_windows(5, 8, 2).size(), 1u);
+  EXPECT_NE(error_of([] {
+              run::sliding_windows(10, 4, 5);
+            }).find("--stride 5 is larger than --context 4"),
             std::string::npos);
-  EXPECT_NE(error_of([] { sliding_windows(10, 1, 1); }).find("--context 1"), std::string::npos);
+  EXPECT_NE(error_of([] { run::sliding_windows(1, 4, 2); }).find("at least 2 tokens, got 1"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { run::sliding_windows(10, 1, 1); }).find("--context 1"),
+            std::string::npos);
 }
 
 class Gpt2Perplexity : public ::testing::Test {
@@ -74,7 +76,7 @@ class Gpt2Perplexity : public ::testing::Test {
 
 TEST_F(Gpt2Perplexity, OneWindowIsTheFullForwardsNll) {
   const std::vector<std::int32_t> ids = random_ids(30, spec_.vocab, 4);
-  const PerplexityResult r = evaluate_perplexity(*model_, ids, 48, 24);
+  const run::PerplexityResult r = run::evaluate_perplexity(*model_, ids, 48, 24);
   ASSERT_EQ(r.windows.size(), 1u);
   DeviceTensor device_ids = cpu_->upload(HostTensor::from_i32({1, 30}, ids), DType::I32);
   const HostTensor logits = cpu_->download(model_->forward_logits(device_ids));
@@ -93,19 +95,19 @@ TEST_F(Gpt2Perplexity, OneWindowIsTheFullForwardsNll) {
   EXPECT_NEAR(r.exact_nll_sum, sum, 1e-4);
   EXPECT_NEAR(r.exact_perplexity, std::exp(sum / 29), 1e-4 * r.exact_perplexity);
   EXPECT_DOUBLE_EQ(r.doc_perplexity, r.exact_perplexity);  // one window: the two agree
-  EXPECT_NEAR(bits_per_byte(sum, 100), sum / std::log(2.0) / 100, 1e-12);
+  EXPECT_NEAR(run::bits_per_byte(sum, 100), sum / std::log(2.0) / 100, 1e-12);
 }
 
 TEST_F(Gpt2Perplexity, WindowsScoreEveryTokenOnceAndDefaultsFollowTheModel) {
   const std::vector<std::int32_t> ids = random_ids(120, spec_.vocab, 5);
-  const PerplexityResult r = evaluate_perplexity(*model_, ids);
+  const run::PerplexityResult r = run::evaluate_perplexity(*model_, ids);
   EXPECT_EQ(r.context, 48);  // n_positions
   EXPECT_EQ(r.stride, 24);
   EXPECT_EQ(r.exact_tokens, 119);
   for (double nll : r.token_nll) EXPECT_TRUE(std::isfinite(nll));
   // A longer stride scores later tokens with less context; without overlap (stride == context)
   // the first token of each later window is not scored, as in the docs' loop.
-  const PerplexityResult no_overlap = evaluate_perplexity(*model_, ids, 40, 40);
+  const run::PerplexityResult no_overlap = run::evaluate_perplexity(*model_, ids, 40, 40);
   EXPECT_EQ(no_overlap.exact_tokens, 119 - 2);
   EXPECT_TRUE(std::isnan(no_overlap.token_nll[39]));
 }
@@ -113,16 +115,17 @@ TEST_F(Gpt2Perplexity, WindowsScoreEveryTokenOnceAndDefaultsFollowTheModel) {
 TEST_F(Gpt2Perplexity, BadArgumentsAreRefused) {
   const std::vector<std::int32_t> ids = random_ids(20, spec_.vocab, 6);
   EXPECT_NE(error_of([&] {
-              evaluate_perplexity(*model_, ids, 64, 32);
+              run::evaluate_perplexity(*model_, ids, 64, 32);
             }).find("--context 64 is longer than the model's context (n_positions 48)"),
             std::string::npos);
-  EXPECT_NE(
-      error_of([&] { evaluate_perplexity(*model_, ids, 16, 17); }).find("--stride 17 is larger"),
-      std::string::npos);
-  EXPECT_NE(error_of([&] { evaluate_perplexity(*model_, {3}); }).find("at least 2 tokens"),
+  EXPECT_NE(error_of([&] {
+              run::evaluate_perplexity(*model_, ids, 16, 17);
+            }).find("--stride 17 is larger"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { run::evaluate_perplexity(*model_, {3}); }).find("at least 2 tokens"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
-              evaluate_perplexity(*model_, {3, 97});
+              run::evaluate_perplexity(*model_, {3, 97});
             }).find("token 1 has id 97"),
             std::string::npos);
 }

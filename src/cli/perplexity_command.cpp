@@ -117,7 +117,7 @@ int run_perplexity(const PerplexityArgs& args) {
   backend_options.gpu_id = args.gpu_id;
   std::unique_ptr<Backend> backend = make_backend(backend_options);
   std::unique_ptr<Gpt2Model> model = Gpt2Model::load(folder, *backend);
-  const PerplexityResult r = evaluate_perplexity(*model, ids, args.context, args.stride);
+  const run::PerplexityResult r = run::evaluate_perplexity(*model, ids, args.context, args.stride);
 
   fmt::print("model:            {} ({}, {} layers, n_positions {}) on {}, {}\n", folder.string(),
              model->config().architecture, model->config().layers, model->config().positions,
@@ -137,7 +137,7 @@ int run_perplexity(const PerplexityArgs& args) {
              r.exact_nll_sum / static_cast<double>(r.exact_tokens));
   if (bytes > 0) {
     fmt::print("bits per byte:    {:.6f} (total NLL in bits / {} UTF-8 bytes)\n",
-               bits_per_byte(r.exact_nll_sum, bytes), bytes);
+               run::bits_per_byte(r.exact_nll_sum, bytes), bytes);
   } else {
     fmt::print("bits per byte:    n/a (token ids given without their text)\n");
   }

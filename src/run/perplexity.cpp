@@ -5,7 +5,7 @@
 
 #include "core/error.hpp"
 
-namespace eaq {
+namespace eaq::run {
 
 std::vector<PerplexityWindow> sliding_windows(std::int64_t seq_len, std::int64_t context,
                                               std::int64_t stride) {
@@ -99,4 +99,4 @@ double bits_per_byte(double nll_sum_nats, std::int64_t bytes) {
   return nll_sum_nats / std::log(2.0) / static_cast<double>(bytes);
 }
 
-}  // namespace eaq
+}  // namespace eaq::run

@@ -18,7 +18,7 @@
 
 #include "model/gpt2.hpp"
 
-namespace eaq {
+namespace eaq::run {
 
 struct PerplexityWindow {
   std::int64_t begin = 0, end = 0;  // the window's tokens: [begin, end)
@@ -52,4 +52,4 @@ PerplexityResult evaluate_perplexity(Gpt2Model& model, const std::vector<std::in
 // Total NLL in bits per UTF-8 byte of the text it scored.
 double bits_per_byte(double nll_sum_nats, std::int64_t bytes);
 
-}  // namespace eaq
+}  // namespace eaq::run
