@@ -5,7 +5,7 @@ JOBS         ?= $(shell nproc)
 CMAKE_FLAGS  ?=
 EAQ          := $(BUILD_DIR)/eaq
 
-.PHONY: all deps build build-sanitize test unit test-sanitize demo format clean
+.PHONY: all deps build build-sanitize test unit test-install test-sanitize demo format clean
 
 all: build
 
@@ -19,17 +19,28 @@ build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 $(SANITIZE_DIR)/build.ninja: | deps
-	cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DEAQ_CUDA=OFF \
+	cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEAQ_CUDA=OFF \
 	  -DEAQ_SANITIZE=ON -DEAQ_WERROR=ON $(CMAKE_FLAGS)
 
 build-sanitize: deps $(SANITIZE_DIR)/build.ninja
 	cmake --build $(SANITIZE_DIR) -j $(JOBS)
 
-# The unit tests (GPU tests skip without a GPU), then the same tests under ASan + UBSan.
-test: unit test-sanitize
+# The unit tests (GPU tests skip without a GPU), the installed package used by an example
+# program, then the same tests under ASan + UBSan.
+test: unit test-install test-sanitize
 
 unit: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# `cmake --install`, then examples/measure_api built against it with find_package(eaq) and run on
+# the CPU with the bundled model.
+test-install: build
+	rm -rf $(BUILD_DIR)/install $(BUILD_DIR)/example
+	cmake --install $(BUILD_DIR) --prefix $(BUILD_DIR)/install > /dev/null
+	cmake -S examples/measure_api -B $(BUILD_DIR)/example -G Ninja \
+	  -DCMAKE_PREFIX_PATH=$(CURDIR)/$(BUILD_DIR)/install > /dev/null
+	cmake --build $(BUILD_DIR)/example
+	$(BUILD_DIR)/example/measure_api models/sentiment-distilbert datasets/sentiment-small fp32 cpu 2
 
 test-sanitize: build-sanitize
 	cd $(SANITIZE_DIR) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

@@ -67,13 +67,14 @@ TEST(PowerLogger, SamplesFollowThePowerCurveAndIntegrateToItsEnergy) {
 
   const std::vector<PowerSample> samples = logger.samples();
   for (const PowerSample& s : samples) {
-    // The fake rounds to 1 mW and the timestamp is the middle of the reads.
-    EXPECT_NEAR(*s.instant_power_w, meter.power_at(s.t_s), 0.05);
+    // The timestamp is the middle of the reads; on a loaded machine (CI runs tests in parallel)
+    // the thread can be preempted between them, so allow 10 ms of the 200 W/s ramp.
+    EXPECT_NEAR(*s.instant_power_w, meter.power_at(s.t_s), 2.0);
   }
   const auto integral = integrate_power(power_series(samples), t0, t1);
   ASSERT_TRUE(integral);
   const double exact = meter.exact_energy_j(t0, t1);
-  EXPECT_NEAR(integral->joules, exact, 0.005 * exact);
+  EXPECT_NEAR(integral->joules, exact, 0.02 * exact);
   EXPECT_NEAR(integral->covered_s, t1 - t0, 1e-9);
 }
 

@@ -86,6 +86,19 @@ stage_demo() {
   python3 bench/gpu/summarize.py --results /tmp/demo-results --title "bundled sentiment-distilbert, sentiment-standard (500 imdb sentences)" | tee "$OUT/demo.md"
 }
 
+# Where a forward spends its GPU time: every op timed with CUDA events (graphs off).
+stage_profile() {
+  note "profile: GPU time per op"
+  [ -d /tmp/eaq-models/distilbert ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which distilbert | tail -1
+  for cfg in "fp16 128" "fp16 1" "fp32 128"; do
+    set -- $cfg
+    echo "--- precision $1, batch $2"
+    EAQ_PROFILE_OPS=1 "$BIN/eaq" measure --model /tmp/eaq-models/distilbert --dataset datasets/sentiment-large \
+      --precision "$1" --batch-size "$2" --num_iters 20 --warmup_steps 5 --idle-seconds 0 --min-duration-s 0 \
+      --power-source none --results-dir /tmp/profile-results 2>&1 | sed -n '/EAQ_PROFILE_OPS/,$p' | head -24
+  done
+}
+
 for stage in "$@"; do
   case "$stage" in
     info) stage_info ;;
@@ -97,6 +110,7 @@ for stage in "$@"; do
     train-gpt2) stage_train gpt2 ;;
     bench-encoder) stage_bench_encoder ;;
     demo) stage_demo ;;
+    profile) stage_profile ;;
     *) echo "unknown stage: $stage"; status=2 ;;
   esac
 done

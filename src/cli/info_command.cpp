@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "core/build_info.hpp"
+#include "measure/nvml.hpp"
 
 namespace eaq::cli {
 namespace {
@@ -37,6 +38,20 @@ int run_info() {
   }
   fmt::print("cpu:     {} ({} hardware threads)\n", cpu_model_name(),
              std::thread::hardware_concurrency());
+  // GPUs as the driver sees them (NVML), whether or not this build has CUDA.
+  const measure::Reading<unsigned> count = measure::nvml_device_count();
+  if (!count) {
+    fmt::print("gpus:    none visible ({})\n", count.reason());
+    return 0;
+  }
+  fmt::print("gpus:    {}\n", *count);
+  for (unsigned i = 0; i < *count; ++i) {
+    const auto meter = measure::open_nvml_meter(i);
+    fmt::print("gpu {}:   {} (uuid {}, driver {}, CUDA {})\n", i,
+               meter->name().optional().value_or("unknown"), meter->uuid().optional().value_or("unknown"),
+               meter->driver_version().optional().value_or("unknown"),
+               meter->cuda_driver_version().optional().value_or("unknown"));
+  }
   return 0;
 }
 

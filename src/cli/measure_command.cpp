@@ -105,8 +105,13 @@ const std::vector<std::string> kSummaryColumns = {"precision",
 int run_measure(MeasureArgs& args) {
   run::MeasureSettings base = args.base;
   EAQ_CHECK(!base.dataset.empty(), "--dataset is required (e.g. datasets/sentiment-small)");
-  EAQ_CHECK(base.device == "cuda" || base.device == "cpu", "--device {}: choose cuda or cpu",
-            base.device);
+  if (base.device == "auto") {
+    std::string why_not;
+    base.device = cuda_supports(Precision::Fp32, base.gpu_id, &why_not) ? "cuda" : "cpu";
+    if (base.device == "cpu") fmt::print("--device auto: using the CPU ({})\n", why_not);
+  }
+  EAQ_CHECK(base.device == "cuda" || base.device == "cpu",
+            "--device {}: choose cuda, cpu or auto", base.device);
   EAQ_CHECK(base.num_iters > 0, "--num_iters must be positive, got {}", base.num_iters);
   EAQ_CHECK(base.warmup_steps >= 0, "--warmup_steps must be >= 0, got {}", base.warmup_steps);
   EAQ_CHECK(base.power_sample_interval_ms >= 1, "--power_sample_interval must be >= 1 ms, got {}",
@@ -243,7 +248,7 @@ Command measure_command() {
         app.add_option("--warmup_steps,--warmup-steps", s.warmup_steps, "Warm-up iterations");
         app.add_option("--power_sample_interval,--power-sample-interval",
                        s.power_sample_interval_ms, "Power sampling interval (ms)");
-        app.add_option("--device", s.device, "cuda or cpu");
+        app.add_option("--device", s.device, "cuda, cpu, or auto (cuda when a GPU is usable)");
         app.add_option("--gpu_id,--gpu-id", s.gpu_id, "CUDA device index");
         app.add_option("--output", s.output,
                        "Output path: x.csv or x.json (the other file beside it), or a folder "

@@ -105,6 +105,9 @@ Encoding Tokenizer::encode(std::string_view text, const EncodeOptions& options) 
 
 Encoding Tokenizer::encode_pair(std::string_view text, std::string_view pair,
                                 const EncodeOptions& options) const {
+  // transformers treats an empty second text as no pair at all (a Python truthiness test in
+  // PreTrainedTokenizerBase), so "[CLS] a [SEP]" rather than "[CLS] a [SEP] [SEP]".
+  if (pair.empty()) return finish(tokenize(text), std::nullopt, options);
   return finish(tokenize(text), tokenize(pair), options);
 }
 

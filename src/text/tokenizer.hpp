@@ -90,6 +90,7 @@ class Tokenizer {
   // UTF-8.
   std::vector<std::int32_t> tokenize(std::string_view text) const;
   Encoding encode(std::string_view text, const EncodeOptions& options = {}) const;
+  // A sentence pair; an empty `pair` encodes `text` alone, as transformers does.
   Encoding encode_pair(std::string_view text, std::string_view pair,
                        const EncodeOptions& options = {}) const;
 

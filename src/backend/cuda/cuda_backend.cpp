@@ -14,6 +14,7 @@
 #include "backend/cuda/device_allocator.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/lt_matmul.hpp"
+#include "backend/cuda/op_profiler.hpp"
 #include "backend/factory.hpp"
 
 namespace eaq {
@@ -87,6 +88,42 @@ class CudaGraph final : public CapturedGraph {
   cudaStream_t stream_;
 };
 
+// Brackets one op with the profiler's events when EAQ_PROFILE_OPS=1 (a no-op otherwise).
+class ProfileScope {
+ public:
+  template <class NameFn>
+  ProfileScope(cuda::OpProfiler& profiler, cudaStream_t stream, NameFn&& name)
+      : profiler_(profiler), stream_(stream), on_(profiler.enabled()) {
+    if (on_) profiler_.begin(name(), stream_);
+  }
+  ~ProfileScope() {
+    if (on_) profiler_.end(stream_);
+  }
+  ProfileScope(const ProfileScope&) = delete;
+  ProfileScope& operator=(const ProfileScope&) = delete;
+
+ private:
+  cuda::OpProfiler& profiler_;
+  cudaStream_t stream_;
+  bool on_;
+};
+
+// "layers.3.ffn_in" -> "ffn_in": one profile row per kind of layer.
+std::string layer_kind(const std::string& name) {
+  const auto dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(dot + 1);
+}
+
+// With the profiler on, "graphs" replay the body so that every op is timed.
+class ReplayGraph final : public CapturedGraph {
+ public:
+  explicit ReplayGraph(std::function<void()> body) : body_(std::move(body)) {}
+  void launch() override { body_(); }
+
+ private:
+  std::function<void()> body_;
+};
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(Precision precision, int device, const cudaDeviceProp& props)
@@ -101,6 +138,8 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override {
     cudaSetDevice(device_);
     cudaStreamSynchronize(stream_);
+    profiler_.collect();
+    profiler_.print();
     allocator_.release(workspace_);
     cublasLtDestroy(lt_);
     cudaStreamDestroy(stream_);
@@ -176,7 +215,10 @@ class CudaBackend final : public Backend {
         cudaMemcpyAsync(dst.data, src.data, src.nbytes(), cudaMemcpyDeviceToDevice, stream_));
   }
 
-  void synchronize() override { EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void synchronize() override {
+    EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (profiler_.enabled()) profiler_.collect();
+  }
   MemoryStats memory_stats() const override { return allocator_.stats(); }
 
   std::unique_ptr<LinearWeights> prepare_linear(const HostTensor& weight, const HostTensor* bias,
@@ -210,6 +252,7 @@ class CudaBackend final : public Backend {
              const DeviceTensor* position_ids, const DeviceTensor* position_table,
              const DeviceTensor* type_ids, const DeviceTensor* type_table,
              DeviceTensor& out) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("embed"); });
     cuda::launch_embed(
         out.dtype, static_cast<const std::int32_t*>(ids.data), word_table.data,
         position_ids ? static_cast<const std::int32_t*>(position_ids->data) : nullptr,
@@ -222,6 +265,7 @@ class CudaBackend final : public Backend {
   void layer_norm(const DeviceTensor& x, const DeviceTensor* residual, const DeviceTensor& gamma,
                   const DeviceTensor& beta, float eps, DeviceTensor& out) override {
     const std::int64_t cols = x.shape.back();
+    ProfileScope scope(profiler_, stream_, [&] { return fmt::format("layer_norm [{}, {}]", x.numel() / cols, cols); });
     cuda::launch_layer_norm(
         x.dtype, x.data, residual ? residual->data : nullptr, static_cast<const float*>(gamma.data),
         static_cast<const float*>(beta.data), eps, out.data, x.numel() / cols, cols, stream_);
@@ -237,6 +281,7 @@ class CudaBackend final : public Backend {
     if (x.dtype != w.input_dtype) {
       // Autocast: f32 activations are rounded to f16 for the GEMM.
       ensure_scratch(static_cast<std::size_t>(x.numel()) * dtype_size(w.input_dtype));
+      ProfileScope scope(profiler_, stream_, [] { return std::string("convert f32->f16"); });
       cuda::launch_convert(x.dtype, x.data, w.input_dtype, scratch_, x.numel(), stream_);
       EAQ_CUDA_CHECK_LAUNCH();
       input = scratch_;
@@ -266,20 +311,32 @@ class CudaBackend final : public Backend {
       plan = std::make_unique<LtMatmul>(lt_, spec, kWorkspaceBytes, w.name);
     }
     const float alpha = 1.0f, beta = 0.0f;
-    plan->run(w.weight.data, input, y.data, has_bias ? w.bias.data : nullptr, &alpha, &beta,
-              workspace_, stream_);
+    {
+      ProfileScope scope(profiler_, stream_, [&] {
+        return fmt::format("gemm {} [{} x {} x {}] {}", layer_kind(w.name), m, w.out_features,
+                           w.in_features, activation_name(fused));
+      });
+      plan->run(w.weight.data, input, y.data, has_bias ? w.bias.data : nullptr, &alpha, &beta,
+                workspace_, stream_);
+    }
     if (fused != activation) {
+      ProfileScope scope(profiler_, stream_, [&] { return fmt::format("activation {}", activation_name(activation)); });
       cuda::launch_activation(y.dtype, y.data, y.numel(), activation, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
     }
   }
 
   void attention(const AttentionArgs& args) override {
+    ProfileScope scope(profiler_, stream_, [&] {
+      return fmt::format("attention q{} kv{} {}", args.q_len, args.kv_len,
+                         cuda::attention_tensor_core_eligible(traits_.activation, args) ? "wmma" : "simple");
+    });
     cuda::launch_attention(traits_.activation, args, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
 
   void add(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("add"); });
     cuda::launch_add(out.dtype, a.data, b.data, out.data, out.numel(), stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
@@ -334,6 +391,7 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<CapturedGraph> capture(const std::function<void()>& body) override {
+    if (profiler_.enabled()) return std::make_unique<ReplayGraph>(body);
     EAQ_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
       body();
@@ -370,6 +428,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   void* workspace_ = nullptr;
+  cuda::OpProfiler profiler_;
   void* scratch_ = nullptr;
   std::size_t scratch_bytes_ = 0;
 };
