@@ -360,31 +360,37 @@ class CudaBackend final : public Backend {
 
   void mask_to_positions(const DeviceTensor& mask, DeviceTensor& position_ids,
                          DeviceTensor* next_positions) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("mask_to_positions"); });
     cuda::launch_mask_to_positions(i32(mask), i32(position_ids),
                                    next_positions ? i32(*next_positions) : nullptr, mask.dim(0),
                                    mask.dim(1), stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
   void write_cache(const CacheWrite& args) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("write_cache"); });
     cuda::launch_write_cache(args, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
   void mark_cache_slot(const DeviceTensor& slot, DeviceTensor& key_mask) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("mark_cache_slot"); });
     cuda::launch_mark_cache_slot(i32(slot), i32(key_mask), key_mask.dim(0), key_mask.dim(1),
                                  stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
   void increment(DeviceTensor& values) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("increment"); });
     cuda::launch_increment(i32(values), values.numel(), stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
   void argmax_rows(const DeviceTensor& x, DeviceTensor& out) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("argmax_rows"); });
     cuda::launch_argmax_rows(x.dtype, x.data, i32(out), x.numel() / x.shape.back(), x.shape.back(),
                              stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
   void token_nll(const DeviceTensor& logits, const DeviceTensor& targets,
                  DeviceTensor& nll) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("token_nll"); });
     cuda::launch_token_nll(logits.dtype, logits.data, i32(targets), static_cast<float*>(nll.data),
                            logits.numel() / logits.shape.back(), logits.shape.back(), stream_);
     EAQ_CUDA_CHECK_LAUNCH();
