@@ -72,6 +72,21 @@ struct AttentionArgs {
   float scale = 1.0f;
 };
 
+// A write into a KV cache (or any [batch, capacity, row] buffer) at a slot the device holds:
+// cache[b, start + i, c] = src[b * src_batch_stride + i * src_row_stride + c] for b < batch,
+// i < rows, c < cols, with start = *start_slot (a device I32 scalar) or 0 when start_slot is null.
+// Reading the slot on the device lets a captured decode step append at a moving position. Rows at
+// or past `capacity` are dropped. Strides are in elements of `dtype`.
+struct CacheWrite {
+  const void* src = nullptr;
+  std::int64_t src_batch_stride = 0, src_row_stride = 0;
+  void* cache = nullptr;
+  std::int64_t cache_batch_stride = 0, cache_row_stride = 0, capacity = 0;
+  const std::int32_t* start_slot = nullptr;
+  std::int64_t batch = 0, rows = 0, cols = 0;
+  DType dtype = DType::F32;
+};
+
 struct MemoryStats {
   std::size_t allocated_bytes = 0;  // live allocations now
   std::size_t peak_bytes = 0;       // high-water mark of live allocations
@@ -139,6 +154,29 @@ class Backend {
   virtual void copy_rows_strided(const void* src, std::int64_t src_row_stride, void* dst,
                                  std::int64_t dst_row_stride, std::int64_t rows, std::int64_t cols,
                                  DType dtype) = 0;
+
+  // --- decoding (causal language models) ---------------------------------------------------------
+  // All I32 unless said otherwise. Every op reads its varying state from device memory, so a
+  // decode step captured into a graph replays correctly at every position.
+  //
+  // Hugging Face generate()'s positions for left-padded prompts: position_ids[b, i] = (number of
+  // ones in mask[b, 0..i]) - 1, and 1 where mask[b, i] == 0; next_positions[b] (when not null) =
+  // number of ones in row b, the position of the token that follows. mask, position_ids: [B, L].
+  virtual void mask_to_positions(const DeviceTensor& mask, DeviceTensor& position_ids,
+                                 DeviceTensor* next_positions) = 0;
+  virtual void write_cache(const CacheWrite& args) = 0;
+  // key_mask[b, *slot] = 1 for every row b (nothing when *slot >= key_mask.dim(1)); key_mask
+  // [B, S], slot [1].
+  virtual void mark_cache_slot(const DeviceTensor& slot, DeviceTensor& key_mask) = 0;
+  // values[i] += 1 for every element: advances a decode step's slot and position counters.
+  virtual void increment(DeviceTensor& values) = 0;
+  // out[r] = the column of the largest x[r, :] (the first one on ties, as torch.argmax);
+  // x: float [R, C], out: I32 [R].
+  virtual void argmax_rows(const DeviceTensor& x, DeviceTensor& out) = 0;
+  // nll[r] = logsumexp(logits[r, :]) - logits[r, targets[r]]: the cross-entropy of each row in
+  // nats, computed in f32 or wider. logits: float [R, V]; targets: I32 [R]; nll: F32 [R].
+  virtual void token_nll(const DeviceTensor& logits, const DeviceTensor& targets,
+                         DeviceTensor& nll) = 0;
 
   // --- graphs -----------------------------------------------------------------------------------
   // Records what `body` launches so launch() replays it. The CPU backend returns a graph that

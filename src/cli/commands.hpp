@@ -27,5 +27,6 @@ Command info_command();
 Command forward_command();
 Command measure_command();
 Command tokenize_command();
+Command perplexity_command();
 
 }  // namespace eaq::cli

@@ -23,6 +23,7 @@ const std::vector<Command>& all_commands() {
       measure_command(),
       forward_command(),
       info_command(),
+      perplexity_command(),
       tokenize_command(),
   };
   return commands;

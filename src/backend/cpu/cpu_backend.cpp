@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "backend/cpu/cpu_decoder_kernels.hpp"
 #include "backend/cpu/cpu_kernels.hpp"
 #include "core/error.hpp"
 
@@ -27,6 +28,9 @@ class CpuGraph final : public CapturedGraph {
 
 float* f32(const DeviceTensor& t) {
   return static_cast<float*>(t.data);
+}
+std::int32_t* i32(const DeviceTensor& t) {
+  return static_cast<std::int32_t*>(t.data);
 }
 
 class CpuBackend final : public Backend {
@@ -184,6 +188,26 @@ class CpuBackend final : public Backend {
       std::memcpy(static_cast<char*>(dst) + r * dst_row_stride * element,
                   static_cast<const char*>(src) + r * src_row_stride * element, cols * element);
     }
+  }
+
+  void mask_to_positions(const DeviceTensor& mask, DeviceTensor& position_ids,
+                         DeviceTensor* next_positions) override {
+    cpu::mask_to_positions(i32(mask), i32(position_ids),
+                           next_positions ? i32(*next_positions) : nullptr, mask.dim(0),
+                           mask.dim(1));
+  }
+  void write_cache(const CacheWrite& args) override { cpu::write_cache(args); }
+  void mark_cache_slot(const DeviceTensor& slot, DeviceTensor& key_mask) override {
+    cpu::mark_cache_slot(i32(slot), i32(key_mask), key_mask.dim(0), key_mask.dim(1));
+  }
+  void increment(DeviceTensor& values) override { cpu::increment(i32(values), values.numel()); }
+  void argmax_rows(const DeviceTensor& x, DeviceTensor& out) override {
+    cpu::argmax_rows_f32(f32(x), i32(out), x.numel() / x.shape.back(), x.shape.back());
+  }
+  void token_nll(const DeviceTensor& logits, const DeviceTensor& targets,
+                 DeviceTensor& nll) override {
+    cpu::token_nll_f32(f32(logits), i32(targets), f32(nll), logits.numel() / logits.shape.back(),
+                       logits.shape.back());
   }
 
   std::unique_ptr<CapturedGraph> capture(const std::function<void()>& body) override {

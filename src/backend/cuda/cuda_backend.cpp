@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/decoder_kernels.hpp"
 #include "backend/cuda/device_allocator.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/lt_matmul.hpp"
@@ -55,6 +56,10 @@ HostTensor convert_on_host(const HostTensor& host, DType dtype) {
                                  : f32_to_bf16_bits(f.data<float>()[i]);
   }
   return out;
+}
+
+std::int32_t* i32(const DeviceTensor& t) {
+  return static_cast<std::int32_t*>(t.data);
 }
 
 bool is_float_dtype(DType dtype) {
@@ -395,6 +400,44 @@ class CudaBackend final : public Backend {
     const std::size_t element = dtype_size(dtype);
     EAQ_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_row_stride * element, src, src_row_stride * element,
                                      cols * element, rows, cudaMemcpyDeviceToDevice, stream_));
+  }
+
+  void mask_to_positions(const DeviceTensor& mask, DeviceTensor& position_ids,
+                         DeviceTensor* next_positions) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("mask_to_positions"); });
+    cuda::launch_mask_to_positions(i32(mask), i32(position_ids),
+                                   next_positions ? i32(*next_positions) : nullptr, mask.dim(0),
+                                   mask.dim(1), stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+  void write_cache(const CacheWrite& args) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("write_cache"); });
+    cuda::launch_write_cache(args, stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+  void mark_cache_slot(const DeviceTensor& slot, DeviceTensor& key_mask) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("mark_cache_slot"); });
+    cuda::launch_mark_cache_slot(i32(slot), i32(key_mask), key_mask.dim(0), key_mask.dim(1),
+                                 stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+  void increment(DeviceTensor& values) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("increment"); });
+    cuda::launch_increment(i32(values), values.numel(), stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+  void argmax_rows(const DeviceTensor& x, DeviceTensor& out) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("argmax_rows"); });
+    cuda::launch_argmax_rows(x.dtype, x.data, i32(out), x.numel() / x.shape.back(), x.shape.back(),
+                             stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+  void token_nll(const DeviceTensor& logits, const DeviceTensor& targets,
+                 DeviceTensor& nll) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("token_nll"); });
+    cuda::launch_token_nll(logits.dtype, logits.data, i32(targets), static_cast<float*>(nll.data),
+                           logits.numel() / logits.shape.back(), logits.shape.back(), stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
   }
 
   std::unique_ptr<CapturedGraph> capture(const std::function<void()>& body) override {

@@ -1,0 +1,198 @@
+// Decoding kernels: positions from masks, KV-cache writes at a device-held slot, step counters,
+// greedy argmax and per-token cross-entropy. References: cpu/cpu_decoder_kernels.cpp.
+#include <cfloat>
+#include <cmath>
+
+#include "backend/cuda/cuda_types.cuh"
+#include "backend/cuda/decoder_kernels.hpp"
+
+namespace eaq::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(std::int64_t count, int threads) {
+  return static_cast<unsigned>((count + threads - 1) / threads);
+}
+
+// One thread per row: rows are short (<= n_positions) and this runs once per prefill.
+__global__ void mask_to_positions_kernel(const std::int32_t* mask, std::int32_t* position_ids,
+                                         std::int32_t* next_positions, std::int64_t batch,
+                                         std::int64_t len) {
+  const std::int64_t b = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= batch) return;
+  std::int32_t ones = 0;
+  for (std::int64_t i = 0; i < len; ++i) {
+    const bool real = mask[b * len + i] != 0;
+    ones += real ? 1 : 0;
+    position_ids[b * len + i] = real ? ones - 1 : 1;
+  }
+  if (next_positions != nullptr) next_positions[b] = ones;
+}
+
+// grid (rows, batch): one block copies one row.
+template <class E>
+__global__ void write_cache_kernel(CacheWrite a) {
+  const std::int64_t i = blockIdx.x, b = blockIdx.y;
+  const std::int64_t slot = (a.start_slot ? *a.start_slot : 0) + i;
+  if (slot < 0 || slot >= a.capacity) return;
+  const E* src = static_cast<const E*>(a.src) + b * a.src_batch_stride + i * a.src_row_stride;
+  E* dst = static_cast<E*>(a.cache) + b * a.cache_batch_stride + slot * a.cache_row_stride;
+  for (std::int64_t c = threadIdx.x; c < a.cols; c += blockDim.x) dst[c] = src[c];
+}
+
+__global__ void mark_cache_slot_kernel(const std::int32_t* slot, std::int32_t* key_mask,
+                                       std::int64_t batch, std::int64_t capacity) {
+  const std::int64_t b = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
+  const std::int64_t s = *slot;
+  if (b < batch && s >= 0 && s < capacity) key_mask[b * capacity + s] = 1;
+}
+
+__global__ void increment_kernel(std::int32_t* values, std::int64_t count) {
+  const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
+  if (i < count) values[i] += 1;
+}
+
+// The better of two (value, index) candidates: larger value, then smaller index (torch.argmax).
+__device__ __forceinline__ void keep_better(float& value, int& index, float other_value,
+                                            int other_index) {
+  if (other_value > value || (other_value == value && other_index < index)) {
+    value = other_value;
+    index = other_index;
+  }
+}
+
+// One block per row.
+template <class T>
+__global__ void argmax_rows_kernel(const T* x, std::int32_t* out, std::int64_t cols) {
+  __shared__ float best_values[32];
+  __shared__ int best_indices[32];
+  const T* row = x + blockIdx.x * cols;
+  float value = -INFINITY;
+  int index = static_cast<int>(cols);  // loses every comparison until a real column is seen
+  for (std::int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    keep_better(value, index, to_f32(row[c]), static_cast<int>(c));
+  }
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float other_value = __shfl_xor_sync(0xffffffffu, value, offset);
+    const int other_index = __shfl_xor_sync(0xffffffffu, index, offset);
+    keep_better(value, index, other_value, other_index);
+  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) {
+    best_values[warp] = value;
+    best_indices[warp] = index;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x / 32); ++w) {
+      keep_better(value, index, best_values[w], best_indices[w]);
+    }
+    // A row of NaN or -inf only: column 0, as the CPU reference.
+    out[blockIdx.x] = index < cols ? index : 0;
+  }
+}
+
+__device__ float block_reduce_max(float v, float* scratch) {
+  v = warp_max(v);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float result = -INFINITY;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) result = fmaxf(result, scratch[w]);
+  return result;
+}
+
+__device__ float block_reduce_sum(float v, float* scratch) {
+  v = warp_sum(v);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float result = 0.0f;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) result += scratch[w];
+  return result;
+}
+
+// One block per row: logsumexp in f32 with the max subtracted, minus the target's logit.
+template <class T>
+__global__ void token_nll_kernel(const T* logits, const std::int32_t* targets, float* nll,
+                                 std::int64_t vocab) {
+  __shared__ float scratch[32];
+  const T* row = logits + blockIdx.x * vocab;
+  float local_max = -INFINITY;
+  for (std::int64_t c = threadIdx.x; c < vocab; c += blockDim.x)
+    local_max = fmaxf(local_max, to_f32(row[c]));
+  const float row_max = block_reduce_max(local_max, scratch);
+  float local_sum = 0.0f;
+  for (std::int64_t c = threadIdx.x; c < vocab; c += blockDim.x)
+    local_sum += expf(to_f32(row[c]) - row_max);
+  const float sum = block_reduce_sum(local_sum, scratch);
+  if (threadIdx.x == 0) {
+    const std::int32_t target = targets[blockIdx.x];
+    nll[blockIdx.x] =
+        target >= 0 && target < vocab ? row_max + logf(sum) - to_f32(row[target]) : NAN;
+  }
+}
+
+}  // namespace
+
+void launch_mask_to_positions(const std::int32_t* mask, std::int32_t* position_ids,
+                              std::int32_t* next_positions, std::int64_t batch, std::int64_t len,
+                              cudaStream_t stream) {
+  if (batch == 0) return;
+  mask_to_positions_kernel<<<blocks_for(batch, 128), 128, 0, stream>>>(mask, position_ids,
+                                                                       next_positions, batch, len);
+}
+
+void launch_write_cache(const CacheWrite& args, cudaStream_t stream) {
+  if (args.batch == 0 || args.rows == 0 || args.cols == 0) return;
+  const dim3 grid(static_cast<unsigned>(args.rows), static_cast<unsigned>(args.batch));
+  const int threads = args.cols >= 256 ? 256 : 64;
+  switch (dtype_size(args.dtype)) {
+    case 1:
+      write_cache_kernel<std::uint8_t><<<grid, threads, 0, stream>>>(args);
+      break;
+    case 2:
+      write_cache_kernel<std::uint16_t><<<grid, threads, 0, stream>>>(args);
+      break;
+    case 4:
+      write_cache_kernel<std::uint32_t><<<grid, threads, 0, stream>>>(args);
+      break;
+    case 8:
+      write_cache_kernel<std::uint64_t><<<grid, threads, 0, stream>>>(args);
+      break;
+    default:
+      break;
+  }
+}
+
+void launch_mark_cache_slot(const std::int32_t* slot, std::int32_t* key_mask, std::int64_t batch,
+                            std::int64_t capacity, cudaStream_t stream) {
+  if (batch == 0) return;
+  mark_cache_slot_kernel<<<blocks_for(batch, 128), 128, 0, stream>>>(slot, key_mask, batch,
+                                                                     capacity);
+}
+
+void launch_increment(std::int32_t* values, std::int64_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  increment_kernel<<<blocks_for(count, 128), 128, 0, stream>>>(values, count);
+}
+
+void launch_argmax_rows(DType act, const void* x, std::int32_t* out, std::int64_t rows,
+                        std::int64_t cols, cudaStream_t stream) {
+  if (rows == 0) return;
+  EAQ_DISPATCH_FLOAT(
+      act, argmax_rows_kernel<T>
+      <<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(static_cast<const T*>(x), out, cols));
+}
+
+void launch_token_nll(DType act, const void* logits, const std::int32_t* targets, float* nll,
+                      std::int64_t rows, std::int64_t vocab, cudaStream_t stream) {
+  if (rows == 0) return;
+  EAQ_DISPATCH_FLOAT(act, token_nll_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+                              static_cast<const T*>(logits), targets, nll, vocab));
+}
+
+}  // namespace eaq::cuda

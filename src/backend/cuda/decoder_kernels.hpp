@@ -1,0 +1,27 @@
+// Launchers of the decoding kernels (decoder_kernels.cu); references: cpu/cpu_decoder_kernels.cpp.
+// Every launcher enqueues on `stream` and never synchronizes.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/backend.hpp"
+
+namespace eaq::cuda {
+
+void launch_mask_to_positions(const std::int32_t* mask, std::int32_t* position_ids,
+                              std::int32_t* next_positions, std::int64_t batch, std::int64_t len,
+                              cudaStream_t stream);
+void launch_write_cache(const CacheWrite& args, cudaStream_t stream);
+void launch_mark_cache_slot(const std::int32_t* slot, std::int32_t* key_mask, std::int64_t batch,
+                            std::int64_t capacity, cudaStream_t stream);
+void launch_increment(std::int32_t* values, std::int64_t count, cudaStream_t stream);
+// x: float dtype `act` [rows, cols].
+void launch_argmax_rows(DType act, const void* x, std::int32_t* out, std::int64_t rows,
+                        std::int64_t cols, cudaStream_t stream);
+// A target outside [0, vocab) gives NaN.
+void launch_token_nll(DType act, const void* logits, const std::int32_t* targets, float* nll,
+                      std::int64_t rows, std::int64_t vocab, cudaStream_t stream);
+
+}  // namespace eaq::cuda

@@ -1,0 +1,514 @@
+#include "model/gpt2.hpp"
+
+#include <fmt/format.h>
+
+#include "core/error.hpp"
+#include "io/checkpoint.hpp"
+#include "io/json_file.hpp"
+#include "model/gpt2_weights.hpp"
+
+namespace eaq {
+
+struct Gpt2Model::Layer {
+  DeviceTensor ln_1_weight, ln_1_bias, ln_2_weight, ln_2_bias;
+  std::unique_ptr<LinearWeights> c_attn;     // [3E, E]: q, k, v
+  std::unique_ptr<LinearWeights> attn_proj;  // [E, E]
+  std::unique_ptr<LinearWeights> c_fc;       // [I, E]
+  std::unique_ptr<LinearWeights> mlp_proj;   // [E, I]
+  float attention_scale = 1.0f;
+};
+
+// Activation buffers for one [B, L]; graphs captured over them stay valid while it lives.
+struct Gpt2Model::Workspace {
+  std::int64_t batch = 0, seq = 0;
+  DeviceTensor arange_positions;  // I32 [B, L]: 0..L-1 in every row
+  DeviceTensor mask_positions;    // I32 [B, L]: prefill's positions from the mask
+  DeviceTensor ones_mask;         // I32 [B, L]: the mask of a prefill called without one
+  DeviceTensor last_rows;         // I32 [B]: b * L + L - 1
+  DeviceTensor prompt_length;     // I32 [1]: L, the first free cache slot after a prefill
+  DeviceTensor hidden, normed, qkv, context, projected, ffn;  // [B * L, ...]
+  DeviceTensor logits;  // [B * L, V], allocated when full logits are first asked for
+};
+
+// The activation buffers the blocks run over: a workspace's B * L rows or a session's B rows.
+struct Gpt2Model::Rows {
+  DeviceTensor hidden, normed, qkv, context, projected, ffn;
+};
+
+namespace {
+
+// Hugging Face's Conv1D stores [in, out]; Linear layers (and prepare_linear) want [out, in].
+HostTensor conv1d_to_linear(const HostTensor& weight) {
+  const HostTensor w = weight.to_f32();
+  const std::int64_t in = w.dim(0), out = w.dim(1);
+  HostTensor t = HostTensor::empty(DType::F32, {out, in});
+  const float* src = w.data<float>();
+  float* dst = t.mutable_data<float>();
+  for (std::int64_t i = 0; i < in; ++i) {
+    for (std::int64_t o = 0; o < out; ++o) dst[o * in + i] = src[i * out + o];
+  }
+  return t;
+}
+
+void check_i32(const DeviceTensor& t, const Shape& shape, const char* what) {
+  EAQ_CHECK(t.data != nullptr && t.dtype == DType::I32 && t.shape == shape,
+            "{}: expected an I32 tensor of shape {}, got {} {}", what, shape_str(shape),
+            dtype_name(t.dtype), shape_str(t.shape));
+}
+
+}  // namespace
+
+// --- loading
+// --------------------------------------------------------------------------------------
+
+std::unique_ptr<Gpt2Model> Gpt2Model::load(const std::filesystem::path& dir, Backend& backend,
+                                           const QuantizationPlan& plan) {
+  const std::filesystem::path config_path = dir / "config.json";
+  EAQ_CHECK(std::filesystem::exists(config_path), "{}: no config.json in the model folder",
+            dir.string());
+  std::unique_ptr<Gpt2Model> model(new Gpt2Model(backend));
+  model->folder_ = dir;
+  model->config_ = parse_gpt2_config(read_json_file(config_path), config_path);
+  const Gpt2Config& c = model->config_;
+
+  const Checkpoint checkpoint = Checkpoint::open_folder(dir);
+  const LoadedWeights weights = LoadedWeights::load(
+      checkpoint, gpt2_weight_specs(c), gpt2_base_prefix(),
+      fmt::format("config.json of a {} with n_embd {}, n_layer {}, n_inner {}, vocab {}, "
+                  "n_positions {}",
+                  c.architecture, c.hidden, c.layers, c.inner, c.vocab_size, c.positions));
+  model->num_parameters_ = weights.num_parameters();
+  model->stored_bytes_ = weights.stored_bytes();
+  model->stored_dtype_ = weights.stored_dtype();
+  model->unused_tensors_ = weights.unused();
+
+  const DType act = backend.activation_dtype();
+  const auto upload = [&](const HostTensor& host, DType dtype) {
+    model->owned_.push_back(backend.upload(host, dtype));
+    return model->owned_.back();
+  };
+  const auto linear = [&](const std::string& name, const HostTensor& w, const HostTensor* b,
+                          bool quantize) {
+    LinearOptions options;
+    options.name = name;
+    options.quantize = quantize && is_quantized(backend.precision());
+    if (const auto it = plan.static_input_scales.find(name); it != plan.static_input_scales.end()) {
+      options.static_input_scale = it->second;
+    }
+    auto prepared = backend.prepare_linear(w, b, options);
+    model->linear_reports_.push_back(
+        {name, prepared->kernel, prepared->in_features, prepared->out_features});
+    return prepared;
+  };
+
+  model->wte_ = upload(weights.get("wte.weight"), act);
+  model->wpe_ = upload(weights.get("wpe.weight"), act);
+  for (std::int64_t i = 0; i < c.layers; ++i) {
+    const auto key = [&](const char* what) { return fmt::format("h.{}.{}", i, what); };
+    Layer layer;
+    layer.ln_1_weight = upload(weights.get(key("ln_1.weight")), DType::F32);
+    layer.ln_1_bias = upload(weights.get(key("ln_1.bias")), DType::F32);
+    layer.ln_2_weight = upload(weights.get(key("ln_2.weight")), DType::F32);
+    layer.ln_2_bias = upload(weights.get(key("ln_2.bias")), DType::F32);
+    layer.c_attn =
+        linear(key("attn.c_attn"), conv1d_to_linear(weights.get(key("attn.c_attn.weight"))),
+               &weights.get(key("attn.c_attn.bias")), plan.encoder_linears);
+    layer.attn_proj =
+        linear(key("attn.c_proj"), conv1d_to_linear(weights.get(key("attn.c_proj.weight"))),
+               &weights.get(key("attn.c_proj.bias")), plan.encoder_linears);
+    layer.c_fc = linear(key("mlp.c_fc"), conv1d_to_linear(weights.get(key("mlp.c_fc.weight"))),
+                        &weights.get(key("mlp.c_fc.bias")), plan.encoder_linears);
+    layer.mlp_proj =
+        linear(key("mlp.c_proj"), conv1d_to_linear(weights.get(key("mlp.c_proj.weight"))),
+               &weights.get(key("mlp.c_proj.bias")), plan.encoder_linears);
+    layer.attention_scale = c.attention_scale(i);
+    model->layers_.push_back(std::move(layer));
+  }
+  model->ln_f_weight_ = upload(weights.get("ln_f.weight"), DType::F32);
+  model->ln_f_bias_ = upload(weights.get("ln_f.bias"), DType::F32);
+  model->lm_head_ =
+      linear("lm_head", weights.get(c.tie_word_embeddings ? "wte.weight" : "lm_head.weight"),
+             nullptr, plan.head);
+  return model;
+}
+
+Gpt2Model::Gpt2Model(Backend& backend) : backend_(backend) {}
+
+Gpt2Model::~Gpt2Model() {
+  release_workspace();
+  for (DeviceTensor& t : owned_) backend_.release(t);
+}
+
+// --- workspaces and sessions
+// ----------------------------------------------------------------------
+
+void Gpt2Model::release_workspace() {
+  if (!workspace_) return;
+  Workspace& ws = *workspace_;
+  for (DeviceTensor* t :
+       {&ws.arange_positions, &ws.mask_positions, &ws.ones_mask, &ws.last_rows, &ws.prompt_length,
+        &ws.hidden, &ws.normed, &ws.qkv, &ws.context, &ws.projected, &ws.ffn, &ws.logits}) {
+    backend_.release(*t);
+  }
+  workspace_.reset();
+}
+
+Gpt2Model::Workspace& Gpt2Model::ensure_workspace(std::int64_t batch, std::int64_t seq) {
+  if (workspace_ && workspace_->batch == batch && workspace_->seq == seq) return *workspace_;
+  release_workspace();
+  const Gpt2Config& c = config_;
+  const DType act = backend_.activation_dtype();
+  const std::int64_t tokens = batch * seq;
+  auto ws = std::make_unique<Workspace>();
+  ws->batch = batch;
+  ws->seq = seq;
+  std::vector<std::int32_t> arange(static_cast<std::size_t>(tokens));
+  for (std::int64_t t = 0; t < tokens; ++t) arange[t] = static_cast<std::int32_t>(t % seq);
+  std::vector<std::int32_t> last(static_cast<std::size_t>(batch));
+  for (std::int64_t b = 0; b < batch; ++b) last[b] = static_cast<std::int32_t>(b * seq + seq - 1);
+  ws->arange_positions = backend_.upload(HostTensor::from_i32({batch, seq}, arange), DType::I32);
+  ws->ones_mask = backend_.upload(
+      HostTensor::from_i32({batch, seq}, std::vector<std::int32_t>(arange.size(), 1)), DType::I32);
+  ws->last_rows = backend_.upload(HostTensor::from_i32({batch}, last), DType::I32);
+  ws->prompt_length =
+      backend_.upload(HostTensor::from_i32({1}, {static_cast<std::int32_t>(seq)}), DType::I32);
+  ws->mask_positions = backend_.allocate(DType::I32, {batch, seq});
+  ws->hidden = backend_.allocate(act, {tokens, c.hidden});
+  ws->normed = backend_.allocate(act, {tokens, c.hidden});
+  ws->qkv = backend_.allocate(act, {tokens, 3 * c.hidden});
+  ws->context = backend_.allocate(act, {tokens, c.hidden});
+  ws->projected = backend_.allocate(act, {tokens, c.hidden});
+  ws->ffn = backend_.allocate(act, {tokens, c.inner});
+  workspace_ = std::move(ws);
+  return *workspace_;
+}
+
+std::unique_ptr<DecodeSession> Gpt2Model::start_session(std::int64_t batch,
+                                                        std::int64_t capacity) const {
+  const Gpt2Config& c = config_;
+  EAQ_CHECK(batch >= 1, "a decode session needs a batch of at least 1 row, got {}", batch);
+  EAQ_CHECK(capacity >= 1 && capacity <= c.positions,
+            "a decode session of {} positions does not fit the model's context: n_positions is {} "
+            "(prompt length + new tokens - 1 must be at most that)",
+            capacity, c.positions);
+  const DType act = backend_.activation_dtype();
+  std::unique_ptr<DecodeSession> s(new DecodeSession(*this, backend_));
+  s->batch_ = batch;
+  s->capacity_ = capacity;
+  for (std::int64_t i = 0; i < c.layers; ++i) {
+    s->kv_.push_back(s->own(backend_.allocate(act, {batch, capacity, 2 * c.hidden})));
+  }
+  s->counters_ = s->own(backend_.allocate(DType::I32, {1 + batch}));
+  s->counters_backup_ = s->own(backend_.allocate(DType::I32, {1 + batch}));
+  s->slot_ = s->counters_.rows(0, 1);
+  s->positions_ = s->counters_.rows(1, batch);
+  s->key_mask_ = s->own(backend_.allocate(DType::I32, {batch, capacity}));
+  s->zero_mask_ =
+      s->own(backend_.upload(HostTensor::empty(DType::I32, {batch, capacity}), DType::I32));
+  s->tokens_ = s->own(backend_.allocate(DType::I32, {batch, capacity}));
+  s->next_ids_ = s->own(backend_.allocate(DType::I32, {batch}));
+  s->next_ids_backup_ = s->own(backend_.allocate(DType::I32, {batch}));
+  s->hidden_ = s->own(backend_.allocate(act, {batch, c.hidden}));
+  s->normed_ = s->own(backend_.allocate(act, {batch, c.hidden}));
+  s->qkv_ = s->own(backend_.allocate(act, {batch, 3 * c.hidden}));
+  s->context_ = s->own(backend_.allocate(act, {batch, c.hidden}));
+  s->projected_ = s->own(backend_.allocate(act, {batch, c.hidden}));
+  s->ffn_ = s->own(backend_.allocate(act, {batch, c.inner}));
+  s->logits_ = s->own(backend_.allocate(act, {batch, c.vocab_size}));
+  s->logits_backup_ = s->own(backend_.allocate(act, {batch, c.vocab_size}));
+  return s;
+}
+
+DecodeSession::~DecodeSession() {
+  for (DeviceTensor& t : owned_) backend_.release(t);
+}
+
+// --- the forward
+// ----------------------------------------------------------------------------------
+
+template <class Attend>
+void Gpt2Model::run_blocks(Rows& r, const Attend& attend) {
+  const float eps = config_.layer_norm_eps;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& layer = layers_[i];
+    backend_.layer_norm(r.hidden, nullptr, layer.ln_1_weight, layer.ln_1_bias, eps, r.normed);
+    backend_.linear(r.normed, *layer.c_attn, Activation::None, r.qkv);
+    attend(i, layer.attention_scale);
+    backend_.linear(r.context, *layer.attn_proj, Activation::None, r.projected);
+    backend_.add(r.hidden, r.projected, r.hidden);
+    backend_.layer_norm(r.hidden, nullptr, layer.ln_2_weight, layer.ln_2_bias, eps, r.normed);
+    backend_.linear(r.normed, *layer.c_fc, config_.activation, r.ffn);
+    backend_.linear(r.ffn, *layer.mlp_proj, Activation::None, r.projected);
+    backend_.add(r.hidden, r.projected, r.hidden);
+  }
+}
+
+void Gpt2Model::sequence_forward(Workspace& ws, const DeviceTensor& ids, const DeviceTensor* mask,
+                                 const DeviceTensor& positions, DecodeSession* session) {
+  const std::int64_t batch = ws.batch, seq = ws.seq, e = config_.hidden;
+  const DType act = backend_.activation_dtype();
+  const std::size_t element = dtype_size(act);
+  const DeviceTensor flat_positions = positions.reshaped({batch * seq});
+  backend_.embed(ids.reshaped({batch * seq}), wte_, &flat_positions, &wpe_, nullptr, nullptr,
+                 ws.hidden);
+  Rows rows{ws.hidden, ws.normed, ws.qkv, ws.context, ws.projected, ws.ffn};
+  char* qkv = static_cast<char*>(ws.qkv.data);
+  run_blocks(rows, [&](std::size_t layer, float scale) {
+    if (session != nullptr) {
+      // K and V are adjacent in each qkv row: one write fills both halves of the cache row.
+      CacheWrite write;
+      write.src = qkv + e * element;
+      write.src_batch_stride = seq * 3 * e;
+      write.src_row_stride = 3 * e;
+      write.cache = session->kv_[layer].data;
+      write.cache_batch_stride = session->capacity_ * 2 * e;
+      write.cache_row_stride = 2 * e;
+      write.capacity = session->capacity_;
+      write.batch = batch;
+      write.rows = seq;
+      write.cols = 2 * e;
+      write.dtype = act;
+      backend_.write_cache(write);
+    }
+    AttentionArgs a;
+    a.q = qkv;
+    a.k = qkv + e * element;
+    a.v = qkv + 2 * e * element;
+    a.out = ws.context.data;
+    a.q_batch_stride = a.kv_batch_stride = seq * 3 * e;
+    a.q_row_stride = a.kv_row_stride = 3 * e;
+    a.out_batch_stride = seq * e;
+    a.out_row_stride = e;
+    a.key_mask = mask ? static_cast<const std::int32_t*>(mask->data) : nullptr;
+    a.mask_batch_stride = seq;
+    a.batch = batch;
+    a.q_len = a.kv_len = seq;
+    a.heads = config_.heads;
+    a.head_dim = config_.head_dim();
+    a.q_position_offset = 0;
+    a.causal = true;
+    a.scale = scale;
+    backend_.attention(a);
+  });
+}
+
+void Gpt2Model::full_logits(Workspace& ws) {
+  if (ws.logits.data == nullptr) {
+    ws.logits =
+        backend_.allocate(backend_.activation_dtype(), {ws.batch * ws.seq, config_.vocab_size});
+  }
+  backend_.layer_norm(ws.hidden, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+                      ws.normed);
+  backend_.linear(ws.normed, *lm_head_, Activation::None, ws.logits);
+}
+
+void Gpt2Model::check_ids(const DeviceTensor& ids, const char* what) const {
+  EAQ_CHECK(ids.data != nullptr && ids.dtype == DType::I32 && ids.rank() == 2 && ids.dim(0) > 0 &&
+                ids.dim(1) > 0,
+            "{}: expected non-empty I32 token ids of shape [batch, seq], got {} {}", what,
+            dtype_name(ids.dtype), shape_str(ids.shape));
+  EAQ_CHECK(ids.dim(1) <= config_.positions,
+            "{}: a sequence of {} tokens is longer than the model's context (n_positions {})", what,
+            ids.dim(1), config_.positions);
+}
+
+DeviceTensor Gpt2Model::forward_logits(const DeviceTensor& ids, const DeviceTensor* mask,
+                                       const DeviceTensor* position_ids) {
+  check_ids(ids, "forward_logits");
+  if (mask) check_i32(*mask, ids.shape, "forward_logits attention mask");
+  if (position_ids) check_i32(*position_ids, ids.shape, "forward_logits position ids");
+  Workspace& ws = ensure_workspace(ids.dim(0), ids.dim(1));
+  sequence_forward(ws, ids, mask, position_ids ? *position_ids : ws.arange_positions, nullptr);
+  full_logits(ws);
+  return ws.logits;
+}
+
+// --- incremental decoding
+// -------------------------------------------------------------------------
+
+const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids,
+                                       const DeviceTensor* mask, DeviceTensor* all_logits) {
+  EAQ_CHECK(&s.model_ == this, "prefill: the session belongs to another model");
+  check_ids(ids, "prefill");
+  const std::int64_t batch = ids.dim(0), seq = ids.dim(1);
+  EAQ_CHECK(batch == s.batch_, "prefill: {} prompt rows for a session of batch {}", batch,
+            s.batch_);
+  EAQ_CHECK(seq <= s.capacity_,
+            "prefill: a prompt of {} tokens does not fit the session's cache of {} positions", seq,
+            s.capacity_);
+  if (mask) check_i32(*mask, ids.shape, "prefill attention mask");
+  Workspace& ws = ensure_workspace(batch, seq);
+  const DeviceTensor& m = mask ? *mask : ws.ones_mask;
+
+  // The session's state: mask and tokens of the prompt in cache positions [0, seq), each row's
+  // next position id, and the next free slot.
+  backend_.copy(s.zero_mask_, s.key_mask_);
+  CacheWrite row_copy;
+  row_copy.src_batch_stride = seq;
+  row_copy.cache_batch_stride = s.capacity_;
+  row_copy.capacity = s.capacity_;
+  row_copy.batch = batch;
+  row_copy.rows = 1;
+  row_copy.cols = seq;
+  row_copy.dtype = DType::I32;
+  row_copy.src = m.data;
+  row_copy.cache = s.key_mask_.data;
+  backend_.write_cache(row_copy);
+  row_copy.src = ids.data;
+  row_copy.cache = s.tokens_.data;
+  backend_.write_cache(row_copy);
+  backend_.mask_to_positions(m, ws.mask_positions, &s.positions_);
+  backend_.copy(ws.prompt_length, s.slot_);
+
+  sequence_forward(ws, ids, &m, ws.mask_positions, &s);
+  // Left padding puts every row's last token in the last column: LM head on those rows only.
+  backend_.gather_rows(ws.hidden, ws.last_rows, s.hidden_);
+  backend_.layer_norm(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+                      s.normed_);
+  backend_.linear(s.normed_, *lm_head_, Activation::None, s.logits_);
+  if (all_logits != nullptr) {
+    full_logits(ws);
+    *all_logits = ws.logits;
+  }
+  s.length_ = seq;
+  s.prefilled_ = true;
+  return s.logits_;
+}
+
+const DeviceTensor& Gpt2Model::decode_step(DecodeSession& s, const DeviceTensor& next_ids) {
+  EAQ_CHECK(&s.model_ == this, "decode_step: the session belongs to another model");
+  EAQ_CHECK(s.prefilled_, "decode_step: the session has no prompt yet; call prefill first");
+  EAQ_CHECK(
+      next_ids.data != nullptr && next_ids.dtype == DType::I32 && next_ids.numel() == s.batch_,
+      "decode_step: expected I32 token ids, one per row ({}), got {} {}", s.batch_,
+      dtype_name(next_ids.dtype), shape_str(next_ids.shape));
+  EAQ_CHECK(s.length_ < s.capacity_,
+            "decode_step: the session's cache of {} positions is full (make the session with a "
+            "larger capacity, at most n_positions {})",
+            s.capacity_, config_.positions);
+  const std::int64_t batch = s.batch_, e = config_.hidden, capacity = s.capacity_;
+  const DType act = backend_.activation_dtype();
+  const std::size_t element = dtype_size(act);
+  const auto* slot = static_cast<const std::int32_t*>(s.slot_.data);
+
+  backend_.mark_cache_slot(s.slot_, s.key_mask_);
+  CacheWrite token_write;
+  token_write.src = next_ids.data;
+  token_write.src_batch_stride = 1;
+  token_write.cache = s.tokens_.data;
+  token_write.cache_batch_stride = capacity;
+  token_write.cache_row_stride = 1;
+  token_write.capacity = capacity;
+  token_write.start_slot = slot;
+  token_write.batch = batch;
+  token_write.rows = 1;
+  token_write.cols = 1;
+  token_write.dtype = DType::I32;
+  backend_.write_cache(token_write);
+
+  const DeviceTensor ids = next_ids.reshaped({batch});
+  backend_.embed(ids, wte_, &s.positions_, &wpe_, nullptr, nullptr, s.hidden_);
+  Rows rows{s.hidden_, s.normed_, s.qkv_, s.context_, s.projected_, s.ffn_};
+  char* qkv = static_cast<char*>(s.qkv_.data);
+  run_blocks(rows, [&](std::size_t layer, float scale) {
+    char* cache = static_cast<char*>(s.kv_[layer].data);
+    CacheWrite write;
+    write.src = qkv + e * element;
+    write.src_batch_stride = 3 * e;
+    write.cache = cache;
+    write.cache_batch_stride = capacity * 2 * e;
+    write.cache_row_stride = 2 * e;
+    write.capacity = capacity;
+    write.start_slot = slot;
+    write.batch = batch;
+    write.rows = 1;
+    write.cols = 2 * e;
+    write.dtype = act;
+    backend_.write_cache(write);
+    // Attend over the whole cache; the key mask (prompt mask, then one 1 per step) hides padding
+    // and the positions not filled yet, so nothing here depends on the step number.
+    AttentionArgs a;
+    a.q = qkv;
+    a.k = cache;
+    a.v = cache + e * element;
+    a.out = s.context_.data;
+    a.q_batch_stride = a.q_row_stride = 3 * e;
+    a.kv_batch_stride = capacity * 2 * e;
+    a.kv_row_stride = 2 * e;
+    a.out_batch_stride = a.out_row_stride = e;
+    a.key_mask = static_cast<const std::int32_t*>(s.key_mask_.data);
+    a.mask_batch_stride = capacity;
+    a.batch = batch;
+    a.q_len = 1;
+    a.kv_len = capacity;
+    a.heads = config_.heads;
+    a.head_dim = config_.head_dim();
+    a.causal = false;
+    a.scale = scale;
+    backend_.attention(a);
+  });
+  backend_.layer_norm(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+                      s.normed_);
+  backend_.linear(s.normed_, *lm_head_, Activation::None, s.logits_);
+  backend_.increment(s.counters_);  // the next slot, and every row's next position id
+  ++s.length_;
+  return s.logits_;
+}
+
+const DeviceTensor& Gpt2Model::select_greedy(DecodeSession& s) {
+  EAQ_CHECK(&s.model_ == this, "select_greedy: the session belongs to another model");
+  backend_.argmax_rows(s.logits_, s.next_ids_);
+  return s.next_ids_;
+}
+
+namespace {
+
+// Replays a captured greedy step and keeps the session's host-side length (and its capacity
+// check) in step with the device.
+class GreedyStepGraph final : public CapturedGraph {
+ public:
+  GreedyStepGraph(std::unique_ptr<CapturedGraph> graph, std::int64_t& length, std::int64_t capacity)
+      : graph_(std::move(graph)), length_(length), capacity_(capacity) {}
+  void launch() override {
+    EAQ_CHECK(length_ < capacity_,
+              "greedy decode graph: the session's cache of {} positions is full", capacity_);
+    const std::int64_t before = length_;
+    graph_->launch();
+    length_ = before + 1;  // the CPU backend's "graph" runs decode_step, which counts already
+  }
+
+ private:
+  std::unique_ptr<CapturedGraph> graph_;
+  std::int64_t& length_;
+  std::int64_t capacity_;
+};
+
+}  // namespace
+
+std::unique_ptr<CapturedGraph> Gpt2Model::capture_greedy_step(DecodeSession& s) {
+  EAQ_CHECK(&s.model_ == this, "capture_greedy_step: the session belongs to another model");
+  EAQ_CHECK(s.prefilled_, "capture_greedy_step: call prefill (and select_greedy) first");
+  EAQ_CHECK(s.length_ < s.capacity_,
+            "capture_greedy_step: the session's cache of {} positions is full", s.capacity_);
+  const std::int64_t length = s.length_;
+  const auto step = [this, &s] {
+    decode_step(s, s.next_ids_);
+    select_greedy(s);
+  };
+  // One step outside the capture creates what a first call creates (GEMM plans, scratch). It
+  // writes the same cache position, mask bit and token the real step will write; the counters,
+  // the next ids and the logits are put back.
+  backend_.copy(s.counters_, s.counters_backup_);
+  backend_.copy(s.next_ids_, s.next_ids_backup_);
+  backend_.copy(s.logits_, s.logits_backup_);
+  step();
+  backend_.copy(s.counters_backup_, s.counters_);
+  backend_.copy(s.next_ids_backup_, s.next_ids_);
+  backend_.copy(s.logits_backup_, s.logits_);
+  s.length_ = length;
+  std::unique_ptr<CapturedGraph> graph = backend_.capture(step);
+  s.length_ = length;
+  return std::make_unique<GreedyStepGraph>(std::move(graph), s.length_, s.capacity_);
+}
+
+}  // namespace eaq

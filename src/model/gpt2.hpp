@@ -1,0 +1,157 @@
+// GPT-2 (GPT2LMHeadModel) written once over backend ops: token + learned position embeddings,
+// pre-LN blocks (ln_1 -> causal self-attention -> residual; ln_2 -> MLP -> residual), ln_f and
+// the LM head (tied to the token embeddings unless the checkpoint says otherwise).
+//
+// Two ways to run it:
+// - forward_logits: every position's logits for a [B, L] batch, no cache (parity, perplexity).
+// - a DecodeSession: prefill a [B, P] prompt into per-layer KV caches, then decode one token per
+//   row per step. Everything a step changes (the cache slot it fills, each row's position id, the
+//   attention mask over the cache, the next token) lives in device buffers updated by kernels,
+//   so prefill and decode_step never synchronize with the host and a captured step replays
+//   correctly at every position (capture_greedy_step).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "model/encoder.hpp"  // QuantizationPlan, LinearReport
+#include "model/gpt2_config.hpp"
+
+namespace eaq {
+
+class Gpt2Model;
+
+// The state of incremental decoding for a batch of B rows and a cache of `capacity` positions.
+// Made by Gpt2Model::start_session; must not outlive the model (nor its backend). Reusable: every
+// prefill starts over.
+class DecodeSession {
+ public:
+  ~DecodeSession();
+  DecodeSession(const DecodeSession&) = delete;
+  DecodeSession& operator=(const DecodeSession&) = delete;
+
+  std::int64_t batch() const { return batch_; }
+  std::int64_t capacity() const { return capacity_; }
+  // Cache positions filled so far (prompt width + decode steps), as counted by the host; graph
+  // replays through capture_greedy_step's graph count too.
+  std::int64_t length() const { return length_; }
+
+  // Logits [B, V] (activation dtype) of the last prefill or decode step.
+  const DeviceTensor& logits() const { return logits_; }
+  // I32 [B]: written by Gpt2Model::select_greedy; pass it to decode_step to feed it back.
+  const DeviceTensor& next_ids() const { return next_ids_; }
+  // I32 [B, capacity]: the token at each filled cache position (the prompt, then each token a
+  // decode step fed). Columns at or past length() are undefined.
+  const DeviceTensor& tokens() const { return tokens_; }
+  // I32 [B, capacity]: 1 where a cache position holds a real (not padding) token.
+  const DeviceTensor& key_mask() const { return key_mask_; }
+
+ private:
+  friend class Gpt2Model;
+  DecodeSession(const Gpt2Model& model, Backend& backend) : model_(model), backend_(backend) {}
+  DeviceTensor own(DeviceTensor t) {
+    owned_.push_back(t);
+    return t;
+  }
+
+  const Gpt2Model& model_;
+  Backend& backend_;
+  std::int64_t batch_ = 0, capacity_ = 0, length_ = 0;
+  bool prefilled_ = false;
+  std::vector<DeviceTensor> owned_;
+  std::vector<DeviceTensor> kv_;  // per layer [B, capacity, 2E]: K in columns [0, E), V in [E, 2E)
+  // I32 [1 + B]: the cache slot the next token fills, then each row's next position id. One
+  // increment advances all of them after a step.
+  DeviceTensor counters_, counters_backup_;
+  DeviceTensor slot_, positions_;  // views into counters_
+  DeviceTensor key_mask_, zero_mask_, tokens_, next_ids_;
+  DeviceTensor hidden_, normed_, qkv_, context_, projected_, ffn_,
+      logits_;  // one row per batch row
+  // What capture_greedy_step's warm-up step changes and puts back.
+  DeviceTensor next_ids_backup_, logits_backup_;
+};
+
+class Gpt2Model {
+ public:
+  // Loads config.json and the weights of a GPT-2 folder (Hugging Face layout). The blocks' Linear
+  // layers follow plan.encoder_linears (quantized where the precision is), lm_head plan.head.
+  static std::unique_ptr<Gpt2Model> load(const std::filesystem::path& dir, Backend& backend,
+                                         const QuantizationPlan& plan = {});
+  ~Gpt2Model();
+  Gpt2Model(const Gpt2Model&) = delete;
+  Gpt2Model& operator=(const Gpt2Model&) = delete;
+
+  const Gpt2Config& config() const { return config_; }
+  const std::filesystem::path& folder() const { return folder_; }
+  Backend& backend() const { return backend_; }
+
+  // Logits of every position, [B * L, V], for ids I32 [B, L]. mask (I32 [B, L], 1 = token) hides
+  // padded keys; position_ids (I32 [B, L]) default to 0..L-1, as a Hugging Face forward without
+  // position_ids. The result views a buffer owned by the model, valid until the next call with
+  // another [B, L] (the first call of a shape allocates: run it once before capturing a graph).
+  DeviceTensor forward_logits(const DeviceTensor& ids, const DeviceTensor* mask = nullptr,
+                              const DeviceTensor* position_ids = nullptr);
+
+  // A session for B rows and a cache of `capacity` positions (<= n_positions).
+  std::unique_ptr<DecodeSession> start_session(std::int64_t batch, std::int64_t capacity) const;
+
+  // Runs the prompt ids I32 [B, P] (LEFT-padded where rows differ in length; mask I32 [B, P], or
+  // null for all ones) and fills cache positions [0, P). Position ids are Hugging Face
+  // generate()'s: cumsum(mask) - 1, 1 on padding. Returns session.logits(): the last position's
+  // logits of each row. With all_logits, also writes every position's logits [B * P, V] there
+  // (a view of a model-owned buffer, as forward_logits). Stream-ordered, no host sync: capturable
+  // once a prefill of the same [B, P] has run.
+  const DeviceTensor& prefill(DecodeSession& session, const DeviceTensor& ids,
+                              const DeviceTensor* mask = nullptr,
+                              DeviceTensor* all_logits = nullptr);
+  // Feeds one token per row (I32 [B], e.g. session.next_ids()) at the next cache position and
+  // returns session.logits(). Stream-ordered, no host sync.
+  const DeviceTensor& decode_step(DecodeSession& session, const DeviceTensor& next_ids);
+  // session.next_ids() = argmax of session.logits() per row (on the device).
+  const DeviceTensor& select_greedy(DecodeSession& session);
+  // A graph of decode_step(session, session.next_ids()) followed by select_greedy(session): one
+  // greedy token per launch. Call it after prefill (and select_greedy); it runs one step outside
+  // the capture first (to create GEMM plans and scratch buffers) and then restores the session,
+  // so the tokens produced are the same as without it. Each launch checks the capacity.
+  std::unique_ptr<CapturedGraph> capture_greedy_step(DecodeSession& session);
+
+  std::int64_t num_parameters() const { return num_parameters_; }
+  std::size_t stored_bytes() const { return stored_bytes_; }
+  DType stored_dtype() const { return stored_dtype_; }
+  const std::vector<LinearReport>& linear_layers() const { return linear_reports_; }
+  const std::vector<std::string>& unused_tensors() const { return unused_tensors_; }
+
+ private:
+  struct Layer;
+  struct Workspace;
+  struct Rows;
+  explicit Gpt2Model(Backend& backend);
+  Workspace& ensure_workspace(std::int64_t batch, std::int64_t seq);
+  void release_workspace();
+  void check_ids(const DeviceTensor& ids, const char* what) const;
+  // The blocks over `rows` tokens; `attend(layer, rows)` fills rows.context from rows.qkv.
+  template <class Attend>
+  void run_blocks(Rows& rows, const Attend& attend);
+  void sequence_forward(Workspace& ws, const DeviceTensor& ids, const DeviceTensor* mask,
+                        const DeviceTensor& positions, DecodeSession* session);
+  void full_logits(Workspace& ws);
+
+  Backend& backend_;
+  std::filesystem::path folder_;
+  Gpt2Config config_;
+  std::vector<DeviceTensor> owned_;
+  DeviceTensor wte_, wpe_, ln_f_weight_, ln_f_bias_;
+  std::vector<Layer> layers_;
+  std::unique_ptr<LinearWeights> lm_head_;
+  std::unique_ptr<Workspace> workspace_;
+  std::int64_t num_parameters_ = 0;
+  std::size_t stored_bytes_ = 0;
+  DType stored_dtype_ = DType::F32;
+  std::vector<LinearReport> linear_reports_;
+  std::vector<std::string> unused_tensors_;
+};
+
+}  // namespace eaq

@@ -1,0 +1,205 @@
+// GPT-2 on the CUDA backend: Hugging Face parity in fp32 (the golden checks the CPU runs), a
+// tolerance per precision against the CPU reference (full forward and KV-cache decode), decode vs
+// full forward on the GPU, graph-replayed greedy steps vs direct ones, and greedy tokens of the
+// bundled gpt2-mini identical to the CPU's. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "backend/cpu/cpu_backend.hpp"
+#include "cuda_test_util.hpp"
+#include "golden.hpp"
+#include "gpt2_golden_checks.hpp"
+#include "gpt2_test_util.hpp"
+#include "io/safetensors.hpp"
+#include "model/gpt2.hpp"
+#include "model/gpt2_generate.hpp"
+#include "test_util.hpp"
+
+namespace eaq {
+namespace {
+
+// max |gpu - cpu| / max |cpu| on logits, per precision (as test_cuda_encoder.cpp).
+const std::map<Precision, double> kLogitTolerance = {
+    {Precision::Fp32, 1e-4},         {Precision::Tf32, 5e-3}, {Precision::Fp16, 1e-2},
+    {Precision::Fp16Autocast, 1e-2}, {Precision::Bf16, 5e-2},
+};
+
+class CudaGpt2Golden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaGpt2Golden, Fp32MatchesHuggingFace) {
+  EAQ_CUDA_BACKEND_OR_SKIP(gpu, Precision::Fp32);
+  test::check_gpt2_fixture(*gpu, GetParam(), {});
+}
+
+INSTANTIATE_TEST_SUITE_P(HuggingFace, CudaGpt2Golden,
+                         ::testing::ValuesIn(test::golden_fixtures_with_prefix({"gpt2"})));
+
+TEST(CudaBundledGpt2, Fp32MatchesHuggingFaceAndTheCpusGreedyTokens) {
+  EAQ_CUDA_BACKEND_OR_SKIP(gpu, Precision::Fp32);
+  test::check_bundled_gpt2(*gpu, {});
+  const SafetensorsFile ref = SafetensorsFile::open(
+      (test::golden_dir() / "bundled" / "gpt2_reference.safetensors").string());
+  const HostTensor prompt = test::columns(ref.tensor("input_ids"), 0, 16);
+  const std::filesystem::path dir =
+      std::filesystem::path(test::source_dir()) / "models" / "gpt2-mini";
+  auto cpu = make_cpu_backend(Precision::Fp32);
+  auto cpu_model = Gpt2Model::load(dir, *cpu);
+  auto gpu_model = Gpt2Model::load(dir, *gpu);
+  const HostTensor expected = greedy_generate(*cpu_model, prompt, nullptr, 48);
+  for (bool graph : {false, true}) {
+    const HostTensor tokens = greedy_generate(*gpu_model, prompt, nullptr, 48, {graph});
+    EXPECT_EQ(tokens.to_i64(), expected.to_i64()) << "graph " << graph;
+  }
+}
+
+// A random GPT-2 with head_dim 64 (the tensor-core attention path in f16/bf16 prefill).
+struct RandomCase {
+  test::TempDir dir;
+  test::RandomGpt2Spec spec;
+  HostTensor ids, mask, positions;  // left-padded prompt [3, 40] and generate()'s positions
+  HostTensor steps;                 // [3, 8] tokens fed after the prompt
+  RandomCase() {
+    spec.vocab = 500;
+    spec.positions = 128;
+    spec.hidden = 128;
+    spec.heads = 2;
+    spec.layers = 3;
+    spec.inner = 256;
+    spec.weight_scale = 0.1f;
+    test::write_random_gpt2(dir.path(), spec);
+    std::mt19937 rng(11);
+    const int batch = 3, width = 40;
+    std::vector<std::int32_t> id(batch * width), m(id.size()), pos(id.size()), step(batch * 8);
+    for (int b = 0; b < batch; ++b) {
+      const int pad = b * 13;  // rows of 40, 27 and 14 tokens
+      for (int t = 0; t < width; ++t) {
+        id[b * width + t] = static_cast<std::int32_t>(rng() % 499);
+        m[b * width + t] = t >= pad ? 1 : 0;
+        pos[b * width + t] = t >= pad ? t - pad : 1;
+      }
+    }
+    for (auto& s : step) s = static_cast<std::int32_t>(rng() % 499);
+    ids = HostTensor::from_i32({batch, width}, id);
+    mask = HostTensor::from_i32({batch, width}, m);
+    positions = HostTensor::from_i32({batch, width}, pos);
+    steps = HostTensor::from_i32({batch, 8}, step);
+  }
+};
+
+struct Outputs {
+  HostTensor full;      // forward_logits at mask-1 positions
+  HostTensor decode;    // the 8 step logits [3 * 8, V] in (step, row) order
+  HostTensor replayed;  // full-sequence logits at the 8 decoded positions, same order
+};
+
+Outputs run_case(Backend& backend, const RandomCase& c) {
+  auto model = Gpt2Model::load(c.dir.path(), backend);
+  Outputs out;
+  std::vector<DeviceTensor> owned;
+  const auto up = [&](const HostTensor& h) {
+    owned.push_back(backend.upload(h, DType::I32));
+    return owned.back();
+  };
+  const DeviceTensor mask = up(c.mask), positions = up(c.positions);
+  out.full = test::rows_where(backend.download(model->forward_logits(up(c.ids), &mask, &positions)),
+                              c.mask.to_i64());
+  auto session = model->start_session(3, 48);
+  model->prefill(*session, up(c.ids), &mask);
+  std::vector<float> decoded;
+  for (int s = 0; s < 8; ++s) {
+    const HostTensor logits = backend.download(
+        model->decode_step(*session, up(test::columns(c.steps, s, s + 1).reshaped({3}))));
+    decoded.insert(decoded.end(), logits.data<float>(), logits.data<float>() + logits.numel());
+  }
+  const std::int64_t vocab = model->config().vocab_size;
+  out.decode = HostTensor::from_f32({24, vocab}, decoded);
+  // The same 48 tokens in one forward: prompt + steps, positions continuing each row's count.
+  std::vector<std::int32_t> ids, m, pos;
+  const auto prompt_ids = c.ids.to_i64(), prompt_mask = c.mask.to_i64(),
+             prompt_pos = c.positions.to_i64();
+  const auto step_ids = c.steps.to_i64();
+  for (int b = 0; b < 3; ++b) {
+    for (int t = 0; t < 40; ++t) {
+      ids.push_back(static_cast<std::int32_t>(prompt_ids[b * 40 + t]));
+      m.push_back(static_cast<std::int32_t>(prompt_mask[b * 40 + t]));
+      pos.push_back(static_cast<std::int32_t>(prompt_pos[b * 40 + t]));
+    }
+    for (int s = 0; s < 8; ++s) {
+      ids.push_back(static_cast<std::int32_t>(step_ids[b * 8 + s]));
+      m.push_back(1);
+      pos.push_back(static_cast<std::int32_t>(40 - b * 13 + s));
+    }
+  }
+  const DeviceTensor all_mask = up(HostTensor::from_i32({3, 48}, m));
+  const DeviceTensor all_pos = up(HostTensor::from_i32({3, 48}, pos));
+  const HostTensor full = backend.download(
+      model->forward_logits(up(HostTensor::from_i32({3, 48}, ids)), &all_mask, &all_pos));
+  std::vector<float> replayed;
+  for (int s = 0; s < 8; ++s) {
+    for (int b = 0; b < 3; ++b) {
+      const float* row = full.data<float>() + (b * 48 + 40 + s) * vocab;
+      replayed.insert(replayed.end(), row, row + vocab);
+    }
+  }
+  out.replayed = HostTensor::from_f32({24, vocab}, replayed);
+  for (DeviceTensor& t : owned) backend.release(t);
+  return out;
+}
+
+TEST(CudaGpt2, EveryFloatPrecisionWithinTolerance) {
+  RandomCase c;
+  auto cpu = make_cpu_backend(Precision::Fp32);
+  const Outputs expected = run_case(*cpu, c);
+  EXPECT_LE(test::max_relative_error(expected.decode, expected.replayed), 1e-5)
+      << "CPU decode vs full";
+  for (const auto& [precision, tolerance] : kLogitTolerance) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    const Outputs got = run_case(*gpu, c);
+    const double full = test::max_relative_error(got.full, expected.full);
+    const double decode = test::max_relative_error(got.decode, expected.decode);
+    const double self = test::max_relative_error(got.decode, got.replayed);
+    std::printf(
+        "[ decoder   ] gpt2 E128 L3 %-14s full %.2e, decode %.2e, decode vs own full %.2e "
+        "(tolerance %.0e)\n",
+        std::string(precision_name(precision)).c_str(), full, decode, self, tolerance);
+    EXPECT_LE(full, tolerance) << precision_name(precision) << " full forward";
+    EXPECT_LE(decode, tolerance) << precision_name(precision) << " KV-cache decode";
+    EXPECT_LE(self, tolerance) << precision_name(precision) << " decode vs full forward on the GPU";
+  }
+}
+
+TEST(CudaGpt2, CapturedGreedyStepEqualsDirectSteps) {
+  RandomCase c;
+  for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    auto model = Gpt2Model::load(c.dir.path(), *gpu);
+    const HostTensor direct = greedy_generate(*model, c.ids, &c.mask, 24, {false});
+    const HostTensor graphed = greedy_generate(*model, c.ids, &c.mask, 24, {true});
+    std::printf("[ decoder   ] graph replay %-14s tokens %s\n",
+                std::string(precision_name(precision)).c_str(),
+                direct.to_i64() == graphed.to_i64() ? "identical" : "DIFFER");
+    EXPECT_EQ(direct.to_i64(), graphed.to_i64()) << precision_name(precision);
+    // The logits after the same number of steps, replayed vs direct: bit-identical.
+    DeviceTensor ids = gpu->upload(c.ids, DType::I32), mask = gpu->upload(c.mask, DType::I32);
+    auto a = model->start_session(3, 64), b = model->start_session(3, 64);
+    for (DecodeSession* s : {a.get(), b.get()}) {
+      model->prefill(*s, ids, &mask);
+      model->select_greedy(*s);
+    }
+    auto graph = model->capture_greedy_step(*b);
+    for (int t = 0; t < 10; ++t) {
+      model->decode_step(*a, a->next_ids());
+      model->select_greedy(*a);
+      graph->launch();
+    }
+    EXPECT_EQ(test::max_relative_error(gpu->download(b->logits()), gpu->download(a->logits())), 0.0)
+        << precision_name(precision);
+    gpu->release(ids);
+    gpu->release(mask);
+  }
+}
+
+}  // namespace
+}  // namespace eaq
