@@ -4,6 +4,7 @@ on weight values): DistilBertConfig() and BertConfig() defaults with 2 labels, G
 Runs on the GPU machine (torch + transformers); writes Hugging Face folders under --out."""
 import argparse
 import os
+import shutil
 
 import torch
 import transformers as T
@@ -24,6 +25,11 @@ def main():
         model = builders[name]().eval()
         folder = os.path.join(a.out, name)
         model.save_pretrained(folder, safe_serialization=True)
+        if name == "gpt2":
+            # The real GPT-2 tokenizer files, so eaq can tokenize a prompt for this folder.
+            src = os.path.join(os.path.dirname(__file__), "..", "..", "data", "tokenizers", "gpt2")
+            for f in os.listdir(src):
+                shutil.copy(os.path.join(src, f), folder)
         print(f"wrote {folder} ({sum(t.numel() for t in model.parameters()) / 1e6:.1f}M parameters)")
 
 

@@ -80,6 +80,27 @@ stage_bench_encoder() {
     --title "DistilBERT-default shape (random weights), seq 128" | tee "$OUT/bench-encoder.md"
 }
 
+# Issue 8 benchmark: GPT-2 124M shape (random weights), prompt 128, 256 new tokens, batch 1 and 32,
+# beside the Hugging Face peer (eager attention, cuDNN SDPA off: its best decode here).
+stage_bench_gpt2() {
+  note "benchmark: GPT-2 124M shape, eaq"
+  python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  local res=/tmp/bench-gpt2
+  rm -rf "$res"
+  "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 --new-tokens 256 \
+    --precision ${EAQ_GPT2_PRECISIONS:-fp32,fp16,bf16} --batch-size 1,32 --num_iters 100 --warmup_steps 20 \
+    --idle-seconds 1 --min-duration-s 2 --results-dir "$res" > "$OUT/bench-gpt2.log" 2>&1 || status=1
+  "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 --new-tokens 256 \
+    --precision fp16 --batch-size 1 --no-sync-each-iter --num_iters 100 --warmup_steps 20 \
+    --idle-seconds 1 --min-duration-s 2 --results-dir "$res/no-sync" >> "$OUT/bench-gpt2.log" 2>&1 || status=1
+  grep -A12 "^| precision" "$OUT/bench-gpt2.log" | head -30
+  note "benchmark: GPT-2 124M shape, Hugging Face peer (eager attention)"
+  python3 bench/gpu/hf_baseline.py --model gpt2 --precision fp16 --prompt-len 128 --new-tokens 256 \
+    --mode eager --attn eager --no-cudnn-sdp --min-seconds 2 2>/dev/null | tee "$OUT/peer-gpt2.jsonl"
+  python3 bench/gpu/summarize.py --results "$res" --peer "$OUT/peer-gpt2.jsonl" \
+    --title "GPT-2 124M shape (random weights), prompt 128, 256 new tokens" | tee "$OUT/bench-gpt2.md"
+}
+
 # The bundled classifier on the bundled dataset in every precision this GPU supports (make demo).
 stage_demo() {
   note "demo: bundled sentiment model, every precision"
@@ -113,6 +134,7 @@ for stage in "$@"; do
     train-gpt2) stage_train gpt2 ;;
     bench-encoder) stage_bench_encoder ;;
     demo) stage_demo ;;
+    bench-gpt2) stage_bench_gpt2 ;;
     profile) stage_profile ;;
     *) echo "unknown stage: $stage"; status=2 ;;
   esac

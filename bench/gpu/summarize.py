@@ -42,6 +42,7 @@ def main():
         print("no results")
         return
     md = rows[0]["md"]
+    rows.sort(key=lambda r: (r["precision"], r["batch"]))
     print(f"### {a.title}\n")
     print(f"- card: {md.get('gpu_name')} (driver {md.get('driver_version')}, power limit "
           f"{md.get('gpu_power_limit_w')} W); date {md.get('timestamp', '')[:10]}; eaq commit "
@@ -50,9 +51,24 @@ def main():
         print(f"- peer: {peers[0].get('peer')}, run in the same call; idle power seen by the peer "
               f"{peers[0].get('idle_w')} W")
     print()
-    print("| model | precision | batch | graphs | median latency (ms) | samples/s | mJ per sample | "
-          "dynamic mJ | mean W | accuracy | energy quality | GEMM path |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    gen = [r for r in rows if r["c"].get("task") == "generation"]
+    if gen:
+        print("| model | precision | batch | sync each step | time to first token (ms) | prefill mJ per prompt | "
+              "decode tokens/s | ms per step (median) | mJ per token | dynamic mJ per token | mean W | energy quality |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in gen:
+            m = r["m"]
+            lat = m.get("median_latency") or m.get("mean_latency")
+            print(f"| {r['model']} | {r['precision']} | {r['batch']} | {'yes' if r['c'].get('sync_each_iter') else 'no'} | "
+                  f"{fmt(m.get('time_to_first_token_s', 0) * 1e3)} | {fmt(m.get('prefill_energy_per_prompt_mj'))} | "
+                  f"{fmt(m.get('decode_tokens_per_s'))} | {fmt(lat * 1e3 if lat else None)} | "
+                  f"{fmt(m.get('energy_per_inference_mj'))} | {fmt(m.get('dynamic_energy_per_inference_mj'))} | "
+                  f"{fmt(m.get('mean_power_w'))} | {m.get('energy_quality')} / {m.get('prefill_energy_quality')} |")
+    rows = [r for r in rows if r["c"].get("task") != "generation"]
+    if rows:
+        print("| model | precision | batch | graphs | median latency (ms) | samples/s | mJ per sample | "
+              "dynamic mJ | mean W | accuracy | energy quality | GEMM path |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m = r["metrics"] if "metrics" in r else r["m"]
         lat = m.get("median_latency") or m.get("mean_latency")

@@ -48,7 +48,8 @@ int run_info() {
   for (unsigned i = 0; i < *count; ++i) {
     const auto meter = measure::open_nvml_meter(i);
     fmt::print("gpu {}:   {} (uuid {}, driver {}, CUDA {})\n", i,
-               meter->name().optional().value_or("unknown"), meter->uuid().optional().value_or("unknown"),
+               meter->name().optional().value_or("unknown"),
+               meter->uuid().optional().value_or("unknown"),
                meter->driver_version().optional().value_or("unknown"),
                meter->cuda_driver_version().optional().value_or("unknown"));
   }

@@ -18,10 +18,13 @@
 #include "measure/nvml.hpp"
 #include "measure/system_info.hpp"
 #include "model/encoder.hpp"
+#include "model/gpt2.hpp"
+#include "model/gpt2_config.hpp"
 #include "report/markdown_table.hpp"
 #include "report/output_files.hpp"
 #include "report/text_table.hpp"
 #include "run/classification_measurement.hpp"
+#include "run/generation_measurement.hpp"
 
 namespace eaq::cli {
 namespace {
@@ -36,6 +39,8 @@ struct MeasureArgs {
   bool sync_each_iter = false;  // the default; accepted for the seed's spelling
   bool no_cuda_graphs = false;
   std::string results_dir = "results";
+  std::string task = "auto";
+  run::GenerationSettings generation;
 };
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -102,16 +107,20 @@ const std::vector<std::string> kSummaryColumns = {"precision",
                                                   "mean_power_w",
                                                   "energy_quality"};
 
+// The generation figures printed after the summary table.
+const std::string_view kGenerationFields[] = {
+    "time_to_first_token_s", "prefill_tokens_per_s",     "prefill_energy_per_prompt_mj",
+    "decode_tokens_per_s",   "energy_per_generation_mj", "prefill_energy_quality"};
+
 int run_measure(MeasureArgs& args) {
   run::MeasureSettings base = args.base;
-  EAQ_CHECK(!base.dataset.empty(), "--dataset is required (e.g. datasets/sentiment-small)");
   if (base.device == "auto") {
     std::string why_not;
     base.device = cuda_supports(Precision::Fp32, base.gpu_id, &why_not) ? "cuda" : "cpu";
     if (base.device == "cpu") fmt::print("--device auto: using the CPU ({})\n", why_not);
   }
-  EAQ_CHECK(base.device == "cuda" || base.device == "cpu",
-            "--device {}: choose cuda, cpu or auto", base.device);
+  EAQ_CHECK(base.device == "cuda" || base.device == "cpu", "--device {}: choose cuda, cpu or auto",
+            base.device);
   EAQ_CHECK(base.num_iters > 0, "--num_iters must be positive, got {}", base.num_iters);
   EAQ_CHECK(base.warmup_steps >= 0, "--warmup_steps must be >= 0, got {}", base.warmup_steps);
   EAQ_CHECK(base.power_sample_interval_ms >= 1, "--power_sample_interval must be >= 1 ms, got {}",
@@ -131,11 +140,26 @@ int run_measure(MeasureArgs& args) {
   const std::filesystem::path model_dir =
       base.model.empty() ? bundled_path(kDefaultModel) : resolve_model_path(base.model);
   if (base.model.empty()) base.model = model_dir.string();
-  const EncoderConfig config =
-      parse_encoder_config(read_json_file(model_dir / "config.json"), model_dir / "config.json");
-  EAQ_CHECK(std::filesystem::exists(base.dataset), "--dataset {}: no such file or folder",
-            base.dataset);
-  const Dataset dataset = Dataset::load(base.dataset, config.vocab_size);
+  const std::string model_type = model_type_of(model_dir);
+  std::string task = args.task;
+  if (task == "auto") task = model_type == "gpt2" ? "generation" : "classification";
+  EAQ_CHECK(task == "classification" || task == "generation",
+            "--task {}: choose classification, generation or auto", args.task);
+  EAQ_CHECK(task != "generation" || model_type == "gpt2",
+            "--task generation: {} is a {} model, not a causal language model eaq runs (gpt2)",
+            model_dir.string(), model_type.empty() ? "unknown" : model_type);
+  EAQ_CHECK(task != "classification" || model_type != "gpt2",
+            "--task classification: {} is a GPT-2 language model; use --task generation",
+            model_dir.string());
+  std::optional<Dataset> dataset;
+  if (task == "classification") {
+    EAQ_CHECK(!base.dataset.empty(), "--dataset is required (e.g. datasets/sentiment-small)");
+    const EncoderConfig config =
+        parse_encoder_config(read_json_file(model_dir / "config.json"), model_dir / "config.json");
+    EAQ_CHECK(std::filesystem::exists(base.dataset), "--dataset {}: no such file or folder",
+              base.dataset);
+    dataset.emplace(Dataset::load(base.dataset, config.vocab_size));
+  }
 
   // Output folders are checked before anything runs: nothing measured is lost at the end.
   const bool single_trial = precisions.size() == 1 && batch_sizes.size() == 1;
@@ -178,25 +202,40 @@ int run_measure(MeasureArgs& args) {
       meter = std::make_unique<measure::UnavailableGpuMeter>("--device cpu: no GPU meter");
     }
     const std::size_t before = backend->memory_stats().allocated_bytes;
-    std::unique_ptr<EncoderModel> model = EncoderModel::load(model_dir, *backend);
+    std::unique_ptr<EncoderModel> encoder;
+    std::unique_ptr<Gpt2Model> decoder;
+    if (task == "classification")
+      encoder = EncoderModel::load(model_dir, *backend);
+    else
+      decoder = Gpt2Model::load(model_dir, *backend);
     const std::size_t weight_bytes = backend->memory_stats().allocated_bytes - before;
+    const std::vector<LinearReport>& linears =
+        encoder ? encoder->linear_layers() : decoder->linear_layers();
     if (settings.verbose) {
       fmt::print("{} on {} ({}): {} parameters, {:.1f} MB of weights on the device\n",
-                 model->config().architecture, backend->name(), precision_name(precision),
-                 model->num_parameters(), weight_bytes / 1e6);
-      for (const LinearReport& layer : model->linear_layers()) {
+                 encoder ? encoder->config().architecture : decoder->config().architecture,
+                 backend->name(), precision_name(precision),
+                 encoder ? encoder->num_parameters() : decoder->num_parameters(),
+                 weight_bytes / 1e6);
+      for (const LinearReport& layer : linears) {
         fmt::print("  {:<24} [{} -> {}] {}\n", layer.name, layer.in_features, layer.out_features,
                    layer.kernel);
       }
-      if (!model->unused_tensors().empty()) {
-        fmt::print("  unused checkpoint tensors: {}\n", fmt::join(model->unused_tensors(), ", "));
-      }
+      const auto& unused = encoder ? encoder->unused_tensors() : decoder->unused_tensors();
+      if (!unused.empty()) fmt::print("  unused checkpoint tensors: {}\n", fmt::join(unused, ", "));
     }
     for (std::int64_t batch_size : batch_sizes) {
       settings.batch_size = batch_size;
-      run::TrialContext context{*backend, *model,       dataset,       *meter,
-                                &rapl,    weight_bytes, command_line()};
-      report::Result result = run::run_classification_trial(settings, context);
+      report::Result result;
+      if (encoder) {
+        run::TrialContext context{*backend, *encoder,     *dataset,      *meter,
+                                  &rapl,    weight_bytes, command_line()};
+        result = run::run_classification_trial(settings, context);
+      } else {
+        run::GenerationContext context{*backend, *decoder,     *meter,
+                                       &rapl,    weight_bytes, command_line()};
+        result = run::run_generation_trial(settings, args.generation, context);
+      }
       report::OutputPaths paths = report::resolve_output_paths(
           settings.output, precision_name(precision), settings.trial, stamp, args.results_dir);
       if (base.output.empty() || !single_trial) {
@@ -212,6 +251,9 @@ int run_measure(MeasureArgs& args) {
       fmt::print("\n{} batch {}: wrote {} and {}\n", precision_name(precision), batch_size,
                  paths.csv.string(), paths.json.string());
       fmt::print("{}", report::to_text_table(result));
+      if (task == "generation") {
+        fmt::print("{}", report::to_text_table(result, kGenerationFields));
+      }
       if (const auto* notes = result.find("energy_quality_notes"); notes && !notes->is_null()) {
         fmt::print("energy quality: {}\n", report::format_value(notes->value));
       }
@@ -219,7 +261,17 @@ int run_measure(MeasureArgs& args) {
     }
   }
   if (results.size() > 1) {
-    fmt::print("\n{}", report::to_markdown_table(results, kSummaryColumns));
+    static const std::vector<std::string> generation_columns = {"precision",
+                                                                "batch_size",
+                                                                "time_to_first_token_s",
+                                                                "decode_tokens_per_s",
+                                                                "prefill_energy_per_prompt_mj",
+                                                                "energy_per_inference_mj",
+                                                                "dynamic_energy_per_inference_mj",
+                                                                "mean_power_w",
+                                                                "energy_quality"};
+    fmt::print("\n{}", report::to_markdown_table(
+                           results, task == "generation" ? generation_columns : kSummaryColumns));
   }
   return 0;
 }
@@ -242,8 +294,16 @@ Command measure_command() {
             ->required();
         app.add_option("--dataset", s.dataset,
                        "Pre-tokenized dataset folder (dataset.safetensors), e.g. "
-                       "datasets/sentiment-small")
-            ->required();
+                       "datasets/sentiment-small (required for classification)");
+        app.add_option("--task", args->task,
+                       "classification, generation, or auto (the model's natural task)");
+        app.add_option("--prompt-len", args->generation.prompt_len,
+                       "Generation: prompt tokens per row");
+        app.add_option("--new-tokens", args->generation.new_tokens,
+                       "Generation: greedy tokens generated per prompt");
+        app.add_option("--prompt-text", args->generation.prompt_text,
+                       "Generation: text repeated to --prompt-len tokens (default: the opening of "
+                       "Pride and Prejudice)");
         app.add_option("--num_iters,--num-iters", s.num_iters, "Measured iterations (batches)");
         app.add_option("--warmup_steps,--warmup-steps", s.warmup_steps, "Warm-up iterations");
         app.add_option("--power_sample_interval,--power-sample-interval",

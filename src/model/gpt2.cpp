@@ -208,6 +208,9 @@ std::unique_ptr<DecodeSession> Gpt2Model::start_session(std::int64_t batch,
   s->tokens_ = s->own(backend_.allocate(DType::I32, {batch, capacity}));
   s->next_ids_ = s->own(backend_.allocate(DType::I32, {batch}));
   s->next_ids_backup_ = s->own(backend_.allocate(DType::I32, {batch}));
+  s->rewind_counters_ = s->own(backend_.allocate(DType::I32, {1 + batch}));
+  s->rewind_mask_ = s->own(backend_.allocate(DType::I32, {batch, capacity}));
+  s->rewind_next_ids_ = s->own(backend_.allocate(DType::I32, {batch}));
   s->hidden_ = s->own(backend_.allocate(act, {batch, c.hidden}));
   s->normed_ = s->own(backend_.allocate(act, {batch, c.hidden}));
   s->qkv_ = s->own(backend_.allocate(act, {batch, 3 * c.hidden}));
@@ -509,6 +512,23 @@ std::unique_ptr<CapturedGraph> Gpt2Model::capture_greedy_step(DecodeSession& s) 
   std::unique_ptr<CapturedGraph> graph = backend_.capture(step);
   s.length_ = length;
   return std::make_unique<GreedyStepGraph>(std::move(graph), s.length_, s.capacity_);
+}
+
+void Gpt2Model::mark_rewind_point(DecodeSession& s) {
+  EAQ_CHECK(&s.model_ == this, "mark_rewind_point: the session belongs to another model");
+  EAQ_CHECK(s.prefilled_, "mark_rewind_point: call prefill first");
+  backend_.copy(s.counters_, s.rewind_counters_);
+  backend_.copy(s.key_mask_, s.rewind_mask_);
+  backend_.copy(s.next_ids_, s.rewind_next_ids_);
+  s.rewind_length_ = s.length_;
+}
+
+void Gpt2Model::rewind(DecodeSession& s) {
+  EAQ_CHECK(s.rewind_length_ >= 0, "rewind: call mark_rewind_point first");
+  backend_.copy(s.rewind_counters_, s.counters_);
+  backend_.copy(s.rewind_mask_, s.key_mask_);
+  backend_.copy(s.rewind_next_ids_, s.next_ids_);
+  s.length_ = s.rewind_length_;
 }
 
 }  // namespace eaq

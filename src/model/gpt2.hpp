@@ -72,6 +72,9 @@ class DecodeSession {
       logits_;  // one row per batch row
   // What capture_greedy_step's warm-up step changes and puts back.
   DeviceTensor next_ids_backup_, logits_backup_;
+  // The state mark_rewind_point() saved, which rewind() restores.
+  DeviceTensor rewind_counters_, rewind_mask_, rewind_next_ids_;
+  std::int64_t rewind_length_ = -1;
 };
 
 class Gpt2Model {
@@ -117,6 +120,13 @@ class Gpt2Model {
   // the capture first (to create GEMM plans and scratch buffers) and then restores the session,
   // so the tokens produced are the same as without it. Each launch checks the capacity.
   std::unique_ptr<CapturedGraph> capture_greedy_step(DecodeSession& session);
+
+  // Remembers the session as it is now (typically right after prefill and select_greedy), so that
+  // rewind() can return to it: decoding can then be repeated, and timed, without repeating the
+  // prefill. Cache positions past the mark are simply written again by the next steps.
+  void mark_rewind_point(DecodeSession& session);
+  // Device-to-device copies back to the marked state; stream-ordered, no host sync.
+  void rewind(DecodeSession& session);
 
   std::int64_t num_parameters() const { return num_parameters_; }
   std::size_t stored_bytes() const { return stored_bytes_; }

@@ -2,48 +2,14 @@
 
 #include <fmt/format.h>
 
-#include <map>
-#include <set>
-
 #include "core/error.hpp"
 #include "measure/system_info.hpp"
 #include "report/result_fill.hpp"
 #include "run/classification_harness.hpp"
 #include "run/timed_loop.hpp"
+#include "run/trial_common.hpp"
 
 namespace eaq::run {
-namespace {
-
-// The parameter dtype as the seed printed it (torch's names), for the precision's Linear weights.
-const char* weight_dtype_name(Precision precision) {
-  switch (cuda_precision_traits(precision).weight) {
-    case DType::F32:
-      return "float32";
-    case DType::F16:
-      return "float16";
-    case DType::BF16:
-      return "bfloat16";
-    case DType::I8:
-      return "int8";
-    case DType::F8_E4M3:
-      return "float8_e4m3fn";
-    default:
-      return "unknown";
-  }
-}
-
-// "cublasLt F16xF16->F16 (f32 accumulate) x24; ..." : each distinct GEMM path with its count.
-std::string describe_kernels(const EncoderModel& model, const Backend& backend) {
-  std::map<std::string, int> counts;
-  for (const LinearReport& layer : model.linear_layers()) ++counts[layer.kernel];
-  std::string text;
-  for (const auto& [kernel, count] : counts) {
-    text += fmt::format("{}{} x{}", text.empty() ? "" : "; ", kernel, count);
-  }
-  return text + "; attention: " + backend.attention_kernel();
-}
-
-}  // namespace
 
 void fill_configuration(report::Result& result, const MeasureSettings& s) {
   result.set("model", s.model);
@@ -134,20 +100,9 @@ report::Result run_classification_trial(const MeasureSettings& settings, TrialCo
     }
   }
 
-  const MemoryStats memory = backend.memory_stats();
-  result.set("allocated_gb", static_cast<double>(memory.allocated_bytes) / 1e9);
-  result.set("peak_allocated_gb", static_cast<double>(memory.peak_bytes) / 1e9);
-  result.set("reserved_gb", static_cast<double>(memory.reserved_bytes) / 1e9);
-  result.set("num_parameters", context.model.num_parameters());
-  result.set("model_size_mb", static_cast<double>(context.weight_bytes) / 1e6);
-  result.set("dtype", weight_dtype_name(settings.precision));
-  result.set("backend", backend.name());
-  result.set("kernel_path", describe_kernels(context.model, backend));
-
-  report::fill_system(result, start_snapshot, measure::take_system_snapshot(context.meter));
-  std::vector<const char*> argv;
-  for (const std::string& arg : context.command_line) argv.push_back(arg.c_str());
-  report::fill_build_and_command(result, static_cast<int>(argv.size()), argv.data());
+  fill_model_fields(result, backend, context.model.linear_layers(), context.model.num_parameters(),
+                    context.weight_bytes);
+  fill_provenance(result, start_snapshot, context.meter, context.command_line);
   return result;
 }
 
