@@ -123,6 +123,38 @@ stage_profile() {
   done
 }
 
+stage_profile_gpt2() {
+  note "profile: GPT-2 124M shape, fp16, batch 1 (graphs off)"
+  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  EAQ_PROFILE_OPS=1 "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
+    --new-tokens 64 --precision fp16 --batch-size 1 --num_iters 64 --warmup_steps 2 --idle-seconds 0 \
+    --min-duration-s 0 --power-source none --results-dir /tmp/profile-gpt2 2>&1 | sed -n '/EAQ_PROFILE_OPS/,$p' | head -30
+}
+
+# Issue 5's repeatability check: 5 trials of the bundled model (fp16, batch 32); the coefficient of
+# variation of energy per inference, and counter vs sample agreement per trial.
+stage_trials() {
+  note "repeatability: 5 trials, bundled sentiment model, fp16, batch 32"
+  rm -rf /tmp/trials
+  for i in 1 2 3 4 5; do
+    "$BIN/eaq" measure --dataset datasets/sentiment-standard --precision fp16 --batch-size 32 \
+      --num_iters 1000 --idle-seconds 1 --min-duration-s 3 --trial $i --results-dir /tmp/trials > /dev/null 2>&1 || status=1
+  done
+  python3 - <<'PY' | tee "$OUT/trials.md"
+import glob, json, statistics
+rows = [json.load(open(p)) for p in sorted(glob.glob("/tmp/trials/fp16/*.json"))]
+e = [r["metrics"]["energy_per_inference_mj"] for r in rows]
+print("| trial | mJ per inference | counter J | samples J | difference | quality |")
+print("|---|---|---|---|---|---|")
+for r in rows:
+    m = r["metrics"]
+    c, s = m["counter_energy_j"], m["energy_from_samples_j"]
+    print(f"| {r['configuration']['trial']} | {m['energy_per_inference_mj']:.4f} | {c:.2f} | {s:.2f} | {100 * (s - c) / c:+.2f}% | {m['energy_quality']} |")
+print(f"\ncoefficient of variation of energy per inference over {len(e)} trials: "
+      f"{100 * statistics.pstdev(e) / statistics.mean(e):.2f}% (gpu {rows[0]['metadata']['gpu_name']}, commit {rows[0]['metadata']['git_commit']})")
+PY
+}
+
 for stage in "$@"; do
   case "$stage" in
     info) stage_info ;;
@@ -136,6 +168,8 @@ for stage in "$@"; do
     demo) stage_demo ;;
     bench-gpt2) stage_bench_gpt2 ;;
     profile) stage_profile ;;
+    profile-gpt2) stage_profile_gpt2 ;;
+    trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;
   esac
 done

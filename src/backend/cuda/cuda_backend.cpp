@@ -79,6 +79,7 @@ class CudaLinear final : public LinearWeights {
   // Outputs are padded to a multiple of 8 features: cuBLASLt's fast kernels need 16-byte
   // aligned rows, and a 2-label classifier otherwise falls back to a kernel ~50x slower.
   std::int64_t padded_out = 0;
+  bool gemv_allowed = false;       // eaq's GEMV for <= 8 rows (not for tf32 or autocast)
   mutable DeviceTensor padded_y;   // [rows, padded_out], grown outside graph capture
   DType input_dtype = DType::F32;  // what the GEMM reads (autocast converts f32 inputs first)
   DType output_dtype = DType::F32;
@@ -269,9 +270,11 @@ class CudaBackend final : public Backend {
         linear->bias = upload(padded_bias, linear->output_dtype);
       }
     }
-    linear->kernel = fmt::format("cublasLt {}x{}->{}{}", dtype_name(weight_dtype),
+    linear->gemv_allowed = precision_ != Precision::Tf32 && !autocast;
+    linear->kernel = fmt::format("cublasLt {}x{}->{}{}{}", dtype_name(weight_dtype),
                                  dtype_name(weight_dtype), dtype_name(linear->output_dtype),
-                                 precision_ == Precision::Tf32 ? " (TF32)" : " (f32 accumulate)");
+                                 precision_ == Precision::Tf32 ? " (TF32)" : " (f32 accumulate)",
+                                 linear->gemv_allowed ? ", eaq GEMV for <= 8 rows" : "");
     return linear;
   }
 
@@ -315,6 +318,19 @@ class CudaBackend final : public Backend {
       input = scratch_;
     }
     const bool has_bias = w.bias.data != nullptr;
+    // A few rows (decode steps, heads): eaq's GEMV reads W once with every SM busy. Not for tf32,
+    // whose semantics are TF32 tensor-core math, nor autocast's mixed dtypes.
+    if (w.gemv_allowed && x.dtype == w.input_dtype &&
+        cuda::gemv_eligible(x.dtype, m, w.in_features, input, w.weight.data)) {
+      ProfileScope scope(profiler_, stream_, [&] {
+        return fmt::format("gemv {} [{} x {} x {}] {}", layer_kind(w.name), m, w.out_features,
+                           w.in_features, activation_name(activation));
+      });
+      cuda::launch_gemv(x.dtype, input, w.weight.data, has_bias ? w.bias.data : nullptr, y.data, m,
+                        w.out_features, w.in_features, activation, stream_);
+      EAQ_CUDA_CHECK_LAUNCH();
+      return;
+    }
     // Fused epilogues: bias, bias + ReLU, bias + GELU (cuBLASLt's GELU is the tanh form).
     // Exact-erf GELU and tanh run as a separate elementwise kernel.
     Activation fused = activation == Activation::Relu || activation == Activation::GeluTanh

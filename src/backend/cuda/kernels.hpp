@@ -44,6 +44,13 @@ void launch_add(DType act, const void* a, const void* b, void* out, std::int64_t
 // out[i] = x[index[i]] for rows of `row_bytes` bytes.
 void launch_gather_rows(const void* x, const std::int32_t* index, void* out, std::int64_t rows,
                         std::int64_t row_bytes, cudaStream_t stream);
+// y[m, n] = act(x[m, :] . w[n, :] + bias[n]) for m <= 8 rows (decode steps, small heads), one
+// warp per output feature; x, w and y share the float dtype `act`, bias too (or null). Needs
+// k a multiple of one 16-byte vector and 16-byte aligned x and w.
+bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, const void* w);
+void launch_gemv(DType act, const void* x, const void* w, const void* bias, void* y, std::int64_t m,
+                 std::int64_t n, std::int64_t k, Activation activation, cudaStream_t stream);
+
 // Elementwise conversion between F32, F16 and BF16.
 void launch_convert(DType from, const void* src, DType to, void* dst, std::int64_t count,
                     cudaStream_t stream);
