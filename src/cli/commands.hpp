@@ -20,6 +20,7 @@ struct Command {
 const std::vector<Command>& all_commands();
 
 // One registration line per command file.
+Command calibrate_command();
 Command info_command();
 Command forward_command();
 Command tokenize_command();

@@ -12,6 +12,7 @@ namespace eaq::cli {
 
 const std::vector<Command>& all_commands() {
   static const std::vector<Command> commands = {
+      calibrate_command(),
       forward_command(),
       info_command(),
       tokenize_command(),

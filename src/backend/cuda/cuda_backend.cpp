@@ -13,6 +13,7 @@
 #include "backend/cuda/device_allocator.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/lt_matmul.hpp"
+#include "backend/cuda/quantized_linear.hpp"
 #include "backend/factory.hpp"
 
 namespace eaq {
@@ -84,11 +85,16 @@ class CudaBackend final : public Backend {
     EAQ_CUBLAS_CHECK(cublasLtCreate(&lt_));
     workspace_ = allocator_.allocate(kWorkspaceBytes);
     traits_ = cuda_precision_traits(precision);
+    if (is_quantized(precision)) {
+      quantized_ = std::make_unique<cuda::QuantizedLinears>(cuda::QuantizedContext{
+          precision, traits_.activation, lt_, stream_, &allocator_, workspace_, kWorkspaceBytes});
+    }
   }
 
   ~CudaBackend() override {
     cudaSetDevice(device_);
     cudaStreamSynchronize(stream_);
+    quantized_.reset();
     allocator_.release(workspace_);
     cublasLtDestroy(lt_);
     cudaStreamDestroy(stream_);
@@ -158,10 +164,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<LinearWeights> prepare_linear(const HostTensor& weight, const HostTensor* bias,
                                                 const LinearOptions& options) override {
     EAQ_ASSERT(weight.rank() == 2);
-    EAQ_CHECK(!(options.quantize && is_quantized(precision_)),
-              "--precision {}: quantized Linear layers are not implemented in the CUDA backend "
-              "yet",
-              precision_name(precision_));
+    if (options.quantize && quantized_) return quantized_->prepare(weight, bias, options);
     auto linear = std::make_unique<CudaLinear>();
     linear->name = options.name;
     linear->out_features = weight.dim(0);
@@ -205,6 +208,10 @@ class CudaBackend final : public Backend {
 
   void linear(const DeviceTensor& x, const LinearWeights& weights, Activation activation,
               DeviceTensor& y) override {
+    if (const auto* quantized = cuda::QuantizedLinears::as_quantized(weights)) {
+      quantized_->linear(x, *quantized, activation, y);
+      return;
+    }
     const auto& w = static_cast<const CudaLinear&>(weights);
     const std::int64_t m = x.numel() / w.in_features;
     EAQ_ASSERT(y.numel() == m * w.out_features);
@@ -244,6 +251,23 @@ class CudaBackend final : public Backend {
       cuda::launch_activation(y.dtype, y.data, y.numel(), activation, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
     }
+  }
+
+  void layer_norm_linear(const DeviceTensor& x, const DeviceTensor* residual,
+                         const DeviceTensor& gamma, const DeviceTensor& beta, float eps,
+                         DeviceTensor& out, const LinearWeights& weights, Activation activation,
+                         DeviceTensor& y) override {
+    if (quantized_ &&
+        quantized_->layer_norm_linear(x, residual, gamma, beta, eps, out, weights, activation, y)) {
+      return;
+    }
+    Backend::layer_norm_linear(x, residual, gamma, beta, eps, out, weights, activation, y);
+  }
+
+  void feed_forward(const DeviceTensor& x, const LinearWeights& first, Activation activation,
+                    DeviceTensor& mid, const LinearWeights& second, DeviceTensor& y) override {
+    if (quantized_ && quantized_->feed_forward(x, first, activation, mid, second, y)) return;
+    Backend::feed_forward(x, first, activation, mid, second, y);
   }
 
   void attention(const AttentionArgs& args) override {
@@ -311,6 +335,7 @@ class CudaBackend final : public Backend {
   void* workspace_ = nullptr;
   void* scratch_ = nullptr;
   std::size_t scratch_bytes_ = 0;
+  std::unique_ptr<cuda::QuantizedLinears> quantized_;  // int8, int8-static, int8-wo, fp8
 };
 
 }  // namespace

@@ -19,6 +19,13 @@ LtMatmul::LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_
     EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                     &spec.bias_type, sizeof spec.bias_type));
   }
+  if (spec.outer_vector_scales) {
+    const auto mode = static_cast<std::int32_t>(CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F);
+    EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode,
+                                                    sizeof mode));
+    EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode,
+                                                    sizeof mode));
+  }
   if (spec.a_scale) {
     EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
                                                     &spec.a_scale, sizeof spec.a_scale));
@@ -45,6 +52,13 @@ LtMatmul::LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_
             "cuBLASLt has no algorithm for {} (M={}, N={}, K={}): {}", name, spec.m, spec.n,
             spec.k, cublasGetStatusString(status));
   algo_ = result.algo;
+}
+
+void LtMatmul::set_scale_pointers(const float* a_scale, const float* b_scale) const {
+  EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                  &a_scale, sizeof a_scale));
+  EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                  &b_scale, sizeof b_scale));
 }
 
 LtMatmul::~LtMatmul() {
