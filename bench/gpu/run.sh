@@ -46,6 +46,19 @@ stage_test() {
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
 
+stage_gemm() {
+  note "GEMM micro-benchmark of the quantized paths (eaq_gemm_bench)"
+  "$BIN/eaq_gemm_bench" 2>&1 | tee "$OUT/gemm_bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+}
+
+stage_quant_test() {
+  note "quantization tests only (GPU included)"
+  "$BIN/eaq_tests" --gtest_brief=1 --gtest_filter='CudaQuant*:CpuInt8*:Quant*:AbsHistogram*:Calibrat*' 2>&1 \
+    | tee "$OUT/quant_tests.log" | grep -E "^\[ quant |FAILED|PASSED|SKIPPED|Failure|error|Which is|Expected|actual" | head -150
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+}
+
 stage_train() {
   local which=$1
   note "train bundled model: $which"
@@ -161,6 +174,8 @@ for stage in "$@"; do
     golden) stage_golden ;;
     tokenizer-fixture) stage_tokenizer_fixture ;;
     test) stage_test ;;
+    quant-test) stage_quant_test ;;
+    gemm) stage_gemm ;;
     train-quick) stage_train quick ;;
     train-sentiment) stage_train sentiment ;;
     train-gpt2) stage_train gpt2 ;;

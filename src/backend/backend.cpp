@@ -20,6 +20,20 @@ const char* activation_name(Activation activation) {
   EAQ_ASSERT(false);
 }
 
+void Backend::layer_norm_linear(const DeviceTensor& x, const DeviceTensor* residual,
+                                const DeviceTensor& gamma, const DeviceTensor& beta, float eps,
+                                DeviceTensor& out, const LinearWeights& weights,
+                                Activation activation, DeviceTensor& y) {
+  layer_norm(x, residual, gamma, beta, eps, out);
+  linear(out, weights, activation, y);
+}
+
+void Backend::feed_forward(const DeviceTensor& x, const LinearWeights& first, Activation activation,
+                           DeviceTensor& mid, const LinearWeights& second, DeviceTensor& y) {
+  linear(x, first, activation, mid);
+  linear(mid, second, Activation::None, y);
+}
+
 DeviceTensor DeviceTensor::rows(std::int64_t begin, std::int64_t count) const {
   EAQ_ASSERT(rank() >= 1 && begin >= 0 && count >= 0 && begin + count <= shape[0]);
   DeviceTensor view = *this;

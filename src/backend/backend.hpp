@@ -178,6 +178,23 @@ class Backend {
   virtual void token_nll(const DeviceTensor& logits, const DeviceTensor& targets,
                          DeviceTensor& nll) = 0;
 
+  // --- fused pairs ------------------------------------------------------------------------------
+  // Two ops in one call, so that a backend with quantized Linear layers can quantize the
+  // intermediate for the Linear that reads it inside the op that produces it (CUDA int8/fp8: see
+  // docs/quantization.md). The defaults run the two ops one after the other.
+  //
+  // out = LayerNorm(x + residual) exactly as layer_norm, then y = act(out W^T + b) as linear.
+  virtual void layer_norm_linear(const DeviceTensor& x, const DeviceTensor* residual,
+                                 const DeviceTensor& gamma, const DeviceTensor& beta, float eps,
+                                 DeviceTensor& out, const LinearWeights& weights,
+                                 Activation activation, DeviceTensor& y);
+  // A feed-forward block: mid = act(x W1^T + b1), then y = mid W2^T + b2. `mid` is scratch of
+  // [rows, first.out_features] in the activation dtype; its contents afterwards are unspecified
+  // (a backend may keep the intermediate in quantized form only).
+  virtual void feed_forward(const DeviceTensor& x, const LinearWeights& first,
+                            Activation activation, DeviceTensor& mid, const LinearWeights& second,
+                            DeviceTensor& y);
+
   // --- graphs -----------------------------------------------------------------------------------
   // Records what `body` launches so launch() replays it. The CPU backend returns a graph that
   // simply calls `body` again.

@@ -23,6 +23,7 @@ const std::vector<Command>& all_commands();
 const std::vector<std::string>& command_line();
 
 // One registration line per command file.
+Command calibrate_command();
 Command info_command();
 Command forward_command();
 Command measure_command();

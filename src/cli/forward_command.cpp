@@ -10,6 +10,7 @@
 #include "io/model_folder.hpp"
 #include "io/npy.hpp"
 #include "model/encoder.hpp"
+#include "quant/calibration.hpp"
 
 namespace eaq::cli {
 namespace {
@@ -22,7 +23,9 @@ struct ForwardArgs {
   std::string output;
   std::string device = "cpu";
   std::string precision = "fp32";
+  std::string calibration_file;
   int gpu_id = 0;
+  bool verbose = false;
 };
 
 HostTensor read_ids(const std::string& path, const std::string& flag) {
@@ -62,7 +65,22 @@ int run_forward(const ForwardArgs& args) {
 
   const auto folder = resolve_model_path(args.model);
   std::unique_ptr<Backend> backend = make_backend(backend_options);
-  std::unique_ptr<EncoderModel> model = EncoderModel::load(folder, *backend);
+  QuantizationPlan plan;
+  if (backend_options.precision == Precision::Int8Static) {
+    EAQ_CHECK(!args.calibration_file.empty(),
+              "--precision int8-static needs --calibration-file (see `eaq calibrate`)");
+    plan = quant::load_calibration(args.calibration_file, folder, Precision::Int8Static).plan();
+  } else {
+    EAQ_CHECK(args.calibration_file.empty(),
+              "--calibration-file is used only with --precision int8-static");
+  }
+  std::unique_ptr<EncoderModel> model = EncoderModel::load(folder, *backend, plan);
+  if (args.verbose) {
+    for (const LinearReport& layer : model->linear_layers()) {
+      fmt::print("  {:<24} [{}, {}]  {}\n", layer.name, layer.out_features, layer.in_features,
+                 layer.kernel);
+    }
+  }
   validate_encoder_inputs(model->config(), ids, &mask, types ? &*types : nullptr, args.input_ids);
 
   EncoderBatch batch;
@@ -112,6 +130,9 @@ Command forward_command() {
                 "--precision", args->precision,
                 "fp32, tf32, fp16, fp16-autocast, bf16, int8, int8-static, int8-wo, fp8");
             app.add_option("--gpu-id", args->gpu_id, "CUDA device index");
+            app.add_option("--calibration-file", args->calibration_file,
+                           "int8-static: the calibration (JSON) with the activation scales");
+            app.add_flag("--verbose", args->verbose, "List every Linear layer and its GEMM path");
             return std::function<int()>([args] { return run_forward(*args); });
           }};
 }

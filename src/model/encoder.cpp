@@ -221,8 +221,6 @@ EncoderOutputs EncoderModel::forward(const EncoderBatch& batch) {
   backend_.embed(ids, word_embeddings_, &ws.position_ids, &position_embeddings_,
                  use_types ? types_or_zeros : nullptr, use_types ? &type_embeddings_ : nullptr,
                  ws.hidden);
-  backend_.layer_norm(ws.hidden, nullptr, embeddings_norm_weight_, embeddings_norm_bias_,
-                      c.layer_norm_eps, ws.hidden);
 
   AttentionArgs attention;
   attention.q = ws.qkv.data;
@@ -241,16 +239,33 @@ EncoderOutputs EncoderModel::forward(const EncoderBatch& batch) {
   attention.head_dim = c.head_dim();
   attention.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim()));
 
-  for (Layer& layer : layers_) {
-    backend_.linear(ws.hidden, *layer.qkv, Activation::None, ws.qkv);
+  // Each LayerNorm that feeds a block's QKV projection runs fused with it, and the feed-forward
+  // pair runs as one op, so that quantized backends can quantize those inputs inside the
+  // producing kernels (Backend::layer_norm_linear, Backend::feed_forward).
+  if (layers_.empty()) {
+    backend_.layer_norm(ws.hidden, nullptr, embeddings_norm_weight_, embeddings_norm_bias_,
+                        c.layer_norm_eps, ws.hidden);
+  } else {
+    backend_.layer_norm_linear(ws.hidden, nullptr, embeddings_norm_weight_, embeddings_norm_bias_,
+                               c.layer_norm_eps, ws.hidden, *layers_.front().qkv, Activation::None,
+                               ws.qkv);
+  }
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    Layer& layer = layers_[i];
     backend_.attention(attention);
     backend_.linear(ws.context, *layer.o, Activation::None, ws.projected);
     backend_.layer_norm(ws.projected, &ws.hidden, layer.attention_norm_weight,
                         layer.attention_norm_bias, c.layer_norm_eps, ws.hidden);
-    backend_.linear(ws.hidden, *layer.ffn_in, c.activation, ws.ffn);
-    backend_.linear(ws.ffn, *layer.ffn_out, Activation::None, ws.projected);
-    backend_.layer_norm(ws.projected, &ws.hidden, layer.output_norm_weight, layer.output_norm_bias,
-                        c.layer_norm_eps, ws.hidden);
+    backend_.feed_forward(ws.hidden, *layer.ffn_in, c.activation, ws.ffn, *layer.ffn_out,
+                          ws.projected);
+    if (i + 1 < layers_.size()) {
+      backend_.layer_norm_linear(ws.projected, &ws.hidden, layer.output_norm_weight,
+                                 layer.output_norm_bias, c.layer_norm_eps, ws.hidden,
+                                 *layers_[i + 1].qkv, Activation::None, ws.qkv);
+    } else {
+      backend_.layer_norm(ws.projected, &ws.hidden, layer.output_norm_weight,
+                          layer.output_norm_bias, c.layer_norm_eps, ws.hidden);
+    }
   }
 
   EncoderOutputs outputs;

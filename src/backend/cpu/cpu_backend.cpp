@@ -6,6 +6,7 @@
 
 #include "backend/cpu/cpu_decoder_kernels.hpp"
 #include "backend/cpu/cpu_kernels.hpp"
+#include "backend/cpu/cpu_quantized_linear.hpp"
 #include "core/error.hpp"
 
 namespace eaq {
@@ -99,12 +100,17 @@ class CpuBackend final : public Backend {
   std::unique_ptr<LinearWeights> prepare_linear(const HostTensor& weight, const HostTensor* bias,
                                                 const LinearOptions& options) override {
     EAQ_ASSERT(weight.rank() == 2);
+    const bool quantize = options.quantize && is_quantized(precision_);
+    if (quantize && precision_ != Precision::Int8WeightOnly) {
+      return cpu::prepare_quantized_linear(precision_, weight, bias, options);
+    }
     auto linear = std::make_unique<CpuLinear>();
     linear->name = options.name;
     linear->out_features = weight.dim(0);
     linear->in_features = weight.dim(1);
-    linear->kernel = "cpu-f32";
-    const HostTensor w = weight.to_f32();
+    linear->kernel =
+        quantize ? "cpu f32 GEMM on int8 weights dequantized at load (int8-wo)" : "cpu-f32";
+    const HostTensor w = quantize ? cpu::weight_only_int8(weight, options.name) : weight.to_f32();
     linear->weight_t = HostTensor::empty(DType::F32, {linear->in_features, linear->out_features});
     const float* src = w.data<float>();
     float* dst = linear->weight_t.mutable_data<float>();
@@ -153,12 +159,15 @@ class CpuBackend final : public Backend {
 
   void linear(const DeviceTensor& x, const LinearWeights& weights, Activation activation,
               DeviceTensor& y) override {
+    const std::int64_t m = x.numel() / weights.in_features;
+    EAQ_ASSERT(y.numel() == m * weights.out_features);
+    if (cpu::is_quantized_linear(weights)) {
+      cpu::run_quantized_linear(f32(x), m, weights, activation, f32(y));
+      return;
+    }
     const auto& w = static_cast<const CpuLinear&>(weights);
-    const std::int64_t m = x.numel() / w.in_features;
-    EAQ_ASSERT(y.numel() == m * w.out_features);
-    cpu::gemm_f32(f32(x), w.weight_t.data<float>(),
-                  w.bias.has_data() ? w.bias.data<float>() : nullptr, f32(y), m, w.out_features,
-                  w.in_features);
+    cpu::gemm_f32(f32(x), w.weight_t.data<float>(), w.bias.has_data() ? w.bias.data<float>() : nullptr,
+                  f32(y), m, w.out_features, w.in_features);
     cpu::apply_activation(f32(y), y.numel(), activation);
   }
 
@@ -222,12 +231,13 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 bool cpu_supports(Precision precision) {
-  return precision == Precision::Fp32;
+  return precision == Precision::Fp32 || cpu::supports_quantized(precision);
 }
 
 std::unique_ptr<Backend> make_cpu_backend(Precision precision) {
   EAQ_CHECK(cpu_supports(precision),
-            "--precision {} is not available with --device cpu (the CPU backend runs fp32)",
+            "--precision {} is not available with --device cpu (the CPU backend runs fp32, int8, "
+            "int8-static and int8-wo)",
             precision_name(precision));
   return std::make_unique<CpuBackend>(precision);
 }

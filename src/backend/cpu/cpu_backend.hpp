@@ -1,4 +1,5 @@
-// The CPU reference backend: f32 everywhere, plain loops, OpenMP across rows.
+// The CPU reference backend: f32 activations, plain loops, OpenMP across rows; int8 Linear layers
+// for the int8 precisions (cpu_quantized_linear.hpp).
 #pragma once
 
 #include <memory>

@@ -9,8 +9,8 @@
 // - grouped (any dtype, head_dim <= 128, >= 16 queries): eight threads per query, 32 queries per
 //   block, keys and values staged in shared memory 32 at a time, online softmax, f32 math on CUDA
 //   cores. The f32 path (fp32 must not use TF32) and odd head sizes.
-// - decode (< 16 queries, e.g. a decode step): one block per (query, head, batch), eight warps
-//   sharing the keys, the lanes of a warp splitting the head dimensions.
+// - decode (< 16 queries, e.g. a decode step): one block per (query, head, batch), a thread per
+//   key for the scores and a thread per (dimension, key group) for P V.
 // - simple: one block per (query, head, batch), a thread per key. The fallback (head sizes past
 //   128, caches too long for the decode kernel's shared memory) and the tests' second opinion.
 #include <cuda_pipeline.h>
@@ -108,49 +108,46 @@ __global__ void attention_simple_kernel(AttentionArgs a) {
 
 // ------------------------------------------------------------------------------------------------
 // Decode kernel: few queries (a decode step) against a long cache. One block per (query, head,
-// batch); each warp takes every eighth key, its lanes splitting the head dimensions, so key and
-// value rows are read with whole-warp coalesced loads and the block's warps share the keys.
+// batch). Scores: a thread per key, so every key row's loads are in flight at once (a warp per key
+// would serialize on each dot product's shuffles). P V: a thread per (dimension, key group), the
+// groups' partial sums added at the end.
 
-constexpr int kDecodeWarps = 8;
+constexpr int kDecodeThreads = 256;
 
-template <class T, int kDimsPerLane>
+template <class T>
 __global__ void attention_decode_kernel(AttentionArgs a) {
   extern __shared__ float decode_smem[];
-  float* scores = decode_smem;              // [kv_len]
-  float* partial = decode_smem + a.kv_len;  // [kDecodeWarps][head_dim]
-  __shared__ float reduce[kDecodeWarps];
-  const std::int64_t i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int dh = static_cast<int>(a.head_dim);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const T* q = static_cast<const T*>(a.q) + b * a.q_batch_stride + i * a.q_row_stride + h * dh;
+  float* q = decode_smem;                  // [head_dim]
+  float* scores = q + dh;                  // [kv_len]
+  float* partial = scores + a.kv_len;      // [groups][head_dim]
+  __shared__ float reduce[kDecodeThreads / 32];
+  const std::int64_t i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const T* q_row = static_cast<const T*>(a.q) + b * a.q_batch_stride + i * a.q_row_stride + h * dh;
   const T* k_base = static_cast<const T*>(a.k) + b * a.kv_batch_stride + h * dh;
   const T* v_base = static_cast<const T*>(a.v) + b * a.kv_batch_stride + h * dh;
+  for (int d = threadIdx.x; d < dh; d += blockDim.x) q[d] = to_f32(q_row[d]) * a.scale;
+  __syncthreads();
 
-  float qd[kDimsPerLane];
-#pragma unroll
-  for (int t = 0; t < kDimsPerLane; ++t) {
-    const int d = lane + 32 * t;
-    qd[t] = d < dh ? to_f32(q[d]) * a.scale : 0.0f;
-  }
-  // Scores, one key per warp at a time.
-  float warp_best = -INFINITY;
-  for (std::int64_t j = warp; j < a.kv_len; j += kDecodeWarps) {
-    const T* kj = k_base + j * a.kv_row_stride;
-    float dot = 0.0f;
-#pragma unroll
-    for (int t = 0; t < kDimsPerLane; ++t) {
-      const int d = lane + 32 * t;
-      if (d < dh) dot += qd[t] * to_f32(kj[d]);
+  float local_max = -INFINITY;
+  for (std::int64_t j = threadIdx.x; j < a.kv_len; j += blockDim.x) {
+    float s = -INFINITY;
+    if (key_visible(a, b, i, j)) {
+      const T* kj = k_base + j * a.kv_row_stride;
+      float dot = 0.0f;
+#pragma unroll 8
+      for (int d = 0; d < dh; ++d) dot += q[d] * to_f32(kj[d]);
+      s = dot;
     }
-    dot = warp_sum(dot);
-    const float s = key_visible(a, b, i, j) ? dot : -INFINITY;
-    if (lane == 0) scores[j] = s;
-    warp_best = fmaxf(warp_best, s);
+    scores[j] = s;
+    local_max = fmaxf(local_max, s);
   }
-  if (lane == 0) reduce[warp] = warp_best;
+  local_max = warp_max(local_max);
+  if (lane == 0) reduce[warp] = local_max;
   __syncthreads();
   float row_max = -INFINITY;
-  for (int w = 0; w < kDecodeWarps; ++w) row_max = fmaxf(row_max, reduce[w]);
+  for (int w = 0; w < kDecodeThreads / 32; ++w) row_max = fmaxf(row_max, reduce[w]);
   __syncthreads();  // everyone has read reduce[] before it is reused for sums
   float local_sum = 0.0f;
   for (std::int64_t j = threadIdx.x; j < a.kv_len; j += blockDim.x) {
@@ -162,34 +159,25 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
   if (lane == 0) reduce[warp] = local_sum;
   __syncthreads();
   float denom = 0.0f;
-  for (int w = 0; w < kDecodeWarps; ++w) denom += reduce[w];
+  for (int w = 0; w < kDecodeThreads / 32; ++w) denom += reduce[w];
   const float inv = denom > 0.0f ? 1.0f / denom : 0.0f;  // fully masked rows give zeros
 
-  // P V: each warp sums its keys for the lanes' dimensions, then the warps' sums are added.
-  float acc[kDimsPerLane];
-#pragma unroll
-  for (int t = 0; t < kDimsPerLane; ++t) acc[t] = 0.0f;
-  for (std::int64_t j = warp; j < a.kv_len; j += kDecodeWarps) {
-    const float p = scores[j];
-    if (p == 0.0f) continue;  // uniform across the warp: j is the warp's
-    const T* vj = v_base + j * a.kv_row_stride;
-#pragma unroll
-    for (int t = 0; t < kDimsPerLane; ++t) {
-      const int d = lane + 32 * t;
-      if (d < dh) acc[t] += p * to_f32(vj[d]);
+  const int groups = kDecodeThreads / dh;  // head_dim <= 128: at least two groups
+  const int d = threadIdx.x % dh, group = threadIdx.x / dh;
+  if (group < groups) {
+    float acc = 0.0f;
+#pragma unroll 4
+    for (std::int64_t j = group; j < a.kv_len; j += groups) {
+      acc += scores[j] * to_f32(v_base[j * a.kv_row_stride + d]);
     }
-  }
-#pragma unroll
-  for (int t = 0; t < kDimsPerLane; ++t) {
-    const int d = lane + 32 * t;
-    if (d < dh) partial[warp * dh + d] = acc[t];
+    partial[group * dh + d] = acc;
   }
   __syncthreads();
   T* out = static_cast<T*>(a.out) + b * a.out_batch_stride + i * a.out_row_stride + h * dh;
-  for (int d = threadIdx.x; d < dh; d += blockDim.x) {
+  for (int dd = threadIdx.x; dd < dh; dd += blockDim.x) {
     float sum = 0.0f;
-    for (int w = 0; w < kDecodeWarps; ++w) sum += partial[w * dh + d];
-    out[d] = from_f32<T>(sum * inv);
+    for (int g = 0; g < groups; ++g) sum += partial[g * dh + dd];
+    out[dd] = from_f32<T>(sum * inv);
   }
 }
 
@@ -197,15 +185,10 @@ template <class T>
 void launch_decode(const AttentionArgs& a, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(a.q_len), static_cast<unsigned>(a.heads),
                   static_cast<unsigned>(a.batch));
+  const std::int64_t groups = kDecodeThreads / a.head_dim;
   const std::size_t shared =
-      static_cast<std::size_t>(a.kv_len + kDecodeWarps * a.head_dim) * sizeof(float);
-  const unsigned threads = 32 * kDecodeWarps;
-  if (a.head_dim <= 32)
-    attention_decode_kernel<T, 1><<<grid, threads, shared, stream>>>(a);
-  else if (a.head_dim <= 64)
-    attention_decode_kernel<T, 2><<<grid, threads, shared, stream>>>(a);
-  else
-    attention_decode_kernel<T, 4><<<grid, threads, shared, stream>>>(a);
+      static_cast<std::size_t>(a.head_dim + a.kv_len + groups * a.head_dim) * sizeof(float);
+  attention_decode_kernel<T><<<grid, kDecodeThreads, shared, stream>>>(a);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -574,7 +557,8 @@ const char* attention_kernel_name(DType act, const AttentionArgs& a) {
   if (a.head_dim <= kMaxGroupedHeadDim) {
     if (a.q_len >= 16) return "grouped";
     // Decode: the scores of the whole cache must fit the shared memory beside the partial sums.
-    if ((a.kv_len + kDecodeWarps * a.head_dim) * sizeof(float) <= 48 * 1024) return "decode";
+    const std::int64_t floats = a.head_dim + a.kv_len + kDecodeThreads;  // q, scores, partial sums
+    if (floats * static_cast<std::int64_t>(sizeof(float)) <= 48 * 1024) return "decode";
   }
   return "simple";
 }

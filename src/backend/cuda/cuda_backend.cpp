@@ -15,6 +15,7 @@
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/lt_matmul.hpp"
 #include "backend/cuda/op_profiler.hpp"
+#include "backend/cuda/quantized_linear.hpp"
 #include "backend/factory.hpp"
 
 namespace eaq {
@@ -147,6 +148,10 @@ class CudaBackend final : public Backend {
     EAQ_CUBLAS_CHECK(cublasLtCreate(&lt_));
     workspace_ = allocator_.allocate(kWorkspaceBytes);
     traits_ = cuda_precision_traits(precision);
+    if (is_quantized(precision)) {
+      quantized_ = std::make_unique<cuda::QuantizedLinears>(cuda::QuantizedContext{
+          precision, traits_.activation, lt_, stream_, &allocator_, workspace_, kWorkspaceBytes});
+    }
   }
 
   ~CudaBackend() override {
@@ -154,6 +159,7 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(stream_);
     profiler_.collect();
     profiler_.print();
+    quantized_.reset();
     allocator_.release(workspace_);
     cublasLtDestroy(lt_);
     cudaStreamDestroy(stream_);
@@ -238,10 +244,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<LinearWeights> prepare_linear(const HostTensor& weight, const HostTensor* bias,
                                                 const LinearOptions& options) override {
     EAQ_ASSERT(weight.rank() == 2);
-    EAQ_CHECK(!(options.quantize && is_quantized(precision_)),
-              "--precision {}: quantized Linear layers are not implemented in the CUDA backend "
-              "yet",
-              precision_name(precision_));
+    if (options.quantize && quantized_) return quantized_->prepare(weight, bias, options);
     auto linear = std::make_unique<CudaLinear>(allocator_);
     linear->name = options.name;
     linear->out_features = weight.dim(0);
@@ -305,6 +308,10 @@ class CudaBackend final : public Backend {
 
   void linear(const DeviceTensor& x, const LinearWeights& weights, Activation activation,
               DeviceTensor& y) override {
+    if (const auto* quantized = cuda::QuantizedLinears::as_quantized(weights)) {
+      quantized_->linear(x, *quantized, activation, y);
+      return;
+    }
     const auto& w = static_cast<const CudaLinear&>(weights);
     const std::int64_t m = x.numel() / w.in_features;
     EAQ_ASSERT(y.numel() == m * w.out_features);
@@ -384,6 +391,23 @@ class CudaBackend final : public Backend {
       cuda::launch_activation(y.dtype, y.data, y.numel(), activation, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
     }
+  }
+
+  void layer_norm_linear(const DeviceTensor& x, const DeviceTensor* residual,
+                         const DeviceTensor& gamma, const DeviceTensor& beta, float eps,
+                         DeviceTensor& out, const LinearWeights& weights, Activation activation,
+                         DeviceTensor& y) override {
+    if (quantized_ &&
+        quantized_->layer_norm_linear(x, residual, gamma, beta, eps, out, weights, activation, y)) {
+      return;
+    }
+    Backend::layer_norm_linear(x, residual, gamma, beta, eps, out, weights, activation, y);
+  }
+
+  void feed_forward(const DeviceTensor& x, const LinearWeights& first, Activation activation,
+                    DeviceTensor& mid, const LinearWeights& second, DeviceTensor& y) override {
+    if (quantized_ && quantized_->feed_forward(x, first, activation, mid, second, y)) return;
+    Backend::feed_forward(x, first, activation, mid, second, y);
   }
 
   void attention(const AttentionArgs& args) override {
@@ -497,6 +521,7 @@ class CudaBackend final : public Backend {
   cuda::OpProfiler profiler_;
   void* scratch_ = nullptr;
   std::size_t scratch_bytes_ = 0;
+  std::unique_ptr<cuda::QuantizedLinears> quantized_;  // int8, int8-static, int8-wo, fp8
 };
 
 }  // namespace
@@ -520,10 +545,6 @@ bool cuda_supports(Precision precision, int gpu_id, std::string* why_not) {
   }
   if (precision == Precision::Fp8 && cc < 89) {
     *why_not = "fp8 needs compute capability 8.9";
-    return false;
-  }
-  if (is_quantized(precision)) {
-    *why_not = "quantized precisions are not implemented in the CUDA backend yet";
     return false;
   }
   return true;

@@ -19,6 +19,13 @@ LtMatmul::LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_
     EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                     &spec.bias_type, sizeof spec.bias_type));
   }
+  if (spec.outer_vector_scales) {
+    const auto mode = static_cast<std::int32_t>(CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F);
+    EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode,
+                                                    sizeof mode));
+    EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode,
+                                                    sizeof mode));
+  }
   if (spec.a_scale) {
     EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
                                                     &spec.a_scale, sizeof spec.a_scale));
@@ -40,15 +47,63 @@ LtMatmul::LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_
   EAQ_CUBLAS_CHECK(
       cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                            &workspace_bytes_, sizeof workspace_bytes_));
-  cublasLtMatmulHeuristicResult_t result{};
+  constexpr int kCandidates = 8;
+  cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, desc_, a_, b_, d_, d_,
-                                                               preference, 1, &result, &found);
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      handle_, desc_, a_, b_, d_, d_, preference, kCandidates, results, &found);
   cublasLtMatmulPreferenceDestroy(preference);
   EAQ_CHECK(status == CUBLAS_STATUS_SUCCESS && found > 0,
             "cuBLASLt has no algorithm for {} (M={}, N={}, K={}): {}", name, spec.m, spec.n, spec.k,
             cublasGetStatusString(status));
-  algo_ = result.algo;
+  for (int i = 0; i < found; ++i) {
+    if (results[i].state == CUBLAS_STATUS_SUCCESS) candidates_.push_back(results[i].algo);
+  }
+  EAQ_CHECK(!candidates_.empty(), "cuBLASLt has no usable algorithm for {}", name);
+  algo_ = candidates_.front();
+}
+
+void LtMatmul::launch(const cublasLtMatmulAlgo_t& algo, const void* weight, const void* input,
+                      void* output, const void* alpha, const void* beta, void* workspace,
+                      cudaStream_t stream) const {
+  EAQ_CUBLAS_CHECK(cublasLtMatmul(handle_, desc_, alpha, weight, a_, input, b_, beta, output, d_,
+                                  output, d_, &algo, workspace, workspace_bytes_, stream));
+}
+
+void LtMatmul::tune(const void* weight, const void* input, void* output, const void* alpha,
+                    const void* beta, void* workspace, cudaStream_t stream) const {
+  tuned_ = true;
+  if (candidates_.size() < 2) return;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  EAQ_CUDA_CHECK(cudaEventCreate(&start));
+  EAQ_CUDA_CHECK(cudaEventCreate(&stop));
+  float best_ms = 0;
+  for (std::size_t c = 0; c < candidates_.size(); ++c) {
+    // beta is 0, so timing on the real operands only overwrites the output.
+    launch(candidates_[c], weight, input, output, alpha, beta, workspace, stream);  // warm-up
+    EAQ_CUDA_CHECK(cudaEventRecord(start, stream));
+    constexpr int kReps = 5;
+    for (int r = 0; r < kReps; ++r) {
+      launch(candidates_[c], weight, input, output, alpha, beta, workspace, stream);
+    }
+    EAQ_CUDA_CHECK(cudaEventRecord(stop, stream));
+    EAQ_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    EAQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (c == 0 || ms < best_ms) {
+      best_ms = ms;
+      algo_ = candidates_[c];
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+}
+
+void LtMatmul::set_scale_pointers(const float* a_scale, const float* b_scale) const {
+  EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                  &a_scale, sizeof a_scale));
+  EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                  &b_scale, sizeof b_scale));
 }
 
 LtMatmul::~LtMatmul() {
@@ -66,8 +121,14 @@ void LtMatmul::run(const void* weight, const void* input, void* output, const vo
     EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                                     sizeof bias));
   }
-  EAQ_CUBLAS_CHECK(cublasLtMatmul(handle_, desc_, alpha, weight, a_, input, b_, beta, output, d_,
-                                  output, d_, &algo_, workspace, workspace_bytes_, stream));
+  if (!tuned_) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    EAQ_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+    if (capturing == cudaStreamCaptureStatusNone) {
+      tune(weight, input, output, alpha, beta, workspace, stream);
+    }
+  }
+  launch(algo_, weight, input, output, alpha, beta, workspace, stream);
 }
 
 }  // namespace eaq::cuda

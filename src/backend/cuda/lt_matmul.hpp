@@ -26,6 +26,9 @@ struct LtMatmulSpec {
   // fp8: per-tensor scale pointers (device f32), applied by cuBLASLt to A and B.
   const float* a_scale = nullptr;
   const float* b_scale = nullptr;
+  // fp8: a_scale and b_scale are vectors (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F): one scale
+  // per output feature (n) and one per row of x (m).
+  bool outer_vector_scales = false;
 };
 
 class LtMatmul {
@@ -38,8 +41,10 @@ class LtMatmul {
   LtMatmul& operator=(const LtMatmul&) = delete;
 
   // alpha/beta are of the scale type (f32 except for int32 compute, which uses i32).
-  void run(const void* weight, const void* input, void* output, const void* bias, const void* alpha,
-           const void* beta, void* workspace, cudaStream_t stream) const;
+  void run(const void* weight, const void* input, void* output, const void* bias,
+           const void* alpha, const void* beta, void* workspace, cudaStream_t stream) const;
+  // Points the A/B scales elsewhere for the following runs (buffers that moved or differ by call).
+  void set_scale_pointers(const float* a_scale, const float* b_scale) const;
 
  private:
   cublasLtHandle_t handle_;
@@ -48,12 +53,13 @@ class LtMatmul {
   cublasLtMatmulDesc_t desc_ = nullptr;
   cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, d_ = nullptr;
   std::vector<cublasLtMatmulAlgo_t> candidates_;  // the heuristic's choices, best first
-  cublasLtMatmulAlgo_t algo_{};
-  bool tuned_ = false;
+  // The first run outside graph capture times the candidates and keeps the fastest.
+  mutable cublasLtMatmulAlgo_t algo_{};
+  mutable bool tuned_ = false;
   void launch(const cublasLtMatmulAlgo_t& algo, const void* weight, const void* input, void* output,
               const void* alpha, const void* beta, void* workspace, cudaStream_t stream) const;
   void tune(const void* weight, const void* input, void* output, const void* alpha,
-            const void* beta, void* workspace, cudaStream_t stream);
+            const void* beta, void* workspace, cudaStream_t stream) const;
 };
 
 }  // namespace eaq::cuda
