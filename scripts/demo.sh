@@ -13,4 +13,5 @@ else
   iters=(--num_iters 10 --warmup_steps 2 --min-duration-s 0)
 fi
 exec "$EAQ" measure --device auto --precision all --dataset datasets/sentiment-standard \
-  --batch-size 32 "${iters[@]}" --results-dir results/demo
+  --calibration-dataset datasets/sentiment-calibration --batch-size 32 "${iters[@]}" \
+  --results-dir results/demo

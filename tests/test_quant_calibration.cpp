@@ -188,7 +188,8 @@ TEST(Calibrate, RefusesDataThatDoesNotFitTheModel) {
       [&] {
         quant::calibrate(f.model(), {&f.ids, &f.mask, &ones}, options);
       },
-      "datasets/other: token_type_ids given");
+      "datasets/other: token_type_ids holds 1, but DistilBertForSequenceClassification has no "
+      "token type embeddings");
 }
 
 TEST(CalibrationFile, RoundTripAndRefusals) {

@@ -76,7 +76,8 @@ stage_bench_encoder() {
   local res=/tmp/bench-encoder
   rm -rf "$res"
   "$BIN/eaq" measure --model /tmp/eaq-models/distilbert --dataset datasets/sentiment-large \
-    --precision ${EAQ_BENCH_PRECISIONS:-fp32,tf32,fp16,fp16-autocast,bf16} --batch-size 1,32,128 \
+    --precision ${EAQ_BENCH_PRECISIONS:-fp32,tf32,fp16,fp16-autocast,bf16,int8,int8-static,int8-wo,fp8} \
+    --calibration-dataset datasets/sentiment-calibration --batch-size 1,32,128 \
     --num_iters 200 --warmup_steps 50 --idle-seconds 1 --min-duration-s 3 \
     --results-dir "$res" > "$OUT/bench-encoder.log" 2>&1 || status=1
   tail -20 "$OUT/bench-encoder.log"
@@ -101,7 +102,7 @@ stage_bench_gpt2() {
   local res=/tmp/bench-gpt2
   rm -rf "$res"
   "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 --new-tokens 256 \
-    --precision ${EAQ_GPT2_PRECISIONS:-fp32,fp16,bf16} --batch-size 1,32 --num_iters 100 --warmup_steps 20 \
+    --precision ${EAQ_GPT2_PRECISIONS:-fp32,tf32,fp16,bf16,int8,int8-wo,fp8} --batch-size 1,32 --num_iters 100 --warmup_steps 20 \
     --idle-seconds 1 --min-duration-s 2 --results-dir "$res" > "$OUT/bench-gpt2.log" 2>&1 || status=1
   "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 --new-tokens 256 \
     --precision fp16 --batch-size 1 --no-sync-each-iter --num_iters 100 --warmup_steps 20 \
@@ -118,6 +119,7 @@ stage_bench_gpt2() {
 stage_demo() {
   note "demo: bundled sentiment model, every precision"
   "$BIN/eaq" measure --dataset datasets/sentiment-standard --precision all --batch-size 32 \
+    --calibration-dataset datasets/sentiment-calibration \
     --num_iters 200 --idle-seconds 1 --results-dir /tmp/demo-results > "$OUT/demo.log" 2>&1 || status=1
   tail -15 "$OUT/demo.log"
   python3 bench/gpu/summarize.py --results /tmp/demo-results --title "bundled sentiment-distilbert, sentiment-standard (500 imdb sentences)" | tee "$OUT/demo.md"

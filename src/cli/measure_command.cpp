@@ -3,6 +3,7 @@
 // results/<precision>/trial_<N>_<timestamp>.{csv,json} the moment it ends.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 
@@ -20,6 +21,8 @@
 #include "model/encoder.hpp"
 #include "model/gpt2.hpp"
 #include "model/gpt2_config.hpp"
+#include "quant/calibrate.hpp"
+#include "quant/calibration.hpp"
 #include "report/markdown_table.hpp"
 #include "report/output_files.hpp"
 #include "report/text_table.hpp"
@@ -40,6 +43,12 @@ struct MeasureArgs {
   bool no_cuda_graphs = false;
   std::string results_dir = "results";
   std::string task = "auto";
+  // int8-static: scales from a calibration file, or computed over a calibration dataset.
+  std::string calibration_file;
+  std::string calibration_dataset;
+  std::int64_t calibration_batches = 8;
+  std::string calibration_method = "max";
+  double calibration_percentile = 99.99;
   run::GenerationSettings generation;
 };
 
@@ -112,6 +121,42 @@ const std::string_view kGenerationFields[] = {
     "time_to_first_token_s", "prefill_tokens_per_s",     "prefill_energy_per_prompt_mj",
     "decode_tokens_per_s",   "energy_per_generation_mj", "prefill_energy_quality"};
 
+// int8-static's activation scales: read from --calibration-file, or computed in fp32 (on the CPU)
+// over --calibration-dataset and saved beside the results for reuse.
+QuantizationPlan calibration_plan(const MeasureArgs& args, const std::filesystem::path& model_dir,
+                                  Precision precision, const std::string& stamp) {
+  if (!args.calibration_file.empty()) {
+    const quant::Calibration calibration =
+        quant::load_calibration(args.calibration_file, model_dir, precision);
+    fmt::print("int8-static: scales of {} layers from {}\n", calibration.layers.size(),
+               args.calibration_file);
+    return calibration.plan();
+  }
+  const std::string config_path = (model_dir / "config.json").string();
+  const std::int64_t vocab =
+      model_type_of(model_dir) == "gpt2"
+          ? parse_gpt2_config(read_json_file(config_path), config_path).vocab_size
+          : parse_encoder_config(read_json_file(config_path), config_path).vocab_size;
+  const Dataset data = Dataset::load(args.calibration_dataset, vocab);
+  quant::CalibrationOptions options;
+  options.method = quant::parse_calibration_method(args.calibration_method, "--calibration-method");
+  options.percentile = args.calibration_percentile;
+  options.batches = args.calibration_batches;
+  options.dataset = data.path();
+  const quant::Calibration calibration = quant::calibrate(
+      model_dir, {&data.input_ids(), &data.attention_mask(), data.token_type_ids()}, options);
+  const std::filesystem::path file = std::filesystem::path(args.results_dir) /
+                                     std::string(precision_name(precision)) /
+                                     fmt::format("calibration_{}.json", stamp);
+  quant::save_calibration(calibration, file);
+  fmt::print(
+      "int8-static: calibrated {} layers over {} examples of {} ({}); saved {} (reuse it "
+      "with --calibration-file)\n",
+      calibration.layers.size(), calibration.examples, data.path(),
+      quant::calibration_method_name(calibration.method), file.string());
+  return calibration.plan();
+}
+
 int run_measure(MeasureArgs& args) {
   run::MeasureSettings base = args.base;
   if (base.device == "auto") {
@@ -132,8 +177,7 @@ int run_measure(MeasureArgs& args) {
             "--sync-each-iter and --no-sync-each-iter contradict each other");
   base.sync_each_iter = !args.no_sync_each_iter;
   base.cuda_graphs = !args.no_cuda_graphs;
-  const std::vector<Precision> precisions =
-      parse_precisions(args.precisions, base.device, base.gpu_id);
+  std::vector<Precision> precisions = parse_precisions(args.precisions, base.device, base.gpu_id);
   const std::vector<std::int64_t> batch_sizes = parse_batch_sizes(args.batch_sizes);
 
   // Inputs first, so a typo fails in a second rather than after minutes of measuring.
@@ -151,6 +195,38 @@ int run_measure(MeasureArgs& args) {
   EAQ_CHECK(task != "classification" || model_type != "gpt2",
             "--task classification: {} is a GPT-2 language model; use --task generation",
             model_dir.string());
+  // int8-static needs activation scales; `--precision all` leaves it out when none are given.
+  const bool has_calibration = !args.calibration_file.empty() || !args.calibration_dataset.empty();
+  EAQ_CHECK(args.calibration_file.empty() || args.calibration_dataset.empty(),
+            "--calibration-file and --calibration-dataset: give one, not both");
+  const bool wants_static =
+      std::find(precisions.begin(), precisions.end(), Precision::Int8Static) != precisions.end();
+  if (wants_static && args.precisions == "all" && (!has_calibration || task == "generation")) {
+    std::erase(precisions, Precision::Int8Static);
+    fmt::print("--precision all: leaving out int8-static ({})\n",
+               task == "generation" ? "not calibrated for GPT-2 models"
+                                    : "give --calibration-dataset or --calibration-file");
+  } else if (wants_static) {
+    EAQ_CHECK(task == "classification",
+              "--precision int8-static: calibration is implemented for encoder classifiers only; "
+              "use int8 (dynamic) or int8-wo for {}",
+              model_dir.string());
+    EAQ_CHECK(has_calibration,
+              "--precision int8-static needs activation scales: give --calibration-dataset "
+              "(e.g. datasets/sentiment-calibration) or --calibration-file (from `eaq calibrate`)");
+  } else {
+    EAQ_CHECK(!has_calibration,
+              "--calibration-file / --calibration-dataset are used only with --precision "
+              "int8-static");
+  }
+  if (!args.calibration_dataset.empty()) {
+    EAQ_CHECK(std::filesystem::exists(args.calibration_dataset),
+              "--calibration-dataset {}: no such file or folder", args.calibration_dataset);
+  }
+  if (!args.calibration_file.empty()) {
+    EAQ_CHECK(std::filesystem::exists(args.calibration_file), "--calibration-file {}: no such file",
+              args.calibration_file);
+  }
   std::optional<Dataset> dataset;
   if (task == "classification") {
     EAQ_CHECK(!base.dataset.empty(), "--dataset is required (e.g. datasets/sentiment-small)");
@@ -204,10 +280,14 @@ int run_measure(MeasureArgs& args) {
     const std::size_t before = backend->memory_stats().allocated_bytes;
     std::unique_ptr<EncoderModel> encoder;
     std::unique_ptr<Gpt2Model> decoder;
-    if (task == "classification")
-      encoder = EncoderModel::load(model_dir, *backend);
-    else
+    if (task == "classification") {
+      const QuantizationPlan plan = precision == Precision::Int8Static
+                                        ? calibration_plan(args, model_dir, precision, stamp)
+                                        : QuantizationPlan{};
+      encoder = EncoderModel::load(model_dir, *backend, plan);
+    } else {
       decoder = Gpt2Model::load(model_dir, *backend);
+    }
     const std::size_t weight_bytes = backend->memory_stats().allocated_bytes - before;
     const std::vector<LinearReport>& linears =
         encoder ? encoder->linear_layers() : decoder->linear_layers();
@@ -301,6 +381,18 @@ Command measure_command() {
                        "Generation: prompt tokens per row");
         app.add_option("--new-tokens", args->generation.new_tokens,
                        "Generation: greedy tokens generated per prompt");
+        app.add_option("--calibration-file", args->calibration_file,
+                       "int8-static: activation scales from `eaq calibrate` or an earlier run");
+        app.add_option("--calibration-dataset", args->calibration_dataset,
+                       "int8-static: calibrate over this pre-tokenized dataset (fp32, on the CPU) "
+                       "and save the scales beside the results");
+        app.add_option("--calibration-batches", args->calibration_batches,
+                       "int8-static: calibration batches of 32 examples (0 = the whole dataset)");
+        app.add_option("--calibration-method", args->calibration_method,
+                       "int8-static: max or percentile");
+        app.add_option("--calibration-percentile", args->calibration_percentile,
+                       "int8-static: the percentile of |activation| for --calibration-method "
+                       "percentile");
         app.add_option("--prompt-text", args->generation.prompt_text,
                        "Generation: text repeated to --prompt-len tokens (default: the opening of "
                        "Pride and Prejudice)");

@@ -30,6 +30,8 @@ class CalibratingBackend final : public Backend {
   Precision precision() const override { return inner_.precision(); }
   DType activation_dtype() const override { return inner_.activation_dtype(); }
   bool is_cuda() const override { return inner_.is_cuda(); }
+  std::string pci_bus_id() const override { return inner_.pci_bus_id(); }
+  std::string attention_kernel() const override { return inner_.attention_kernel(); }
 
   DeviceTensor allocate(DType dtype, Shape shape) override {
     return inner_.allocate(dtype, std::move(shape));
@@ -71,6 +73,22 @@ class CalibratingBackend final : public Backend {
                          std::int64_t dst_row_stride, std::int64_t rows, std::int64_t cols,
                          DType dtype) override {
     inner_.copy_rows_strided(src, src_row_stride, dst, dst_row_stride, rows, cols, dtype);
+  }
+  void mask_to_positions(const DeviceTensor& mask, DeviceTensor& position_ids,
+                         DeviceTensor* next_positions) override {
+    inner_.mask_to_positions(mask, position_ids, next_positions);
+  }
+  void write_cache(const CacheWrite& args) override { inner_.write_cache(args); }
+  void mark_cache_slot(const DeviceTensor& slot, DeviceTensor& key_mask) override {
+    inner_.mark_cache_slot(slot, key_mask);
+  }
+  void increment(DeviceTensor& values) override { inner_.increment(values); }
+  void argmax_rows(const DeviceTensor& x, DeviceTensor& out) override {
+    inner_.argmax_rows(x, out);
+  }
+  void token_nll(const DeviceTensor& logits, const DeviceTensor& targets,
+                 DeviceTensor& nll) override {
+    inner_.token_nll(logits, targets, nll);
   }
   // layer_norm_linear and feed_forward keep Backend's defaults, which call this->linear: every
   // Linear input passes through the recorder.
