@@ -5,7 +5,7 @@ JOBS         ?= $(shell nproc)
 CMAKE_FLAGS  ?=
 EAQ          := $(BUILD_DIR)/eaq
 
-.PHONY: all deps build build-sanitize test unit test-install test-sanitize demo format clean
+.PHONY: all deps build build-sanitize test unit test-install test-sanitize demo format clean gpu-carry
 
 all: build
 
@@ -49,6 +49,17 @@ test-sanitize: build-sanitize
 # The main job on the bundled default model.
 demo: build
 	scripts/demo.sh $(EAQ)
+
+# Hopper binaries for the GPU machine, stripped and gzipped into .carry/bin (git-ignored), where
+# bench/gpu/run.sh looks for them (docs/gpu-workflow.md).
+GPU_BUILD_DIR ?= build-cuda
+gpu-carry: deps
+	cmake -S . -B $(GPU_BUILD_DIR) -G Ninja -DEAQ_CUDA_ARCHITECTURES=90 -DEAQ_WERROR=ON
+	cmake --build $(GPU_BUILD_DIR) -j $(JOBS)
+	mkdir -p .carry/bin
+	cp $(GPU_BUILD_DIR)/eaq $(GPU_BUILD_DIR)/eaq_tests $(GPU_BUILD_DIR)/eaq_gemm_bench .carry/bin/
+	strip .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench
+	gzip -9 -f .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.cu' '*.cuh')

@@ -1,5 +1,5 @@
 // The datasets shipped in datasets/: they load, have the promised shape and balance, and are
-// exactly what the current tokenizer makes from data/sentiment/imdb.tsv (scripts/make_datasets.sh).
+// exactly what the current tokenizer makes from their source file (scripts/make_datasets.sh).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -18,6 +18,7 @@ namespace {
 struct Bundled {
   const char* name;
   std::size_t size;
+  const char* source = "data/sentiment/imdb.tsv";
 };
 
 class BundledDataset : public ::testing::TestWithParam<Bundled> {};
@@ -39,20 +40,20 @@ TEST_P(BundledDataset, LoadsAndMatchesTheCurrentTokenizer) {
   EXPECT_EQ(static_cast<std::size_t>(positives) * 2, bundled.size) << "not balanced";
   const auto& meta = dataset.metadata();
   EXPECT_EQ(meta.at("tokenizer"), "bert-base-uncased");
-  EXPECT_EQ(meta.at("source_file"), "data/sentiment/imdb.tsv");
-  EXPECT_EQ(meta.at("source_sha256"), sha256_file_hex(test::repo_path("data/sentiment/imdb.tsv")));
+  EXPECT_EQ(meta.at("source_file"), bundled.source);
+  EXPECT_EQ(meta.at("source_sha256"), sha256_file_hex(test::repo_path(bundled.source)));
   EXPECT_EQ(meta.at("truncated_examples"), "0");
   EXPECT_EQ(meta.at("label_names"), R"(["negative","positive"])");
 
   // Rebuild it as scripts/make_datasets.sh does; every tensor must be identical.
   const TextExamples examples =
-      read_text_examples(test::repo_path("data/sentiment/imdb.tsv"), TextFormat::Tsv, {});
+      read_text_examples(test::repo_path(bundled.source), TextFormat::Tsv, {});
   SelectionOptions selection;
   selection.shuffle_seed = 0;
   selection.balance = true;
   selection.limit = bundled.size;
   text::DatasetSource source;
-  source.path = "data/sentiment/imdb.tsv";
+  source.path = bundled.source;
   source.label_column = "label";
   const text::TokenizedDataset rebuilt =
       text::tokenize_dataset(test::bert_tokenizer(), select_examples(examples.examples, selection),
@@ -64,15 +65,18 @@ TEST_P(BundledDataset, LoadsAndMatchesTheCurrentTokenizer) {
   EXPECT_TRUE(same_bytes(*dataset.labels(), *rebuilt.tensors.labels)) << hint;
 }
 
-INSTANTIATE_TEST_SUITE_P(Sentiment, BundledDataset,
-                         ::testing::Values(Bundled{"sentiment-small", 50},
-                                           Bundled{"sentiment-standard", 500},
-                                           Bundled{"sentiment-large", 1000}),
-                         [](const ::testing::TestParamInfo<Bundled>& param_info) {
-                           std::string name = param_info.param.name;
-                           name.erase(0, name.find('-') + 1);
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Sentiment, BundledDataset,
+    ::testing::Values(Bundled{"sentiment-small", 50}, Bundled{"sentiment-standard", 500},
+                      Bundled{"sentiment-large", 1000},
+                      // int8-static calibration: training-distribution
+                      // sentences, never the imdb test sentences.
+                      Bundled{"sentiment-calibration", 256, "data/sentiment/yelp.tsv"}),
+    [](const ::testing::TestParamInfo<Bundled>& param_info) {
+      std::string name = param_info.param.name;
+      name.erase(0, name.find('-') + 1);
+      return name;
+    });
 
 TEST(BundledDatasets, AreNested) {
   const auto rows = [](const char* name) {

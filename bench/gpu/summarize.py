@@ -77,18 +77,24 @@ def main():
               f"{fmt(m.get('energy_per_inference_mj'))} | {fmt(m.get('dynamic_energy_per_inference_mj'))} | "
               f"{fmt(m.get('mean_power_w'))} | {fmt(m.get('accuracy'))} | {m.get('energy_quality')} | "
               f"{r['md'].get('kernel_path', '').split(';')[0]} |")
-    if peers:
+    encoder_peers = [q for q in peers if "ms_per_batch" in q]
+    generation_peers = [q for q in peers if "phase" in q]
+    if encoder_peers:
         print("\nPeer (Hugging Face transformers + PyTorch), same GPU, same call:\n")
         print("| model | precision | mode | batch | ms per batch | samples/s | mJ per sample | mean W |")
         print("|---|---|---|---|---|---|---|---|")
-        for q in peers:
-            if "batch_size" in q and "ms_per_batch" in q:
-                print(f"| {q['model']} | {q['precision']} | {q['mode']} | {q['batch_size']} | "
-                      f"{q['ms_per_batch']} | {fmt(q['samples_per_s'])} | {q['mj_per_sample']} | {q['mean_w']} |")
-            else:
-                print(f"| {q['model']} | {q['precision']} | {q['mode']} | {q.get('phase')} | "
-                      f"{json.dumps({k: v for k, v in q.items() if k in ('ms_per_prompt', 'tokens_per_s', 'mj_per_token', 'mj_per_prompt')})} | | | |")
-
+        for q in encoder_peers:
+            print(f"| {q['model']} | {q['precision']} | {q['mode']} | {q['batch_size']} | "
+                  f"{q['ms_per_batch']} | {fmt(q['samples_per_s'])} | {q['mj_per_sample']} | {q['mean_w']} |")
+    if generation_peers:
+        print("\nPeer (Hugging Face transformers + PyTorch, greedy generate), same GPU, same call:\n")
+        print("| model | precision | mode | attention | phase | batch | ms per prompt | mJ per prompt "
+              "| decode tokens/s | mJ per token | mean W |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for q in generation_peers:
+            print(f"| {q['model']} | {q['precision']} | {q['mode']} | {q.get('attn', '')} | {q['phase']} | "
+                  f"{q.get('batch_size', 1)} | {q.get('ms_per_prompt', '')} | {q.get('mj_per_prompt', '')} | "
+                  f"{fmt(q.get('tokens_per_s'))} | {q.get('mj_per_token', '')} | {q.get('mean_w', '')} |")
 
 if __name__ == "__main__":
     main()
