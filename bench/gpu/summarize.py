@@ -12,6 +12,8 @@ def load_results(root):
     for path in sorted(glob.glob(os.path.join(root, "**", "*.json"), recursive=True)):
         with open(path) as f:
             r = json.load(f)
+        if "metrics" not in r:  # e.g. an int8-static calibration file saved beside the results
+            continue
         m, md, c = r["metrics"], r["metadata"], r["configuration"]
         rows.append(dict(model=os.path.basename(c["model"].rstrip("/")), precision=c["precision"],
                          batch=c["batch_size"], graphs=c.get("cuda_graphs"), m=m, md=md, c=c))
@@ -24,6 +26,12 @@ def fmt(x, digits=3):
     if isinstance(x, float):
         return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
     return str(x)
+
+
+def agreement(m):
+    """Energy from integrated power samples relative to the counter's, over the same window."""
+    c, s = m.get("counter_energy_j"), m.get("energy_from_samples_j")
+    return f"{100 * (s - c) / c:+.1f}%" if c and s else "n/a"
 
 
 def main():
@@ -42,7 +50,9 @@ def main():
         print("no results")
         return
     md = rows[0]["md"]
-    rows.sort(key=lambda r: (r["precision"], r["batch"]))
+    order = ["fp32", "tf32", "fp16", "fp16-autocast", "bf16", "int8", "int8-static", "int8-wo", "fp8"]
+    rows.sort(key=lambda r: (order.index(r["precision"]) if r["precision"] in order else 99,
+                             r["batch"], not r["graphs"]))
     print(f"### {a.title}\n")
     print(f"- card: {md.get('gpu_name')} (driver {md.get('driver_version')}, power limit "
           f"{md.get('gpu_power_limit_w')} W); date {md.get('timestamp', '')[:10]}; eaq commit "
@@ -67,15 +77,15 @@ def main():
     rows = [r for r in rows if r["c"].get("task") != "generation"]
     if rows:
         print("| model | precision | batch | graphs | median latency (ms) | samples/s | mJ per sample | "
-              "dynamic mJ | mean W | accuracy | energy quality | GEMM path |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "dynamic mJ | mean W | samples vs counter | accuracy | energy quality | GEMM path |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m = r["metrics"] if "metrics" in r else r["m"]
         lat = m.get("median_latency") or m.get("mean_latency")
         print(f"| {r['model']} | {r['precision']} | {r['batch']} | {'on' if r['graphs'] else 'off'} | "
               f"{fmt(lat * 1e3 if lat else None)} | {fmt(m.get('throughput'))} | "
               f"{fmt(m.get('energy_per_inference_mj'))} | {fmt(m.get('dynamic_energy_per_inference_mj'))} | "
-              f"{fmt(m.get('mean_power_w'))} | {fmt(m.get('accuracy'))} | {m.get('energy_quality')} | "
+              f"{fmt(m.get('mean_power_w'))} | {agreement(m)} | {fmt(m.get('accuracy'))} | {m.get('energy_quality')} | "
               f"{r['md'].get('kernel_path', '').split(';')[0]} |")
     encoder_peers = [q for q in peers if "ms_per_batch" in q]
     generation_peers = [q for q in peers if "phase" in q]
