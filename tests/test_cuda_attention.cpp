@@ -136,6 +136,11 @@ INSTANTIATE_TEST_SUITE_P(
                                     false},
                       AttentionCase{"chunk_with_cache", 2, 32, 96, 2, 64, true, true, true},
                       AttentionCase{"decode_step", 3, 1, 77, 4, 64, true, true, true},
+                      // Decode with 16-byte pieces: teams of 16 (f16) / 32 (f32) threads per key.
+                      AttentionCase{"decode_dh128_kv300", 2, 1, 300, 2, 128, true, true, true},
+                      AttentionCase{"decode_4q_dh32", 2, 4, 50, 3, 32, true, true, true},
+                      // 24 = 3 pieces of 8 halves: not a power of two, the scalar decode kernel.
+                      AttentionCase{"decode_dh24_scalar", 2, 1, 45, 2, 24, true, true, true},
                       AttentionCase{"odd_head_dim", 2, 20, 20, 4, 8, false, true, false},
                       AttentionCase{"grouped_dh24_causal", 3, 40, 40, 2, 24, true, true, false},
                       AttentionCase{"grouped_chunk_cache_dh96", 2, 33, 70, 2, 96, true, true, true},
