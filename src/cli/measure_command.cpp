@@ -335,7 +335,8 @@ int run_measure(MeasureArgs& args) {
         fmt::print("{}", report::to_text_table(result, kGenerationFields));
       }
       if (const auto* notes = result.find("energy_quality_notes"); notes && !notes->is_null()) {
-        fmt::print("energy quality: {}\n", report::format_value(notes->value));
+        const std::string text = report::format_value(notes->value);
+        if (!text.empty()) fmt::print("energy quality: {}\n", text);
       }
       results.push_back(std::move(result));
     }
@@ -418,7 +419,8 @@ Command measure_command() {
                        "Idle baseline before the run (s); 0 skips it");
         app.add_option("--min-duration-s", args->min_duration,
                        "Extend the measured loop to at least this many seconds; auto = 10 "
-                       "energy-counter update periods (measured), 0 = exactly --num_iters");
+                       "energy-counter update periods (measured) and 11 power-sample intervals, "
+                       "0 = exactly --num_iters");
         app.add_flag("--no-sync-each-iter", args->no_sync_each_iter,
                      "Synchronize only at the end of the loop (default: after each iteration, as "
                      "the seed did; per-iteration latencies need it)");

@@ -29,7 +29,8 @@ void fill_configuration(report::Result& result, const MeasureSettings& s) {
   if (s.min_duration_s)
     result.set("min_duration_s", *s.min_duration_s);
   else
-    result.set_unavailable("min_duration_s", "auto: 10 energy-counter update periods");
+    result.set_unavailable("min_duration_s",
+                           "auto: 10 energy-counter update periods and 11 power-sample intervals");
   result.set("sync_each_iter", s.sync_each_iter);
   result.add(report::Section::Configuration, "cuda_graphs", "", s.cuda_graphs);
 }

@@ -1,5 +1,7 @@
 #include "run/energy_session.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
 #include "measure/power_logger.hpp"
 #include "measure/smi_logger.hpp"
@@ -66,10 +68,18 @@ void EnergySession::measure_idle() {
 }
 
 double EnergySession::min_window_s() const {
+  double window = 0.0;
   if (idle_ && idle_->counter_update_period_s) {
-    return measure::min_window_for_counter_s(*idle_->counter_update_period_s);
+    window = measure::min_window_for_counter_s(*idle_->counter_update_period_s);
   }
-  return 0.0;
+  if (sampler_) {
+    // Room for the minimum number of power samples with one interval to spare: a window of
+    // exactly 10 intervals often holds only 9 samples.
+    const double interval_s = std::chrono::duration<double>(options_.sample_interval).count();
+    window = std::max(
+        window, static_cast<double>(measure::QualityThresholds{}.min_samples + 1) * interval_s);
+  }
+  return window;
 }
 
 void EnergySession::start_sampling() {

@@ -41,7 +41,8 @@ class EnergySession {
   void measure_idle();
   const std::optional<measure::IdleBaseline>& idle() const { return idle_; }
 
-  // A window long enough for the counter to resolve (10 update periods), or 0 when unknown.
+  // A window long enough for the counter to resolve (10 update periods) and for the power
+  // samples to pass the quality check (11 sample intervals), or 0 when neither applies.
   double min_window_s() const;
 
   // Around the measured loop; the caller synchronizes the device before each call.
