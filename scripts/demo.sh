@@ -2,7 +2,7 @@
 # `make demo`: the main job on the bundled default model, offline. Measures the bundled sentiment
 # classifier (models/sentiment-distilbert) on the bundled imdb sentences
 # (datasets/sentiment-standard) in every precision this machine supports, and prints one table:
-# accuracy, latency, throughput, energy per inference ("n/a" where no energy meter exists).
+# accuracy, latency, throughput, energy per inference ("unavailable" where no energy meter exists).
 set -euo pipefail
 EAQ=${1:-build/eaq}
 cd "$(dirname "$0")/.."

@@ -176,8 +176,8 @@ TEST(MarkdownTable, OneRowPerResult) {
   EXPECT_EQ(table,
             "| precision | mean_latency (s) | total_energy_j (J) | missing |\n"
             "|---|---|---|---|\n"
-            "| fp32 | 0.001235 | n/a | n/a |\n"
-            "| int8\\|static | 0.0004568 | n/a | n/a |\n");
+            "| fp32 | 0.001235 | unavailable | unavailable |\n"
+            "| int8\\|static | 0.0004568 | unavailable | unavailable |\n");
 }
 
 }  // namespace

@@ -22,7 +22,7 @@ std::string escape(std::string_view text) {
 
 std::string cell(const Result& result, const std::string& column, int digits) {
   const Field* field = result.find(column);
-  if (field == nullptr || field->is_null()) return "n/a";
+  if (field == nullptr || field->is_null()) return "unavailable";
   if (const double* d = std::get_if<double>(&field->value))
     return fmt::format("{:.{}g}", *d, digits);
   return escape(format_value(field->value));

@@ -9,7 +9,8 @@
 namespace eaq::report {
 
 // Columns are field names; the header shows "name (unit)". Doubles get `significant_digits`
-// significant digits; an unavailable or missing value shows as "n/a". '|' in values is escaped.
+// significant digits; an unavailable or missing value shows as "unavailable" (never 0). '|' in
+// values is escaped.
 std::string to_markdown_table(std::span<const Result> results, std::span<const std::string> columns,
                               int significant_digits = 4);
 
