@@ -13,7 +13,9 @@
 namespace eaq {
 namespace {
 
-std::filesystem::path repo() { return test::source_dir(); }
+std::filesystem::path repo() {
+  return test::source_dir();
+}
 
 TEST(BundledSentiment, CpuFp32MatchesHuggingFaceAtExport) {
   const SafetensorsFile reference = SafetensorsFile::open(

@@ -4,8 +4,8 @@
 
 #include "backend/factory.hpp"
 #include "io/dataset.hpp"
-#include "io/model_folder.hpp"
 #include "io/json_file.hpp"
+#include "io/model_folder.hpp"
 #include "measure/clock.hpp"
 #include "measure/energy.hpp"
 #include "measure/energy_window.hpp"
@@ -17,7 +17,8 @@
 
 namespace eaq {
 
-// --- datasets -------------------------------------------------------------------------------------
+// --- datasets
+// -------------------------------------------------------------------------------------
 
 struct PreTokenizedDataset::Impl {
   Dataset dataset;
@@ -27,20 +28,29 @@ PreTokenizedDataset::PreTokenizedDataset(std::unique_ptr<Impl> impl) : impl_(std
 PreTokenizedDataset::~PreTokenizedDataset() = default;
 PreTokenizedDataset::PreTokenizedDataset(PreTokenizedDataset&&) noexcept = default;
 PreTokenizedDataset& PreTokenizedDataset::operator=(PreTokenizedDataset&&) noexcept = default;
-const std::string& PreTokenizedDataset::path() const { return impl_->dataset.path(); }
-std::int64_t PreTokenizedDataset::size() const { return impl_->dataset.size(); }
-std::int64_t PreTokenizedDataset::sequence_length() const { return impl_->dataset.sequence_length(); }
-bool PreTokenizedDataset::has_labels() const { return impl_->dataset.labels() != nullptr; }
+const std::string& PreTokenizedDataset::path() const {
+  return impl_->dataset.path();
+}
+std::int64_t PreTokenizedDataset::size() const {
+  return impl_->dataset.size();
+}
+std::int64_t PreTokenizedDataset::sequence_length() const {
+  return impl_->dataset.sequence_length();
+}
+bool PreTokenizedDataset::has_labels() const {
+  return impl_->dataset.labels() != nullptr;
+}
 const std::map<std::string, std::string>& PreTokenizedDataset::metadata() const {
   return impl_->dataset.metadata();
 }
 
 PreTokenizedDataset load_pre_tokenized(const std::string& path) {
-  return PreTokenizedDataset(
-      std::make_unique<PreTokenizedDataset::Impl>(PreTokenizedDataset::Impl{Dataset::load(path, std::nullopt)}));
+  return PreTokenizedDataset(std::make_unique<PreTokenizedDataset::Impl>(
+      PreTokenizedDataset::Impl{Dataset::load(path, std::nullopt)}));
 }
 
-// --- models ---------------------------------------------------------------------------------------
+// --- models
+// ---------------------------------------------------------------------------------------
 
 struct Model::Impl {
   std::unique_ptr<Backend> backend;
@@ -69,10 +79,18 @@ Model::~Model() {
 }
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
-std::string Model::architecture() const { return impl_->model->config().architecture; }
-std::string Model::precision() const { return std::string(precision_name(impl_->backend->precision())); }
-std::string Model::backend() const { return impl_->backend->name(); }
-std::int64_t Model::num_parameters() const { return impl_->model->num_parameters(); }
+std::string Model::architecture() const {
+  return impl_->model->config().architecture;
+}
+std::string Model::precision() const {
+  return std::string(precision_name(impl_->backend->precision()));
+}
+std::string Model::backend() const {
+  return impl_->backend->name();
+}
+std::int64_t Model::num_parameters() const {
+  return impl_->model->num_parameters();
+}
 
 Model load_model(const std::string& name_or_dir, const std::string& precision,
                  const std::string& device, int gpu_id) {
@@ -121,7 +139,8 @@ InferenceResults run_inference(Model& model, const PreTokenizedDataset& data,
   return results;
 }
 
-// --- power ----------------------------------------------------------------------------------------
+// --- power
+// ----------------------------------------------------------------------------------------
 
 struct PowerLogger::Impl {
   std::unique_ptr<measure::GpuMeter> meter;
@@ -135,9 +154,15 @@ PowerLogger::PowerLogger(int sample_interval_ms, int gpu_id) : impl_(std::make_u
   impl_->logger = std::make_unique<measure::PowerLogger>(*impl_->meter, options);
 }
 PowerLogger::~PowerLogger() = default;
-bool PowerLogger::start() { return impl_->logger->start(); }
-void PowerLogger::stop() { impl_->logger->stop(); }
-std::string PowerLogger::unavailable_reason() const { return impl_->logger->unavailable_reason(); }
+bool PowerLogger::start() {
+  return impl_->logger->start();
+}
+void PowerLogger::stop() {
+  impl_->logger->stop();
+}
+std::string PowerLogger::unavailable_reason() const {
+  return impl_->logger->unavailable_reason();
+}
 
 std::vector<PowerSample> PowerLogger::read() const {
   std::vector<PowerSample> out;
@@ -160,12 +185,14 @@ EnergyReport compute_energy(const std::vector<PowerSample>& samples,
     in.counter.joules = measure::Reading<double>::unavailable("no energy counter was read");
   }
   std::vector<measure::PowerSample> internal;
-  for (const PowerSample& s : samples) internal.push_back({s.t_s, s.power_w, s.instant_power_w, s.energy_mj});
+  for (const PowerSample& s : samples)
+    internal.push_back({s.t_s, s.power_w, s.instant_power_w, s.energy_mj});
   const std::vector<measure::CounterReading> counter = measure::energy_counter_series(internal);
   in.counter_update_period_s = measure::counter_update_period_s(counter);
   const auto series = measure::power_series(internal);
   if (series.empty()) {
-    in.power_samples_w = measure::Reading<std::vector<measure::TimedValue>>::unavailable("no power samples");
+    in.power_samples_w =
+        measure::Reading<std::vector<measure::TimedValue>>::unavailable("no power samples");
   } else {
     in.power_samples_w = measure::Reading<std::vector<measure::TimedValue>>::ok(series);
   }

@@ -20,8 +20,8 @@ const std::vector<std::string>& command_line() {
 
 const std::vector<Command>& all_commands() {
   static const std::vector<Command> commands = {
-      calibrate_command(),  measure_command(),  forward_command(),
-      info_command(),       perplexity_command(), tokenize_command(),
+      calibrate_command(), measure_command(),    forward_command(),
+      info_command(),      perplexity_command(), tokenize_command(),
   };
   return commands;
 }

@@ -166,8 +166,9 @@ class CpuBackend final : public Backend {
       return;
     }
     const auto& w = static_cast<const CpuLinear&>(weights);
-    cpu::gemm_f32(f32(x), w.weight_t.data<float>(), w.bias.has_data() ? w.bias.data<float>() : nullptr,
-                  f32(y), m, w.out_features, w.in_features);
+    cpu::gemm_f32(f32(x), w.weight_t.data<float>(),
+                  w.bias.has_data() ? w.bias.data<float>() : nullptr, f32(y), m, w.out_features,
+                  w.in_features);
     cpu::apply_activation(f32(y), y.numel(), activation);
   }
 

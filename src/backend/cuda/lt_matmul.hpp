@@ -41,8 +41,8 @@ class LtMatmul {
   LtMatmul& operator=(const LtMatmul&) = delete;
 
   // alpha/beta are of the scale type (f32 except for int32 compute, which uses i32).
-  void run(const void* weight, const void* input, void* output, const void* bias,
-           const void* alpha, const void* beta, void* workspace, cudaStream_t stream) const;
+  void run(const void* weight, const void* input, void* output, const void* bias, const void* alpha,
+           const void* beta, void* workspace, cudaStream_t stream) const;
   // Points the A/B scales elsewhere for the following runs (buffers that moved or differ by call).
   void set_scale_pointers(const float* a_scale, const float* b_scale) const;
 
