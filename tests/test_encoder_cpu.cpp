@@ -18,14 +18,7 @@ namespace {
 using test::RandomEncoderSpec;
 using test::TempDir;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::eaq::test::error_of;
 
 // Runs the model on host ids/mask and returns host logits.
 HostTensor run_logits(EncoderModel& model, Backend& backend, const HostTensor& ids,

@@ -17,20 +17,7 @@
 namespace eaq {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-#define EXPECT_ERROR_HAS(statement, text)                        \
-  do {                                                           \
-    const std::string message = error_of([&] { statement; });    \
-    EXPECT_NE(message.find(text), std::string::npos) << message; \
-  } while (0)
+using ::eaq::test::error_of;
 
 std::vector<std::int32_t> random_ids(int count, int vocab, unsigned seed) {
   std::mt19937 rng(seed);

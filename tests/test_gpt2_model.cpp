@@ -21,20 +21,7 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-#define EXPECT_ERROR_HAS(statement, text)                        \
-  do {                                                           \
-    const std::string message = error_of([&] { statement; });    \
-    EXPECT_NE(message.find(text), std::string::npos) << message; \
-  } while (0)
+using ::eaq::test::error_of;
 
 TEST(Gpt2Config, DefaultsAreHuggingFaces) {
   const Gpt2Config c = parse_gpt2_config(json{{"model_type", "gpt2"}}, "config.json");

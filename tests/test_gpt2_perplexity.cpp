@@ -18,14 +18,7 @@
 namespace eaq {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::eaq::test::error_of;
 
 std::vector<std::int32_t> random_ids(int count, int vocab, unsigned seed) {
   std::mt19937 rng(seed);

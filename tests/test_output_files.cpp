@@ -19,14 +19,7 @@ using eaq::test::read_file;
 using eaq::test::TempDir;
 using eaq::test::write_file;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::eaq::test::error_of;
 
 TEST(OutputPaths, SeedLayoutByDefault) {
   const OutputPaths p = resolve_output_paths("", "fp16", 3, "20250131_123456");

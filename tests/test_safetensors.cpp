@@ -21,14 +21,7 @@ void write_raw(const std::string& path, const std::string& header, const std::st
   test::write_text(path, bytes + header + data);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::eaq::test::error_of;
 
 TEST(Safetensors, WriteThenReadRoundTrips) {
   TempDir dir;

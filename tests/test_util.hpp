@@ -4,12 +4,31 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 
+#include "core/error.hpp"
 #include "core/tensor.hpp"
 
 namespace eaq::test {
+
+// The message of the eaq::Error that `f` throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// Expects `statement` to throw an eaq::Error whose message contains `text`.
+#define EXPECT_ERROR_HAS(statement, text)                                  \
+  do {                                                                     \
+    const std::string message = ::eaq::test::error_of([&] { statement; }); \
+    EXPECT_NE(message.find(text), std::string::npos) << message;           \
+  } while (0)
 
 // A fresh folder under the system temp dir, removed with everything in it at scope exit.
 class TempDir {

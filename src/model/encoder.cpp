@@ -9,6 +9,7 @@
 #include "io/checkpoint.hpp"
 #include "io/json_file.hpp"
 #include "model/encoder_weights.hpp"
+#include "model/model_linear.hpp"
 
 namespace eaq {
 
@@ -94,16 +95,7 @@ std::unique_ptr<EncoderModel> EncoderModel::load(const std::filesystem::path& di
   };
   const auto linear = [&](const std::string& name, const HostTensor& w, const HostTensor* b,
                           bool quantize) {
-    LinearOptions options;
-    options.name = name;
-    options.quantize = quantize && is_quantized(backend.precision());
-    if (const auto it = plan.static_input_scales.find(name); it != plan.static_input_scales.end()) {
-      options.static_input_scale = it->second;
-    }
-    auto prepared = backend.prepare_linear(w, b, options);
-    model->linear_reports_.push_back(
-        {name, prepared->kernel, prepared->in_features, prepared->out_features});
-    return prepared;
+    return prepare_model_linear(backend, plan, name, w, b, quantize, model->linear_reports_);
   };
 
   model->word_embeddings_ = upload(weights.get("embeddings.word"), act);

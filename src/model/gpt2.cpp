@@ -6,6 +6,7 @@
 #include "io/checkpoint.hpp"
 #include "io/json_file.hpp"
 #include "model/gpt2_weights.hpp"
+#include "model/model_linear.hpp"
 
 namespace eaq {
 
@@ -89,16 +90,7 @@ std::unique_ptr<Gpt2Model> Gpt2Model::load(const std::filesystem::path& dir, Bac
   };
   const auto linear = [&](const std::string& name, const HostTensor& w, const HostTensor* b,
                           bool quantize) {
-    LinearOptions options;
-    options.name = name;
-    options.quantize = quantize && is_quantized(backend.precision());
-    if (const auto it = plan.static_input_scales.find(name); it != plan.static_input_scales.end()) {
-      options.static_input_scale = it->second;
-    }
-    auto prepared = backend.prepare_linear(w, b, options);
-    model->linear_reports_.push_back(
-        {name, prepared->kernel, prepared->in_features, prepared->out_features});
-    return prepared;
+    return prepare_model_linear(backend, plan, name, w, b, quantize, model->linear_reports_);
   };
 
   model->wte_ = upload(weights.get("wte.weight"), act);
