@@ -20,6 +20,9 @@ struct AttentionCase {
   const char* name;
   int batch, q_len, kv_len, heads, head_dim;
   bool causal, padded, cache_layout;
+  // Decode with append: the key/value row at kv_len / 2 comes from separate "new row" buffers
+  // (the cache holds garbage there) and must end up in the cache.
+  bool append = false;
 };
 
 // Rounds host f32 values through `dtype` (what the GPU will see).
@@ -54,8 +57,25 @@ HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& 
       }
     }
   }
+  const std::int64_t slot = c.kv_len / 2;
+  HostTensor k_new = HostTensor::empty(DType::F32, {c.batch, hidden});
+  HostTensor v_new = HostTensor::empty(DType::F32, {c.batch, hidden});
+  if (c.append) {
+    for (int b = 0; b < c.batch; ++b) {
+      for (std::int64_t d = 0; d < hidden; ++d) {
+        float& kc = k_cache.mutable_data<float>()[(b * capacity + slot) * hidden + d];
+        float& vc = v_cache.mutable_data<float>()[(b * capacity + slot) * hidden + d];
+        k_new.mutable_data<float>()[b * hidden + d] = kc;
+        v_new.mutable_data<float>()[b * hidden + d] = vc;
+        kc = vc = 100.0f;  // would dominate the result if the cache row were read
+      }
+    }
+  }
   DeviceTensor dq = backend.upload(q, act), dk = backend.upload(k_cache, act),
                dv = backend.upload(v_cache, act), dmask = backend.upload(mask, DType::I32);
+  DeviceTensor dk_new = backend.upload(k_new, act), dv_new = backend.upload(v_new, act);
+  DeviceTensor dslot =
+      backend.upload(HostTensor::from_i32({1}, {static_cast<std::int32_t>(slot)}), DType::I32);
   DeviceTensor out = backend.upload(HostTensor::empty(DType::F32, {c.batch, c.q_len, hidden}), act);
   AttentionArgs a;
   a.q = dq.data;
@@ -78,6 +98,12 @@ HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& 
   a.q_position_offset = c.kv_len - c.q_len;
   a.causal = c.causal;
   a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  if (c.append) {
+    a.append_k = dk_new.data;
+    a.append_v = dv_new.data;
+    a.append_batch_stride = hidden;
+    a.append_slot = static_cast<const std::int32_t*>(dslot.data);
+  }
 #ifdef EAQ_HAVE_CUDA
   if (force_simple && backend.is_cuda()) {
     cuda::launch_attention_simple(act, a, nullptr);  // legacy stream: synchronizes below
@@ -90,7 +116,24 @@ HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& 
   backend.attention(a);
 #endif
   HostTensor result = backend.download(out);
-  for (DeviceTensor* t : {&dq, &dk, &dv, &dmask, &out}) backend.release(*t);
+  if (c.append) {
+    // The new rows are in the cache now, bit for bit.
+    const HostTensor k_after = backend.download(dk), v_after = backend.download(dv);
+    const HostTensor k_expected = backend.download(dk_new), v_expected = backend.download(dv_new);
+    int wrong = 0;
+    for (int b = 0; b < c.batch; ++b) {
+      for (std::int64_t d = 0; d < hidden; ++d) {
+        const std::int64_t at = (b * capacity + slot) * hidden + d;
+        wrong += k_after.data<float>()[at] != k_expected.data<float>()[b * hidden + d];
+        wrong += v_after.data<float>()[at] != v_expected.data<float>()[b * hidden + d];
+      }
+    }
+    EXPECT_EQ(wrong, 0) << c.name << ": cache row " << slot << " after the append on "
+                        << backend.name();
+  }
+  for (DeviceTensor* t : {&dq, &dk, &dv, &dmask, &out, &dk_new, &dv_new, &dslot}) {
+    backend.release(*t);
+  }
   return result;
 }
 
@@ -115,7 +158,8 @@ TEST_P(CudaAttention, MatchesCpuReference) {
     auto cpu = make_cpu_backend(Precision::Fp32);
     const HostTensor expected = run_case(*cpu, c, q, k, v, mask, false);
     const HostTensor fast = run_case(*gpu, c, q, k, v, mask, false);
-    const HostTensor simple = run_case(*gpu, c, q, k, v, mask, true);
+    // The simple kernel alone knows nothing of appends (launch_attention does them first).
+    const HostTensor simple = c.append ? expected : run_case(*gpu, c, q, k, v, mask, true);
     const double tolerance = act == DType::F32 ? 1e-5 : act == DType::F16 ? 4e-3 : 3e-2;
     const double fast_error = test::max_relative_error(fast, expected);
     const double simple_error = test::max_relative_error(simple, expected);
@@ -128,23 +172,30 @@ TEST_P(CudaAttention, MatchesCpuReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaAttention,
-    ::testing::Values(AttentionCase{"encoder_128_padded", 3, 128, 128, 4, 64, false, true, false},
-                      AttentionCase{"encoder_200_dh32", 2, 200, 200, 2, 32, false, true, false},
-                      AttentionCase{"encoder_77_dh128", 2, 77, 77, 2, 128, false, true, false},
-                      AttentionCase{"prefill_causal_256", 2, 256, 256, 3, 64, true, true, false},
-                      AttentionCase{"prefill_causal_1024", 1, 1024, 1024, 2, 64, true, false,
-                                    false},
-                      AttentionCase{"chunk_with_cache", 2, 32, 96, 2, 64, true, true, true},
-                      AttentionCase{"decode_step", 3, 1, 77, 4, 64, true, true, true},
-                      // Decode with 16-byte pieces: teams of 16 (f16) / 32 (f32) threads per key.
-                      AttentionCase{"decode_dh128_kv300", 2, 1, 300, 2, 128, true, true, true},
-                      AttentionCase{"decode_4q_dh32", 2, 4, 50, 3, 32, true, true, true},
-                      // 24 = 3 pieces of 8 halves: not a power of two, the scalar decode kernel.
-                      AttentionCase{"decode_dh24_scalar", 2, 1, 45, 2, 24, true, true, true},
-                      AttentionCase{"odd_head_dim", 2, 20, 20, 4, 8, false, true, false},
-                      AttentionCase{"grouped_dh24_causal", 3, 40, 40, 2, 24, true, true, false},
-                      AttentionCase{"grouped_chunk_cache_dh96", 2, 33, 70, 2, 96, true, true, true},
-                      AttentionCase{"small_batch_64", 1, 64, 64, 12, 64, false, false, false}),
+    ::testing::Values(
+        AttentionCase{"encoder_128_padded", 3, 128, 128, 4, 64, false, true, false},
+        AttentionCase{"encoder_200_dh32", 2, 200, 200, 2, 32, false, true, false},
+        AttentionCase{"encoder_77_dh128", 2, 77, 77, 2, 128, false, true, false},
+        AttentionCase{"prefill_causal_256", 2, 256, 256, 3, 64, true, true, false},
+        AttentionCase{"prefill_causal_1024", 1, 1024, 1024, 2, 64, true, false, false},
+        AttentionCase{"chunk_with_cache", 2, 32, 96, 2, 64, true, true, true},
+        AttentionCase{"decode_step", 3, 1, 77, 4, 64, true, true, true},
+        // Decode with 16-byte pieces: teams of 16 (f16) / 32 (f32) threads per key.
+        AttentionCase{"decode_dh128_kv300", 2, 1, 300, 2, 128, true, true, true},
+        AttentionCase{"decode_4q_dh32", 2, 4, 50, 3, 32, true, true, true},
+        // GPT-2 124M's decode at batch 1: the cache split over many blocks, with
+        // this step's K/V appended by the kernel; batch 2 of a long cache; appends
+        // on the scalar and f32 paths.
+        AttentionCase{"decode_split_kv384_append", 1, 1, 384, 12, 64, true, false, true, true},
+        AttentionCase{"decode_split_kv1000_b2", 2, 1, 1000, 4, 64, true, true, true},
+        AttentionCase{"decode_split_4q_append", 1, 4, 700, 2, 64, true, true, true, true},
+        AttentionCase{"decode_dh24_append", 2, 1, 45, 2, 24, true, true, true, true},
+        // 24 = 3 pieces of 8 halves: not a power of two, the scalar decode kernel.
+        AttentionCase{"decode_dh24_scalar", 2, 1, 45, 2, 24, true, true, true},
+        AttentionCase{"odd_head_dim", 2, 20, 20, 4, 8, false, true, false},
+        AttentionCase{"grouped_dh24_causal", 3, 40, 40, 2, 24, true, true, false},
+        AttentionCase{"grouped_chunk_cache_dh96", 2, 33, 70, 2, 96, true, true, true},
+        AttentionCase{"small_batch_64", 1, 64, 64, 12, 64, false, false, false}),
     [](const ::testing::TestParamInfo<AttentionCase>& param_info) {
       return std::string(param_info.param.name);
     });

@@ -42,7 +42,8 @@ stage_tokenizer_fixture() {
 
 stage_test() {
   note "unit tests, GPU included"
-  "$BIN/eaq_tests" --gtest_brief=1 2>&1 | tee "$OUT/tests.log" | grep -E "^\[ (attention|encoder|default|decoder|quant) |FAILED|PASSED|SKIPPED|Failure|error|Which is|Expected|actual" | head -150
+  # EAQ_TEST_FILTER narrows the run (e.g. 'Cuda*' for the GPU tests alone).
+  "$BIN/eaq_tests" --gtest_brief=1 --gtest_filter="${EAQ_TEST_FILTER:-*}" 2>&1 | tee "$OUT/tests.log" | grep -E "^\[ (attention|encoder|default|decoder|quant|fused) |FAILED|PASSED|SKIPPED|Failure|error|Which is|Expected|actual" | head -150
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
 
@@ -115,6 +116,22 @@ stage_bench_gpt2() {
     --title "GPT-2 124M shape (random weights), prompt 128, 256 new tokens" | tee "$OUT/bench-gpt2.md"
 }
 
+# What programmatic dependent launch buys a decode step: the same binary with it off
+# (EAQ_DEPENDENT_LAUNCH=0) and on, fp16 and bf16, batch 1 and 32.
+stage_pdl_gpt2() {
+  note "GPT-2 124M shape: dependent launch off, then on"
+  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  local res=/tmp/pdl-gpt2
+  rm -rf "$res"
+  for pdl in 0 1; do
+    EAQ_DEPENDENT_LAUNCH=$pdl "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
+      --new-tokens 256 --precision fp16,bf16 --batch-size 1,32 --num_iters 100 --warmup_steps 20 \
+      --idle-seconds 1 --min-duration-s 2 --results-dir "$res/pdl-$pdl" > "$OUT/pdl-gpt2-$pdl.log" 2>&1 || status=1
+    echo "dependent launch $pdl:"
+    grep -A6 "^| precision" "$OUT/pdl-gpt2-$pdl.log" | head -8
+  done
+}
+
 # The bundled classifier on the bundled dataset in every precision this GPU supports (make demo).
 stage_demo() {
   note "demo: bundled sentiment model, every precision"
@@ -159,12 +176,19 @@ stage_trials() {
 import glob, json, statistics
 rows = [json.load(open(p)) for p in sorted(glob.glob("/tmp/trials/fp16/*.json"))]
 e = [r["metrics"]["energy_per_inference_mj"] for r in rows]
-print("| trial | mJ per inference | counter J | samples J | difference | quality |")
-print("|---|---|---|---|---|---|")
+def find(r, key):
+    for section in ("metrics", "metadata", "configuration"):
+        if key in r.get(section, {}):
+            return r[section][key]
+    return None
+print("| trial | mJ per inference | counter J | samples J | difference | samples/s | seconds | mean W | idle W | SM MHz start/end | temp C start/end | quality |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     m = r["metrics"]
     c, s = m["counter_energy_j"], m["energy_from_samples_j"]
-    print(f"| {r['configuration']['trial']} | {m['energy_per_inference_mj']:.4f} | {c:.2f} | {s:.2f} | {100 * (s - c) / c:+.2f}% | {m['energy_quality']} |")
+    print(f"| {r['configuration']['trial']} | {m['energy_per_inference_mj']:.4f} | {c:.2f} | {s:.2f} | {100 * (s - c) / c:+.2f}% "
+          f"| {find(r, 'throughput'):.0f} | {find(r, 'total_time_s'):.3f} | {find(r, 'mean_power_w'):.1f} | {find(r, 'idle_power_w'):.1f} "
+          f"| {find(r, 'sm_clock_mhz_start')}/{find(r, 'sm_clock_mhz_end')} | {find(r, 'temperature_c_start')}/{find(r, 'temperature_c_end')} | {m['energy_quality']} |")
 print(f"\ncoefficient of variation of energy per inference over {len(e)} trials: "
       f"{100 * statistics.pstdev(e) / statistics.mean(e):.2f}% (gpu {rows[0]['metadata']['gpu_name']}, commit {rows[0]['metadata']['git_commit']})")
 PY
@@ -184,6 +208,7 @@ for stage in "$@"; do
     bench-encoder) stage_bench_encoder ;;
     demo) stage_demo ;;
     bench-gpt2) stage_bench_gpt2 ;;
+    pdl-gpt2) stage_pdl_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trials) stage_trials ;;

@@ -28,6 +28,13 @@ void Backend::layer_norm_linear(const DeviceTensor& x, const DeviceTensor* resid
   linear(out, weights, activation, y);
 }
 
+void Backend::linear_residual(const DeviceTensor& x, const LinearWeights& weights,
+                              const DeviceTensor& residual, DeviceTensor& scratch,
+                              DeviceTensor& y) {
+  linear(x, weights, Activation::None, scratch);
+  add(scratch, residual, y);
+}
+
 void Backend::feed_forward(const DeviceTensor& x, const LinearWeights& first, Activation activation,
                            DeviceTensor& mid, const LinearWeights& second, DeviceTensor& y) {
   linear(x, first, activation, mid);

@@ -70,6 +70,16 @@ struct AttentionArgs {
   std::int64_t q_position_offset = 0;
   bool causal = false;
   float scale = 1.0f;
+  // Decode with a KV cache (optional): this step's key and value rows are first written into k
+  // and v at position *append_slot of every batch row, k[b, slot, :] = append_k[b *
+  // append_batch_stride + :] over heads * head_dim elements (likewise v), and then attended to like
+  // the rest. k and v must be writable. A slot outside [0, kv_len) writes nothing. Doing it here
+  // saves a decode step one launch per layer; the CUDA decode kernel reads the new rows straight
+  // from append_k/append_v.
+  const void* append_k = nullptr;
+  const void* append_v = nullptr;
+  std::int64_t append_batch_stride = 0;
+  const std::int32_t* append_slot = nullptr;
 };
 
 // A write into a KV cache (or any [batch, capacity, row] buffer) at a slot the device holds:
@@ -188,6 +198,13 @@ class Backend {
                                  const DeviceTensor& gamma, const DeviceTensor& beta, float eps,
                                  DeviceTensor& out, const LinearWeights& weights,
                                  Activation activation, DeviceTensor& y);
+  // y = x W^T + b + residual: a Linear layer that ends in a residual connection. y may alias
+  // residual. `scratch` is [rows, out_features] in the activation dtype for backends that need the
+  // product apart (the default: linear into scratch, then add); its contents afterwards are
+  // unspecified.
+  virtual void linear_residual(const DeviceTensor& x, const LinearWeights& weights,
+                               const DeviceTensor& residual, DeviceTensor& scratch,
+                               DeviceTensor& y);
   // A feed-forward block: mid = act(x W1^T + b1), then y = mid W2^T + b2. `mid` is scratch of
   // [rows, first.out_features] in the activation dtype; its contents afterwards are unspecified
   // (a backend may keep the intermediate in quantized form only).

@@ -226,15 +226,15 @@ void Gpt2Model::run_blocks(Rows& r, const Attend& attend) {
   const float eps = config_.layer_norm_eps;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const Layer& layer = layers_[i];
-    backend_.layer_norm(r.hidden, nullptr, layer.ln_1_weight, layer.ln_1_bias, eps, r.normed);
-    backend_.linear(r.normed, *layer.c_attn, Activation::None, r.qkv);
+    // The fused pairs let a backend save launches (CUDA decode: LayerNorm inside the GEMV, the
+    // residual added in its epilogue); `projected` is the scratch of backends that do not fuse.
+    backend_.layer_norm_linear(r.hidden, nullptr, layer.ln_1_weight, layer.ln_1_bias, eps, r.normed,
+                               *layer.c_attn, Activation::None, r.qkv);
     attend(i, layer.attention_scale);
-    backend_.linear(r.context, *layer.attn_proj, Activation::None, r.projected);
-    backend_.add(r.hidden, r.projected, r.hidden);
-    backend_.layer_norm(r.hidden, nullptr, layer.ln_2_weight, layer.ln_2_bias, eps, r.normed);
-    backend_.linear(r.normed, *layer.c_fc, config_.activation, r.ffn);
-    backend_.linear(r.ffn, *layer.mlp_proj, Activation::None, r.projected);
-    backend_.add(r.hidden, r.projected, r.hidden);
+    backend_.linear_residual(r.context, *layer.attn_proj, r.hidden, r.projected, r.hidden);
+    backend_.layer_norm_linear(r.hidden, nullptr, layer.ln_2_weight, layer.ln_2_bias, eps, r.normed,
+                               *layer.c_fc, config_.activation, r.ffn);
+    backend_.linear_residual(r.ffn, *layer.mlp_proj, r.hidden, r.projected, r.hidden);
   }
 }
 
@@ -292,9 +292,8 @@ void Gpt2Model::full_logits(Workspace& ws) {
     ws.logits =
         backend_.allocate(backend_.activation_dtype(), {ws.batch * ws.seq, config_.vocab_size});
   }
-  backend_.layer_norm(ws.hidden, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
-                      ws.normed);
-  backend_.linear(ws.normed, *lm_head_, Activation::None, ws.logits);
+  backend_.layer_norm_linear(ws.hidden, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+                             ws.normed, *lm_head_, Activation::None, ws.logits);
 }
 
 void Gpt2Model::check_ids(const DeviceTensor& ids, const char* what) const {
@@ -358,9 +357,8 @@ const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids
   sequence_forward(ws, ids, &m, ws.mask_positions, &s);
   // Left padding puts every row's last token in the last column: LM head on those rows only.
   backend_.gather_rows(ws.hidden, ws.last_rows, s.hidden_);
-  backend_.layer_norm(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
-                      s.normed_);
-  backend_.linear(s.normed_, *lm_head_, Activation::None, s.logits_);
+  backend_.layer_norm_linear(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+                             s.normed_, *lm_head_, Activation::None, s.logits_);
   if (all_logits != nullptr) {
     full_logits(ws);
     *all_logits = ws.logits;
@@ -407,21 +405,9 @@ const DeviceTensor& Gpt2Model::decode_step(DecodeSession& s, const DeviceTensor&
   char* qkv = static_cast<char*>(s.qkv_.data);
   run_blocks(rows, [&](std::size_t layer, float scale) {
     char* cache = static_cast<char*>(s.kv_[layer].data);
-    CacheWrite write;
-    write.src = qkv + e * element;
-    write.src_batch_stride = 3 * e;
-    write.cache = cache;
-    write.cache_batch_stride = capacity * 2 * e;
-    write.cache_row_stride = 2 * e;
-    write.capacity = capacity;
-    write.start_slot = slot;
-    write.batch = batch;
-    write.rows = 1;
-    write.cols = 2 * e;
-    write.dtype = act;
-    backend_.write_cache(write);
     // Attend over the whole cache; the key mask (prompt mask, then one 1 per step) hides padding
-    // and the positions not filled yet, so nothing here depends on the step number.
+    // and the positions not filled yet, so nothing here depends on the step number. The op
+    // appends this step's K and V (adjacent in the qkv row) at the slot first.
     AttentionArgs a;
     a.q = qkv;
     a.k = cache;
@@ -440,11 +426,14 @@ const DeviceTensor& Gpt2Model::decode_step(DecodeSession& s, const DeviceTensor&
     a.head_dim = config_.head_dim();
     a.causal = false;
     a.scale = scale;
+    a.append_k = qkv + e * element;
+    a.append_v = qkv + 2 * e * element;
+    a.append_batch_stride = 3 * e;
+    a.append_slot = slot;
     backend_.attention(a);
   });
-  backend_.layer_norm(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
-                      s.normed_);
-  backend_.linear(s.normed_, *lm_head_, Activation::None, s.logits_);
+  backend_.layer_norm_linear(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+                             s.normed_, *lm_head_, Activation::None, s.logits_);
   backend_.increment(s.counters_);  // the next slot, and every row's next position id
   ++s.length_;
   return s.logits_;

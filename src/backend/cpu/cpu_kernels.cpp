@@ -131,6 +131,22 @@ void layer_norm_f32(const float* x, const float* residual, const float* gamma, c
 }
 
 void attention_f32(const AttentionArgs& a) {
+  if (a.append_slot != nullptr) {
+    const std::int64_t slot = *a.append_slot, hidden = a.heads * a.head_dim;
+    if (slot >= 0 && slot < a.kv_len) {
+      // k and v are caches the caller owns (writable, as AttentionArgs says).
+      auto* k_cache = static_cast<float*>(const_cast<void*>(a.k));
+      auto* v_cache = static_cast<float*>(const_cast<void*>(a.v));
+      for (std::int64_t b = 0; b < a.batch; ++b) {
+        const float* k_new = static_cast<const float*>(a.append_k) + b * a.append_batch_stride;
+        const float* v_new = static_cast<const float*>(a.append_v) + b * a.append_batch_stride;
+        float* k_row = k_cache + b * a.kv_batch_stride + slot * a.kv_row_stride;
+        float* v_row = v_cache + b * a.kv_batch_stride + slot * a.kv_row_stride;
+        std::copy(k_new, k_new + hidden, k_row);
+        std::copy(v_new, v_new + hidden, v_row);
+      }
+    }
+  }
   const auto* q = static_cast<const float*>(a.q);
   const auto* k = static_cast<const float*>(a.k);
   const auto* v = static_cast<const float*>(a.v);

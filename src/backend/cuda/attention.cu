@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "backend/cuda/cuda_types.cuh"
+#include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/kernels.hpp"
 
 namespace eaq::cuda {
@@ -186,32 +187,61 @@ __global__ void attention_decode_kernel(AttentionArgs a) {
   }
 }
 
-// The vectorized decode kernel: the same block layout, but every key and value row is read in
-// 16-byte pieces. Scores: a team of C = head_dim / kVec threads per key, each taking one piece of
-// the dot product, reduced with shuffles, so 256 / C keys are in flight per pass. P V: thread t
-// accumulates piece (t % C) over the keys of group (t / C); the groups' partial sums are added at
-// the end. The scalar kernel above read a key row element by element in one thread and summed P V
-// along ~kv_len / 4 dependent steps: latency bound at batch 1 (30 us per call at 192 keys).
+// The vectorized decode kernel: every key and value row is read in 16-byte pieces. Scores: a team
+// of C = head_dim / kVec threads per key, each taking one piece of the dot product, reduced with
+// shuffles, so 256 / C keys are in flight per pass. P V: thread t accumulates piece (t % C) over
+// the keys of group (t / C); the groups' partial sums are added at the end. The scalar kernel
+// above read a key row element by element in one thread and summed P V along ~kv_len / 4
+// dependent steps: latency bound at batch 1 (30 us per call at 192 keys).
+//
+// Split-K ("flash decoding"): at batch 1 there are only `heads` (query, head) pairs, too few
+// blocks for the GPU, so the cache is cut into `splits` chunks, one block each (blockIdx.x = query
+// * splits + split). Each block leaves its chunk's max score, sum of exponentials and unnormalized
+// P V in `partials`; the last block of a (query, head) to finish rescales and adds them.
+//
+// With append_slot set, the key and value at that position are read from append_k/append_v (this
+// step's new rows) and the block whose chunk holds the slot (query 0) copies them into the cache.
 template <class T>
 constexpr int kDecodeVec = 16 / static_cast<int>(sizeof(T));
+constexpr int kMaxDecodeSplits = 32;
+constexpr std::int64_t kMinKeysPerSplit = 32;
+
+struct DecodeSplit {
+  float* partials = nullptr;     // [batch, heads, q_len, splits, head_dim + 2]
+  unsigned* counters = nullptr;  // [batch, heads, q_len]
+  int splits = 1;
+  std::int64_t chunk = 0;  // keys per split
+};
 
 template <class T>
-__global__ void attention_decode_vec_kernel(AttentionArgs a) {
+__global__ void attention_decode_vec_kernel(AttentionArgs a, DecodeSplit split) {
   constexpr int kVec = kDecodeVec<T>;
   extern __shared__ float decode_smem[];
   const int dh = static_cast<int>(a.head_dim);
   const int team = dh / kVec;               // threads per key row (a power of two <= 32)
   const int teams = kDecodeThreads / team;  // keys per pass, and key groups for P V
   float* q = decode_smem;                   // [head_dim]
-  float* scores = q + dh;                   // [kv_len]
-  float* partial = scores + a.kv_len;       // [teams][head_dim]
+  float* scores = q + dh;                   // [chunk]
+  float* partial = scores + split.chunk;    // [teams][head_dim]
   __shared__ float reduce[kDecodeThreads / 32];
-  const std::int64_t i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  __shared__ float weights[kMaxDecodeSplits];
+  __shared__ float total_weight;
+  __shared__ bool last;
+  const std::int64_t i = blockIdx.x / split.splits, h = blockIdx.y, b = blockIdx.z;
+  const int s = static_cast<int>(blockIdx.x % split.splits);
+  const std::int64_t j0 = s * split.chunk;
+  const std::int64_t j1 = j0 + split.chunk < a.kv_len ? j0 + split.chunk : a.kv_len;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int piece = threadIdx.x % team, key_group = threadIdx.x / team;
+  const std::int64_t slot = a.append_slot ? *a.append_slot : -1;
   const T* q_row = static_cast<const T*>(a.q) + b * a.q_batch_stride + i * a.q_row_stride + h * dh;
   const T* k_base = static_cast<const T*>(a.k) + b * a.kv_batch_stride + h * dh + piece * kVec;
   const T* v_base = static_cast<const T*>(a.v) + b * a.kv_batch_stride + h * dh + piece * kVec;
+  const std::int64_t new_offset = b * a.append_batch_stride + h * dh + piece * kVec;
+  const T* k_new = a.append_k ? static_cast<const T*>(a.append_k) + new_offset : nullptr;
+  const T* v_new = a.append_v ? static_cast<const T*>(a.append_v) + new_offset : nullptr;
+  wait_for_previous_kernel();  // q and the new rows come from the kernel before
+  allow_dependent_launch();
   for (int d = threadIdx.x; d < dh; d += blockDim.x) q[d] = to_f32(q_row[d]) * a.scale;
   __syncthreads();
   float q_piece[kVec];
@@ -220,52 +250,53 @@ __global__ void attention_decode_vec_kernel(AttentionArgs a) {
 
   float local_max = -INFINITY;
   // Every thread of a team runs the same number of passes, so the shuffles below are uniform.
-  const std::int64_t passes = (a.kv_len + teams - 1) / teams;
+  const std::int64_t passes = j1 > j0 ? (j1 - j0 + teams - 1) / teams : 0;
 #pragma unroll 4
   for (std::int64_t pass = 0; pass < passes; ++pass) {
-    const std::int64_t j = pass * teams + key_group;
-    const bool visible = j < a.kv_len && key_visible(a, b, i, j);
+    const std::int64_t j = j0 + pass * teams + key_group;
+    // The key row is read whether or not the mask hides it (every cache row is allocated), so
+    // the mask's load and the row's are in flight together; a hidden row's dot is dropped.
     float dot = 0.0f;
-    if (visible) {
+    if (j < j1) {
+      const T* k_row = j == slot ? k_new : k_base + j * a.kv_row_stride;
       alignas(16) T k_piece[kVec];
-      *reinterpret_cast<uint4*>(k_piece) =
-          *reinterpret_cast<const uint4*>(k_base + j * a.kv_row_stride);
+      *reinterpret_cast<uint4*>(k_piece) = *reinterpret_cast<const uint4*>(k_row);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) dot += q_piece[e] * to_f32(k_piece[e]);
     }
+    const bool visible = j < j1 && key_visible(a, b, i, j);
     for (int offset = team / 2; offset > 0; offset /= 2) {
       dot += __shfl_xor_sync(0xffffffffu, dot, offset);
     }
-    if (j < a.kv_len && piece == 0) scores[j] = visible ? dot : -INFINITY;
+    if (j < j1 && piece == 0) scores[j - j0] = visible ? dot : -INFINITY;
     if (visible) local_max = fmaxf(local_max, dot);
   }
   local_max = warp_max(local_max);
   if (lane == 0) reduce[warp] = local_max;
   __syncthreads();
-  float row_max = -INFINITY;
-  for (int w = 0; w < kDecodeThreads / 32; ++w) row_max = fmaxf(row_max, reduce[w]);
+  float chunk_max = -INFINITY;
+  for (int w = 0; w < kDecodeThreads / 32; ++w) chunk_max = fmaxf(chunk_max, reduce[w]);
   __syncthreads();  // everyone has read reduce[] before it is reused for sums
   float local_sum = 0.0f;
-  for (std::int64_t j = threadIdx.x; j < a.kv_len; j += blockDim.x) {
-    const float p = scores[j] == -INFINITY ? 0.0f : __expf(scores[j] - row_max);
+  for (std::int64_t j = threadIdx.x; j < j1 - j0; j += blockDim.x) {
+    const float p = scores[j] == -INFINITY ? 0.0f : __expf(scores[j] - chunk_max);
     scores[j] = p;
     local_sum += p;
   }
   local_sum = warp_sum(local_sum);
   if (lane == 0) reduce[warp] = local_sum;
   __syncthreads();
-  float denom = 0.0f;
-  for (int w = 0; w < kDecodeThreads / 32; ++w) denom += reduce[w];
-  const float inv = denom > 0.0f ? 1.0f / denom : 0.0f;  // fully masked rows give zeros
+  float chunk_sum = 0.0f;
+  for (int w = 0; w < kDecodeThreads / 32; ++w) chunk_sum += reduce[w];
 
   float acc[kVec] = {};
 #pragma unroll 4
-  for (std::int64_t j = key_group; j < a.kv_len; j += teams) {
-    const float p = scores[j];
+  for (std::int64_t j = j0 + key_group; j < j1; j += teams) {
+    const float p = scores[j - j0];
     if (p == 0.0f) continue;
+    const T* v_row = j == slot ? v_new : v_base + j * a.kv_row_stride;
     alignas(16) T v_piece[kVec];
-    *reinterpret_cast<uint4*>(v_piece) =
-        *reinterpret_cast<const uint4*>(v_base + j * a.kv_row_stride);
+    *reinterpret_cast<uint4*>(v_piece) = *reinterpret_cast<const uint4*>(v_row);
 #pragma unroll
     for (int e = 0; e < kVec; ++e) acc[e] += p * to_f32(v_piece[e]);
   }
@@ -273,10 +304,70 @@ __global__ void attention_decode_vec_kernel(AttentionArgs a) {
   for (int e = 0; e < kVec; ++e) partial[key_group * dh + piece * kVec + e] = acc[e];
   __syncthreads();
   T* out = static_cast<T*>(a.out) + b * a.out_batch_stride + i * a.out_row_stride + h * dh;
-  for (int dd = threadIdx.x; dd < dh; dd += blockDim.x) {
-    float sum = 0.0f;
-    for (int g = 0; g < teams; ++g) sum += partial[g * dh + dd];
-    out[dd] = from_f32<T>(sum * inv);
+
+  if (split.splits == 1) {
+    const float inv = chunk_sum > 0.0f ? 1.0f / chunk_sum : 0.0f;  // fully masked rows: zeros
+    for (int dd = threadIdx.x; dd < dh; dd += blockDim.x) {
+      float sum = 0.0f;
+      for (int g = 0; g < teams; ++g) sum += partial[g * dh + dd];
+      out[dd] = from_f32<T>(sum * inv);
+    }
+  } else {
+    const std::int64_t row = (b * a.heads + h) * a.q_len + i;
+    float* parts = split.partials + row * split.splits * (dh + 2);
+    float* mine = parts + s * (dh + 2);
+    if (threadIdx.x == 0) {
+      mine[0] = chunk_max;
+      mine[1] = chunk_sum;
+    }
+    for (int dd = threadIdx.x; dd < dh; dd += blockDim.x) {
+      float sum = 0.0f;
+      for (int g = 0; g < teams; ++g) sum += partial[g * dh + dd];
+      mine[2 + dd] = sum;
+    }
+    __threadfence();  // this block's partial is visible before its arrival is counted
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(&split.counters[row], 1u) == split.splits - 1u;
+    __syncthreads();
+    if (last) {
+      __threadfence();
+      if (warp == 0) {  // lane t rescales split t (kMaxDecodeSplits is one warp)
+        const bool mine_t = lane < split.splits;
+        const float mt = mine_t ? __ldcg(parts + lane * (dh + 2)) : -INFINITY;
+        const float lt = mine_t ? __ldcg(parts + lane * (dh + 2) + 1) : 0.0f;
+        const float m = warp_max(mt);
+        const float w = mt == -INFINITY ? 0.0f : __expf(mt - m);
+        if (mine_t) weights[lane] = w;
+        const float total = warp_sum(w * lt);
+        if (lane == 0) {
+          total_weight = total;
+          split.counters[row] = 0;
+        }
+      }
+      __syncthreads();
+      const float inv = total_weight > 0.0f ? 1.0f / total_weight : 0.0f;
+      for (int dd = threadIdx.x; dd < dh; dd += blockDim.x) {
+        float sum = 0.0f;
+        for (int t = 0; t < split.splits; ++t)
+          sum += weights[t] * __ldcg(parts + t * (dh + 2) + 2 + dd);
+        out[dd] = from_f32<T>(sum * inv);
+      }
+    }
+  }
+
+  // The new key and value rows into the cache: only this block reads the cache at `slot` for this
+  // (batch, head), and it read them from append_k/append_v instead.
+  if (k_new != nullptr && i == 0 && slot >= j0 && slot < j1) {
+    const T* k_src = static_cast<const T*>(a.append_k) + b * a.append_batch_stride + h * dh;
+    const T* v_src = static_cast<const T*>(a.append_v) + b * a.append_batch_stride + h * dh;
+    T* k_dst = const_cast<T*>(static_cast<const T*>(a.k)) + b * a.kv_batch_stride +
+               slot * a.kv_row_stride + h * dh;
+    T* v_dst = const_cast<T*>(static_cast<const T*>(a.v)) + b * a.kv_batch_stride +
+               slot * a.kv_row_stride + h * dh;
+    for (int d = threadIdx.x; d < dh; d += blockDim.x) {
+      k_dst[d] = k_src[d];
+      v_dst[d] = v_src[d];
+    }
   }
 }
 
@@ -288,21 +379,75 @@ bool decode_vec_eligible(const AttentionArgs& a) {
   if (a.head_dim % kVec != 0) return false;
   const std::int64_t team = a.head_dim / kVec;
   if (team > 32 || (team & (team - 1)) != 0) return false;
-  return a.kv_row_stride % kVec == 0 && a.kv_batch_stride % kVec == 0 && aligned16(a.k) &&
-         aligned16(a.v);
+  const bool append_ok =
+      a.append_slot == nullptr ||
+      (a.append_batch_stride % kVec == 0 && aligned16(a.append_k) && aligned16(a.append_v));
+  return append_ok && a.kv_row_stride % kVec == 0 && a.kv_batch_stride % kVec == 0 &&
+         aligned16(a.k) && aligned16(a.v);
+}
+
+// How many chunks to cut the cache into: enough blocks for two per multiprocessor, at least
+// kMinKeysPerSplit keys each.
+DecodeSplit plan_decode_split(const AttentionArgs& a) {
+  DecodeSplit split;
+  split.chunk = a.kv_len;
+  const std::int64_t pairs = a.q_len * a.heads * a.batch;
+  const std::int64_t wanted = (2 * multiprocessor_count() + pairs - 1) / pairs;
+  const std::int64_t most = (a.kv_len + kMinKeysPerSplit - 1) / kMinKeysPerSplit;
+  const std::int64_t splits = std::max<std::int64_t>(
+      1, std::min<std::int64_t>({wanted, most, static_cast<std::int64_t>(kMaxDecodeSplits)}));
+  if (splits > 1) {
+    split.chunk = (a.kv_len + splits - 1) / splits;
+    split.splits = static_cast<int>((a.kv_len + split.chunk - 1) / split.chunk);
+  }
+  return split;
+}
+
+SplitNeed decode_split_need(const DecodeSplit& split, const AttentionArgs& a) {
+  if (split.splits == 1) return {};
+  const std::int64_t pairs = a.q_len * a.heads * a.batch;
+  return {pairs * split.splits * (a.head_dim + 2), pairs};
+}
+
+// Copies this step's key and value rows into the cache (for kernels that do not do it inline).
+template <class T>
+__global__ void append_kv_kernel(AttentionArgs a) {
+  const std::int64_t b = blockIdx.x, slot = *a.append_slot, hidden = a.heads * a.head_dim;
+  if (slot < 0 || slot >= a.kv_len) return;
+  const T* k_src = static_cast<const T*>(a.append_k) + b * a.append_batch_stride;
+  const T* v_src = static_cast<const T*>(a.append_v) + b * a.append_batch_stride;
+  T* k_dst =
+      const_cast<T*>(static_cast<const T*>(a.k)) + b * a.kv_batch_stride + slot * a.kv_row_stride;
+  T* v_dst =
+      const_cast<T*>(static_cast<const T*>(a.v)) + b * a.kv_batch_stride + slot * a.kv_row_stride;
+  for (std::int64_t d = threadIdx.x; d < hidden; d += blockDim.x) {
+    k_dst[d] = k_src[d];
+    v_dst[d] = v_src[d];
+  }
 }
 
 template <class T>
-void launch_decode(const AttentionArgs& a, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>(a.q_len), static_cast<unsigned>(a.heads),
-                  static_cast<unsigned>(a.batch));
+void launch_decode(const AttentionArgs& a, const SplitScratch& scratch, cudaStream_t stream) {
   if (decode_vec_eligible<T>(a)) {
+    DecodeSplit split = plan_decode_split(a);
+    const SplitNeed need = decode_split_need(split, a);
+    if (need.partial_floats > scratch.partial_floats || need.counters > scratch.counter_count) {
+      split = DecodeSplit{};  // no room: one block per (query, head)
+      split.chunk = a.kv_len;
+    }
+    split.partials = scratch.partials;
+    split.counters = scratch.counters;
+    const dim3 grid(static_cast<unsigned>(a.q_len * split.splits), static_cast<unsigned>(a.heads),
+                    static_cast<unsigned>(a.batch));
     const std::int64_t teams = kDecodeThreads / (a.head_dim / kDecodeVec<T>);
     const std::size_t shared =
-        static_cast<std::size_t>(a.head_dim + a.kv_len + teams * a.head_dim) * sizeof(float);
-    attention_decode_vec_kernel<T><<<grid, kDecodeThreads, shared, stream>>>(a);
+        static_cast<std::size_t>(a.head_dim + split.chunk + teams * a.head_dim) * sizeof(float);
+    launch_dependent(attention_decode_vec_kernel<T>, grid, dim3(kDecodeThreads), shared, stream, a,
+                     split);
     return;
   }
+  const dim3 grid(static_cast<unsigned>(a.q_len), static_cast<unsigned>(a.heads),
+                  static_cast<unsigned>(a.batch));
   const std::int64_t groups = kDecodeThreads / a.head_dim;
   const std::size_t shared =
       static_cast<std::size_t>(a.head_dim + a.kv_len + groups * a.head_dim) * sizeof(float);
@@ -686,15 +831,34 @@ void launch_attention_simple(DType act, const AttentionArgs& a, cudaStream_t str
   EAQ_DISPATCH_FLOAT(act, attention_simple_kernel<T><<<grid, 128, shared, stream>>>(a));
 }
 
-void launch_attention(DType act, const AttentionArgs& a, cudaStream_t stream) {
-  if (a.batch == 0 || a.q_len == 0) return;
-  const char* kernel = attention_kernel_name(act, a);
+SplitNeed attention_split_need(DType act, const AttentionArgs& a) {
+  if (a.batch == 0 || a.q_len == 0 || attention_kernel_name(act, a)[0] != 'd') return {};
+  SplitNeed need;
+  EAQ_DISPATCH_FLOAT(act, {
+    if (decode_vec_eligible<T>(a)) need = decode_split_need(plan_decode_split(a), a);
+  });
+  return need;
+}
+
+void launch_attention(DType act, const AttentionArgs& args, const SplitScratch& scratch,
+                      cudaStream_t stream) {
+  if (args.batch == 0 || args.q_len == 0) return;
+  const char* kernel = attention_kernel_name(act, args);
+  bool inline_append = false;
+  if (kernel[0] == 'd') EAQ_DISPATCH_FLOAT(act, inline_append = decode_vec_eligible<T>(args));
+  AttentionArgs a = args;
+  if (a.append_slot != nullptr && !inline_append) {
+    EAQ_DISPATCH_FLOAT(act,
+                       append_kv_kernel<T><<<static_cast<unsigned>(a.batch), 256, 0, stream>>>(a));
+    a.append_slot = nullptr;
+    a.append_k = a.append_v = nullptr;
+  }
   if (kernel[0] == 's') {
     launch_attention_simple(act, a, stream);
     return;
   }
   if (kernel[0] == 'd') {
-    EAQ_DISPATCH_FLOAT(act, launch_decode<T>(a, stream));
+    EAQ_DISPATCH_FLOAT(act, launch_decode<T>(a, scratch, stream));
     return;
   }
   if (kernel[0] == 'g') {

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -160,6 +161,8 @@ class CudaBackend final : public Backend {
     profiler_.collect();
     profiler_.print();
     quantized_.reset();
+    if (split_.partials) allocator_.release(split_.partials);
+    if (split_.counters) allocator_.release(split_.counters);
     allocator_.release(workspace_);
     cublasLtDestroy(lt_);
     cudaStreamDestroy(stream_);
@@ -333,8 +336,16 @@ class CudaBackend final : public Backend {
         return fmt::format("gemv {} [{} x {} x {}] {}", layer_kind(w.name), m, w.out_features,
                            w.in_features, activation_name(activation));
       });
-      cuda::launch_gemv(x.dtype, input, w.weight.data, has_bias ? w.bias.data : nullptr, y.data, m,
-                        w.out_features, w.in_features, activation, stream_);
+      cuda::GemvArgs g;
+      g.x = input;
+      g.w = w.weight.data;
+      g.bias = has_bias ? w.bias.data : nullptr;
+      g.y = y.data;
+      g.m = m;
+      g.n = w.out_features;
+      g.k = w.in_features;
+      g.activation = activation;
+      cuda::launch_gemv(x.dtype, g, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
       return;
     }
@@ -343,6 +354,42 @@ class CudaBackend final : public Backend {
     Activation fused = activation == Activation::Relu || activation == Activation::GeluTanh
                            ? activation
                            : Activation::None;
+    const LtMatmul& plan = plan_for(w, m, fused);
+    const float alpha = 1.0f, beta = 0.0f;
+    void* out = y.data;
+    const bool padded = w.padded_out != w.out_features;
+    if (padded) {
+      if (!w.padded_y.data || w.padded_y.dim(0) < m) {
+        release(w.padded_y);
+        w.padded_y = allocate(w.output_dtype, {m, w.padded_out});
+      }
+      out = w.padded_y.data;
+    }
+    {
+      ProfileScope scope(profiler_, stream_, [&] {
+        return fmt::format("gemm {} [{} x {} x {}] {}", layer_kind(w.name), m, w.out_features,
+                           w.in_features, activation_name(fused));
+      });
+      plan.run(w.weight.data, input, out, has_bias ? w.bias.data : nullptr, &alpha, &beta,
+               workspace_, stream_);
+      if (padded) {
+        const std::size_t element = dtype_size(w.output_dtype);
+        EAQ_CUDA_CHECK(cudaMemcpy2DAsync(y.data, w.out_features * element, out,
+                                         w.padded_out * element, w.out_features * element, m,
+                                         cudaMemcpyDeviceToDevice, stream_));
+      }
+    }
+    if (fused != activation) {
+      ProfileScope scope(profiler_, stream_,
+                         [&] { return fmt::format("activation {}", activation_name(activation)); });
+      cuda::launch_activation(y.dtype, y.data, y.numel(), activation, stream_);
+      EAQ_CUDA_CHECK_LAUNCH();
+    }
+  }
+
+  // The cuBLASLt configuration of layer `w` for m rows with epilogue `fused`, made on first use.
+  const LtMatmul& plan_for(const CudaLinear& w, std::int64_t m, Activation fused) {
+    const bool has_bias = w.bias.data != nullptr;
     auto& plan = w.plans[{m, static_cast<int>(fused)}];
     if (!plan) {
       LtMatmulSpec spec;
@@ -361,36 +408,37 @@ class CudaBackend final : public Backend {
         spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
       plan = std::make_unique<LtMatmul>(lt_, spec, kWorkspaceBytes, w.name);
     }
-    const float alpha = 1.0f, beta = 0.0f;
-    void* out = y.data;
-    const bool padded = w.padded_out != w.out_features;
-    if (padded) {
-      if (!w.padded_y.data || w.padded_y.dim(0) < m) {
-        release(w.padded_y);
-        w.padded_y = allocate(w.output_dtype, {m, w.padded_out});
-      }
-      out = w.padded_y.data;
+    return *plan;
+  }
+
+  // The float layer behind `weights` when eaq's GEMV can run it on x (m rows), else null.
+  const CudaLinear* gemv_layer(const DeviceTensor& x, const LinearWeights& weights) const {
+    if (cuda::QuantizedLinears::as_quantized(weights)) return nullptr;
+    const auto& w = static_cast<const CudaLinear&>(weights);
+    const std::int64_t m = x.numel() / w.in_features;
+    if (!w.gemv_allowed || x.dtype != w.input_dtype ||
+        !cuda::gemv_eligible(x.dtype, m, w.in_features, x.data, w.weight.data)) {
+      return nullptr;
     }
-    {
-      ProfileScope scope(profiler_, stream_, [&] {
-        return fmt::format("gemm {} [{} x {} x {}] {}", layer_kind(w.name), m, w.out_features,
-                           w.in_features, activation_name(fused));
-      });
-      plan->run(w.weight.data, input, out, has_bias ? w.bias.data : nullptr, &alpha, &beta,
-                workspace_, stream_);
-      if (padded) {
-        const std::size_t element = dtype_size(w.output_dtype);
-        EAQ_CUDA_CHECK(cudaMemcpy2DAsync(y.data, w.out_features * element, out,
-                                         w.padded_out * element, w.out_features * element, m,
-                                         cudaMemcpyDeviceToDevice, stream_));
-      }
-    }
-    if (fused != activation) {
-      ProfileScope scope(profiler_, stream_,
-                         [&] { return fmt::format("activation {}", activation_name(activation)); });
-      cuda::launch_activation(y.dtype, y.data, y.numel(), activation, stream_);
-      EAQ_CUDA_CHECK_LAUNCH();
-    }
+    return &w;
+  }
+
+  cuda::GemvArgs gemv_args(const DeviceTensor& x, const CudaLinear& w, DeviceTensor& y) const {
+    cuda::GemvArgs g;
+    g.x = x.data;
+    g.w = w.weight.data;
+    g.bias = w.bias.data;
+    g.y = y.data;
+    g.m = x.numel() / w.in_features;
+    g.n = w.out_features;
+    g.k = w.in_features;
+    return g;
+  }
+
+  bool capturing() const {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    EAQ_CUDA_CHECK(cudaStreamIsCapturing(stream_, &status));
+    return status != cudaStreamCaptureStatusNone;
   }
 
   void layer_norm_linear(const DeviceTensor& x, const DeviceTensor* residual,
@@ -401,7 +449,66 @@ class CudaBackend final : public Backend {
         quantized_->layer_norm_linear(x, residual, gamma, beta, eps, out, weights, activation, y)) {
       return;
     }
+    const CudaLinear* w = gemv_layer(x, weights);
+    // Block 0 of the fused kernel writes `out` while the others still read x: no aliasing.
+    const bool separate = out.data != x.data && (!residual || out.data != residual->data) &&
+                          y.data != x.data && y.data != out.data;
+    if (w != nullptr && separate && x.dtype == traits_.activation) {
+      ProfileScope scope(profiler_, stream_, [&] {
+        return fmt::format("layer_norm+gemv {} [{} x {} x {}] {}", layer_kind(w->name),
+                           x.numel() / w->in_features, w->out_features, w->in_features,
+                           activation_name(activation));
+      });
+      cuda::GemvArgs g = gemv_args(x, *w, y);
+      g.activation = activation;
+      g.ln_gamma = static_cast<const float*>(gamma.data);
+      g.ln_beta = static_cast<const float*>(beta.data);
+      g.ln_eps = eps;
+      g.ln_residual = residual ? residual->data : nullptr;
+      g.ln_out = out.data;
+      cuda::launch_gemv(x.dtype, g, stream_);
+      EAQ_CUDA_CHECK_LAUNCH();
+      return;
+    }
     Backend::layer_norm_linear(x, residual, gamma, beta, eps, out, weights, activation, y);
+  }
+
+  void linear_residual(const DeviceTensor& x, const LinearWeights& weights,
+                       const DeviceTensor& residual, DeviceTensor& scratch,
+                       DeviceTensor& y) override {
+    if (const CudaLinear* w = gemv_layer(x, weights); w != nullptr && y.data != x.data) {
+      ProfileScope scope(profiler_, stream_, [&] {
+        return fmt::format("gemv+residual {} [{} x {} x {}]", layer_kind(w->name),
+                           x.numel() / w->in_features, w->out_features, w->in_features);
+      });
+      cuda::GemvArgs g = gemv_args(x, *w, y);
+      g.residual = residual.data;
+      cuda::launch_gemv(x.dtype, g, stream_);
+      EAQ_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    // cuBLASLt adds the residual as its C operand (beta = 1) when y already holds it.
+    const auto* w = cuda::QuantizedLinears::as_quantized(weights)
+                        ? nullptr
+                        : static_cast<const CudaLinear*>(&weights);
+    if (w != nullptr && y.data == residual.data && y.data != x.data &&
+        w->padded_out == w->out_features && x.dtype == w->input_dtype &&
+        y.dtype == w->output_dtype) {
+      const std::int64_t m = x.numel() / w->in_features;
+      const LtMatmul& plan = plan_for(*w, m, Activation::None);
+      const void* bias = w->bias.data;
+      // Timing candidate algorithms writes their output: do it on the scratch, with beta 0.
+      if (plan.needs_tuning() && !capturing())
+        plan.tune_on(w->weight.data, x.data, scratch.data, bias, workspace_, stream_);
+      ProfileScope scope(profiler_, stream_, [&] {
+        return fmt::format("gemm+residual {} [{} x {} x {}]", layer_kind(w->name), m,
+                           w->out_features, w->in_features);
+      });
+      const float alpha = 1.0f, beta = 1.0f;
+      plan.run(w->weight.data, x.data, y.data, bias, &alpha, &beta, workspace_, stream_);
+      return;
+    }
+    Backend::linear_residual(x, weights, residual, scratch, y);
   }
 
   void feed_forward(const DeviceTensor& x, const LinearWeights& first, Activation activation,
@@ -415,7 +522,8 @@ class CudaBackend final : public Backend {
       return fmt::format("attention q{} kv{} {}", args.q_len, args.kv_len,
                          cuda::attention_kernel_name(traits_.activation, args));
     });
-    cuda::launch_attention(traits_.activation, args, stream_);
+    ensure_split_scratch(cuda::attention_split_need(traits_.activation, args));
+    cuda::launch_attention(traits_.activation, args, split_, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
 
@@ -468,8 +576,9 @@ class CudaBackend final : public Backend {
   }
   void argmax_rows(const DeviceTensor& x, DeviceTensor& out) override {
     ProfileScope scope(profiler_, stream_, [] { return std::string("argmax_rows"); });
-    cuda::launch_argmax_rows(x.dtype, x.data, i32(out), x.numel() / x.shape.back(), x.shape.back(),
-                             stream_);
+    const std::int64_t rows = x.numel() / x.shape.back(), cols = x.shape.back();
+    ensure_split_scratch(cuda::argmax_split_need(rows, cols));
+    cuda::launch_argmax_rows(x.dtype, x.data, i32(out), rows, cols, split_, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
   void token_nll(const DeviceTensor& logits, const DeviceTensor& targets,
@@ -510,6 +619,27 @@ class CudaBackend final : public Backend {
     scratch_bytes_ = bytes;
   }
 
+  // Partial results and arrival counters for kernels that split a row over blocks (decode
+  // attention, argmax). Grown outside capture only; a kernel that finds it too small splits less.
+  void ensure_split_scratch(const cuda::SplitNeed& need) {
+    if (need.partial_floats <= split_.partial_floats && need.counters <= split_.counter_count)
+      return;
+    if (capturing()) return;
+    EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_));  // kernels in flight may use the old buffers
+    if (split_.partials) allocator_.release(split_.partials);
+    if (split_.counters) allocator_.release(split_.counters);
+    split_.partial_floats = std::max(need.partial_floats, split_.partial_floats);
+    split_.counter_count = std::max(need.counters, split_.counter_count);
+    split_.partials = static_cast<float*>(
+        allocator_.allocate(static_cast<std::size_t>(split_.partial_floats) * sizeof(float)));
+    split_.counters = static_cast<unsigned*>(
+        allocator_.allocate(static_cast<std::size_t>(split_.counter_count) * sizeof(unsigned)));
+    // The kernels leave every counter at zero when they finish.
+    EAQ_CUDA_CHECK(cudaMemsetAsync(
+        split_.counters, 0, static_cast<std::size_t>(split_.counter_count) * sizeof(unsigned),
+        stream_));
+  }
+
   Precision precision_;
   int device_;
   cudaDeviceProp props_;
@@ -521,6 +651,7 @@ class CudaBackend final : public Backend {
   cuda::OpProfiler profiler_;
   void* scratch_ = nullptr;
   std::size_t scratch_bytes_ = 0;
+  cuda::SplitScratch split_;
   std::unique_ptr<cuda::QuantizedLinears> quantized_;  // int8, int8-static, int8-wo, fp8
 };
 

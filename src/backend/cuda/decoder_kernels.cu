@@ -1,10 +1,12 @@
 // Decoding kernels: positions from masks, KV-cache writes at a device-held slot, step counters,
 // greedy argmax and per-token cross-entropy. References: cpu/cpu_decoder_kernels.cpp.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/decoder_kernels.hpp"
+#include "backend/cuda/dependent_launch.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -62,35 +64,77 @@ __device__ __forceinline__ void keep_better(float& value, int& index, float othe
   }
 }
 
-// One block per row.
-template <class T>
-__global__ void argmax_rows_kernel(const T* x, std::int32_t* out, std::int64_t cols) {
+// The best (value, index) of the block's threads, in every thread.
+__device__ void block_keep_best(float& value, int& index) {
   __shared__ float best_values[32];
   __shared__ int best_indices[32];
-  const T* row = x + blockIdx.x * cols;
-  float value = -INFINITY;
-  int index = static_cast<int>(cols);  // loses every comparison until a real column is seen
-  for (std::int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    keep_better(value, index, to_f32(row[c]), static_cast<int>(c));
-  }
   for (int offset = 16; offset > 0; offset >>= 1) {
     const float other_value = __shfl_xor_sync(0xffffffffu, value, offset);
     const int other_index = __shfl_xor_sync(0xffffffffu, index, offset);
     keep_better(value, index, other_value, other_index);
   }
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  __syncthreads();  // the arrays may still be read by a previous call
   if (lane == 0) {
     best_values[warp] = value;
     best_indices[warp] = index;
   }
   __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < static_cast<int>(blockDim.x / 32); ++w) {
-      keep_better(value, index, best_values[w], best_indices[w]);
-    }
-    // A row of NaN or -inf only: column 0, as the CPU reference.
-    out[blockIdx.x] = index < cols ? index : 0;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) {
+    keep_better(value, index, best_values[w], best_indices[w]);
   }
+}
+
+// grid (chunks, rows): block c finds the best of columns [c * chunk, (c + 1) * chunk) of its row.
+// With one chunk it writes the answer; with several (at most one per thread), it leaves (value,
+// index) in `partials` and the last block of the row to arrive picks among them (and puts the
+// counter back to zero).
+template <class T>
+__global__ void argmax_rows_kernel(const T* x, std::int32_t* out, std::int64_t cols,
+                                   std::int64_t chunk, float* partials, unsigned* counters) {
+  __shared__ bool last;
+  wait_for_previous_kernel();  // the logits come from the kernel before
+  allow_dependent_launch();
+  const std::int64_t row = blockIdx.y;
+  const T* row_x = x + row * cols;
+  const std::int64_t begin = blockIdx.x * chunk;
+  const std::int64_t end = begin + chunk < cols ? begin + chunk : cols;
+  float value = -INFINITY;
+  int index = static_cast<int>(cols);  // loses every comparison until a real column is seen
+  for (std::int64_t c = begin + threadIdx.x; c < end; c += blockDim.x) {
+    keep_better(value, index, to_f32(row_x[c]), static_cast<int>(c));
+  }
+  block_keep_best(value, index);
+  if (gridDim.x > 1) {
+    float* row_partials = partials + 2 * row * gridDim.x;
+    if (threadIdx.x == 0) {
+      row_partials[2 * blockIdx.x] = value;
+      row_partials[2 * blockIdx.x + 1] = __int_as_float(index);
+      __threadfence();  // the partial is visible before the arrival is counted
+      last = atomicAdd(&counters[row], 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    value = -INFINITY;
+    index = static_cast<int>(cols);
+    if (threadIdx.x < gridDim.x) {
+      value = __ldcg(row_partials + 2 * threadIdx.x);
+      index = __float_as_int(__ldcg(row_partials + 2 * threadIdx.x + 1));
+    }
+    block_keep_best(value, index);
+    if (threadIdx.x == 0) counters[row] = 0;
+  }
+  // A row of NaN or -inf only: column 0, as the CPU reference.
+  if (threadIdx.x == 0) out[row] = index < cols ? index : 0;
+}
+
+constexpr std::int64_t kArgmaxChunk = 1024;  // columns per block (at least) when a row is split
+constexpr int kArgmaxThreads = 256;          // and at most this many blocks per row
+
+std::int64_t argmax_chunk(std::int64_t cols) {
+  const std::int64_t even = (cols + kArgmaxThreads - 1) / kArgmaxThreads;
+  return even > kArgmaxChunk ? even : kArgmaxChunk;
 }
 
 __device__ float block_reduce_max(float v, float* scratch) {
@@ -180,13 +224,26 @@ void launch_increment(std::int32_t* values, std::int64_t count, cudaStream_t str
   increment_kernel<<<blocks_for(count, 128), 128, 0, stream>>>(values, count);
 }
 
+SplitNeed argmax_split_need(std::int64_t rows, std::int64_t cols) {
+  const std::int64_t chunks = (cols + argmax_chunk(cols) - 1) / argmax_chunk(cols);
+  if (chunks <= 1) return {};
+  return {2 * rows * chunks, rows};
+}
+
 void launch_argmax_rows(DType act, const void* x, std::int32_t* out, std::int64_t rows,
-                        std::int64_t cols, cudaStream_t stream) {
+                        std::int64_t cols, const SplitScratch& scratch, cudaStream_t stream) {
   if (rows == 0) return;
-  EAQ_DISPATCH_FLOAT(
-      // 1024 threads: a vocabulary row (50k logits) is read in ~50 steps per thread.
-      act, argmax_rows_kernel<T>
-      <<<static_cast<unsigned>(rows), 1024, 0, stream>>>(static_cast<const T*>(x), out, cols));
+  const SplitNeed need = argmax_split_need(rows, cols);
+  const bool split = need.counters > 0 && need.partial_floats <= scratch.partial_floats &&
+                     need.counters <= scratch.counter_count;
+  const std::int64_t chunk = split ? argmax_chunk(cols) : std::max<std::int64_t>(cols, 1);
+  const dim3 grid(static_cast<unsigned>(std::max<std::int64_t>((cols + chunk - 1) / chunk, 1)),
+                  static_cast<unsigned>(rows));
+  // Unsplit, a block reads a whole vocabulary row (50k logits): 1024 threads then.
+  const int threads = split ? kArgmaxThreads : 1024;
+  EAQ_DISPATCH_FLOAT(act, launch_dependent(argmax_rows_kernel<T>, grid, dim3(threads), 0, stream,
+                                           static_cast<const T*>(x), out, cols, chunk,
+                                           scratch.partials, scratch.counters));
 }
 
 void launch_token_nll(DType act, const void* logits, const std::int32_t* targets, float* nll,

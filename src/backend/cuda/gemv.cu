@@ -1,17 +1,28 @@
 // Linear layers on a few rows (decode steps, classification heads): y[m, n] = act(x[m] . W[n] +
-// bias[n]) with one warp per output feature and 16-byte loads along K. At these sizes the layer is
-// a read of W, which cuBLASLt's tiles spread over too few multiprocessors. Reference:
-// cpu_kernels.cpp gemm_f32.
+// bias[n]) + residual[m, n], optionally after a LayerNorm of x. At these sizes the layer is a read
+// of W, which cuBLASLt's tiles spread over too few multiprocessors. References: cpu_kernels.cpp
+// gemm_f32 and layer_norm_f32 (the fused forms are checked against the unfused CPU ops).
+//
+// One warp per output feature at a time, four warps per block. Each lane issues its 16-byte loads
+// of W (up to kChunk of them) before it waits for the previous kernel (programmatic dependent
+// launch, see dependent_launch.cuh) and before the block stages x in shared memory, so the weight
+// reads overlap the previous kernel's tail and the reading (and, when asked, normalizing) of x.
+// The LayerNorm costs each block a few reductions over k values it reads anyway, and saves a
+// launch.
 #include <cstdint>
 
 #include "backend/cuda/cuda_types.cuh"
+#include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/kernels.hpp"
 
 namespace eaq::cuda {
 namespace {
 
-constexpr int kWarpsPerBlock = 8;
-constexpr std::int64_t kMaxRows = 8;
+constexpr int kWarpsPerBlock = 4;
+constexpr int kThreads = 32 * kWarpsPerBlock;
+constexpr int kChunk = 12;                             // 16-byte pieces of W in flight per lane
+constexpr std::int64_t kSharedFloats = 48 * 1024 / 4;  // x rows staged as f32
+constexpr int kMaxRowsPerLaunch = 4;
 
 __device__ __forceinline__ float activate(float v, Activation activation) {
   switch (activation) {
@@ -29,81 +40,222 @@ __device__ __forceinline__ float activate(float v, Activation activation) {
   return v;
 }
 
-template <class T, int kRows>
-__global__ void gemv_kernel(const T* x, const T* w, const T* bias, T* y, std::int64_t n,
-                            std::int64_t k, Activation activation) {
-  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
-  const std::int64_t feature =
-      static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (feature >= n) return;
-  const uint4* w_row = reinterpret_cast<const uint4*>(w + feature * k);
-  const std::int64_t vectors = k / kPerVec;
-  float acc[kRows];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) acc[r] = 0.0f;
-  for (std::int64_t v = lane; v < vectors; v += 32) {
-    uint4 wv = w_row[v];
-    const T* wt = reinterpret_cast<const T*>(&wv);
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      uint4 xv = reinterpret_cast<const uint4*>(x + r * k)[v];
-      const T* xt = reinterpret_cast<const T*>(&xv);
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) acc[r] += to_f32(xt[e]) * to_f32(wt[e]);
-    }
-  }
+// Sums one value per row over the block; every thread gets the totals.
+template <int kRows>
+__device__ void block_sum_rows(float (&v)[kRows], float (*scratch)[kWarpsPerBlock]) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
-    const float sum = warp_sum(acc[r]);
-    if (lane == 0) {
-      const float biased = sum + (bias ? to_f32(bias[feature]) : 0.0f);
-      y[r * n + feature] = from_f32<T>(activate(biased, activation));
+    const float s = warp_sum(v[r]);
+    if (lane == 0) scratch[r][warp] = s;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    float total = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarpsPerBlock; ++w) total += scratch[r][w];
+    v[r] = total;
+  }
+  __syncthreads();  // scratch is reused by the next reduction
+}
+
+// Stages x (rows r < kRows, row stride k) in shared memory as f32; with LayerNorm parameters,
+// xs = LayerNorm(x + ln_residual) rounded to T (what the unfused LayerNorm would store), and
+// block 0 writes the normalized rows to ln_out.
+template <class T, int kRows>
+__device__ void stage_rows(const GemvArgs& a, const T* x, float* xs) {
+  const std::int64_t k = a.k;
+  float sum[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) sum[r] = 0.0f;
+  const T* res = static_cast<const T*>(a.ln_residual);
+  for (std::int64_t c = threadIdx.x; c < k; c += kThreads) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      float v = to_f32(x[r * k + c]);
+      if (res) v += to_f32(res[r * k + c]);
+      xs[r * k + c] = v;
+      sum[r] += v;
     }
+  }
+  if (a.ln_gamma == nullptr) {
+    __syncthreads();
+    return;
+  }
+  __shared__ float scratch[kRows][kWarpsPerBlock];
+  block_sum_rows<kRows>(sum, scratch);
+  float mean[kRows], var[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    mean[r] = sum[r] / static_cast<float>(k);
+    var[r] = 0.0f;
+  }
+  for (std::int64_t c = threadIdx.x; c < k; c += kThreads) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float d = xs[r * k + c] - mean[r];
+      var[r] += d * d;
+    }
+  }
+  block_sum_rows<kRows>(var, scratch);
+  T* ln_out = static_cast<T*>(a.ln_out);
+  for (std::int64_t c = threadIdx.x; c < k; c += kThreads) {
+    const float g = a.ln_gamma[c], b = a.ln_beta[c];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float rstd = rsqrtf(var[r] / static_cast<float>(k) + a.ln_eps);
+      const T normed = from_f32<T>((xs[r * k + c] - mean[r]) * rstd * g + b);
+      xs[r * k + c] = to_f32(normed);
+      if (blockIdx.x == 0 && ln_out) ln_out[r * k + c] = normed;
+    }
+  }
+  __syncthreads();
+}
+
+// Loads this lane's pieces [base + lane + 32 u] of W row `feature` into registers.
+template <class T>
+__device__ __forceinline__ void load_weights(uint4 (&wv)[kChunk], const GemvArgs& a,
+                                             std::int64_t feature, std::int64_t base,
+                                             std::int64_t vectors, int lane) {
+  const uint4* w_row = reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + feature * a.k);
+#pragma unroll
+  for (int u = 0; u < kChunk; ++u) {
+    const std::int64_t v = base + lane + 32 * u;
+    if (v < vectors) wv[u] = w_row[v];
   }
 }
 
+// Each warp takes features warp, warp + stride, ... (the grid is at most what fits on the GPU at
+// once, so x is staged and normalized once per block, not once per 4 features: the LM head has
+// 50k of them). The next feature's first loads are issued before this one's reduction.
 template <class T, int kRows>
-void launch_rows(const void* x, const void* w, const void* bias, void* y, std::int64_t n,
-                 std::int64_t k, Activation activation, cudaStream_t stream) {
-  const auto blocks = static_cast<unsigned>((n + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  gemv_kernel<T, kRows><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(
-      static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias),
-      static_cast<T*>(y), n, k, activation);
+__global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
+  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
+  extern __shared__ float xs[];  // [kRows, k]
+  const int lane = threadIdx.x % 32;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock;
+  std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const std::int64_t vectors = a.k / kPerVec;
+
+  uint4 wv[kChunk];
+  if (feature < a.n) load_weights<T>(wv, a, feature, 0, vectors, lane);
+  // Weights are never written by a kernel: they load while the previous kernel finishes.
+  wait_for_previous_kernel();
+  allow_dependent_launch();
+  stage_rows<T, kRows>(a, static_cast<const T*>(a.x), xs);
+  if (feature >= a.n) return;  // after staging: every thread takes part in its barriers
+
+  const T* bias = static_cast<const T*>(a.bias);
+  const T* residual = static_cast<const T*>(a.residual);
+  T* y = static_cast<T*>(a.y);
+  for (;;) {
+    float acc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[r] = 0.0f;
+    for (std::int64_t base = 0;;) {
+#pragma unroll
+      for (int u = 0; u < kChunk; ++u) {
+        const std::int64_t v = base + lane + 32 * u;
+        if (v >= vectors) break;
+        const T* wt = reinterpret_cast<const T*>(&wv[u]);
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {
+          const float* xr = xs + r * a.k + v * kPerVec;
+#pragma unroll
+          for (int e = 0; e < kPerVec; ++e) acc[r] += xr[e] * to_f32(wt[e]);
+        }
+      }
+      base += 32 * kChunk;
+      if (base >= vectors) break;
+      load_weights<T>(wv, a, feature, base, vectors, lane);
+    }
+    const std::int64_t next = feature + stride;
+    if (next < a.n) load_weights<T>(wv, a, next, 0, vectors, lane);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float sum = warp_sum(acc[r]);
+      if (lane == 0) {
+        float out = activate(sum + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
+        if (residual) out += to_f32(residual[r * a.n + feature]);  // read before y (may alias)
+        y[r * a.n + feature] = from_f32<T>(out);
+      }
+    }
+    if (next >= a.n) break;
+    feature = next;
+  }
+}
+
+int multiprocessor_count() {
+  static const int count = [] {
+    int device = 0, value = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&value, cudaDevAttrMultiProcessorCount, device);
+    return value > 0 ? value : 1;
+  }();
+  return count;
+}
+
+template <class T, int kRows>
+void launch_rows(const GemvArgs& a, cudaStream_t stream) {
+  const std::size_t shared = static_cast<std::size_t>(kRows * a.k) * sizeof(float);
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<T, kRows>, kThreads,
+                                                    shared) != cudaSuccess ||
+      per_sm < 1) {
+    (void)cudaGetLastError();  // not a launch error: fall back to one block per multiprocessor
+    per_sm = 1;
+  }
+  const std::int64_t wanted = (a.n + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  const std::int64_t resident = static_cast<std::int64_t>(per_sm) * multiprocessor_count();
+  const auto blocks = static_cast<unsigned>(wanted < resident ? wanted : resident);
+  launch_dependent(gemv_kernel<T, kRows>, dim3(blocks), dim3(kThreads), shared, stream, a);
 }
 
 bool aligned16(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
+std::int64_t rows_per_launch(std::int64_t k) {
+  const std::int64_t fit = kSharedFloats / k;
+  return fit < kMaxRowsPerLaunch ? fit : kMaxRowsPerLaunch;
+}
+
 }  // namespace
 
 bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, const void* w) {
   const std::int64_t per_vec = act == DType::F32 ? 4 : 8;
-  return m >= 1 && m <= kMaxRows && k % per_vec == 0 && aligned16(x) && aligned16(w);
+  return m >= 1 && m <= kMaxGemvRows && k % per_vec == 0 && rows_per_launch(k) >= 1 &&
+         aligned16(x) && aligned16(w);
 }
 
-void launch_gemv(DType act, const void* x, const void* w, const void* bias, void* y, std::int64_t m,
-                 std::int64_t n, std::int64_t k, Activation activation, cudaStream_t stream) {
-  // Up to four rows per launch (the accumulators stay in registers); eight rows take two.
-  const std::size_t element = act == DType::F32 ? 4 : 2;
-  for (std::int64_t first = 0; first < m; first += 4) {
-    const std::int64_t rows = m - first < 4 ? m - first : 4;
-    const void* xr = static_cast<const char*>(x) + first * k * element;
-    void* yr = static_cast<char*>(y) + first * n * element;
+void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
+  // A few rows per launch (the accumulators stay in registers, x in shared memory).
+  const std::size_t element = dtype_size(act);
+  const std::int64_t per_launch = rows_per_launch(args.k);
+  for (std::int64_t first = 0; first < args.m; first += per_launch) {
+    const std::int64_t rows = args.m - first < per_launch ? args.m - first : per_launch;
+    GemvArgs a = args;
+    a.x = static_cast<const char*>(args.x) + first * args.k * element;
+    a.y = static_cast<char*>(args.y) + first * args.n * element;
+    if (a.residual) a.residual = static_cast<const char*>(args.residual) + first * args.n * element;
+    if (a.ln_residual)
+      a.ln_residual = static_cast<const char*>(args.ln_residual) + first * args.k * element;
+    if (a.ln_out) a.ln_out = static_cast<char*>(args.ln_out) + first * args.k * element;
+    a.m = rows;
     EAQ_DISPATCH_FLOAT(act, {
       switch (rows) {
         case 1:
-          launch_rows<T, 1>(xr, w, bias, yr, n, k, activation, stream);
+          launch_rows<T, 1>(a, stream);
           break;
         case 2:
-          launch_rows<T, 2>(xr, w, bias, yr, n, k, activation, stream);
+          launch_rows<T, 2>(a, stream);
           break;
         case 3:
-          launch_rows<T, 3>(xr, w, bias, yr, n, k, activation, stream);
+          launch_rows<T, 3>(a, stream);
           break;
         default:
-          launch_rows<T, 4>(xr, w, bias, yr, n, k, activation, stream);
+          launch_rows<T, 4>(a, stream);
           break;
       }
     });

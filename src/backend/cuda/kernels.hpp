@@ -22,11 +22,29 @@ void launch_layer_norm(DType act, const void* x, const void* residual, const flo
                        const float* beta, float eps, void* out, std::int64_t rows,
                        std::int64_t cols, cudaStream_t stream);
 
+// Device scratch for kernels that split one row's work over several blocks, the last block to
+// finish combining the partial results: f32 partials and one arrival counter per row. The
+// counters must be zero before the first launch; every launch leaves them at zero.
+struct SplitScratch {
+  float* partials = nullptr;
+  std::int64_t partial_floats = 0;
+  unsigned* counters = nullptr;
+  std::int64_t counter_count = 0;
+};
+// What a launch would like to have; with less, it splits less (down to not at all).
+struct SplitNeed {
+  std::int64_t partial_floats = 0;
+  std::int64_t counters = 0;
+};
+
 // Scaled dot-product attention (see AttentionArgs). Picks the tensor-core kernel for F16/BF16
 // with head_dim 32/64/128 and q_len >= 16, the grouped CUDA-core kernel for other prefills
-// (f32 included), and the simple kernel for decode steps.
-void launch_attention(DType act, const AttentionArgs& args, cudaStream_t stream);
-// "wmma", "grouped" or "simple": what launch_attention() runs for these arguments.
+// (f32 included), and the decode kernel for decode steps, which splits a long cache over several
+// blocks per (query, head) when there are too few of those to fill the GPU.
+void launch_attention(DType act, const AttentionArgs& args, const SplitScratch& scratch,
+                      cudaStream_t stream);
+SplitNeed attention_split_need(DType act, const AttentionArgs& args);
+// "wmma", "grouped", "decode" or "simple": what launch_attention() runs for these arguments.
 const char* attention_kernel_name(DType act, const AttentionArgs& args);
 // The simple kernel alone, for tests that compare the two.
 void launch_attention_simple(DType act, const AttentionArgs& args, cudaStream_t stream);
@@ -44,12 +62,30 @@ void launch_add(DType act, const void* a, const void* b, void* out, std::int64_t
 // out[i] = x[index[i]] for rows of `row_bytes` bytes.
 void launch_gather_rows(const void* x, const std::int32_t* index, void* out, std::int64_t rows,
                         std::int64_t row_bytes, cudaStream_t stream);
-// y[m, n] = act(x[m, :] . w[n, :] + bias[n]) for m <= 8 rows (decode steps, small heads), one
-// warp per output feature; x, w and y share the float dtype `act`, bias too (or null). Needs
-// k a multiple of one 16-byte vector and 16-byte aligned x and w.
+// y[m, n] = act(x[m, :] . w[n, :] + bias[n]) + residual[m, n] for m <= kMaxGemvRows rows (decode
+// steps, small heads), one warp per output feature; x, w, y, bias and residual share the float
+// dtype `act` (bias and residual may be null; residual may alias y). With ln_gamma set, x is first
+// replaced by LayerNorm(x + ln_residual) * ln_gamma + ln_beta (f32 math, rounded to `act` as the
+// LayerNorm kernel stores it), and the normalized rows are also written to ln_out (if not null;
+// it must not alias x, ln_residual or y). Needs k a multiple of one 16-byte vector, k <= 12288
+// and 16-byte aligned x and w.
+struct GemvArgs {
+  const void* x = nullptr;
+  const void* w = nullptr;
+  const void* bias = nullptr;
+  const void* residual = nullptr;
+  void* y = nullptr;
+  const float* ln_gamma = nullptr;
+  const float* ln_beta = nullptr;
+  float ln_eps = 0.0f;
+  const void* ln_residual = nullptr;
+  void* ln_out = nullptr;
+  std::int64_t m = 0, n = 0, k = 0;
+  Activation activation = Activation::None;
+};
+constexpr std::int64_t kMaxGemvRows = 8;
 bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, const void* w);
-void launch_gemv(DType act, const void* x, const void* w, const void* bias, void* y, std::int64_t m,
-                 std::int64_t n, std::int64_t k, Activation activation, cudaStream_t stream);
+void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream);
 
 // Elementwise conversion between F32, F16 and BF16.
 void launch_convert(DType from, const void* src, DType to, void* dst, std::int64_t count,

@@ -113,6 +113,16 @@ LtMatmul::~LtMatmul() {
   if (desc_) cublasLtMatmulDescDestroy(desc_);
 }
 
+void LtMatmul::tune_on(const void* weight, const void* input, void* scratch_output,
+                       const void* bias, void* workspace, cudaStream_t stream) const {
+  if (spec_.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+    EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                    sizeof bias));
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  tune(weight, input, scratch_output, &alpha, &beta, workspace, stream);
+}
+
 void LtMatmul::run(const void* weight, const void* input, void* output, const void* bias,
                    const void* alpha, const void* beta, void* workspace,
                    cudaStream_t stream) const {

@@ -43,6 +43,12 @@ class LtMatmul {
   // alpha/beta are of the scale type (f32 except for int32 compute, which uses i32).
   void run(const void* weight, const void* input, void* output, const void* bias, const void* alpha,
            const void* beta, void* workspace, cudaStream_t stream) const;
+  // Whether the first run would still time the candidate algorithms (which writes the output
+  // several times: wrong when beta is not 0).
+  bool needs_tuning() const { return !tuned_; }
+  // Times the candidates now, on `scratch_output` with alpha 1 and beta 0 (f32 scales).
+  void tune_on(const void* weight, const void* input, void* scratch_output, const void* bias,
+               void* workspace, cudaStream_t stream) const;
   // Points the A/B scales elsewhere for the following runs (buffers that moved or differ by call).
   void set_scale_pointers(const float* a_scale, const float* b_scale) const;
 

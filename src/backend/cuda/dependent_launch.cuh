@@ -1,0 +1,50 @@
+// Programmatic dependent launch (Hopper, compute capability 9.0): a kernel launched with
+// launch_dependent() may start while the kernel before it in the stream is still running. It
+// must call wait_for_previous_kernel() before it reads anything that kernel wrote or writes
+// anything that kernel reads; what comes before (loading weights) overlaps the previous kernel's
+// tail and the launch latency. A decode step is ~65 small dependent kernels, so this matters.
+// Kernels call allow_dependent_launch() to let the next one start early. On older GPUs the
+// launch attribute is left off and both calls compile to nothing; EAQ_DEPENDENT_LAUNCH=0 in the
+// environment leaves it off everywhere (to measure what it buys).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "backend/cuda/cuda_check.hpp"
+
+namespace eaq::cuda {
+
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_dependent_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// Whether the current device supports programmatic dependent launch (cached per device).
+bool dependent_launch_supported();
+
+// kernel<<<grid, block, shared, stream>>>(args...), allowed to overlap the previous kernel when
+// the device supports it.
+template <class... KernelArgs, class... Args>
+void launch_dependent(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, std::size_t shared,
+                      cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1] = {};
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = dependent_launch_supported() ? 1 : 0;
+  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...));
+}
+
+}  // namespace eaq::cuda
