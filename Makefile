@@ -59,7 +59,8 @@ gpu-carry: deps
 	mkdir -p .carry/bin
 	cp $(GPU_BUILD_DIR)/eaq $(GPU_BUILD_DIR)/eaq_tests $(GPU_BUILD_DIR)/eaq_gemm_bench .carry/bin/
 	strip .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench
-	gzip -9 -f .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench
+	rm -f .carry/bin/*.gz .carry/bin/*.xz
+	xz -9e -T2 -f .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.cu' '*.cuh')

@@ -34,9 +34,10 @@ struct LinearShape {
   std::int64_t m, n, k;
 };
 
-// m <= 8 runs eaq's GEMV; m = 40 runs cuBLASLt (the residual as its C operand).
-const LinearShape kShapes[] = {{1, 2304, 768}, {3, 768, 3072}, {5, 200, 64},
-                               {8, 96, 128},   {1, 5000, 768}, {40, 256, 128}};
+// m <= 8 runs eaq's GEMV (one row with k <= 1536 f16 / 768 f32: x in registers; otherwise x in
+// shared memory); m = 40 runs cuBLASLt (the residual as its C operand).
+const LinearShape kShapes[] = {{1, 2304, 768}, {1, 768, 3072}, {1, 96, 1536},  {3, 768, 3072},
+                               {5, 200, 64},   {8, 96, 128},   {1, 5000, 768}, {40, 256, 128}};
 
 struct Outputs {
   HostTensor y, normed;

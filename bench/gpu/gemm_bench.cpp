@@ -1,8 +1,10 @@
 // GEMM micro-benchmark of the quantized Linear paths against f16, on the GPU (CUDA events,
 // medians over many repetitions):
 //
-//   eaq_gemm_bench [--samples N] [--min-sample-us U] [--only peer|distilbert]
+//   eaq_gemm_bench [--samples N] [--min-sample-us U] [--only peer|distilbert|gemv|attention]
 //
+// (--only gemv / attention: a decode step's GEMVs and attention, see bench_gemv and
+// bench_decode_attention below.)
 // Shapes: the peer baseline's M=16384, K=768, N=3072 (../shared/DESIGN.md: PyTorch on an H100
 // reached fp16 658 TFLOP/s, int8 _int_mm 488 TOP/s, fp8 _scaled_mm 989 TFLOP/s) and DistilBERT's
 // four Linear layers at batch 1, 32 and 128 x seq 128. Variants, each as the CUDA backend runs it
@@ -35,6 +37,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_check.hpp"
@@ -330,6 +333,184 @@ void bench_shape(const GemmShape& s, cublasLtHandle_t lt, cudaStream_t stream, v
 
 }  // namespace
 
+// --- decode GEMVs (--only gemv) ------------------------------------------------------------------
+// GPT-2 124M's decode-step Linear layers at one row, f16: eaq's GEMV, the same with the LayerNorm
+// prologue, and cuBLASLt (bias epilogue). Each call reads one of several copies of W, together
+// larger than L2, as a decode step reads every layer's weights once. Timed as a captured graph of
+// back-to-back calls (what a decode step's graph replays), so host launch cost is not counted.
+
+double graph_time_us(const std::function<void(int)>& call, int calls_per_graph, cudaStream_t stream,
+                     const Options& options) {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  call(0);  // first calls outside capture (cuBLASLt tunes its algorithm here)
+  EAQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+  EAQ_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < calls_per_graph; ++i) call(i);
+  EAQ_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  EAQ_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const double us =
+      time_us([&] { EAQ_CUDA_CHECK(cudaGraphLaunch(exec, stream)); }, stream, options);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return us / calls_per_graph;
+}
+
+void bench_gemv(cublasLtHandle_t lt, cudaStream_t stream, void* workspace, const Options& options) {
+  struct Shape {
+    const char* name;
+    std::int64_t n, k;
+  };
+  const Shape shapes[] = {{"c_attn", 2304, 768},
+                          {"attn c_proj", 768, 768},
+                          {"c_fc", 3072, 768},
+                          {"mlp c_proj", 768, 3072},
+                          {"lm_head", 50257, 768}};
+  std::printf("%-12s %6s %5s  %-18s %10s %8s %9s\n", "layer", "N", "K", "variant", "median us",
+              "GB/s", "rel.err");
+  for (const Shape& s : shapes) {
+    const std::size_t w_bytes = static_cast<std::size_t>(s.n * s.k) * 2;
+    const int copies = static_cast<int>(std::max<std::size_t>(1, (256u << 20) / w_bytes + 1));
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> uniform(-0.05f, 0.05f);
+    std::vector<float> w(static_cast<std::size_t>(s.n * s.k)), x(static_cast<std::size_t>(s.k)),
+        b(static_cast<std::size_t>(s.n)), gamma(static_cast<std::size_t>(s.k), 1.0f),
+        beta(static_cast<std::size_t>(s.k), 0.0f);
+    for (float& v : w) v = uniform(rng);
+    for (float& v : x) v = 20.0f * uniform(rng);
+    for (float& v : b) v = uniform(rng);
+    const auto w16 = to_f16(w), x16 = to_f16(x), b16 = to_f16(b);
+    std::vector<void*> dw;
+    for (int c = 0; c < copies; ++c) dw.push_back(device_copy(w16.data(), w_bytes));
+    void* dx = device_copy(x16.data(), x16.size() * 2);
+    void* db = device_copy(b16.data(), b16.size() * 2);
+    void* dgamma = device_copy(gamma.data(), gamma.size() * 4);
+    void* dbeta = device_copy(beta.data(), beta.size() * 4);
+    void* dnormed = device_alloc(x16.size() * 2);
+    void* dy = device_alloc(static_cast<std::size_t>(s.n) * 2);
+
+    LtMatmulSpec spec;
+    spec.weight_type = spec.input_type = spec.output_type = spec.bias_type = CUDA_R_16F;
+    spec.m = 1;
+    spec.n = s.n;
+    spec.k = s.k;
+    spec.epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const LtMatmul lt_gemm(lt, spec, kWorkspaceBytes, s.name);
+    const float alpha = 1.0f, zero = 0.0f;
+    const auto gemv = [&](int i, bool layer_norm) {
+      cuda::GemvArgs g;
+      g.x = dx;
+      g.w = dw[static_cast<std::size_t>(i % copies)];
+      g.bias = db;
+      g.y = dy;
+      g.m = 1;
+      g.n = s.n;
+      g.k = s.k;
+      if (layer_norm) {
+        g.ln_gamma = static_cast<const float*>(dgamma);
+        g.ln_beta = static_cast<const float*>(dbeta);
+        g.ln_eps = 1e-5f;
+        g.ln_out = dnormed;
+      }
+      cuda::launch_gemv(DType::F16, g, stream);
+    };
+    const auto cublas = [&](int i) {
+      lt_gemm.run(dw[static_cast<std::size_t>(i % copies)], dx, dy, db, &alpha, &zero, workspace,
+                  stream);
+    };
+    const int calls = std::max(copies, 16);
+    // Correctness first: eaq's GEMV against cuBLASLt on the same copy.
+    cublas(0);
+    const std::vector<float> want = download_f16(dy, static_cast<std::size_t>(s.n));
+    gemv(0, false);
+    const double error = max_relative_error(download_f16(dy, static_cast<std::size_t>(s.n)), want);
+    const struct {
+      const char* name;
+      std::function<void(int)> call;
+    } variants[] = {{"eaq gemv", [&](int i) { gemv(i, false); }},
+                    {"eaq layer_norm+gemv", [&](int i) { gemv(i, true); }},
+                    {"cublasLt f16 bias", cublas}};
+    for (const auto& v : variants) {
+      const double us = graph_time_us(v.call, calls, stream, options);
+      std::printf("%-12s %6lld %5lld  %-18s %10.2f %8.0f %9.1e\n", s.name,
+                  static_cast<long long>(s.n), static_cast<long long>(s.k), v.name, us,
+                  static_cast<double>(w_bytes) / us / 1e3, error);
+    }
+    for (void* p : dw) cudaFree(p);
+    for (void* p : {dx, db, dgamma, dbeta, dnormed, dy}) cudaFree(p);
+  }
+}
+
+// --- decode attention (--only attention) ---------------------------------------------------------
+// GPT-2 124M's decode-step attention (12 heads of 64, f16) over a cache of `capacity` positions,
+// this step's K/V appended at the last one, as Gpt2Model::decode_step calls it.
+void bench_decode_attention(cudaStream_t stream, const Options& options) {
+  std::printf("%-28s %6s %9s %10s %8s\n", "decode attention", "batch", "capacity", "median us",
+              "GB/s");
+  for (const auto& [batch, capacity] :
+       {std::pair<std::int64_t, std::int64_t>{1, 192}, {1, 384}, {1, 1024}, {32, 384}}) {
+    const std::int64_t heads = 12, head_dim = 64, hidden = heads * head_dim;
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    std::vector<float> cache(static_cast<std::size_t>(batch * capacity * 2 * hidden)),
+        qkv(static_cast<std::size_t>(batch * 3 * hidden));
+    for (float& v : cache) v = uniform(rng);
+    for (float& v : qkv) v = uniform(rng);
+    const auto cache16 = to_f16(cache), qkv16 = to_f16(qkv);
+    void* dcache = device_copy(cache16.data(), cache16.size() * 2);
+    void* dqkv = device_copy(qkv16.data(), qkv16.size() * 2);
+    void* dout = device_alloc(static_cast<std::size_t>(batch * hidden) * 2);
+    const std::vector<std::int32_t> ones(static_cast<std::size_t>(batch * capacity), 1);
+    void* dmask = device_copy(ones.data(), ones.size() * 4);
+    const std::int32_t slot = static_cast<std::int32_t>(capacity - 1);
+    void* dslot = device_copy(&slot, 4);
+    char* cache_bytes = static_cast<char*>(dcache);
+    char* qkv_bytes = static_cast<char*>(dqkv);
+    AttentionArgs a;
+    a.q = qkv_bytes;
+    a.k = cache_bytes;
+    a.v = cache_bytes + hidden * 2;
+    a.out = dout;
+    a.q_batch_stride = a.q_row_stride = 3 * hidden;
+    a.kv_batch_stride = capacity * 2 * hidden;
+    a.kv_row_stride = 2 * hidden;
+    a.out_batch_stride = a.out_row_stride = hidden;
+    a.key_mask = static_cast<const std::int32_t*>(dmask);
+    a.mask_batch_stride = capacity;
+    a.batch = batch;
+    a.q_len = 1;
+    a.kv_len = capacity;
+    a.heads = heads;
+    a.head_dim = head_dim;
+    a.scale = 0.125f;
+    a.append_k = qkv_bytes + hidden * 2;
+    a.append_v = qkv_bytes + 2 * hidden * 2;
+    a.append_batch_stride = 3 * hidden;
+    a.append_slot = static_cast<const std::int32_t*>(dslot);
+    const cuda::SplitNeed need = cuda::attention_split_need(DType::F16, a);
+    cuda::SplitScratch scratch;
+    scratch.partial_floats = need.partial_floats;
+    scratch.counter_count = need.counters;
+    scratch.partials = static_cast<float*>(
+        device_alloc(static_cast<std::size_t>(std::max<std::int64_t>(need.partial_floats, 1)) * 4));
+    scratch.counters = static_cast<unsigned*>(
+        device_alloc(static_cast<std::size_t>(std::max<std::int64_t>(need.counters, 1)) * 4));
+    EAQ_CUDA_CHECK(
+        cudaMemset(scratch.counters, 0,
+                   static_cast<std::size_t>(std::max<std::int64_t>(need.counters, 1)) * 4));
+    const double us = graph_time_us(
+        [&](int) { cuda::launch_attention(DType::F16, a, scratch, stream); }, 32, stream, options);
+    const double bytes = static_cast<double>(batch * capacity * 2 * hidden * 2);
+    std::printf("%-28s %6lld %9lld %10.2f %8.0f\n", cuda::attention_kernel_name(DType::F16, a),
+                static_cast<long long>(batch), static_cast<long long>(capacity), us,
+                bytes / us / 1e3);
+    for (void* p : {dcache, dqkv, dout, dmask, dslot, static_cast<void*>(scratch.partials),
+                    static_cast<void*>(scratch.counters)}) {
+      cudaFree(p);
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {
@@ -341,9 +522,9 @@ int main(int argc, char** argv) {
     } else if (arg == "--only" && i + 1 < argc) {
       options.only = argv[++i];
     } else {
-      std::fprintf(
-          stderr,
-          "usage: eaq_gemm_bench [--samples N] [--min-sample-us U] [--only peer|distilbert]\n");
+      std::fprintf(stderr,
+                   "usage: eaq_gemm_bench [--samples N] [--min-sample-us U] [--only "
+                   "peer|distilbert|gemv|attention]\n");
       return 2;
     }
   }
@@ -370,9 +551,14 @@ int main(int argc, char** argv) {
     cublasLtHandle_t lt;
     EAQ_CUBLAS_CHECK(cublasLtCreate(&lt));
     void* workspace = device_alloc(kWorkspaceBytes);
-    std::printf("%-22s %6s %5s %5s  %-16s %10s  %8s  %7s  %9s  %s\n", "shape", "M", "K", "N",
-                "variant", "median us", "T(FL)OP/s", "vs f16", "rel.err", "note");
+    if (!shapes.empty()) {
+      std::printf("%-22s %6s %5s %5s  %-16s %10s  %8s  %7s  %9s  %s\n", "shape", "M", "K", "N",
+                  "variant", "median us", "T(FL)OP/s", "vs f16", "rel.err", "note");
+    }
     for (const GemmShape& s : shapes) bench_shape(s, lt, stream, workspace, options);
+    if (options.only.empty() || options.only == "gemv") bench_gemv(lt, stream, workspace, options);
+    if (options.only.empty() || options.only == "attention")
+      bench_decode_attention(stream, options);
     cudaFree(workspace);
     cublasLtDestroy(lt);
     cudaStreamDestroy(stream);

@@ -15,7 +15,12 @@ BIN=${EAQ_BIN:-$ROOT/.carry/bin}
 export EAQ_SOURCE_DIR=$ROOT EAQ_BINARY=$BIN/eaq PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 status=0
-# Binaries travel gzipped (the working tree that travels is limited to 64 MiB).
+# Binaries travel xz-compressed (the working tree that travels is limited to 64 MiB); Python's
+# lzma unpacks them where the xz tool is missing.
+for f in "$BIN"/*.xz; do
+  [ -e "$f" ] || continue
+  python3 -c 'import lzma, os, sys; src = sys.argv[1]; open(src[:-3], "wb").write(lzma.open(src).read()); os.remove(src)' "$f"
+done
 for f in "$BIN"/*.gz; do [ -e "$f" ] && gunzip -f "$f"; done
 chmod +x "$BIN"/* 2>/dev/null
 
@@ -50,6 +55,17 @@ stage_test() {
 stage_gemm() {
   note "GEMM micro-benchmark of the quantized paths (eaq_gemm_bench)"
   "$BIN/eaq_gemm_bench" 2>&1 | tee "$OUT/gemm_bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+}
+
+stage_gemv() {
+  note "decode GEMVs: eaq vs cuBLASLt (eaq_gemm_bench --only gemv), dependent launch on, then off"
+  "$BIN/eaq_gemm_bench" --only gemv 2>&1 | tee "$OUT/gemv_bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  EAQ_DEPENDENT_LAUNCH=0 "$BIN/eaq_gemm_bench" --only gemv 2>&1 | tee "$OUT/gemv_bench_no_pdl.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  note "decode attention (eaq_gemm_bench --only attention)"
+  "$BIN/eaq_gemm_bench" --only attention 2>&1 | tee "$OUT/attention_bench.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
 
@@ -202,6 +218,7 @@ for stage in "$@"; do
     test) stage_test ;;
     quant-test) stage_quant_test ;;
     gemm) stage_gemm ;;
+    gemv) stage_gemv ;;
     train-quick) stage_train quick ;;
     train-sentiment) stage_train sentiment ;;
     train-gpt2) stage_train gpt2 ;;

@@ -75,7 +75,9 @@ struct AttentionArgs {
   // append_batch_stride + :] over heads * head_dim elements (likewise v), and then attended to like
   // the rest. k and v must be writable. A slot outside [0, kv_len) writes nothing. Doing it here
   // saves a decode step one launch per layer; the CUDA decode kernel reads the new rows straight
-  // from append_k/append_v.
+  // from append_k/append_v. With an append, the op just before this one must not have written
+  // the other cache rows or the key mask (in a decode step they come from earlier steps and from
+  // the step's start): the CUDA decode kernel reads them while that op is still finishing.
   const void* append_k = nullptr;
   const void* append_v = nullptr;
   std::int64_t append_batch_stride = 0;

@@ -220,8 +220,7 @@ __global__ void attention_decode_vec_kernel(AttentionArgs a, DecodeSplit split) 
   const int dh = static_cast<int>(a.head_dim);
   const int team = dh / kVec;               // threads per key row (a power of two <= 32)
   const int teams = kDecodeThreads / team;  // keys per pass, and key groups for P V
-  float* q = decode_smem;                   // [head_dim]
-  float* scores = q + dh;                   // [chunk]
+  float* scores = decode_smem;              // [chunk]
   float* partial = scores + split.chunk;    // [teams][head_dim]
   __shared__ float reduce[kDecodeThreads / 32];
   __shared__ float weights[kMaxDecodeSplits];
@@ -240,13 +239,27 @@ __global__ void attention_decode_vec_kernel(AttentionArgs a, DecodeSplit split) 
   const std::int64_t new_offset = b * a.append_batch_stride + h * dh + piece * kVec;
   const T* k_new = a.append_k ? static_cast<const T*>(a.append_k) + new_offset : nullptr;
   const T* v_new = a.append_v ? static_cast<const T*>(a.append_v) + new_offset : nullptr;
+  // With an append, the other cache rows and the mask predate the op before this one (see
+  // AttentionArgs): the first pass's key and value rows load while that op finishes.
+  const std::int64_t j_first = j0 + key_group;
+  const bool prefetch = a.append_slot != nullptr && j_first < j1 && j_first != slot;
+  uint4 k_first = make_uint4(0, 0, 0, 0), v_first = make_uint4(0, 0, 0, 0);
+  bool first_visible = false;
+  if (prefetch) {
+    k_first = *reinterpret_cast<const uint4*>(k_base + j_first * a.kv_row_stride);
+    v_first = *reinterpret_cast<const uint4*>(v_base + j_first * a.kv_row_stride);
+    first_visible = key_visible(a, b, i, j_first);
+  }
   wait_for_previous_kernel();  // q and the new rows come from the kernel before
   allow_dependent_launch();
-  for (int d = threadIdx.x; d < dh; d += blockDim.x) q[d] = to_f32(q_row[d]) * a.scale;
-  __syncthreads();
+  // Each thread reads its own piece of q (a team's threads share the 16 bytes through L1).
   float q_piece[kVec];
+  {
+    alignas(16) T q_raw[kVec];
+    *reinterpret_cast<uint4*>(q_raw) = *reinterpret_cast<const uint4*>(q_row + piece * kVec);
 #pragma unroll
-  for (int e = 0; e < kVec; ++e) q_piece[e] = q[piece * kVec + e];
+    for (int e = 0; e < kVec; ++e) q_piece[e] = to_f32(q_raw[e]) * a.scale;
+  }
 
   float local_max = -INFINITY;
   // Every thread of a team runs the same number of passes, so the shuffles below are uniform.
@@ -254,17 +267,20 @@ __global__ void attention_decode_vec_kernel(AttentionArgs a, DecodeSplit split) 
 #pragma unroll 4
   for (std::int64_t pass = 0; pass < passes; ++pass) {
     const std::int64_t j = j0 + pass * teams + key_group;
+    const bool prefetched = pass == 0 && prefetch;
     // The key row is read whether or not the mask hides it (every cache row is allocated), so
     // the mask's load and the row's are in flight together; a hidden row's dot is dropped.
     float dot = 0.0f;
     if (j < j1) {
-      const T* k_row = j == slot ? k_new : k_base + j * a.kv_row_stride;
       alignas(16) T k_piece[kVec];
-      *reinterpret_cast<uint4*>(k_piece) = *reinterpret_cast<const uint4*>(k_row);
+      *reinterpret_cast<uint4*>(k_piece) =
+          prefetched
+              ? k_first
+              : *reinterpret_cast<const uint4*>(j == slot ? k_new : k_base + j * a.kv_row_stride);
 #pragma unroll
       for (int e = 0; e < kVec; ++e) dot += q_piece[e] * to_f32(k_piece[e]);
     }
-    const bool visible = j < j1 && key_visible(a, b, i, j);
+    const bool visible = prefetched ? first_visible : j < j1 && key_visible(a, b, i, j);
     for (int offset = team / 2; offset > 0; offset /= 2) {
       dot += __shfl_xor_sync(0xffffffffu, dot, offset);
     }
@@ -291,12 +307,14 @@ __global__ void attention_decode_vec_kernel(AttentionArgs a, DecodeSplit split) 
 
   float acc[kVec] = {};
 #pragma unroll 4
-  for (std::int64_t j = j0 + key_group; j < j1; j += teams) {
+  for (std::int64_t j = j_first; j < j1; j += teams) {
     const float p = scores[j - j0];
     if (p == 0.0f) continue;
-    const T* v_row = j == slot ? v_new : v_base + j * a.kv_row_stride;
     alignas(16) T v_piece[kVec];
-    *reinterpret_cast<uint4*>(v_piece) = *reinterpret_cast<const uint4*>(v_row);
+    *reinterpret_cast<uint4*>(v_piece) =
+        j == j_first && prefetch
+            ? v_first
+            : *reinterpret_cast<const uint4*>(j == slot ? v_new : v_base + j * a.kv_row_stride);
 #pragma unroll
     for (int e = 0; e < kVec; ++e) acc[e] += p * to_f32(v_piece[e]);
   }
@@ -371,8 +389,8 @@ __global__ void attention_decode_vec_kernel(AttentionArgs a, DecodeSplit split) 
   }
 }
 
-// The vectorized kernel needs 16-byte aligned rows and a head split into a power-of-two number
-// (<= 32) of 16-byte pieces.
+// The vectorized kernel needs 16-byte aligned rows (q, k, v and the appended ones) and a head
+// split into a power-of-two number (<= 32) of 16-byte pieces.
 template <class T>
 bool decode_vec_eligible(const AttentionArgs& a) {
   constexpr int kVec = kDecodeVec<T>;
@@ -383,6 +401,7 @@ bool decode_vec_eligible(const AttentionArgs& a) {
       a.append_slot == nullptr ||
       (a.append_batch_stride % kVec == 0 && aligned16(a.append_k) && aligned16(a.append_v));
   return append_ok && a.kv_row_stride % kVec == 0 && a.kv_batch_stride % kVec == 0 &&
+         a.q_row_stride % kVec == 0 && a.q_batch_stride % kVec == 0 && aligned16(a.q) &&
          aligned16(a.k) && aligned16(a.v);
 }
 
@@ -441,7 +460,7 @@ void launch_decode(const AttentionArgs& a, const SplitScratch& scratch, cudaStre
                     static_cast<unsigned>(a.batch));
     const std::int64_t teams = kDecodeThreads / (a.head_dim / kDecodeVec<T>);
     const std::size_t shared =
-        static_cast<std::size_t>(a.head_dim + split.chunk + teams * a.head_dim) * sizeof(float);
+        static_cast<std::size_t>(split.chunk + teams * a.head_dim) * sizeof(float);
     launch_dependent(attention_decode_vec_kernel<T>, grid, dim3(kDecodeThreads), shared, stream, a,
                      split);
     return;

@@ -100,8 +100,9 @@ __device__ void stage_rows(const GemvArgs& a, const T* x, float* xs) {
   }
   block_sum_rows<kRows>(var, scratch);
   T* ln_out = static_cast<T*>(a.ln_out);
+  // __ldg: gamma and beta are read-only here, so their loads need not wait for the stores above.
   for (std::int64_t c = threadIdx.x; c < k; c += kThreads) {
-    const float g = a.ln_gamma[c], b = a.ln_beta[c];
+    const float g = __ldg(a.ln_gamma + c), b = __ldg(a.ln_beta + c);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       const float rstd = rsqrtf(var[r] / static_cast<float>(k) + a.ln_eps);
@@ -186,6 +187,128 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
   }
 }
 
+// One row (a decode step at batch 1) with k small enough that each lane keeps its slice of x in
+// registers: lane l owns pieces l, l + 32, ... of x, the same pieces of every W row it reads. No
+// shared memory and no block barrier; with a LayerNorm, every warp computes the row's statistics
+// with shuffles (two-pass, as the LayerNorm kernel) from its own registers.
+constexpr int kRowVecs = 3;  // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
+  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
+  const int lane = threadIdx.x % 32;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock;
+  std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const std::int64_t vectors = a.k / kPerVec;
+  const auto row_w = [&](std::int64_t f) {
+    return reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + f * a.k);
+  };
+
+  uint4 wv[kRowVecs];
+  if (feature < a.n) {
+    const uint4* w_row = row_w(feature);
+#pragma unroll
+    for (int u = 0; u < kRowVecs; ++u) {
+      if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
+    }
+  }
+  // So are the LayerNorm's gamma and beta.
+  float gv[kRowVecs][kPerVec], bv[kRowVecs][kPerVec];
+  if (a.ln_gamma != nullptr) {
+#pragma unroll
+    for (int u = 0; u < kRowVecs; ++u) {
+      const std::int64_t v = lane + 32 * u;
+      if (v >= vectors) break;
+#pragma unroll
+      for (int q = 0; q < kPerVec / 4; ++q) {
+        const float4 g = reinterpret_cast<const float4*>(a.ln_gamma + v * kPerVec)[q];
+        const float4 b = reinterpret_cast<const float4*>(a.ln_beta + v * kPerVec)[q];
+        gv[u][4 * q] = g.x, gv[u][4 * q + 1] = g.y, gv[u][4 * q + 2] = g.z, gv[u][4 * q + 3] = g.w;
+        bv[u][4 * q] = b.x, bv[u][4 * q + 1] = b.y, bv[u][4 * q + 2] = b.z, bv[u][4 * q + 3] = b.w;
+      }
+    }
+  }
+  wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
+  allow_dependent_launch();
+
+  float xv[kRowVecs][kPerVec];
+  float sum = 0.0f;
+  const auto* x4 = reinterpret_cast<const uint4*>(a.x);
+  const auto* r4 = reinterpret_cast<const uint4*>(a.ln_residual);
+#pragma unroll
+  for (int u = 0; u < kRowVecs; ++u) {
+    const std::int64_t v = lane + 32 * u;
+    if (v >= vectors) break;
+    uint4 xr = x4[v];
+    const T* xt = reinterpret_cast<const T*>(&xr);
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) xv[u][e] = to_f32(xt[e]);
+    if (r4) {
+      uint4 rr = r4[v];
+      const T* rt = reinterpret_cast<const T*>(&rr);
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) xv[u][e] += to_f32(rt[e]);
+    }
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) sum += xv[u][e];
+  }
+  if (a.ln_gamma != nullptr) {
+    const float mean = warp_sum(sum) / static_cast<float>(a.k);
+    float sq = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kRowVecs; ++u) {
+      if (lane + 32 * u >= vectors) break;
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) sq += (xv[u][e] - mean) * (xv[u][e] - mean);
+    }
+    const float rstd = rsqrtf(warp_sum(sq) / static_cast<float>(a.k) + a.ln_eps);
+    const bool writer = blockIdx.x == 0 && threadIdx.x < 32 && a.ln_out != nullptr;
+#pragma unroll
+    for (int u = 0; u < kRowVecs; ++u) {
+      const std::int64_t v = lane + 32 * u;
+      if (v >= vectors) break;
+      alignas(16) T normed[kPerVec];
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) {
+        normed[e] = from_f32<T>((xv[u][e] - mean) * rstd * gv[u][e] + bv[u][e]);
+        xv[u][e] = to_f32(normed[e]);  // what the unfused LayerNorm would have stored
+      }
+      if (writer) reinterpret_cast<uint4*>(a.ln_out)[v] = *reinterpret_cast<const uint4*>(normed);
+    }
+  }
+  if (feature >= a.n) return;
+
+  const T* bias = static_cast<const T*>(a.bias);
+  const T* residual = static_cast<const T*>(a.residual);
+  T* y = static_cast<T*>(a.y);
+  for (;;) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kRowVecs; ++u) {
+      if (lane + 32 * u >= vectors) break;
+      const T* wt = reinterpret_cast<const T*>(&wv[u]);
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
+    }
+    const std::int64_t next = feature + stride;
+    if (next < a.n) {
+      const uint4* w_row = row_w(next);
+#pragma unroll
+      for (int u = 0; u < kRowVecs; ++u) {
+        if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
+      }
+    }
+    const float total = warp_sum(acc);
+    if (lane == 0) {
+      float out = activate(total + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
+      if (residual) out += to_f32(residual[feature]);  // read before y (may alias)
+      y[feature] = from_f32<T>(out);
+    }
+    if (next >= a.n) break;
+    feature = next;
+  }
+}
+
 int multiprocessor_count() {
   static const int count = [] {
     int device = 0, value = 0;
@@ -196,20 +319,36 @@ int multiprocessor_count() {
   return count;
 }
 
-template <class T, int kRows>
-void launch_rows(const GemvArgs& a, cudaStream_t stream) {
-  const std::size_t shared = static_cast<std::size_t>(kRows * a.k) * sizeof(float);
+// As many blocks as the features need, at most as many as fit on the GPU at once.
+template <class Kernel>
+unsigned grid_for(Kernel kernel, std::size_t shared, std::int64_t n) {
   int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<T, kRows>, kThreads,
-                                                    shared) != cudaSuccess ||
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, shared) !=
+          cudaSuccess ||
       per_sm < 1) {
     (void)cudaGetLastError();  // not a launch error: fall back to one block per multiprocessor
     per_sm = 1;
   }
-  const std::int64_t wanted = (a.n + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  const std::int64_t wanted = (n + kWarpsPerBlock - 1) / kWarpsPerBlock;
   const std::int64_t resident = static_cast<std::int64_t>(per_sm) * multiprocessor_count();
-  const auto blocks = static_cast<unsigned>(wanted < resident ? wanted : resident);
-  launch_dependent(gemv_kernel<T, kRows>, dim3(blocks), dim3(kThreads), shared, stream, a);
+  return static_cast<unsigned>(wanted < resident ? wanted : resident);
+}
+
+template <class T, int kRows>
+void launch_rows(const GemvArgs& a, cudaStream_t stream) {
+  const std::size_t shared = static_cast<std::size_t>(kRows * a.k) * sizeof(float);
+  launch_dependent(gemv_kernel<T, kRows>, dim3(grid_for(gemv_kernel<T, kRows>, shared, a.n)),
+                   dim3(kThreads), shared, stream, a);
+}
+
+bool aligned16(const void* p);
+
+// The register kernel: one row, x (and the LayerNorm operands) in 16-byte pieces.
+bool row_kernel_fits(DType act, const GemvArgs& a) {
+  const std::int64_t per_vec = act == DType::F32 ? 4 : 8;
+  const auto ok = [](const void* p) { return p == nullptr || aligned16(p); };
+  return a.m == 1 && a.k / per_vec <= 32 * kRowVecs && ok(a.x) && ok(a.ln_residual) &&
+         ok(a.ln_out) && ok(a.ln_gamma) && ok(a.ln_beta);
 }
 
 bool aligned16(const void* p) {
@@ -230,6 +369,12 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
 }
 
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
+  if (row_kernel_fits(act, args)) {
+    EAQ_DISPATCH_FLOAT(
+        act, launch_dependent(gemv_row_kernel<T>, dim3(grid_for(gemv_row_kernel<T>, 0, args.n)),
+                              dim3(kThreads), 0, stream, args));
+    return;
+  }
   // A few rows per launch (the accumulators stay in registers, x in shared memory).
   const std::size_t element = dtype_size(act);
   const std::int64_t per_launch = rows_per_launch(args.k);
