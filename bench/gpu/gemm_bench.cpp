@@ -511,6 +511,50 @@ void bench_decode_attention(cudaStream_t stream, const Options& options) {
   }
 }
 
+// A prefill's causal self-attention over the fused qkv rows (GPT-2 124M, 128 tokens), every kernel
+// that can run it: the tensor-core kernel launch_attention picks, the grouped CUDA-core kernel,
+// and the decode kernel with one block per (query, head).
+void bench_prefill_attention(cudaStream_t stream, const Options& options) {
+  std::printf("%-28s %6s %9s %10s\n", "prefill attention (causal)", "batch", "tokens", "median us");
+  for (const std::int64_t batch : {1, 8}) {
+    const std::int64_t heads = 12, head_dim = 64, hidden = heads * head_dim, seq = 128;
+    std::mt19937 rng(9);
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    std::vector<float> qkv(static_cast<std::size_t>(batch * seq * 3 * hidden));
+    for (float& v : qkv) v = uniform(rng);
+    const auto qkv16 = to_f16(qkv);
+    void* dqkv = device_copy(qkv16.data(), qkv16.size() * 2);
+    void* dout = device_alloc(static_cast<std::size_t>(batch * seq * hidden) * 2);
+    char* qkv_bytes = static_cast<char*>(dqkv);
+    AttentionArgs a;
+    a.q = qkv_bytes;
+    a.k = qkv_bytes + hidden * 2;
+    a.v = qkv_bytes + 2 * hidden * 2;
+    a.out = dout;
+    a.q_batch_stride = a.kv_batch_stride = seq * 3 * hidden;
+    a.q_row_stride = a.kv_row_stride = 3 * hidden;
+    a.out_batch_stride = seq * hidden;
+    a.out_row_stride = hidden;
+    a.batch = batch;
+    a.q_len = a.kv_len = seq;
+    a.heads = heads;
+    a.head_dim = head_dim;
+    a.causal = true;
+    a.scale = 0.125f;
+    const cuda::SplitScratch none;
+    for (const char* kernel : {"wmma", "grouped", "decode"}) {
+      const double us = graph_time_us(
+          [&](int) { cuda::launch_attention_kernel(DType::F16, a, none, kernel, stream); }, 32,
+          stream, options);
+      const bool chosen = std::string(kernel) == cuda::attention_kernel_name(DType::F16, a);
+      std::printf("%-28s %6lld %9lld %10.2f%s\n", kernel, static_cast<long long>(batch),
+                  static_cast<long long>(seq), us, chosen ? "  (chosen)" : "");
+    }
+    cudaFree(dqkv);
+    cudaFree(dout);
+  }
+}
+
 int main(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {
@@ -557,8 +601,10 @@ int main(int argc, char** argv) {
     }
     for (const GemmShape& s : shapes) bench_shape(s, lt, stream, workspace, options);
     if (options.only.empty() || options.only == "gemv") bench_gemv(lt, stream, workspace, options);
-    if (options.only.empty() || options.only == "attention")
+    if (options.only.empty() || options.only == "attention") {
       bench_decode_attention(stream, options);
+      bench_prefill_attention(stream, options);
+    }
     cudaFree(workspace);
     cublasLtDestroy(lt);
     cudaStreamDestroy(stream);

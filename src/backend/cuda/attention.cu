@@ -861,8 +861,12 @@ SplitNeed attention_split_need(DType act, const AttentionArgs& a) {
 
 void launch_attention(DType act, const AttentionArgs& args, const SplitScratch& scratch,
                       cudaStream_t stream) {
+  launch_attention_kernel(act, args, scratch, attention_kernel_name(act, args), stream);
+}
+
+void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitScratch& scratch,
+                             const char* kernel, cudaStream_t stream) {
   if (args.batch == 0 || args.q_len == 0) return;
-  const char* kernel = attention_kernel_name(act, args);
   bool inline_append = false;
   if (kernel[0] == 'd') EAQ_DISPATCH_FLOAT(act, inline_append = decode_vec_eligible<T>(args));
   AttentionArgs a = args;

@@ -44,6 +44,10 @@ struct SplitNeed {
 void launch_attention(DType act, const AttentionArgs& args, const SplitScratch& scratch,
                       cudaStream_t stream);
 SplitNeed attention_split_need(DType act, const AttentionArgs& args);
+// The same with the kernel named (one attention_kernel_name() can return and the arguments suit),
+// for benchmarks that compare kernels on one shape.
+void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitScratch& scratch,
+                             const char* kernel, cudaStream_t stream);
 // "wmma", "grouped", "decode" or "simple": what launch_attention() runs for these arguments.
 const char* attention_kernel_name(DType act, const AttentionArgs& args);
 // The simple kernel alone, for tests that compare the two.
