@@ -25,17 +25,6 @@ struct AttentionCase {
   bool append = false;
 };
 
-// Rounds host f32 values through `dtype` (what the GPU will see).
-HostTensor rounded(const HostTensor& t, DType dtype) {
-  HostTensor out = t.to_f32();
-  for (std::int64_t i = 0; i < out.numel(); ++i) {
-    float& v = out.mutable_data<float>()[i];
-    if (dtype == DType::F16) v = f16_bits_to_f32(f32_to_f16_bits(v));
-    if (dtype == DType::BF16) v = bf16_bits_to_f32(f32_to_bf16_bits(v));
-  }
-  return out;
-}
-
 // Runs one attention case on `backend` with buffers laid out as the models use them: fused QKV
 // rows for prefill, or separate K/V caches of capacity kv_len + 5 for decode-like cases.
 HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& q,
@@ -145,9 +134,12 @@ TEST_P(CudaAttention, MatchesCpuReference) {
     EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
     const DType act = gpu->activation_dtype();
     const std::int64_t hidden = c.heads * c.head_dim;
-    const HostTensor q = rounded(test::random_f32({c.batch, c.q_len, hidden}, 11, 2.0f), act);
-    const HostTensor k = rounded(test::random_f32({c.batch, c.kv_len, hidden}, 12, 2.0f), act);
-    const HostTensor v = rounded(test::random_f32({c.batch, c.kv_len, hidden}, 13, 1.0f), act);
+    const HostTensor q =
+        test::rounded_to(test::random_f32({c.batch, c.q_len, hidden}, 11, 2.0f), act);
+    const HostTensor k =
+        test::rounded_to(test::random_f32({c.batch, c.kv_len, hidden}, 12, 2.0f), act);
+    const HostTensor v =
+        test::rounded_to(test::random_f32({c.batch, c.kv_len, hidden}, 13, 1.0f), act);
     std::vector<std::int32_t> mask_values(static_cast<std::size_t>(c.batch * c.kv_len), 1);
     for (int b = 0; b < c.batch; ++b) {  // batch b has its last 3*b keys padded
       for (int j = c.kv_len - 3 * b; j < c.kv_len; ++j) {

@@ -15,16 +15,6 @@
 namespace eaq {
 namespace {
 
-HostTensor rounded(const HostTensor& t, DType dtype) {
-  HostTensor out = t.to_f32();
-  for (std::int64_t i = 0; i < out.numel(); ++i) {
-    float& v = out.mutable_data<float>()[i];
-    if (dtype == DType::F16) v = f16_bits_to_f32(f32_to_f16_bits(v));
-    if (dtype == DType::BF16) v = bf16_bits_to_f32(f32_to_bf16_bits(v));
-  }
-  return out;
-}
-
 double tolerance_for(DType act) {
   // f16/bf16: the GPU rounds the normalized rows and the outputs to the dtype; the CPU does not.
   return act == DType::F32 ? 1e-4 : act == DType::F16 ? 1e-2 : 5e-2;
@@ -85,13 +75,13 @@ TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
     const DType act = gpu->activation_dtype();
     for (const LinearShape& s : kShapes) {
       const float w_scale = 1.0f / std::sqrt(static_cast<float>(s.k));
-      const HostTensor w = rounded(test::random_f32({s.n, s.k}, 21, w_scale), act);
-      const HostTensor bias = rounded(test::random_f32({s.n}, 22, 0.5f), act);
-      const HostTensor x = rounded(test::random_f32({s.m, s.k}, 23, 3.0f), act);
-      const HostTensor ln_residual = rounded(test::random_f32({s.m, s.k}, 24, 1.0f), act);
+      const HostTensor w = test::rounded_to(test::random_f32({s.n, s.k}, 21, w_scale), act);
+      const HostTensor bias = test::rounded_to(test::random_f32({s.n}, 22, 0.5f), act);
+      const HostTensor x = test::rounded_to(test::random_f32({s.m, s.k}, 23, 3.0f), act);
+      const HostTensor ln_residual = test::rounded_to(test::random_f32({s.m, s.k}, 24, 1.0f), act);
       const HostTensor gamma = test::random_f32({s.k}, 25, 1.0f);
       const HostTensor beta = test::random_f32({s.k}, 26, 0.2f);
-      const HostTensor residual = rounded(test::random_f32({s.m, s.n}, 27, 2.0f), act);
+      const HostTensor residual = test::rounded_to(test::random_f32({s.m, s.n}, 27, 2.0f), act);
       const FusedResults want = run_fused(*cpu, s, w, bias, x, ln_residual, gamma, beta, residual);
       const FusedResults got = run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
       const double errors[] = {
@@ -126,7 +116,7 @@ TEST(CudaFusedOps, SplitArgmaxOverAVocabularyMatchesTheCpu) {
     const DType act = gpu->activation_dtype();
     const std::int64_t rows = 4, cols = 50257;
     for (unsigned seed : {31u, 32u}) {
-      HostTensor logits = rounded(test::random_f32({rows, cols}, seed, 4.0f), act);
+      HostTensor logits = test::rounded_to(test::random_f32({rows, cols}, seed, 4.0f), act);
       float* v = logits.mutable_data<float>();
       v[0 * cols + 40000] = v[0 * cols + 100] = 9.0f;  // tie in different chunks: 100 wins
       v[1 * cols + cols - 1] = 9.0f;                   // the last column

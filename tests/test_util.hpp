@@ -71,6 +71,18 @@ inline HostTensor random_f32(Shape shape, unsigned seed, float scale = 1.0f) {
   return t;
 }
 
+// `t` as f32 with every value rounded through `dtype` (F16 or BF16; F32 leaves it): what a GPU
+// of that dtype sees, so that only a kernel's own error is measured against the CPU.
+inline HostTensor rounded_to(const HostTensor& t, DType dtype) {
+  HostTensor out = t.to_f32();
+  for (std::int64_t i = 0; i < out.numel(); ++i) {
+    float& v = out.mutable_data<float>()[i];
+    if (dtype == DType::F16) v = f16_bits_to_f32(f32_to_f16_bits(v));
+    if (dtype == DType::BF16) v = bf16_bits_to_f32(f32_to_bf16_bits(v));
+  }
+  return out;
+}
+
 struct CommandResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr together

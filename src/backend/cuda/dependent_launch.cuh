@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_query.hpp"
 
 namespace eaq::cuda {
 
@@ -25,9 +26,6 @@ __device__ __forceinline__ void allow_dependent_launch() {
   asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
 }
-
-// Whether the current device supports programmatic dependent launch (cached per device).
-bool dependent_launch_supported();
 
 // kernel<<<grid, block, shared, stream>>>(args...), allowed to overlap the previous kernel when
 // the device supports it.

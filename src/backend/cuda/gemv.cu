@@ -309,16 +309,6 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
   }
 }
 
-int multiprocessor_count() {
-  static const int count = [] {
-    int device = 0, value = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&value, cudaDevAttrMultiProcessorCount, device);
-    return value > 0 ? value : 1;
-  }();
-  return count;
-}
-
 // As many blocks as the features need, at most as many as fit on the GPU at once.
 template <class Kernel>
 unsigned grid_for(Kernel kernel, std::size_t shared, std::int64_t n) {

@@ -1,11 +1,23 @@
+#include "backend/cuda/device_query.hpp"
+
+#include <cuda_runtime.h>
+
 #include <array>
 #include <atomic>
 #include <cstdlib>
 #include <string>
 
-#include "backend/cuda/dependent_launch.cuh"
-
 namespace eaq::cuda {
+
+int multiprocessor_count() {
+  static const int count = [] {
+    int device = 0, value = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&value, cudaDevAttrMultiProcessorCount, device);
+    return value > 0 ? value : 1;
+  }();
+  return count;
+}
 
 bool dependent_launch_supported() {
   // EAQ_DEPENDENT_LAUNCH=0 turns it off: the same binary then measures what it buys.

@@ -1,0 +1,12 @@
+// What the kernels' launchers ask of the current CUDA device (host code; answers are cached).
+#pragma once
+
+namespace eaq::cuda {
+
+// Streaming multiprocessors of the current device (of the first device asked about).
+int multiprocessor_count();
+// Whether the current device supports programmatic dependent launch (compute capability 9.0+),
+// and EAQ_DEPENDENT_LAUNCH=0 does not turn it off (see dependent_launch.cuh).
+bool dependent_launch_supported();
+
+}  // namespace eaq::cuda
