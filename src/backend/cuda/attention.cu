@@ -1,6 +1,6 @@
 // Scaled dot-product attention; reference: cpu_kernels.cpp attention_f32.
 //
-// Three kernels, chosen per call by launch_attention():
+// Four kernels, chosen per call by launch_attention():
 // - tensor core (F16/BF16, head_dim 32/64/128, >= 16 queries): one block per (16 x warps queries,
 //   head, batch). S = Q K^T with WMMA into shared memory, an exact softmax per row (two threads
 //   per row, the key mask staged in shared memory), then O = P V with WMMA. Sequences here are
@@ -9,9 +9,11 @@
 // - grouped (any dtype, head_dim <= 128, >= 16 queries): eight threads per query, 32 queries per
 //   block, keys and values staged in shared memory 32 at a time, online softmax, f32 math on CUDA
 //   cores. The f32 path (fp32 must not use TF32) and odd head sizes.
-// - decode (< 16 queries, e.g. a decode step): one block per (query, head, batch); rows read in
-//   16-byte pieces by teams of threads when aligned, else a thread per key for the scores and a
-//   thread per (dimension, key group) for P V.
+// - decode (< 16 queries, e.g. a decode step): rows read in 16-byte pieces by teams of threads
+//   when aligned, the cache split over several blocks per (query, head, batch) when those are too
+//   few to fill the GPU, this step's K/V appended inline (AttentionArgs::append_*); else one
+//   block per (query, head, batch) with a thread per key for the scores and a thread per
+//   (dimension, key group) for P V.
 // - simple: one block per (query, head, batch), a thread per key. The fallback (head sizes past
 //   128, caches too long for the decode kernel's shared memory) and the tests' second opinion.
 #include <cuda_pipeline.h>
