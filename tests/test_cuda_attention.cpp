@@ -27,9 +27,11 @@ struct AttentionCase {
 
 // Runs one attention case on `backend` with buffers laid out as the models use them: fused QKV
 // rows for prefill, or separate K/V caches of capacity kv_len + 5 for decode-like cases.
+// `kernel` null: the backend's choice; else that kernel alone ("simple", "wmma", "prefill"), or an
+// empty tensor when it cannot run these arguments.
 HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& q,
                     const HostTensor& k, const HostTensor& v, const HostTensor& mask,
-                    bool force_simple) {
+                    const char* kernel) {
   const DType act = backend.activation_dtype();
   const std::int64_t hidden = c.heads * c.head_dim;
   const std::int64_t capacity = c.cache_layout ? c.kv_len + 5 : c.kv_len;
@@ -93,18 +95,27 @@ HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& 
     a.append_batch_stride = hidden;
     a.append_slot = static_cast<const std::int32_t*>(dslot.data);
   }
+  bool ran = true;
 #ifdef EAQ_HAVE_CUDA
-  if (force_simple && backend.is_cuda()) {
+  const std::string named = kernel ? kernel : "";
+  if (named == "simple" && backend.is_cuda()) {
     cuda::launch_attention_simple(act, a, nullptr);  // legacy stream: synchronizes below
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  } else if (!named.empty() && backend.is_cuda()) {
+    ran = named == "wmma" ? cuda::attention_tensor_core_eligible(act, a)
+                          : cuda::attention_prefill_eligible(act, a);
+    if (ran) {
+      cuda::launch_attention_kernel(act, a, cuda::SplitScratch{}, kernel, nullptr);
+      EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    }
   } else {
     backend.attention(a);
   }
 #else
-  (void)force_simple;
+  (void)kernel;
   backend.attention(a);
 #endif
-  HostTensor result = backend.download(out);
+  HostTensor result = ran ? backend.download(out) : HostTensor();
   if (c.append) {
     // The new rows are in the cache now, bit for bit.
     const HostTensor k_after = backend.download(dk), v_after = backend.download(dv);
@@ -148,17 +159,27 @@ TEST_P(CudaAttention, MatchesCpuReference) {
     }
     const HostTensor mask = HostTensor::from_i32({c.batch, c.kv_len}, mask_values);
     auto cpu = make_cpu_backend(Precision::Fp32);
-    const HostTensor expected = run_case(*cpu, c, q, k, v, mask, false);
-    const HostTensor fast = run_case(*gpu, c, q, k, v, mask, false);
+    const HostTensor expected = run_case(*cpu, c, q, k, v, mask, nullptr);
+    const HostTensor fast = run_case(*gpu, c, q, k, v, mask, nullptr);
     // The simple kernel alone knows nothing of appends (launch_attention does them first).
-    const HostTensor simple = c.append ? expected : run_case(*gpu, c, q, k, v, mask, true);
+    const HostTensor simple = c.append ? expected : run_case(*gpu, c, q, k, v, mask, "simple");
     const double tolerance = act == DType::F32 ? 1e-5 : act == DType::F16 ? 4e-3 : 3e-2;
     const double fast_error = test::max_relative_error(fast, expected);
     const double simple_error = test::max_relative_error(simple, expected);
     EXPECT_LE(fast_error, tolerance) << c.name << " " << precision_name(precision);
     EXPECT_LE(simple_error, tolerance) << c.name << " simple " << precision_name(precision);
-    std::printf("[ attention ] %-22s %-5s launch=%.2e simple=%.2e\n", c.name,
+    std::printf("[ attention ] %-26s %-5s launch=%.2e simple=%.2e", c.name,
                 std::string(precision_name(precision)).c_str(), fast_error, simple_error);
+    // Both tensor-core prefill kernels, each alone, wherever it can run (launch picks one).
+    for (const char* kernel : {"wmma", "prefill"}) {
+      if (c.append || act == DType::F32) break;
+      const HostTensor alone = run_case(*gpu, c, q, k, v, mask, kernel);
+      if (!alone.has_data()) continue;
+      const double error = test::max_relative_error(alone, expected);
+      EXPECT_LE(error, tolerance) << c.name << " " << kernel << " " << precision_name(precision);
+      std::printf(" %s=%.2e", kernel, error);
+    }
+    std::printf("\n");
   }
 }
 
@@ -187,7 +208,12 @@ INSTANTIATE_TEST_SUITE_P(
         AttentionCase{"odd_head_dim", 2, 20, 20, 4, 8, false, true, false},
         AttentionCase{"grouped_dh24_causal", 3, 40, 40, 2, 24, true, true, false},
         AttentionCase{"grouped_chunk_cache_dh96", 2, 33, 70, 2, 96, true, true, true},
-        AttentionCase{"small_batch_64", 1, 64, 64, 12, 64, false, false, false}),
+        AttentionCase{"small_batch_64", 1, 64, 64, 12, 64, false, false, false},
+        // GPT-2 124M's 128-token prefill at batch 1 (the prefill kernel), and a causal prompt
+        // whose last query tile is partial, with padding.
+        AttentionCase{"prefill_gpt2_128", 1, 128, 128, 12, 64, true, false, false},
+        AttentionCase{"prefill_causal_50_padded", 2, 50, 50, 3, 64, true, true, false},
+        AttentionCase{"prefill_causal_dh128_40", 1, 40, 40, 2, 128, true, true, false}),
     [](const ::testing::TestParamInfo<AttentionCase>& param_info) {
       return std::string(param_info.param.name);
     });

@@ -1,10 +1,11 @@
 // GEMM micro-benchmark of the quantized Linear paths against f16, on the GPU (CUDA events,
 // medians over many repetitions):
 //
-//   eaq_gemm_bench [--samples N] [--min-sample-us U] [--only peer|distilbert|gemv|attention]
+//   eaq_gemm_bench [--samples N] [--min-sample-us U] [--only
+//                  peer|distilbert|gemv|prefill|attention]
 //
-// (--only gemv / attention: a decode step's GEMVs and attention, see bench_gemv and
-// bench_decode_attention below.)
+// (--only gemv / prefill / attention: a decode step's GEMVs, a prompt's GEMMs, and attention, see
+// bench_gemv, bench_prefill_gemm and bench_decode_attention below.)
 // Shapes: the peer baseline's M=16384, K=768, N=3072 (../shared/DESIGN.md: PyTorch on an H100
 // reached fp16 658 TFLOP/s, int8 _int_mm 488 TOP/s, fp8 _scaled_mm 989 TFLOP/s) and DistilBERT's
 // four Linear layers at batch 1, 32 and 128 x seq 128. Variants, each as the CUDA backend runs it
@@ -441,6 +442,120 @@ void bench_gemv(cublasLtHandle_t lt, cudaStream_t stream, void* workspace, const
   }
 }
 
+// --- prefill GEMMs (--only prefill) -------------------------------------------------------------
+// GPT-2 124M's Linear layers on a prompt's rows (128 tokens at batch 1 and 2, 512 at batch 4), f16,
+// each with the epilogue Gpt2Model runs: bias (c_attn), bias + tanh GELU (c_fc), bias + residual
+// into the residual stream (the two projections). eaq's split-K GEMM against cuBLASLt (the
+// residual as its C operand, beta 1, as the CUDA backend runs it), each timed on a captured graph
+// of back-to-back calls over copies of W larger than L2 together (a prefill reads every layer's
+// weights once); cuBLASLt first times its candidate algorithms on the shape.
+void bench_prefill_gemm(cublasLtHandle_t lt, cudaStream_t stream, void* workspace,
+                        const Options& options) {
+  struct Shape {
+    const char* name;
+    std::int64_t n, k;
+    bool gelu, residual;
+  };
+  const Shape shapes[] = {{"c_attn", 2304, 768, false, false},
+                          {"attn c_proj", 768, 768, false, true},
+                          {"c_fc", 3072, 768, true, false},
+                          {"mlp c_proj", 768, 3072, false, true}};
+  std::printf("%-12s %5s %6s %5s  %-22s %10s %9s %9s\n", "layer", "M", "N", "K", "variant",
+              "median us", "TFLOP/s", "rel.err");
+  for (const std::int64_t m : {128, 256, 512}) {
+    for (const Shape& s : shapes) {
+      const std::size_t w_bytes = static_cast<std::size_t>(s.n * s.k) * 2;
+      const int copies = static_cast<int>(std::max<std::size_t>(1, (256u << 20) / w_bytes + 1));
+      std::mt19937 rng(13);
+      std::uniform_real_distribution<float> uniform(-0.05f, 0.05f);
+      std::vector<float> w(static_cast<std::size_t>(s.n * s.k)),
+          x(static_cast<std::size_t>(m * s.k)), b(static_cast<std::size_t>(s.n)),
+          r(static_cast<std::size_t>(m * s.n));
+      for (float& v : w) v = uniform(rng);
+      for (float& v : x) v = 20.0f * uniform(rng);
+      for (float& v : b) v = uniform(rng);
+      for (float& v : r) v = 20.0f * uniform(rng);
+      const auto w16 = to_f16(w), x16 = to_f16(x), b16 = to_f16(b), r16 = to_f16(r);
+      std::vector<void*> dw;
+      for (int c = 0; c < copies; ++c) dw.push_back(device_copy(w16.data(), w_bytes));
+      void* dx = device_copy(x16.data(), x16.size() * 2);
+      void* db = device_copy(b16.data(), b16.size() * 2);
+      void* dr = device_copy(r16.data(), r16.size() * 2);
+      const std::size_t y_bytes = static_cast<std::size_t>(m * s.n) * 2;
+      void* dy = device_alloc(y_bytes);
+
+      LtMatmulSpec spec;
+      spec.weight_type = spec.input_type = spec.output_type = spec.bias_type = CUDA_R_16F;
+      spec.m = m;
+      spec.n = s.n;
+      spec.k = s.k;
+      spec.epilogue = s.gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+      const LtMatmul lt_gemm(lt, spec, kWorkspaceBytes, s.name);
+      lt_gemm.tune_on(dw[0], dx, dy, db, workspace, stream);
+      const float alpha = 1.0f, beta = s.residual ? 1.0f : 0.0f;
+      const auto cublas = [&](int i) {
+        lt_gemm.run(dw[static_cast<std::size_t>(i % copies)], dx, dy, db, &alpha, &beta, workspace,
+                    stream);
+      };
+
+      cuda::SplitKGemmArgs args;
+      args.x = dx;
+      args.bias = db;
+      args.y = dy;
+      args.residual = s.residual ? dy : nullptr;
+      args.m = m;
+      args.n = s.n;
+      args.k = s.k;
+      args.activation = s.gelu ? Activation::GeluTanh : Activation::None;
+      const cuda::SplitNeed need = cuda::split_k_gemm_need(m, s.n, s.k);
+      cuda::SplitScratch scratch;
+      scratch.partial_floats = need.partial_floats;
+      scratch.counter_count = need.counters;
+      scratch.partials = static_cast<float*>(device_alloc(
+          static_cast<std::size_t>(std::max<std::int64_t>(need.partial_floats, 1)) * 4));
+      scratch.counters = static_cast<unsigned*>(
+          device_alloc(static_cast<std::size_t>(std::max<std::int64_t>(need.counters, 1)) * 4));
+      EAQ_CUDA_CHECK(
+          cudaMemset(scratch.counters, 0,
+                     static_cast<std::size_t>(std::max<std::int64_t>(need.counters, 1)) * 4));
+      const auto split_k = [&](int i) {
+        cuda::SplitKGemmArgs a = args;
+        a.w = dw[static_cast<std::size_t>(i % copies)];
+        cuda::launch_split_k_gemm(DType::F16, a, scratch, stream);
+      };
+      // Correctness first: both from the same residual on copy 0.
+      EAQ_CUDA_CHECK(cudaMemcpy(dy, dr, y_bytes, cudaMemcpyDeviceToDevice));
+      cublas(0);
+      const std::vector<float> want = download_f16(dy, static_cast<std::size_t>(m * s.n));
+      EAQ_CUDA_CHECK(cudaMemcpy(dy, dr, y_bytes, cudaMemcpyDeviceToDevice));
+      split_k(0);
+      EAQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+      const double error =
+          max_relative_error(download_f16(dy, static_cast<std::size_t>(m * s.n)), want);
+      const std::string eaq_name =
+          fmt::format("eaq split-K ({} splits)", cuda::split_k_gemm_splits(args, scratch));
+      const struct {
+        std::string name;
+        std::function<void(int)> call;
+      } variants[] = {{eaq_name, split_k}, {"cublasLt", cublas}};
+      const int calls = std::max(copies, 16);
+      for (const auto& v : variants) {
+        // The residual variants add into y on every call: values grow, timing does not change.
+        const double us = graph_time_us(v.call, calls, stream, options);
+        std::printf("%-12s %5lld %6lld %5lld  %-22s %10.2f %9.1f %9.1e\n", s.name,
+                    static_cast<long long>(m), static_cast<long long>(s.n),
+                    static_cast<long long>(s.k), v.name.c_str(), us,
+                    2.0 * static_cast<double>(m * s.n * s.k) / us / 1e6, error);
+      }
+      for (void* p : dw) cudaFree(p);
+      for (void* p : {dx, db, dr, dy, static_cast<void*>(scratch.partials),
+                      static_cast<void*>(scratch.counters)}) {
+        cudaFree(p);
+      }
+    }
+  }
+}
+
 // --- decode attention (--only attention) ---------------------------------------------------------
 // GPT-2 124M's decode-step attention (12 heads of 64, f16) over a cache of `capacity` positions,
 // this step's K/V appended at the last one, as Gpt2Model::decode_step calls it.
@@ -512,8 +627,9 @@ void bench_decode_attention(cudaStream_t stream, const Options& options) {
 }
 
 // A prefill's causal self-attention over the fused qkv rows (GPT-2 124M, 128 tokens), every kernel
-// that can run it: the tensor-core kernel launch_attention picks, the grouped CUDA-core kernel,
-// and the decode kernel with one block per (query, head).
+// that can run it: the prefill kernel (four warps per 16 queries, chosen for few query tiles), the
+// tensor-core kernel (one warp per 16 queries), the grouped CUDA-core kernel, and the decode
+// kernel with one block per (query, head).
 void bench_prefill_attention(cudaStream_t stream, const Options& options) {
   std::printf("%-28s %6s %9s %10s\n", "prefill attention (causal)", "batch", "tokens", "median us");
   for (const std::int64_t batch : {1, 8}) {
@@ -542,7 +658,7 @@ void bench_prefill_attention(cudaStream_t stream, const Options& options) {
     a.causal = true;
     a.scale = 0.125f;
     const cuda::SplitScratch none;
-    for (const char* kernel : {"wmma", "grouped", "decode"}) {
+    for (const char* kernel : {"prefill", "wmma", "grouped", "decode"}) {
       const double us = graph_time_us(
           [&](int) { cuda::launch_attention_kernel(DType::F16, a, none, kernel, stream); }, 32,
           stream, options);
@@ -568,7 +684,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: eaq_gemm_bench [--samples N] [--min-sample-us U] [--only "
-                   "peer|distilbert|gemv|attention]\n");
+                   "peer|distilbert|gemv|prefill|attention]\n");
       return 2;
     }
   }
@@ -601,6 +717,8 @@ int main(int argc, char** argv) {
     }
     for (const GemmShape& s : shapes) bench_shape(s, lt, stream, workspace, options);
     if (options.only.empty() || options.only == "gemv") bench_gemv(lt, stream, workspace, options);
+    if (options.only.empty() || options.only == "prefill")
+      bench_prefill_gemm(lt, stream, workspace, options);
     if (options.only.empty() || options.only == "attention") {
       bench_decode_attention(stream, options);
       bench_prefill_attention(stream, options);

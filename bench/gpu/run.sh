@@ -48,7 +48,7 @@ stage_tokenizer_fixture() {
 stage_test() {
   note "unit tests, GPU included"
   # EAQ_TEST_FILTER narrows the run (e.g. 'Cuda*' for the GPU tests alone).
-  "$BIN/eaq_tests" --gtest_brief=1 --gtest_filter="${EAQ_TEST_FILTER:-*}" 2>&1 | tee "$OUT/tests.log" | grep -E "^\[ (attention|encoder|default|decoder|quant|fused) |FAILED|PASSED|SKIPPED|Failure|error|Which is|Expected|actual" | head -150
+  "$BIN/eaq_tests" --gtest_brief=1 --gtest_filter="${EAQ_TEST_FILTER:-*}" 2>&1 | tee "$OUT/tests.log" | grep -E "^\[ (attention|encoder|default|decoder|quant|fused|split-k) |FAILED|PASSED|SKIPPED|Failure|error|Which is|Expected|actual" | head -150
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
 
@@ -67,6 +67,26 @@ stage_gemv() {
   note "decode attention (eaq_gemm_bench --only attention)"
   "$BIN/eaq_gemm_bench" --only attention 2>&1 | tee "$OUT/attention_bench.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+}
+
+# A prompt's kernels: the GEMMs at 128-512 rows (eaq split-K vs cuBLASLt) and attention (every
+# kernel); then GPT-2's time to first token with the split-K GEMM off (EAQ_SPLIT_K_GEMM=0) and on.
+stage_prefill() {
+  note "prefill GEMMs: eaq split-K vs cuBLASLt (eaq_gemm_bench --only prefill)"
+  "$BIN/eaq_gemm_bench" --only prefill 2>&1 | tee "$OUT/prefill_gemm_bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  note "attention kernels (eaq_gemm_bench --only attention)"
+  "$BIN/eaq_gemm_bench" --only attention 2>&1 | tee "$OUT/attention_bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  note "GPT-2 124M shape: split-K GEMM off, then on (time to first token)"
+  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  for on in 0 1; do
+    EAQ_SPLIT_K_GEMM=$on "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
+      --new-tokens 64 --precision fp16,bf16 --batch-size 1 --num_iters 100 --warmup_steps 20 \
+      --idle-seconds 1 --min-duration-s 1 --results-dir "/tmp/split-k-gpt2/on-$on" > "$OUT/split-k-gpt2-$on.log" 2>&1 || status=1
+    echo "split-K GEMM $on:"
+    grep -A4 "^| precision" "$OUT/split-k-gpt2-$on.log" | head -6
+  done
 }
 
 stage_quant_test() {
@@ -219,6 +239,7 @@ for stage in "$@"; do
     quant-test) stage_quant_test ;;
     gemm) stage_gemm ;;
     gemv) stage_gemv ;;
+    prefill) stage_prefill ;;
     train-quick) stage_train quick ;;
     train-sentiment) stage_train sentiment ;;
     train-gpt2) stage_train gpt2 ;;

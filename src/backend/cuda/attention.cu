@@ -1,6 +1,10 @@
 // Scaled dot-product attention; reference: cpu_kernels.cpp attention_f32.
 //
-// Four kernels, chosen per call by launch_attention():
+// Five kernels, chosen per call by launch_attention():
+// - prefill (F16/BF16, head_dim 32/64/128, >= 16 queries, few query tiles, every visible key row
+//   fitting in shared memory): one block of four warps per (16 queries, head, batch), K and V
+//   staged whole, the warps splitting S = Q K^T by keys and O = P V by columns. Prompts at small
+//   batch sizes (see the kernel's comment).
 // - tensor core (F16/BF16, head_dim 32/64/128, >= 16 queries): one block per (16 x warps queries,
 //   head, batch). S = Q K^T with WMMA into shared memory, an exact softmax per row (two threads
 //   per row, the key mask staged in shared memory), then O = P V with WMMA. Sequences here are
@@ -779,6 +783,162 @@ void launch_tensor_core(const AttentionArgs& a, cudaStream_t stream) {
                                                                    tiles.kv_padded);
 }
 
+// ------------------------------------------------------------------------------------------------
+// Prefill kernel: one block of four warps per (16 queries, head, batch), every visible key and
+// value row staged in shared memory at once. A 128-token prompt at batch 1 is only 96 such tiles;
+// the tensor-core kernel above gives each tile one warp, which then waits on every key block,
+// softmax row and value block in turn (19 us per layer on an H200). Here the warps split the key
+// tiles of S = Q K^T, eight threads share each softmax row, and the warps split the output
+// columns of O = P V; with a causal mask a tile reads only the keys up to its last query.
+
+constexpr int kPrefillQueries = 16;
+constexpr int kPrefillThreads = 128;
+
+template <class T>
+std::size_t prefill_shared_bytes(std::int64_t kv_padded, std::int64_t head_dim) {
+  const std::size_t q = static_cast<std::size_t>(kPrefillQueries) * head_dim * sizeof(T);
+  const std::size_t kv = 2 * static_cast<std::size_t>(kv_padded) * head_dim * sizeof(T);
+  const std::size_t s = static_cast<std::size_t>(kPrefillQueries) *
+                        score_stride(static_cast<int>(kv_padded), static_cast<int>(head_dim)) *
+                        sizeof(float);
+  const std::size_t p = static_cast<std::size_t>(kPrefillQueries) * kv_padded * sizeof(T);
+  const std::size_t bias = static_cast<std::size_t>(kv_padded) * sizeof(float);
+  return q + kv + s + p + bias;
+}
+
+__host__ __device__ inline std::int64_t padded16(std::int64_t n) {
+  return (n + 15) / 16 * 16;
+}
+
+template <class T, int kHeadDim>
+__global__ void __launch_bounds__(kPrefillThreads)
+    attention_prefill_kernel(AttentionArgs a, int kv_padded) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int ld_s = score_stride(kv_padded, kHeadDim);
+  T* q_tile = reinterpret_cast<T*>(smem);                                   // [16][kHeadDim]
+  T* k_rows = q_tile + kPrefillQueries * kHeadDim;                          // [kv_padded][kHeadDim]
+  T* v_rows = k_rows + kv_padded * kHeadDim;                                // [kv_padded][kHeadDim]
+  float* scores = reinterpret_cast<float*>(v_rows + kv_padded * kHeadDim);  // [16][ld_s]
+  T* probs = reinterpret_cast<T*>(scores + kPrefillQueries * ld_s);         // [16][kv_padded]
+  float* key_bias = reinterpret_cast<float*>(probs + kPrefillQueries * kv_padded);
+
+  const std::int64_t i0 = static_cast<std::int64_t>(blockIdx.x) * kPrefillQueries;
+  const std::int64_t h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x / 32;
+  // Keys past the tile's last query are masked for every row of a causal tile: not read at all.
+  std::int64_t key_end = a.kv_len;
+  if (a.causal) {
+    const std::int64_t last_query = min(i0 + kPrefillQueries, a.q_len) - 1;
+    key_end = min(key_end, a.q_position_offset + last_query + 1);
+    if (key_end < 0) key_end = 0;
+  }
+  const int tile_keys = static_cast<int>(padded16(key_end));
+
+  const T* q_base =
+      static_cast<const T*>(a.q) + b * a.q_batch_stride + i0 * a.q_row_stride + h * kHeadDim;
+  const T* k_base = static_cast<const T*>(a.k) + b * a.kv_batch_stride + h * kHeadDim;
+  const T* v_base = static_cast<const T*>(a.v) + b * a.kv_batch_stride + h * kHeadDim;
+  wait_for_previous_kernel();  // q, k and v come from the previous kernel
+  allow_dependent_launch();
+  // Q and K in one group, V in a second one that lands while S and the softmax run.
+  load_tile<T, kHeadDim>(q_tile, q_base, a.q_row_stride, kPrefillQueries, a.q_len - i0);
+  load_tile<T, kHeadDim>(k_rows, k_base, a.kv_row_stride, tile_keys, key_end);
+  __pipeline_commit();
+  load_tile<T, kHeadDim>(v_rows, v_base, a.kv_row_stride, tile_keys, key_end);
+  __pipeline_commit();
+  for (int j = threadIdx.x; j < tile_keys; j += kPrefillThreads) {
+    const bool visible =
+        j < key_end && (!a.key_mask || a.key_mask[b * a.mask_batch_stride + j] != 0);
+    key_bias[j] = visible ? 0.0f : -INFINITY;
+  }
+  __pipeline_wait_prior(1);
+  __syncthreads();
+
+  // S = Q K^T: the warps take turns over the 16-key tiles.
+  for (int n = warp; n < tile_keys / 16; n += kPrefillThreads / 32) {
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qa;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kb;
+      wmma::load_matrix_sync(qa, q_tile + kk * 16, kHeadDim);
+      // K stored [key][d] row-major is K^T in column-major order.
+      wmma::load_matrix_sync(kb, k_rows + n * 16 * kHeadDim + kk * 16, kHeadDim);
+      wmma::mma_sync(acc, qa, kb, acc);
+    }
+    wmma::store_matrix_sync(scores + n * 16, acc, ld_s, wmma::mem_row_major);
+  }
+  __syncthreads();
+
+  // Exact softmax: eight neighbouring threads per row, each taking every eighth key.
+  {
+    const int row = threadIdx.x / 8, part = threadIdx.x % 8;
+    const std::int64_t i = i0 + row;
+    const bool row_valid = i < a.q_len;
+    float* s_row = scores + row * ld_s;
+    T* p_row = probs + row * kv_padded;
+    float row_max = -INFINITY;
+    for (int j = part; j < tile_keys; j += 8) {
+      const bool causal_masked = a.causal && j > a.q_position_offset + i;
+      const float s = row_valid && !causal_masked ? s_row[j] * a.scale + key_bias[j] : -INFINITY;
+      s_row[j] = s;
+      row_max = fmaxf(row_max, s);
+    }
+#pragma unroll
+    for (int offset = 1; offset < 8; offset <<= 1)
+      row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
+    float sum = 0.0f;
+    for (int j = part; j < tile_keys; j += 8) {
+      const float p = s_row[j] == -INFINITY ? 0.0f : __expf(s_row[j] - row_max);
+      s_row[j] = p;
+      sum += p;
+    }
+#pragma unroll
+    for (int offset = 1; offset < 8; offset <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;  // fully masked rows give zeros
+    for (int j = part; j < tile_keys; j += 8) p_row[j] = from_f32<T>(s_row[j] * inv);
+  }
+  __pipeline_wait_prior(0);  // V
+  __syncthreads();
+
+  // O = P V: the warps take turns over the 16-column tiles of the output, staged as f32 in the
+  // score rows (no longer read) before the conversion and store.
+  for (int d = warp; d < kHeadDim / 16; d += kPrefillThreads / 32) {
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.0f);
+    for (int kk = 0; kk < tile_keys / 16; ++kk) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pa;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vb;
+      wmma::load_matrix_sync(pa, probs + kk * 16, kv_padded);
+      wmma::load_matrix_sync(vb, v_rows + kk * 16 * kHeadDim + d * 16, kHeadDim);
+      wmma::mma_sync(acc, pa, vb, acc);
+    }
+    wmma::store_matrix_sync(scores + d * 16, acc, ld_s, wmma::mem_row_major);
+  }
+  __syncthreads();
+  T* out_base = static_cast<T*>(a.out) + b * a.out_batch_stride + h * kHeadDim;
+  for (int idx = threadIdx.x; idx < kPrefillQueries * kHeadDim; idx += kPrefillThreads) {
+    const int r = idx / kHeadDim, c = idx % kHeadDim;
+    const std::int64_t i = i0 + r;
+    if (i < a.q_len) out_base[i * a.out_row_stride + c] = from_f32<T>(scores[r * ld_s + c]);
+  }
+}
+
+template <class T, int kHeadDim>
+void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
+  const std::int64_t kv_padded = padded16(a.kv_len);
+  static const cudaError_t configured = cudaFuncSetAttribute(
+      attention_prefill_kernel<T, kHeadDim>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      static_cast<int>(kSharedBudget));
+  (void)configured;
+  const dim3 grid(static_cast<unsigned>((a.q_len + kPrefillQueries - 1) / kPrefillQueries),
+                  static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
+  launch_dependent(attention_prefill_kernel<T, kHeadDim>, grid, dim3(kPrefillThreads),
+                   prefill_shared_bytes<T>(kv_padded, kHeadDim), stream, a,
+                   static_cast<int>(kv_padded));
+}
+
 template <class T, int kDims>
 void launch_grouped_with(const AttentionArgs& a, cudaStream_t stream) {
   // Head sizes above 94 need more than the default 48 KB of shared memory: raised once per
@@ -822,7 +982,19 @@ bool attention_tensor_core_eligible(DType act, const AttentionArgs& a) {
   return choose_tiles<__half>(a).query_tile > 0;
 }
 
+bool attention_prefill_eligible(DType act, const AttentionArgs& a) {
+  if (!attention_tensor_core_eligible(act, a)) return false;  // same dtypes, heads and alignment
+  return prefill_shared_bytes<__half>(padded16(a.kv_len), a.head_dim) <= kSharedBudget;
+}
+
 const char* attention_kernel_name(DType act, const AttentionArgs& a) {
+  if (attention_prefill_eligible(act, a)) {
+    // Few query tiles (a prompt or two): the prefill kernel. Many (an encoder batch): the
+    // tensor-core kernel's larger tiles stage each key block once for up to 64 queries.
+    const std::int64_t tiles =
+        (a.q_len + kPrefillQueries - 1) / kPrefillQueries * a.heads * a.batch;
+    if (tiles <= 8 * static_cast<std::int64_t>(multiprocessor_count())) return "prefill";
+  }
   if (attention_tensor_core_eligible(act, a)) return "wmma";
   if (a.head_dim <= kMaxGroupedHeadDim) {
     if (a.q_len >= 16) return "grouped";
@@ -880,17 +1052,18 @@ void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitSc
     EAQ_DISPATCH_FLOAT(act, launch_grouped<T>(a, stream));
     return;
   }
+  const bool prefill = kernel[0] == 'p';
   const auto dispatch = [&](auto tag) {
     using T = decltype(tag);
     switch (a.head_dim) {
       case 32:
-        launch_tensor_core<T, 32>(a, stream);
+        prefill ? launch_prefill<T, 32>(a, stream) : launch_tensor_core<T, 32>(a, stream);
         break;
       case 64:
-        launch_tensor_core<T, 64>(a, stream);
+        prefill ? launch_prefill<T, 64>(a, stream) : launch_tensor_core<T, 64>(a, stream);
         break;
       case 128:
-        launch_tensor_core<T, 128>(a, stream);
+        prefill ? launch_prefill<T, 128>(a, stream) : launch_tensor_core<T, 128>(a, stream);
         break;
       default:
         break;

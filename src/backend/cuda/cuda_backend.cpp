@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -26,6 +27,19 @@ using cuda::LtMatmul;
 using cuda::LtMatmulSpec;
 
 constexpr std::size_t kWorkspaceBytes = 32u << 20;  // cuBLASLt scratch, shared by all GEMMs
+// Rows up to which eaq's split-K GEMM runs f16/bf16 Linear layers instead of cuBLASLt (above the
+// GEMV's 8): a prefill of one or two prompts, an encoder at batch 1. eaq_gemm_bench --only prefill
+// compares the two.
+constexpr std::int64_t kMaxSplitKRows = 256;
+
+// EAQ_SPLIT_K_GEMM=0 sends those rows back to cuBLASLt (to measure what the kernel buys).
+bool split_k_gemm_enabled() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("EAQ_SPLIT_K_GEMM");
+    return value == nullptr || std::string(value) != "0";
+  }();
+  return enabled;
+}
 
 cudaDataType_t cuda_type(DType dtype) {
   switch (dtype) {
@@ -81,7 +95,8 @@ class CudaLinear final : public LinearWeights {
   // Outputs are padded to a multiple of 8 features: cuBLASLt's fast kernels need 16-byte
   // aligned rows, and a 2-label classifier otherwise falls back to a kernel ~50x slower.
   std::int64_t padded_out = 0;
-  bool gemv_allowed = false;       // eaq's GEMV for <= 8 rows (not for tf32 or autocast)
+  // eaq's GEMV for <= 8 rows and split-K GEMM for <= kMaxSplitKRows (not for tf32 or autocast)
+  bool gemv_allowed = false;
   mutable DeviceTensor padded_y;   // [rows, padded_out], grown outside graph capture
   DType input_dtype = DType::F32;  // what the GEMM reads (autocast converts f32 inputs first)
   DType output_dtype = DType::F32;
@@ -280,7 +295,12 @@ class CudaBackend final : public Backend {
     linear->kernel = fmt::format("cublasLt {}x{}->{}{}{}", dtype_name(weight_dtype),
                                  dtype_name(weight_dtype), dtype_name(linear->output_dtype),
                                  precision_ == Precision::Tf32 ? " (TF32)" : " (f32 accumulate)",
-                                 linear->gemv_allowed ? ", eaq GEMV for <= 8 rows" : "");
+                                 !linear->gemv_allowed ? ""
+                                 : traits_.activation == DType::F32
+                                     ? ", eaq GEMV for <= 8 rows"
+                                     : fmt::format(", eaq GEMV for <= 8 rows, eaq split-K GEMM for "
+                                                   "<= {} rows",
+                                                   kMaxSplitKRows));
     return linear;
   }
 
@@ -347,6 +367,10 @@ class CudaBackend final : public Backend {
       g.activation = activation;
       cuda::launch_gemv(x.dtype, g, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    if (const CudaLinear* sk = split_k_layer(x, weights); sk != nullptr && y.data != x.data) {
+      run_split_k(x, *sk, activation, nullptr, y);
       return;
     }
     // Fused epilogues: bias, bias + ReLU, bias + GELU (cuBLASLt's GELU is the tanh form).
@@ -423,6 +447,41 @@ class CudaBackend final : public Backend {
     return &w;
   }
 
+  // The float layer behind `weights` when eaq's split-K GEMM runs it on x, else null.
+  const CudaLinear* split_k_layer(const DeviceTensor& x, const LinearWeights& weights) const {
+    if (!split_k_gemm_enabled() || cuda::QuantizedLinears::as_quantized(weights)) return nullptr;
+    const auto& w = static_cast<const CudaLinear&>(weights);
+    const std::int64_t m = x.numel() / w.in_features;
+    if (!w.gemv_allowed || x.dtype != w.input_dtype || m > kMaxSplitKRows ||
+        !cuda::split_k_gemm_eligible(x.dtype, w.in_features, x.data, w.weight.data)) {
+      return nullptr;
+    }
+    return &w;
+  }
+
+  // y = act(x W^T + b) (+ residual) with eaq's split-K GEMM; residual may alias y.
+  void run_split_k(const DeviceTensor& x, const CudaLinear& w, Activation activation,
+                   const DeviceTensor* residual, DeviceTensor& y) {
+    cuda::SplitKGemmArgs g;
+    g.x = x.data;
+    g.w = w.weight.data;
+    g.bias = w.bias.data;
+    g.residual = residual ? residual->data : nullptr;
+    g.y = y.data;
+    g.m = x.numel() / w.in_features;
+    g.n = w.out_features;
+    g.k = w.in_features;
+    g.activation = activation;
+    ensure_split_scratch(cuda::split_k_gemm_need(g.m, g.n, g.k));
+    ProfileScope scope(profiler_, stream_, [&] {
+      return fmt::format("split-k gemm{} {} [{} x {} x {}] {} (splits {})",
+                         residual ? "+residual" : "", layer_kind(w.name), g.m, g.n, g.k,
+                         activation_name(activation), cuda::split_k_gemm_splits(g, split_));
+    });
+    cuda::launch_split_k_gemm(x.dtype, g, split_, stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+
   cuda::GemvArgs gemv_args(const DeviceTensor& x, const CudaLinear& w, DeviceTensor& y) const {
     cuda::GemvArgs g;
     g.x = x.data;
@@ -485,6 +544,10 @@ class CudaBackend final : public Backend {
       g.residual = residual.data;
       cuda::launch_gemv(x.dtype, g, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    if (const CudaLinear* sk = split_k_layer(x, weights); sk != nullptr && y.data != x.data) {
+      run_split_k(x, *sk, Activation::None, &residual, y);
       return;
     }
     // cuBLASLt adds the residual as its C operand (beta = 1) when y already holds it.

@@ -37,8 +37,9 @@ struct SplitNeed {
   std::int64_t counters = 0;
 };
 
-// Scaled dot-product attention (see AttentionArgs). Picks the tensor-core kernel for F16/BF16
-// with head_dim 32/64/128 and q_len >= 16, the grouped CUDA-core kernel for other prefills
+// Scaled dot-product attention (see AttentionArgs). Picks, for F16/BF16 with head_dim 32/64/128
+// and q_len >= 16, the prefill kernel when there are few 16-query tiles and the tensor-core
+// kernel otherwise, the grouped CUDA-core kernel for other prefills
 // (f32 included), and the decode kernel for decode steps, which splits a long cache over several
 // blocks per (query, head) when there are too few of those to fill the GPU.
 void launch_attention(DType act, const AttentionArgs& args, const SplitScratch& scratch,
@@ -48,11 +49,14 @@ SplitNeed attention_split_need(DType act, const AttentionArgs& args);
 // for benchmarks that compare kernels on one shape.
 void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitScratch& scratch,
                              const char* kernel, cudaStream_t stream);
-// "wmma", "grouped", "decode" or "simple": what launch_attention() runs for these arguments.
+// "prefill", "wmma", "grouped", "decode" or "simple": what launch_attention() runs for these
+// arguments.
 const char* attention_kernel_name(DType act, const AttentionArgs& args);
 // The simple kernel alone, for tests that compare the two.
 void launch_attention_simple(DType act, const AttentionArgs& args, cudaStream_t stream);
 bool attention_tensor_core_eligible(DType act, const AttentionArgs& args);
+// Whether the prefill kernel can run these arguments (it is chosen only for few query tiles).
+bool attention_prefill_eligible(DType act, const AttentionArgs& args);
 
 // y = act(y) in place (for activations cuBLASLt has no epilogue for: erf GELU, tanh).
 void launch_activation(DType act, void* y, std::int64_t count, Activation activation,
@@ -90,6 +94,29 @@ struct GemvArgs {
 constexpr std::int64_t kMaxGemvRows = 8;
 bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, const void* w);
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream);
+
+// y[m, n] = act(x[m, :] . w[n, :] + bias[n]) + residual[m, n] on tensor cores, for the tens to few
+// hundred rows of a prefill or a batch-1 encoder, where cuBLASLt's large tiles leave most
+// multiprocessors idle: 64 x 64 tiles, K split over blocks until the grid covers the GPU (partials
+// and arrival counters in `scratch`; with less scratch than split_k_gemm_need() asks, it splits
+// less). F16/BF16 only; x [m, k], w [n, k] (rows past n are not read), y and residual [m, n] (row
+// stride n; residual may alias y), bias [n] or null, all in dtype `act`. Needs k a multiple of 8
+// and 16-byte aligned x and w.
+struct SplitKGemmArgs {
+  const void* x = nullptr;
+  const void* w = nullptr;
+  const void* bias = nullptr;
+  const void* residual = nullptr;
+  void* y = nullptr;
+  std::int64_t m = 0, n = 0, k = 0;
+  Activation activation = Activation::None;
+};
+bool split_k_gemm_eligible(DType act, std::int64_t k, const void* x, const void* w);
+SplitNeed split_k_gemm_need(std::int64_t m, std::int64_t n, std::int64_t k);
+// How many blocks share each tile's K with this scratch (1: no split).
+int split_k_gemm_splits(const SplitKGemmArgs& args, const SplitScratch& scratch);
+void launch_split_k_gemm(DType act, const SplitKGemmArgs& args, const SplitScratch& scratch,
+                         cudaStream_t stream);
 
 // Elementwise conversion between F32, F16 and BF16.
 void launch_convert(DType from, const void* src, DType to, void* dst, std::int64_t count,
