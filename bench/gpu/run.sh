@@ -70,7 +70,8 @@ stage_gemv() {
 }
 
 # A prompt's kernels: the GEMMs at 128-512 rows (eaq split-K vs cuBLASLt) and attention (every
-# kernel); then GPT-2's time to first token with the split-K GEMM off (EAQ_SPLIT_K_GEMM=0) and on.
+# kernel); then GPT-2's time to first token with the split-K GEMM off (the default) and on
+# (EAQ_SPLIT_K_GEMM=1).
 stage_prefill() {
   note "prefill GEMMs: eaq split-K vs cuBLASLt (eaq_gemm_bench --only prefill)"
   "$BIN/eaq_gemm_bench" --only prefill 2>&1 | tee "$OUT/prefill_gemm_bench.txt"

@@ -19,13 +19,10 @@ int multiprocessor_count() {
   return count;
 }
 
-bool dependent_launch_supported() {
-  // EAQ_DEPENDENT_LAUNCH=0 turns it off: the same binary then measures what it buys.
-  static const bool disabled = [] {
-    const char* value = std::getenv("EAQ_DEPENDENT_LAUNCH");
-    return value != nullptr && std::string(value) == "0";
-  }();
-  if (disabled) return false;
+namespace {
+
+// Whether the current device is Hopper or newer (programmatic dependent launch, clusters).
+bool hopper_or_newer() {
   // Per device: 0 unknown, 1 no, 2 yes. Devices are few; ids past the table ask every time.
   static std::array<std::atomic<int>, 64> known{};
   int device = 0;
@@ -38,6 +35,21 @@ bool dependent_launch_supported() {
       major >= 9;
   if (device >= 0 && device < static_cast<int>(known.size())) known[device] = yes ? 2 : 1;
   return yes;
+}
+
+}  // namespace
+
+bool dependent_launch_supported() {
+  // EAQ_DEPENDENT_LAUNCH=0 turns it off: the same binary then measures what it buys.
+  static const bool disabled = [] {
+    const char* value = std::getenv("EAQ_DEPENDENT_LAUNCH");
+    return value != nullptr && std::string(value) == "0";
+  }();
+  return !disabled && hopper_or_newer();
+}
+
+bool thread_block_clusters_supported() {
+  return hopper_or_newer();
 }
 
 }  // namespace eaq::cuda

@@ -8,5 +8,7 @@ int multiprocessor_count();
 // Whether the current device supports programmatic dependent launch (compute capability 9.0+),
 // and EAQ_DEPENDENT_LAUNCH=0 does not turn it off (see dependent_launch.cuh).
 bool dependent_launch_supported();
+// Whether the current device runs thread-block clusters (compute capability 9.0+).
+bool thread_block_clusters_supported();
 
 }  // namespace eaq::cuda

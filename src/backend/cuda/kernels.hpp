@@ -96,12 +96,11 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream);
 
 // y[m, n] = act(x[m, :] . w[n, :] + bias[n]) + residual[m, n] on tensor cores, for the tens to few
-// hundred rows of a prefill or a batch-1 encoder, where cuBLASLt's large tiles leave most
-// multiprocessors idle: 64 x 64 tiles, K split over blocks until the grid covers the GPU (partials
-// and arrival counters in `scratch`; with less scratch than split_k_gemm_need() asks, it splits
-// less). F16/BF16 only; x [m, k], w [n, k] (rows past n are not read), y and residual [m, n] (row
-// stride n; residual may alias y), bias [n] or null, all in dtype `act`. Needs k a multiple of 8
-// and 16-byte aligned x and w.
+// hundred rows of a prefill or a batch-32 decode step, where cuBLASLt's large tiles leave most
+// multiprocessors idle: 64 x 64 tiles, and on Hopper K split over the blocks of a thread-block
+// cluster (up to max_splits) until the grid covers the GPU. F16/BF16 only; x [m, k], w [n, k]
+// (rows past n are not read), y and residual [m, n] (row stride n; residual may alias y), bias
+// [n] or null, all in dtype `act`. Needs k a multiple of 8 and 16-byte aligned x and w.
 struct SplitKGemmArgs {
   const void* x = nullptr;
   const void* w = nullptr;
@@ -110,13 +109,12 @@ struct SplitKGemmArgs {
   void* y = nullptr;
   std::int64_t m = 0, n = 0, k = 0;
   Activation activation = Activation::None;
+  int max_splits = 8;
 };
 bool split_k_gemm_eligible(DType act, std::int64_t k, const void* x, const void* w);
-SplitNeed split_k_gemm_need(std::int64_t m, std::int64_t n, std::int64_t k);
-// How many blocks share each tile's K with this scratch (1: no split).
-int split_k_gemm_splits(const SplitKGemmArgs& args, const SplitScratch& scratch);
-void launch_split_k_gemm(DType act, const SplitKGemmArgs& args, const SplitScratch& scratch,
-                         cudaStream_t stream);
+// How many blocks share each tile's K (1: no split).
+int split_k_gemm_splits(const SplitKGemmArgs& args);
+void launch_split_k_gemm(DType act, const SplitKGemmArgs& args, cudaStream_t stream);
 
 // Elementwise conversion between F32, F16 and BF16.
 void launch_convert(DType from, const void* src, DType to, void* dst, std::int64_t count,

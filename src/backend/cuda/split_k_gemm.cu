@@ -1,11 +1,14 @@
-// eaq's GEMM for tens to a few hundred rows (a 128-token prefill, an encoder at batch 1):
+// eaq's GEMM for tens to a few hundred rows (a 128-token prefill, a batch-32 decode step):
 //   y[m, n] = act(x[m, :] . w[n, :] + bias[n]) + residual[m, n]
 // x [M, K] and w [N, K] K-contiguous f16/bf16, f32 accumulation. At M = 128 a cuBLASLt kernel's
 // 128 x 128 (or larger) tiles cover 6-24 of the 132 multiprocessors for GPT-2's layers, and each
-// tile walks all of K alone. Here the tiles are 64 x 64 and K is split over several blocks
-// (gridDim.z) until the grid covers every multiprocessor; each block writes its f32 partial tile,
-// and the last block of a tile to arrive adds the partials in split order (so the result does not
-// depend on which block came last) and applies the epilogue. Reference: cpu_kernels.cpp gemm_f32.
+// tile walks all of K alone. Here the tiles are 64 x 64 and, on Hopper, K is split over the
+// blocks of a thread-block cluster (gridDim.z = cluster size <= 8) until the grid covers every
+// multiprocessor. Each block leaves its f32 partial tile in its shared memory; after a cluster
+// barrier every block adds one slice of rows over all the cluster's tiles (distributed shared
+// memory, in split order: the result does not depend on timing) and writes that slice. No
+// partials go through global memory and no counters are needed. Reference: cpu_kernels.cpp
+// gemm_f32.
 //
 // Tensor cores through mma.sync.m16n8k16 (f16/bf16 -> f32), operands staged by a 4-stage cp.async
 // pipeline into XOR-swizzled shared memory and read with ldmatrix; 4 warps of 32 x 32 each.
@@ -19,9 +22,15 @@
 //
 // The weights do not depend on the previous kernel: under programmatic dependent launch each
 // block issues its first weight tiles before it waits for that kernel (dependent_launch.cuh).
+// The epilogue's bias and residual rows are copied to shared memory with the first input tile,
+// so the epilogue itself reads no global memory; it and the reduction are plain loops (a fully
+// unrolled epilogue was most of the kernel's code, run once per block on a cold instruction
+// cache: 20 us per call in ncu).
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+
+#include <cooperative_groups.h>
 
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/kernels.hpp"
@@ -37,9 +46,13 @@ constexpr int kWarpM = 32, kWarpN = 32;
 constexpr int kRowBytes = kBlockK * 2;
 constexpr int kTileBytes = kBlockM * kRowBytes;  // one operand tile (kBlockM == kBlockN)
 constexpr int kStageBytes = 2 * kTileBytes;
-constexpr int kSharedBytes = kStages * kStageBytes;  // 64 KB
 constexpr int kTileElements = kBlockM * kBlockN;
-constexpr int kMaxSplits = 8;
+// The pipeline's stages, then the epilogue's residual tile and bias row (in the output dtype).
+constexpr int kResidualOffset = kStages * kStageBytes;  // 64 KB
+constexpr int kBiasOffset = kResidualOffset + kTileElements * 2;
+constexpr int kSharedBytes = kBiasOffset + kBlockN * 2;  // ~72 KB: three blocks per SM
+constexpr int kPitch = kBlockN + 4;  // f32 tile row (floats); the padding spreads the banks
+constexpr int kMaxSplits = 8;        // the portable thread-block cluster size
 
 // Byte offset of 16-byte chunk `chunk` (0..7) of row `row` in a [64 x 128 B] tile. The 8 rows an
 // ldmatrix reads at one logical chunk land on 8 different 16-byte bank groups.
@@ -122,11 +135,27 @@ struct Pair<__nv_bfloat16> {
   }
 };
 
+// Copies rows [r_begin, r_end) x 64 columns of a [rows, n] matrix at (row0, col0) into a [64][64]
+// tile (zero past the matrix); n a multiple of 8 and 16-byte aligned rows.
+template <class T>
+__device__ __forceinline__ void load_rows(T* tile, const T* src, std::int64_t row0,
+                                          std::int64_t col0, std::int64_t rows, std::int64_t n,
+                                          int r_begin, int r_end) {
+  for (int id = r_begin * 8 + static_cast<int>(threadIdx.x); id < r_end * 8; id += kThreads) {
+    const int r = id / 8, chunk = id % 8;
+    const std::int64_t row = row0 + r, col = col0 + chunk * 8;
+    const bool ok = row < rows && col < n;
+    copy16(shared_address(tile + r * kBlockN + chunk * 8), ok ? src + row * n + col : src, ok);
+  }
+}
+
+// `staged`: n a multiple of 8 and y, bias and residual 16-byte aligned (every GPT-2 and BERT
+// layer), so bias and residual can be copied to shared memory; otherwise the epilogue reads them
+// from global memory.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    split_k_gemm_kernel(SplitKGemmArgs a, int tiles_per_split, SplitScratch scratch) {
+    split_k_gemm_kernel(SplitKGemmArgs a, int tiles_per_split, bool staged) {
   extern __shared__ __align__(128) unsigned char shared[];
-  __shared__ bool last;
   const T* x = static_cast<const T*>(a.x);
   const T* w = static_cast<const T*>(a.w);
   const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.y) * kBlockM;
@@ -159,6 +188,21 @@ __global__ void __launch_bounds__(kThreads)
   }
   wait_for_previous_kernel();
   allow_dependent_launch();
+  // The rows this block writes in the end (all 64 without a split), and its epilogue operands.
+  const int splits = static_cast<int>(gridDim.z), rank = static_cast<int>(blockIdx.z);
+  const int r_begin = rank * kBlockM / splits, r_end = (rank + 1) * kBlockM / splits;
+  T* residual_tile = reinterpret_cast<T*>(shared + kResidualOffset);  // [64][64]
+  T* bias_row = reinterpret_cast<T*>(shared + kBiasOffset);           // [64]
+  if (staged) {
+    if (a.residual != nullptr) {
+      load_rows(residual_tile, static_cast<const T*>(a.residual), m0, n0, a.m, a.n, r_begin, r_end);
+    }
+    if (a.bias != nullptr && threadIdx.x < 8) {
+      const std::int64_t col = n0 + threadIdx.x * 8;
+      const T* bias = static_cast<const T*>(a.bias);
+      copy16(shared_address(bias_row + threadIdx.x * 8), col < a.n ? bias + col : bias, col < a.n);
+    }
+  }
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < tiles) load_tile(a_tile(s), x, m0, a.m, a.k, kt_begin + s);
@@ -204,18 +248,13 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
-  wait_pending<0>();
+  wait_pending<0>();  // (also the residual and bias copies)
 
-  const int g = lane / 4, q = lane % 4;
-  const int splits = static_cast<int>(gridDim.z);
-  if (splits > 1) {
-    // Partials: [split][tile][64 x 64] f32; each thread owns the same elements in every split.
-    const std::int64_t tile = static_cast<std::int64_t>(blockIdx.y) * gridDim.x + blockIdx.x;
-    const std::int64_t tile_count = static_cast<std::int64_t>(gridDim.x) * gridDim.y;
-    const auto part = [&](int split) {
-      return scratch.partials + (split * tile_count + tile) * kTileElements;
-    };
-    float* mine = part(static_cast<int>(blockIdx.z));
+  // The accumulators as a [64][kPitch] f32 tile over the stage buffers.
+  float* tile_f32 = reinterpret_cast<float*>(shared);
+  __syncthreads();  // every warp has finished reading the operand tiles
+  {
+    const int g = lane / 4, q = lane % 4;
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi) {
 #pragma unroll
@@ -223,143 +262,149 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int r = warp_m + mi * 16 + g + half * 8, c = warp_n + ni * 8 + 2 * q;
-          *reinterpret_cast<float2*>(mine + r * kBlockN + c) =
+          *reinterpret_cast<float2*>(tile_f32 + r * kPitch + c) =
               make_float2(acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
         }
       }
     }
-    __threadfence();  // this block's partial is visible before its arrival is counted
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      last = atomicAdd(&scratch.counters[tile], 1u) == static_cast<unsigned>(splits - 1);
-      if (last) scratch.counters[tile] = 0;  // ready for the next launch
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    // Sum the splits in order 0, 1, ... whichever block is last.
-#pragma unroll
-    for (int mi = 0; mi < 2; ++mi) {
-#pragma unroll
-      for (int ni = 0; ni < 4; ++ni) {
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int r = warp_m + mi * 16 + g + half * 8, c = warp_n + ni * 8 + 2 * q;
-          float2 sum = make_float2(0.0f, 0.0f);
-          for (int s = 0; s < splits; ++s) {
-            const float2 v =
-                s == static_cast<int>(blockIdx.z)
-                    ? make_float2(acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1])
-                    : __ldcg(reinterpret_cast<const float2*>(part(s) + r * kBlockN + c));
-            sum.x += v.x;
-            sum.y += v.y;
-          }
-          acc[mi][ni][2 * half] = sum.x;
-          acc[mi][ni][2 * half + 1] = sum.y;
-        }
-      }
-    }
   }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  // Split: the cluster's blocks are this tile's splits (cluster dims 1 x 1 x splits, so the rank
+  // in the cluster is blockIdx.z). All partial tiles are ready after this barrier.
+  if (splits > 1) cg::this_cluster().sync();
+#endif
+  __syncthreads();
 
-  // Epilogue: bias, activation, residual (the order of the GEMV and of the CPU reference), one
-  // rounding to T. Pairs of columns leave as one 32-bit store when n is even.
+  // Epilogue over rows [r_begin, r_end): the splits' partials added in split order, then bias,
+  // activation, residual (the order of the GEMV and of the CPU reference), one rounding to T.
+  // Two columns per thread and step, consecutive threads on consecutive columns.
   const T* bias = static_cast<const T*>(a.bias);
   const T* residual = static_cast<const T*>(a.residual);
   T* y = static_cast<T*>(a.y);
   const bool pairs = a.n % 2 == 0;
+  constexpr int kPairsPerRow = kBlockN / 2;
+#pragma unroll 1
+  for (int i = threadIdx.x; i < (r_end - r_begin) * kPairsPerRow; i += kThreads) {
+    const int r = r_begin + i / kPairsPerRow, c = (i % kPairsPerRow) * 2;
+    const std::int64_t row = m0 + r, col = n0 + c;
+    if (row >= a.m || col >= a.n) continue;
+    float2 sum = *reinterpret_cast<const float2*>(tile_f32 + r * kPitch + c);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (splits > 1) {
+      sum = make_float2(0.0f, 0.0f);
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const std::int64_t row = m0 + warp_m + mi * 16 + g + half * 8;
-      if (row >= a.m) continue;
-#pragma unroll
-      for (int ni = 0; ni < 4; ++ni) {
-        const std::int64_t col = n0 + warp_n + ni * 8 + 2 * q;
-        float v[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          v[e] = 0.0f;
-          if (col + e >= a.n) continue;
-          float s = acc[mi][ni][2 * half + e];
-          if (bias != nullptr) s += to_f32(bias[col + e]);
-          s = apply_activation(s, a.activation);
-          if (residual != nullptr) s += to_f32(residual[row * a.n + col + e]);
-          v[e] = s;
-        }
-        T* out = y + row * a.n + col;
-        if (pairs && col + 1 < a.n) {
-          *reinterpret_cast<typename Pair<T>::type*>(out) = Pair<T>::make(v[0], v[1]);
-        } else {
-          if (col < a.n) out[0] = from_f32<T>(v[0]);
-          if (col + 1 < a.n) out[1] = from_f32<T>(v[1]);
-        }
+      for (int z = 0; z < kMaxSplits; ++z) {
+        if (z >= splits) break;
+        const float* part = cg::this_cluster().map_shared_rank(tile_f32, z);
+        const float2 v = *reinterpret_cast<const float2*>(part + r * kPitch + c);
+        sum.x += v.x;
+        sum.y += v.y;
       }
     }
+#endif
+    float v[2] = {sum.x, sum.y};
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      if (col + e >= a.n) continue;
+      if (bias != nullptr) v[e] += to_f32(staged ? bias_row[c + e] : bias[col + e]);
+      v[e] = apply_activation(v[e], a.activation);
+      if (residual != nullptr) {
+        v[e] += to_f32(staged ? residual_tile[r * kBlockN + c + e] : residual[row * a.n + col + e]);
+      }
+    }
+    T* out = y + row * a.n + col;
+    if (pairs && col + 1 < a.n) {
+      *reinterpret_cast<typename Pair<T>::type*>(out) = Pair<T>::make(v[0], v[1]);
+    } else {
+      out[0] = from_f32<T>(v[0]);
+      if (col + 1 < a.n) out[1] = from_f32<T>(v[1]);
+    }
   }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // No block may leave while another still reads its tile.
+  if (splits > 1) cg::this_cluster().sync();
+#endif
 }
 
 struct Plan {
   int splits = 1;
   int tiles_per_split = 1;
-  std::int64_t tiles = 0;  // output tiles
 };
 
-// Splits K until the grid covers every multiprocessor, keeping at least two k-tiles per split (a
-// split shorter than that spends most of its time writing and re-reading its partial).
-Plan plan_for(std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t max_partial_floats,
-              std::int64_t max_counters) {
+// Splits K (Hopper's clusters only) until the grid covers every multiprocessor, keeping at least
+// two k-tiles per split.
+Plan plan_for(const SplitKGemmArgs& a) {
   Plan p;
-  p.tiles = ((m + kBlockM - 1) / kBlockM) * ((n + kBlockN - 1) / kBlockN);
-  const int k_tiles = static_cast<int>((k + kBlockK - 1) / kBlockK);
+  const std::int64_t tiles = ((a.m + kBlockM - 1) / kBlockM) * ((a.n + kBlockN - 1) / kBlockN);
+  const int k_tiles = static_cast<int>((a.k + kBlockK - 1) / kBlockK);
   const std::int64_t sms = multiprocessor_count();
-  std::int64_t splits = (sms + p.tiles - 1) / p.tiles;
-  splits = std::min<std::int64_t>({splits, kMaxSplits, std::max(1, k_tiles / 2)});
-  if (p.tiles > max_counters) splits = 1;
-  while (splits > 1 && splits * p.tiles * kTileElements > max_partial_floats) --splits;
+  std::int64_t splits = (sms + tiles - 1) / tiles;
+  splits = std::min<std::int64_t>(
+      {splits, kMaxSplits, std::max(1, a.max_splits), std::max(1, k_tiles / 2)});
+  if (!thread_block_clusters_supported()) splits = 1;
   p.tiles_per_split = (k_tiles + static_cast<int>(splits) - 1) / static_cast<int>(splits);
   p.splits = std::max(1, (k_tiles + p.tiles_per_split - 1) / p.tiles_per_split);
   return p;
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
+}
+
+template <class T>
+void launch_typed(const SplitKGemmArgs& a, cudaStream_t stream) {
+  // More than the 48 KB of static shared memory: opt in once per instantiation (host-side, on
+  // the first call, which comes before any graph capture).
+  static const cudaError_t opted = cudaFuncSetAttribute(
+      split_k_gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
+  (void)opted;
+  const Plan p = plan_for(a);
+  const bool staged = a.n % 8 == 0 && aligned16(a.y) && (!a.bias || aligned16(a.bias)) &&
+                      (!a.residual || aligned16(a.residual));
+  cudaLaunchConfig_t config = {};
+  config.gridDim =
+      dim3(static_cast<unsigned>((a.n + kBlockN - 1) / kBlockN),
+           static_cast<unsigned>((a.m + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.splits));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = kSharedBytes;
+  config.stream = stream;
+  cudaLaunchAttribute attributes[2] = {};
+  unsigned count = 0;
+  if (p.splits > 1) {
+    attributes[count].id = cudaLaunchAttributeClusterDimension;
+    attributes[count].val.clusterDim.x = 1;
+    attributes[count].val.clusterDim.y = 1;
+    attributes[count].val.clusterDim.z = static_cast<unsigned>(p.splits);
+    ++count;
+  }
+  if (dependent_launch_supported()) {
+    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[count].val.programmaticStreamSerializationAllowed = 1;
+    ++count;
+  }
+  config.attrs = attributes;
+  config.numAttrs = count;
+  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, split_k_gemm_kernel<T>, a, p.tiles_per_split, staged));
 }
 
 }  // namespace
 
 bool split_k_gemm_eligible(DType act, std::int64_t k, const void* x, const void* w) {
   if (act != DType::F16 && act != DType::BF16) return false;
-  const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
-  return k > 0 && k % 8 == 0 && aligned(x) && aligned(w);
+  return k > 0 && k % 8 == 0 && aligned16(x) && aligned16(w);
 }
 
-SplitNeed split_k_gemm_need(std::int64_t m, std::int64_t n, std::int64_t k) {
-  const Plan p = plan_for(m, n, k, INT64_MAX, INT64_MAX);
-  if (p.splits == 1) return {};
-  return {p.splits * p.tiles * kTileElements, p.tiles};
+int split_k_gemm_splits(const SplitKGemmArgs& a) {
+  return plan_for(a).splits;
 }
 
-int split_k_gemm_splits(const SplitKGemmArgs& a, const SplitScratch& scratch) {
-  return plan_for(a.m, a.n, a.k, scratch.partial_floats, scratch.counter_count).splits;
-}
-
-void launch_split_k_gemm(DType act, const SplitKGemmArgs& a, const SplitScratch& scratch,
-                         cudaStream_t stream) {
+void launch_split_k_gemm(DType act, const SplitKGemmArgs& a, cudaStream_t stream) {
   if (a.m == 0 || a.n == 0) return;
-  const Plan p = plan_for(a.m, a.n, a.k, scratch.partial_floats, scratch.counter_count);
-  const dim3 grid(static_cast<unsigned>((a.n + kBlockN - 1) / kBlockN),
-                  static_cast<unsigned>((a.m + kBlockM - 1) / kBlockM),
-                  static_cast<unsigned>(p.splits));
-  const auto launch = [&](auto kernel) {
-    // More than the 48 KB of static shared memory: opt in once per instantiation (host-side, on
-    // the first call, which comes before any graph capture).
-    static const cudaError_t opted =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
-    (void)opted;
-    launch_dependent(kernel, grid, dim3(kThreads), kSharedBytes, stream, a, p.tiles_per_split,
-                     scratch);
-  };
   if (act == DType::F16)
-    launch(split_k_gemm_kernel<__half>);
+    launch_typed<__half>(a, stream);
   else if (act == DType::BF16)
-    launch(split_k_gemm_kernel<__nv_bfloat16>);
+    launch_typed<__nv_bfloat16>(a, stream);
 }
 
 }  // namespace eaq::cuda
