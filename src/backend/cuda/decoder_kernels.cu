@@ -41,8 +41,6 @@ __global__ void mask_to_positions_kernel(const std::int32_t* mask, std::int32_t*
 // grid (rows, batch): one block copies one row.
 template <class E>
 __global__ void write_cache_kernel(CacheWrite a) {
-  wait_for_previous_kernel();  // launched as a dependent kernel: src comes from the previous one
-  allow_dependent_launch();
   const std::int64_t i = blockIdx.x, b = blockIdx.y;
   const std::int64_t slot = (a.start_slot ? *a.start_slot : 0) + i;
   if (slot < 0 || slot >= a.capacity) return;
@@ -204,16 +202,16 @@ void launch_write_cache(const CacheWrite& args, cudaStream_t stream) {
   const int threads = args.cols >= 256 ? 256 : 64;
   switch (dtype_size(args.dtype)) {
     case 1:
-      launch_dependent(write_cache_kernel<std::uint8_t>, grid, dim3(threads), 0, stream, args);
+      write_cache_kernel<std::uint8_t><<<grid, threads, 0, stream>>>(args);
       break;
     case 2:
-      launch_dependent(write_cache_kernel<std::uint16_t>, grid, dim3(threads), 0, stream, args);
+      write_cache_kernel<std::uint16_t><<<grid, threads, 0, stream>>>(args);
       break;
     case 4:
-      launch_dependent(write_cache_kernel<std::uint32_t>, grid, dim3(threads), 0, stream, args);
+      write_cache_kernel<std::uint32_t><<<grid, threads, 0, stream>>>(args);
       break;
     case 8:
-      launch_dependent(write_cache_kernel<std::uint64_t>, grid, dim3(threads), 0, stream, args);
+      write_cache_kernel<std::uint64_t><<<grid, threads, 0, stream>>>(args);
       break;
     default:
       break;

@@ -4,7 +4,6 @@
 #include <cstdint>
 
 #include "backend/cuda/cuda_types.cuh"
-#include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/kernels.hpp"
 
 namespace eaq::cuda {
@@ -59,10 +58,6 @@ __global__ void layer_norm_vector_kernel(const T* x, const T* residual, const fl
   const std::int64_t row =
       static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  // Launched as a dependent kernel (a prefill runs 24 of these between GEMMs): x comes from the
-  // previous kernel.
-  wait_for_previous_kernel();
-  allow_dependent_launch();
   if (row >= rows) return;
   const int vectors = cols / kPerVec;
   const uint4* xr = reinterpret_cast<const uint4*>(x + row * cols);
@@ -172,17 +167,17 @@ void launch_layer_norm(DType act, const void* x, const void* residual, const flo
       const int c = static_cast<int>(cols);
       const unsigned threads = 32 * kWarpsPerBlock;
       if (vectors <= 32)
-        launch_dependent(layer_norm_vector_kernel<T, 1>, dim3(blocks), dim3(threads), 0, stream, xt,
-                         rt, gamma, beta, eps, ot, rows, c);
+        layer_norm_vector_kernel<T, 1>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
       else if (vectors <= 64)
-        launch_dependent(layer_norm_vector_kernel<T, 2>, dim3(blocks), dim3(threads), 0, stream, xt,
-                         rt, gamma, beta, eps, ot, rows, c);
+        layer_norm_vector_kernel<T, 2>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
       else if (vectors <= 128)
-        launch_dependent(layer_norm_vector_kernel<T, 4>, dim3(blocks), dim3(threads), 0, stream, xt,
-                         rt, gamma, beta, eps, ot, rows, c);
+        layer_norm_vector_kernel<T, 4>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
       else
-        launch_dependent(layer_norm_vector_kernel<T, 8>, dim3(blocks), dim3(threads), 0, stream, xt,
-                         rt, gamma, beta, eps, ot, rows, c);
+        layer_norm_vector_kernel<T, 8>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
     });
     return;
   }
