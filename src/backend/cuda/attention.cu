@@ -625,6 +625,54 @@ TileSizes choose_tiles(const AttentionArgs& a) {
   return fallback;  // the smallest tile that fits (or none)
 }
 
+// acc += A_0 B_0 + ... + A_{steps-1} B_{steps-1} over 16 x 16 tiles in shared memory: A_s at
+// a + 16 s (row-major, leading dimension lda), B_s at b + s * b_step (layout BLayout, ldb).
+template <class T, class BLayout>
+__device__ __forceinline__ void mma_tiles(wmma::fragment<wmma::accumulator, 16, 16, 16, float>& acc,
+                                          const T* a, int lda, const T* b, int ldb, int b_step,
+                                          int steps) {
+#pragma unroll
+  for (int s = 0; s < steps; ++s) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a_frag;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, BLayout> b_frag;
+    wmma::load_matrix_sync(a_frag, a + s * 16, lda);
+    wmma::load_matrix_sync(b_frag, b + s * b_step, ldb);
+    wmma::mma_sync(acc, a_frag, b_frag, acc);
+  }
+}
+
+// Exact softmax of query row i over keys [0, keys), shared by kLanes neighbouring lanes (lane
+// `part` takes keys part, part + kLanes, ...): scores (s_row, f32, overwritten) times the scale
+// plus the key bias (0 or -inf per key), causal mask, then probabilities rounded to T into p_row.
+// Fully masked rows (and rows past q_len) give zeros. Every lane of the warp must call it.
+template <int kLanes, class T>
+__device__ __forceinline__ void softmax_row(const AttentionArgs& a, std::int64_t i, int part,
+                                            int keys, float* s_row, const float* key_bias,
+                                            T* p_row) {
+  const bool row_valid = i < a.q_len;
+  float row_max = -INFINITY;
+  for (int j = part; j < keys; j += kLanes) {
+    const bool causal_masked = a.causal && j > a.q_position_offset + i;
+    const float s = row_valid && !causal_masked ? s_row[j] * a.scale + key_bias[j] : -INFINITY;
+    s_row[j] = s;
+    row_max = fmaxf(row_max, s);
+  }
+#pragma unroll
+  for (int offset = 1; offset < kLanes; offset <<= 1)
+    row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
+  float sum = 0.0f;
+  for (int j = part; j < keys; j += kLanes) {
+    const float p = s_row[j] == -INFINITY ? 0.0f : __expf(s_row[j] - row_max);
+    s_row[j] = p;
+    sum += p;
+  }
+#pragma unroll
+  for (int offset = 1; offset < kLanes; offset <<= 1)
+    sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  for (int j = part; j < keys; j += kLanes) p_row[j] = from_f32<T>(s_row[j] * inv);
+}
+
 // Copies rows x head_dim elements (16-byte aligned rows) from global to shared memory, zero
 // filling rows at or past `valid_rows`. Asynchronous copies (cp.async): every thread issues all
 // its 16-byte copies before waiting, so a block with few threads is not serialized on memory
@@ -687,15 +735,9 @@ __global__ void attention_tensor_core_kernel(AttentionArgs a, int query_tile, in
     for (int n = 0; n < kKeyBlock / 16; ++n) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
       wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-      for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qa;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kb;
-        wmma::load_matrix_sync(qa, q_tile + warp * 16 * kHeadDim + kk * 16, kHeadDim);
-        // K stored [key][d] row-major is K^T in column-major order.
-        wmma::load_matrix_sync(kb, kv_tile + n * 16 * kHeadDim + kk * 16, kHeadDim);
-        wmma::mma_sync(acc, qa, kb, acc);
-      }
+      // K stored [key][d] row-major is K^T in column-major order.
+      mma_tiles<T, wmma::col_major>(acc, q_tile + warp * 16 * kHeadDim, kHeadDim,
+                                    kv_tile + n * 16 * kHeadDim, kHeadDim, 16, kHeadDim / 16);
       wmma::store_matrix_sync(scores + warp * 16 * ld_s + k0 + n * 16, acc, ld_s,
                               wmma::mem_row_major);
     }
@@ -703,30 +745,9 @@ __global__ void attention_tensor_core_kernel(AttentionArgs a, int query_tile, in
   __syncwarp();
 
   // Exact softmax of this warp's 16 rows: two threads per row, each taking every other key.
-  {
-    const int row = warp * 16 + lane / 2, half = lane % 2;
-    const std::int64_t i = i0 + row;
-    float* s_row = scores + row * ld_s;
-    T* p_row = probs + row * kv_padded;
-    const bool row_valid = i < a.q_len;
-    float row_max = -INFINITY;
-    for (int j = half; j < kv_padded; j += 2) {
-      const bool causal_masked = a.causal && j > a.q_position_offset + i;
-      const float s = row_valid && !causal_masked ? s_row[j] * a.scale + key_bias[j] : -INFINITY;
-      s_row[j] = s;
-      row_max = fmaxf(row_max, s);
-    }
-    row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 1));
-    float sum = 0.0f;
-    for (int j = half; j < kv_padded; j += 2) {
-      const float p = s_row[j] == -INFINITY ? 0.0f : __expf(s_row[j] - row_max);
-      s_row[j] = p;
-      sum += p;
-    }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;  // fully masked rows give zeros
-    for (int j = half; j < kv_padded; j += 2) p_row[j] = from_f32<T>(s_row[j] * inv);
-  }
+  softmax_row<2>(a, i0 + warp * 16 + lane / 2, lane % 2, kv_padded,
+                 scores + (warp * 16 + lane / 2) * ld_s, key_bias,
+                 probs + (warp * 16 + lane / 2) * kv_padded);
   __syncwarp();
 
   // O = P V, accumulated in registers across value blocks.
@@ -858,46 +879,18 @@ __global__ void __launch_bounds__(kPrefillThreads)
   for (int n = warp; n < tile_keys / 16; n += kPrefillThreads / 32) {
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
     wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qa;
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kb;
-      wmma::load_matrix_sync(qa, q_tile + kk * 16, kHeadDim);
-      // K stored [key][d] row-major is K^T in column-major order.
-      wmma::load_matrix_sync(kb, k_rows + n * 16 * kHeadDim + kk * 16, kHeadDim);
-      wmma::mma_sync(acc, qa, kb, acc);
-    }
+    // K stored [key][d] row-major is K^T in column-major order.
+    mma_tiles<T, wmma::col_major>(acc, q_tile, kHeadDim, k_rows + n * 16 * kHeadDim, kHeadDim, 16,
+                                  kHeadDim / 16);
     wmma::store_matrix_sync(scores + n * 16, acc, ld_s, wmma::mem_row_major);
   }
   __syncthreads();
 
   // Exact softmax: eight neighbouring threads per row, each taking every eighth key.
   {
-    const int row = threadIdx.x / 8, part = threadIdx.x % 8;
-    const std::int64_t i = i0 + row;
-    const bool row_valid = i < a.q_len;
-    float* s_row = scores + row * ld_s;
-    T* p_row = probs + row * kv_padded;
-    float row_max = -INFINITY;
-    for (int j = part; j < tile_keys; j += 8) {
-      const bool causal_masked = a.causal && j > a.q_position_offset + i;
-      const float s = row_valid && !causal_masked ? s_row[j] * a.scale + key_bias[j] : -INFINITY;
-      s_row[j] = s;
-      row_max = fmaxf(row_max, s);
-    }
-#pragma unroll
-    for (int offset = 1; offset < 8; offset <<= 1)
-      row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, offset));
-    float sum = 0.0f;
-    for (int j = part; j < tile_keys; j += 8) {
-      const float p = s_row[j] == -INFINITY ? 0.0f : __expf(s_row[j] - row_max);
-      s_row[j] = p;
-      sum += p;
-    }
-#pragma unroll
-    for (int offset = 1; offset < 8; offset <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;  // fully masked rows give zeros
-    for (int j = part; j < tile_keys; j += 8) p_row[j] = from_f32<T>(s_row[j] * inv);
+    const int row = threadIdx.x / 8;
+    softmax_row<8>(a, i0 + row, threadIdx.x % 8, tile_keys, scores + row * ld_s, key_bias,
+                   probs + row * kv_padded);
   }
   __pipeline_wait_prior(0);  // V
   __syncthreads();
@@ -907,13 +900,8 @@ __global__ void __launch_bounds__(kPrefillThreads)
   for (int d = warp; d < kHeadDim / 16; d += kPrefillThreads / 32) {
     wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
     wmma::fill_fragment(acc, 0.0f);
-    for (int kk = 0; kk < tile_keys / 16; ++kk) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pa;
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vb;
-      wmma::load_matrix_sync(pa, probs + kk * 16, kv_padded);
-      wmma::load_matrix_sync(vb, v_rows + kk * 16 * kHeadDim + d * 16, kHeadDim);
-      wmma::mma_sync(acc, pa, vb, acc);
-    }
+    mma_tiles<T, wmma::row_major>(acc, probs, kv_padded, v_rows + d * 16, kHeadDim, 16 * kHeadDim,
+                                  tile_keys / 16);
     wmma::store_matrix_sync(scores + d * 16, acc, ld_s, wmma::mem_row_major);
   }
   __syncthreads();

@@ -10,6 +10,9 @@
 // The LayerNorm costs each block a few reductions over k values it reads anyway, and saves a
 // launch.
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
@@ -309,9 +312,17 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
   }
 }
 
-// As many blocks as the features need, at most as many as fit on the GPU at once.
-template <class Kernel>
-unsigned grid_for(Kernel kernel, std::size_t shared, std::int64_t n) {
+// Blocks of `kernel` that fit on one multiprocessor with `shared` bytes, asked of the occupancy
+// API once per (device, kernel, shared size): host work that launches outside a graph (the
+// profiler, --no-cuda-graphs) would otherwise pay on every call.
+int blocks_per_multiprocessor(const void* kernel, std::size_t shared) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int, const void*, std::size_t>, int> known;
+  int device = 0;
+  (void)cudaGetDevice(&device);
+  const auto key = std::make_tuple(device, kernel, shared);
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (const auto it = known.find(key); it != known.end()) return it->second;
   int per_sm = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, shared) !=
           cudaSuccess ||
@@ -319,6 +330,14 @@ unsigned grid_for(Kernel kernel, std::size_t shared, std::int64_t n) {
     (void)cudaGetLastError();  // not a launch error: fall back to one block per multiprocessor
     per_sm = 1;
   }
+  known.emplace(key, per_sm);
+  return per_sm;
+}
+
+// As many blocks as the features need, at most as many as fit on the GPU at once.
+template <class Kernel>
+unsigned grid_for(Kernel kernel, std::size_t shared, std::int64_t n) {
+  const int per_sm = blocks_per_multiprocessor(reinterpret_cast<const void*>(kernel), shared);
   const std::int64_t wanted = (n + kWarpsPerBlock - 1) / kWarpsPerBlock;
   const std::int64_t resident = static_cast<std::int64_t>(per_sm) * multiprocessor_count();
   return static_cast<unsigned>(wanted < resident ? wanted : resident);

@@ -19,6 +19,7 @@
 // k 0-15 / 16-31) and b0, b1 (n rows 0-7 x k 0-15 / 16-31).
 #include <cstdint>
 
+#include "backend/cuda/mma_copy.cuh"
 #include "backend/cuda/quant_device.cuh"
 
 namespace eaq::cuda {
@@ -36,31 +37,6 @@ constexpr int kSharedBytes = kStages * 2 * kTileBytes;
 // the same logical chunk land on 8 different 16-byte bank groups.
 __device__ __forceinline__ int swizzled(int row, int chunk) {
   return row * kBlockK + ((chunk ^ ((row >> 1) & 3)) << 4);
-}
-
-__device__ __forceinline__ unsigned shared_address(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-// Copies 16 bytes, or zero-fills them when `valid` is false (rows or K beyond the matrix).
-__device__ __forceinline__ void copy16(unsigned dst, const void* src, bool valid) {
-  const int bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-
-__device__ __forceinline__ void commit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
-
-template <int kPending>
-__device__ __forceinline__ void wait_pending() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(unsigned address, unsigned (&r)[4]) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
 }
 
 __device__ __forceinline__ void mma_s8(const unsigned (&a)[4], unsigned b0, unsigned b1,

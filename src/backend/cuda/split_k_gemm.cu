@@ -34,6 +34,7 @@
 
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/mma_copy.cuh"
 #include "backend/cuda/quant_device.cuh"
 
 namespace eaq::cuda {
@@ -58,31 +59,6 @@ constexpr int kMaxSplits = 8;        // the portable thread-block cluster size
 // ldmatrix reads at one logical chunk land on 8 different 16-byte bank groups.
 __device__ __forceinline__ int swizzled(int row, int chunk) {
   return row * kRowBytes + ((chunk ^ (row & 7)) << 4);
-}
-
-__device__ __forceinline__ unsigned shared_address(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-
-// Copies 16 bytes, or zero-fills them when `valid` is false (rows or K beyond the matrix).
-__device__ __forceinline__ void copy16(unsigned dst, const void* src, bool valid) {
-  const int bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-
-__device__ __forceinline__ void commit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
-
-template <int kPending>
-__device__ __forceinline__ void wait_pending() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(unsigned address, unsigned (&r)[4]) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
 }
 
 template <class T>
