@@ -96,9 +96,10 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream);
 
 // y[m, n] = act(x[m, :] . w[n, :] + bias[n]) + residual[m, n] on tensor cores, for the tens to few
-// hundred rows of a prefill or a batch-32 decode step, where cuBLASLt's large tiles leave most
-// multiprocessors idle: 64 x 64 tiles, and on Hopper K split over the blocks of a thread-block
-// cluster (up to max_splits) until the grid covers the GPU. F16/BF16 only; x [m, k], w [n, k]
+// hundred rows of a prefill or a batch-32 decode step: 64 x 64 tiles, and on Hopper K split over
+// the blocks of a thread-block cluster (up to max_splits) until the grid covers the GPU. An opt-in
+// alternative to cuBLASLt (EAQ_SPLIT_K_GEMM=1), slower on GPT-2's shapes so far (docs/results.md).
+// F16/BF16 only; x [m, k], w [n, k]
 // (rows past n are not read), y and residual [m, n] (row stride n; residual may alias y), bias
 // [n] or null, all in dtype `act`. Needs k a multiple of 8 and 16-byte aligned x and w.
 struct SplitKGemmArgs {

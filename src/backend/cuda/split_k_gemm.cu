@@ -1,8 +1,10 @@
 // eaq's GEMM for tens to a few hundred rows (a 128-token prefill, a batch-32 decode step):
 //   y[m, n] = act(x[m, :] . w[n, :] + bias[n]) + residual[m, n]
-// x [M, K] and w [N, K] K-contiguous f16/bf16, f32 accumulation. At M = 128 a cuBLASLt kernel's
-// 128 x 128 (or larger) tiles cover 6-24 of the 132 multiprocessors for GPT-2's layers, and each
-// tile walks all of K alone. Here the tiles are 64 x 64 and, on Hopper, K is split over the
+// x [M, K] and w [N, K] K-contiguous f16/bf16, f32 accumulation. The idea: at M = 128, GPT-2's
+// layers have too few output tiles to fill 132 multiprocessors, so split K as well. Measured
+// (docs/results.md), cuBLASLt's small-tile Hopper kernels are still faster on all but one GPT-2
+// shape, so the CUDA backend uses this kernel only with EAQ_SPLIT_K_GEMM=1 (a benchmarked
+// variant, not the default). Here the tiles are 64 x 64 and, on Hopper, K is split over the
 // blocks of a thread-block cluster (gridDim.z = cluster size <= 8) until the grid covers every
 // multiprocessor. Each block leaves its f32 partial tile in its shared memory; after a cluster
 // barrier every block adds one slice of rows over all the cluster's tiles (distributed shared
