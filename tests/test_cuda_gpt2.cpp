@@ -201,5 +201,127 @@ TEST(CudaGpt2, CapturedGreedyStepEqualsDirectSteps) {
   }
 }
 
+// --- the fused decode step (one kernel per step at batch 1, decode_step.cu) ---------------------
+
+// Sets EAQ_FUSED_DECODE for the scope: "0" runs decode steps op by op.
+class FusedDecodeSetting {
+ public:
+  explicit FusedDecodeSetting(bool on) { setenv("EAQ_FUSED_DECODE", on ? "1" : "0", 1); }
+  ~FusedDecodeSetting() { unsetenv("EAQ_FUSED_DECODE"); }
+  FusedDecodeSetting(const FusedDecodeSetting&) = delete;
+  FusedDecodeSetting& operator=(const FusedDecodeSetting&) = delete;
+};
+
+// Row r of an I32 [B, L] tensor as [1, L].
+HostTensor row_of(const HostTensor& x, std::int64_t r) {
+  const std::vector<std::int64_t> values = x.to_i64();
+  const std::int64_t width = x.dim(1);
+  std::vector<std::int32_t> row(values.begin() + r * width, values.begin() + (r + 1) * width);
+  return HostTensor::from_i32({1, width}, row);
+}
+
+struct StepLogits {
+  HostTensor logits;  // [steps, V]: the logits after each fed token
+  std::int64_t fused_steps = 0;
+};
+
+// Prefill of a [1, P] prompt, then one decode step per token of `feed` ([1, S]).
+StepLogits decode_logits(Backend& backend, const std::filesystem::path& dir, const HostTensor& ids,
+                         const HostTensor& mask, const HostTensor& feed, std::int64_t capacity) {
+  auto model = Gpt2Model::load(dir, backend);
+  DeviceTensor d_ids = backend.upload(ids, DType::I32), d_mask = backend.upload(mask, DType::I32);
+  auto session = model->start_session(1, capacity);
+  model->prefill(*session, d_ids, &d_mask);
+  std::vector<float> all;
+  const std::int64_t steps = feed.dim(1);
+  for (std::int64_t s = 0; s < steps; ++s) {
+    DeviceTensor token = backend.upload(test::columns(feed, s, s + 1).reshaped({1}), DType::I32);
+    const HostTensor logits = backend.download(model->decode_step(*session, token));
+    all.insert(all.end(), logits.data<float>(), logits.data<float>() + logits.numel());
+    backend.release(token);
+  }
+  StepLogits out;
+  out.logits = HostTensor::from_f32({steps, model->config().vocab_size}, all);
+  out.fused_steps = session->fused_steps();
+  backend.release(d_ids);
+  backend.release(d_mask);
+  return out;
+}
+
+// Fused step vs the CPU reference and vs the same backend op by op, teacher-forced so both see
+// the same tokens: row 1 of RandomCase (13 padding positions, so the fused attention skips masked
+// keys), then a prompt long enough that the fused attention takes two passes over the cache.
+TEST(CudaGpt2, FusedDecodeStepMatchesTheCpuAndTheOpByOpStep) {
+  RandomCase c;
+  test::TempDir long_dir;
+  test::RandomGpt2Spec long_spec = c.spec;
+  long_spec.positions = 1024;
+  long_spec.seed = 5;
+  test::write_random_gpt2(long_dir.path(), long_spec);
+  std::mt19937 rng(3);
+  std::vector<std::int32_t> long_ids(700);
+  for (auto& id : long_ids) id = static_cast<std::int32_t>(rng() % 499);
+  struct Prompt {
+    const char* name;
+    std::filesystem::path dir;
+    HostTensor ids, mask, feed;
+    std::int64_t capacity;
+  };
+  const std::vector<Prompt> prompts = {
+      {"padded prompt of 27", c.dir.path(), row_of(c.ids, 1),
+       row_of(c.mask, 1), row_of(c.steps, 1), 48},
+      {"prompt of 700", long_dir.path(), HostTensor::from_i32({1, 700}, long_ids),
+       HostTensor::from_i32({1, 700}, std::vector<std::int32_t>(700, 1)),
+       row_of(c.steps, 0), 720},
+  };
+  auto cpu = make_cpu_backend(Precision::Fp32);
+  for (const Prompt& p : prompts) {
+    const StepLogits expected = decode_logits(*cpu, p.dir, p.ids, p.mask, p.feed, p.capacity);
+    for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
+      EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+      StepLogits fused, op_by_op;
+      {
+        FusedDecodeSetting on(true);
+        fused = decode_logits(*gpu, p.dir, p.ids, p.mask, p.feed, p.capacity);
+      }
+      {
+        FusedDecodeSetting off(false);
+        op_by_op = decode_logits(*gpu, p.dir, p.ids, p.mask, p.feed, p.capacity);
+      }
+      const double tolerance = kLogitTolerance.at(precision);
+      const double vs_cpu = test::max_relative_error(fused.logits, expected.logits);
+      const double vs_ops = test::max_relative_error(fused.logits, op_by_op.logits);
+      std::printf("[ decoder   ] fused step %-20s %-5s vs CPU %.2e, vs op by op %.2e (tolerance %.0e)\n",
+                  p.name, std::string(precision_name(precision)).c_str(), vs_cpu, vs_ops,
+                  tolerance);
+      EXPECT_EQ(fused.fused_steps, 8) << p.name << " " << precision_name(precision);
+      EXPECT_EQ(op_by_op.fused_steps, 0) << p.name << " " << precision_name(precision);
+      EXPECT_LE(vs_cpu, tolerance) << p.name << " " << precision_name(precision);
+      EXPECT_LE(vs_ops, tolerance) << p.name << " " << precision_name(precision);
+    }
+  }
+}
+
+// The fused step inside a captured graph (a cooperative launch) gives the tokens of direct fused
+// steps, and in fp32 the CPU's greedy tokens.
+TEST(CudaGpt2, FusedDecodeStepReplaysInAGraph) {
+  RandomCase c;
+  const HostTensor prompt = row_of(c.ids, 0);
+  auto cpu = make_cpu_backend(Precision::Fp32);
+  auto cpu_model = Gpt2Model::load(c.dir.path(), *cpu);
+  const HostTensor expected = greedy_generate(*cpu_model, prompt, nullptr, 32);
+  FusedDecodeSetting on(true);
+  for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    auto model = Gpt2Model::load(c.dir.path(), *gpu);
+    const HostTensor direct = greedy_generate(*model, prompt, nullptr, 32, {false});
+    const HostTensor graphed = greedy_generate(*model, prompt, nullptr, 32, {true});
+    EXPECT_EQ(direct.to_i64(), graphed.to_i64()) << precision_name(precision);
+    if (precision == Precision::Fp32) {
+      EXPECT_EQ(direct.to_i64(), expected.to_i64());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace eaq

@@ -169,6 +169,22 @@ stage_pdl_gpt2() {
   done
 }
 
+# What the fused decode step (one kernel per step at batch 1, decode_step.cu) buys: the same
+# binary with it off (EAQ_FUSED_DECODE=0) and on, fp32, fp16 and bf16, batch 1.
+stage_fused_gpt2() {
+  note "GPT-2 124M shape: fused decode step off, then on"
+  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  local res=/tmp/fused-gpt2
+  rm -rf "$res"
+  for fused in 0 1; do
+    EAQ_FUSED_DECODE=$fused "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
+      --new-tokens 256 --precision ${EAQ_GPT2_PRECISIONS:-fp32,fp16,bf16} --batch-size 1 --num_iters 100 --warmup_steps 20 \
+      --idle-seconds 1 --min-duration-s 2 --results-dir "$res/fused-$fused" > "$OUT/fused-gpt2-$fused.log" 2>&1 || status=1
+    echo "fused decode step $fused:"
+    grep -A6 "^| precision" "$OUT/fused-gpt2-$fused.log" | head -8
+  done
+}
+
 # The bundled classifier on the bundled dataset in every precision this GPU supports (make demo).
 stage_demo() {
   note "demo: bundled sentiment model, every precision"
@@ -248,6 +264,7 @@ for stage in "$@"; do
     demo) stage_demo ;;
     bench-gpt2) stage_bench_gpt2 ;;
     pdl-gpt2) stage_pdl_gpt2 ;;
+    fused-gpt2) stage_fused_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trials) stage_trials ;;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/precision.hpp"
 #include "core/tensor.hpp"
@@ -97,6 +98,41 @@ struct CacheWrite {
   const std::int32_t* start_slot = nullptr;
   std::int64_t batch = 0, rows = 0, cols = 0;
   DType dtype = DType::F32;
+};
+
+// One pre-LN decoder block (GPT-2's) as DecoderStep lists it.
+struct DecoderBlock {
+  const DeviceTensor *ln_1_weight = nullptr, *ln_1_bias = nullptr;  // F32 [E]
+  const LinearWeights* qkv = nullptr;                               // [3E, E]: q, k, v
+  const LinearWeights* attn_out = nullptr;                          // [E, E]
+  const DeviceTensor *ln_2_weight = nullptr, *ln_2_bias = nullptr;  // F32 [E]
+  const LinearWeights* mlp_in = nullptr;                            // [I, E]
+  const LinearWeights* mlp_out = nullptr;                           // [E, I]
+  float attention_scale = 1.0f;
+  void* kv_cache = nullptr;  // [B, capacity, 2E]: K in columns [0, E), V in [E, 2E)
+};
+
+// A whole decode step of a pre-LN decoder with a KV cache, as Gpt2Model::decode_step runs it op
+// by op: key_mask[b, slot] = 1 and tokens[b, slot] = ids[b]; hidden = word[ids] +
+// position[positions]; per block, qkv = ln_1(hidden) W^T + b, K and V written into the cache at
+// the slot, attention of q over the cache positions the key mask shows (up to the slot), hidden
+// += attn_out(context), hidden += mlp_out(act(mlp_in(ln_2(hidden)))); logits = lm_head(ln_f(
+// hidden)). The slot and positions are not advanced. Buffers: one row per batch row; qkv [B, 3E],
+// context [B, E], ffn [B, I] are scratch.
+struct DecoderStep {
+  std::vector<DecoderBlock> blocks;
+  const DeviceTensor *word_table = nullptr, *position_table = nullptr;
+  const DeviceTensor *ln_f_weight = nullptr, *ln_f_bias = nullptr;
+  const LinearWeights* lm_head = nullptr;
+  const DeviceTensor* ids = nullptr;        // I32 [B]
+  const DeviceTensor* slot = nullptr;       // I32 [1]
+  const DeviceTensor* positions = nullptr;  // I32 [B]
+  DeviceTensor *key_mask = nullptr, *tokens = nullptr;  // I32 [B, capacity]
+  DeviceTensor *hidden = nullptr, *qkv = nullptr, *context = nullptr, *ffn = nullptr,
+               *logits = nullptr;
+  std::int64_t batch = 0, capacity = 0, heads = 0;
+  float layer_norm_eps = 1e-5f;
+  Activation activation = Activation::GeluTanh;
 };
 
 struct MemoryStats {
@@ -213,6 +249,16 @@ class Backend {
   virtual void feed_forward(const DeviceTensor& x, const LinearWeights& first,
                             Activation activation, DeviceTensor& mid, const LinearWeights& second,
                             DeviceTensor& y);
+
+  // --- whole steps ------------------------------------------------------------------------------
+  // Runs a decode step in one call when the backend has a kernel for it (CUDA: one launch at batch
+  // 1, see decode_step.cu) and returns true; returns false, having done nothing, otherwise, and
+  // the caller runs the ops. EAQ_FUSED_DECODE=0 in the environment makes the CUDA backend decline
+  // (to measure what the fused step buys).
+  virtual bool decoder_step(const DecoderStep& step) {
+    (void)step;
+    return false;
+  }
 
   // --- graphs -----------------------------------------------------------------------------------
   // Records what `body` launches so launch() replays it. The CPU backend returns a graph that

@@ -379,6 +379,58 @@ const DeviceTensor& Gpt2Model::decode_step(DecodeSession& s, const DeviceTensor&
             "decode_step: the session's cache of {} positions is full (make the session with a "
             "larger capacity, at most n_positions {})",
             s.capacity_, config_.positions);
+  // One call when the backend has a whole-step kernel (CUDA at batch 1), else op by op.
+  if (backend_.decoder_step(fused_step(s, next_ids))) {
+    ++s.fused_steps_;
+  } else {
+    unfused_step(s, next_ids);
+  }
+  backend_.increment(s.counters_);  // the next slot, and every row's next position id
+  ++s.length_;
+  return s.logits_;
+}
+
+DecoderStep Gpt2Model::fused_step(DecodeSession& s, const DeviceTensor& next_ids) const {
+  DecoderStep step;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& layer = layers_[i];
+    DecoderBlock block;
+    block.ln_1_weight = &layer.ln_1_weight;
+    block.ln_1_bias = &layer.ln_1_bias;
+    block.qkv = layer.c_attn.get();
+    block.attn_out = layer.attn_proj.get();
+    block.ln_2_weight = &layer.ln_2_weight;
+    block.ln_2_bias = &layer.ln_2_bias;
+    block.mlp_in = layer.c_fc.get();
+    block.mlp_out = layer.mlp_proj.get();
+    block.attention_scale = layer.attention_scale;
+    block.kv_cache = s.kv_[i].data;
+    step.blocks.push_back(block);
+  }
+  step.word_table = &wte_;
+  step.position_table = &wpe_;
+  step.ln_f_weight = &ln_f_weight_;
+  step.ln_f_bias = &ln_f_bias_;
+  step.lm_head = lm_head_.get();
+  step.ids = &next_ids;
+  step.slot = &s.slot_;
+  step.positions = &s.positions_;
+  step.key_mask = &s.key_mask_;
+  step.tokens = &s.tokens_;
+  step.hidden = &s.hidden_;
+  step.qkv = &s.qkv_;
+  step.context = &s.context_;
+  step.ffn = &s.ffn_;
+  step.logits = &s.logits_;
+  step.batch = s.batch_;
+  step.capacity = s.capacity_;
+  step.heads = config_.heads;
+  step.layer_norm_eps = config_.layer_norm_eps;
+  step.activation = config_.activation;
+  return step;
+}
+
+void Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids) {
   const std::int64_t batch = s.batch_, e = config_.hidden, capacity = s.capacity_;
   const DType act = backend_.activation_dtype();
   const std::size_t element = dtype_size(act);
@@ -434,9 +486,6 @@ const DeviceTensor& Gpt2Model::decode_step(DecodeSession& s, const DeviceTensor&
   });
   backend_.layer_norm_linear(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
                              s.normed_, *lm_head_, Activation::None, s.logits_);
-  backend_.increment(s.counters_);  // the next slot, and every row's next position id
-  ++s.length_;
-  return s.logits_;
 }
 
 const DeviceTensor& Gpt2Model::select_greedy(DecodeSession& s) {

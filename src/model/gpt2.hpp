@@ -48,6 +48,9 @@ class DecodeSession {
   const DeviceTensor& tokens() const { return tokens_; }
   // I32 [B, capacity]: 1 where a cache position holds a real (not padding) token.
   const DeviceTensor& key_mask() const { return key_mask_; }
+  // Decode steps the backend ran as one call (Backend::decoder_step) rather than op by op; the
+  // replays of a captured step count once, when it was captured.
+  std::int64_t fused_steps() const { return fused_steps_; }
 
  private:
   friend class Gpt2Model;
@@ -59,7 +62,7 @@ class DecodeSession {
 
   const Gpt2Model& model_;
   Backend& backend_;
-  std::int64_t batch_ = 0, capacity_ = 0, length_ = 0;
+  std::int64_t batch_ = 0, capacity_ = 0, length_ = 0, fused_steps_ = 0;
   bool prefilled_ = false;
   std::vector<DeviceTensor> owned_;
   std::vector<DeviceTensor> kv_;  // per layer [B, capacity, 2E]: K in columns [0, E), V in [E, 2E)
@@ -148,6 +151,9 @@ class Gpt2Model {
   void sequence_forward(Workspace& ws, const DeviceTensor& ids, const DeviceTensor* mask,
                         const DeviceTensor& positions, DecodeSession* session);
   void full_logits(Workspace& ws);
+  // decode_step's two ways: the whole step as one backend call, or op by op.
+  DecoderStep fused_step(DecodeSession& s, const DeviceTensor& next_ids) const;
+  void unfused_step(DecodeSession& s, const DeviceTensor& next_ids);
 
   Backend& backend_;
   std::filesystem::path folder_;

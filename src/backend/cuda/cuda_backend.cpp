@@ -10,8 +10,12 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/decode_step.hpp"
 #include "backend/cuda/decoder_kernels.hpp"
 #include "backend/cuda/device_allocator.hpp"
 #include "backend/cuda/kernels.hpp"
@@ -39,6 +43,12 @@ bool split_k_gemm_enabled() {
     return value != nullptr && std::string(value) == "1";
   }();
   return enabled;
+}
+
+// EAQ_FUSED_DECODE=0 runs decode steps op by op (read at every step, so tests can compare both).
+bool fused_decode_enabled() {
+  const char* value = std::getenv("EAQ_FUSED_DECODE");
+  return value == nullptr || std::string(value) != "0";
 }
 
 cudaDataType_t cuda_type(DType dtype) {
@@ -179,6 +189,8 @@ class CudaBackend final : public Backend {
     quantized_.reset();
     if (split_.partials) allocator_.release(split_.partials);
     if (split_.counters) allocator_.release(split_.counters);
+    for (auto& [host, device] : decode_tables_) allocator_.release(device);
+    if (grid_barrier_) allocator_.release(grid_barrier_);
     allocator_.release(workspace_);
     cublasLtDestroy(lt_);
     cudaStreamDestroy(stream_);
@@ -652,6 +664,88 @@ class CudaBackend final : public Backend {
     EAQ_CUDA_CHECK_LAUNCH();
   }
 
+  bool decoder_step(const DecoderStep& step) override {
+    const DType act = traits_.activation;
+    if (!fused_decode_enabled() || step.batch != 1 || step.blocks.empty() ||
+        step.hidden->dtype != act) {
+      return false;
+    }
+    const CudaLinear* first = float_layer(step.blocks.front().qkv, act);
+    if (first == nullptr) return false;
+    const std::int64_t e = first->in_features;
+    const std::int64_t inner = step.blocks.front().mlp_in->out_features;
+    if (!cuda::decode_step_eligible(act, static_cast<int>(e), static_cast<int>(step.heads),
+                                    static_cast<int>(inner))) {
+      return false;
+    }
+    std::vector<cuda::DecodeStepLayer> table;
+    for (const DecoderBlock& block : step.blocks) {
+      const CudaLinear* qkv = float_layer(block.qkv, act);
+      const CudaLinear* out = float_layer(block.attn_out, act);
+      const CudaLinear* in = float_layer(block.mlp_in, act);
+      const CudaLinear* down = float_layer(block.mlp_out, act);
+      if (!qkv || !out || !in || !down || qkv->in_features != e || qkv->out_features != 3 * e ||
+          out->in_features != e || out->out_features != e || in->in_features != e ||
+          in->out_features != inner || down->in_features != inner || down->out_features != e) {
+        return false;
+      }
+      cuda::DecodeStepLayer l{};
+      l.ln_1_weight = static_cast<const float*>(block.ln_1_weight->data);
+      l.ln_1_bias = static_cast<const float*>(block.ln_1_bias->data);
+      l.ln_2_weight = static_cast<const float*>(block.ln_2_weight->data);
+      l.ln_2_bias = static_cast<const float*>(block.ln_2_bias->data);
+      l.qkv_weight = qkv->weight.data;
+      l.qkv_bias = qkv->bias.data;
+      l.attn_out_weight = out->weight.data;
+      l.attn_out_bias = out->bias.data;
+      l.mlp_in_weight = in->weight.data;
+      l.mlp_in_bias = in->bias.data;
+      l.mlp_out_weight = down->weight.data;
+      l.mlp_out_bias = down->bias.data;
+      l.kv_cache = block.kv_cache;
+      l.attention_scale = block.attention_scale;
+      table.push_back(l);
+    }
+    const CudaLinear* head = float_layer(step.lm_head, act);
+    if (head == nullptr || head->in_features != e) return false;
+    const cuda::DecodeStepLayer* layers = decode_step_table(table);
+    if (layers == nullptr || !ensure_grid_barrier()) return false;
+
+    cuda::DecodeStepArgs a;
+    a.layers = layers;
+    a.layer_count = static_cast<int>(table.size());
+    a.word_table = step.word_table->data;
+    a.position_table = step.position_table->data;
+    a.ln_f_weight = static_cast<const float*>(step.ln_f_weight->data);
+    a.ln_f_bias = static_cast<const float*>(step.ln_f_bias->data);
+    a.lm_head_weight = head->weight.data;
+    a.lm_head_bias = head->bias.data;
+    a.ids = i32(*step.ids);
+    a.slot = i32(*step.slot);
+    a.positions = i32(*step.positions);
+    a.key_mask = i32(*step.key_mask);
+    a.tokens = i32(*step.tokens);
+    a.hidden = step.hidden->data;
+    a.query = step.qkv->data;
+    a.context = step.context->data;
+    a.ffn = step.ffn->data;
+    a.logits = step.logits->data;
+    a.barrier = grid_barrier_;
+    a.hidden_size = static_cast<int>(e);
+    a.heads = static_cast<int>(step.heads);
+    a.inner = static_cast<int>(inner);
+    a.vocab = static_cast<int>(head->out_features);
+    a.capacity = static_cast<int>(step.capacity);
+    a.layer_norm_eps = step.layer_norm_eps;
+    a.activation = step.activation;
+    ProfileScope scope(profiler_, stream_, [&] {
+      return fmt::format("decode step (one kernel, {} layers, E {})", table.size(), e);
+    });
+    cuda::launch_decode_step(act, a, stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+    return true;
+  }
+
   std::unique_ptr<CapturedGraph> capture(const std::function<void()>& body) override {
     if (profiler_.enabled()) return std::make_unique<ReplayGraph>(body);
     EAQ_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
@@ -680,6 +774,47 @@ class CudaBackend final : public Backend {
     if (scratch_) allocator_.release(scratch_);
     scratch_ = allocator_.allocate(bytes);
     scratch_bytes_ = bytes;
+  }
+
+  // The unquantized layer behind `weights` when its GEMVs run in `act`, else null.
+  static const CudaLinear* float_layer(const LinearWeights* weights, DType act) {
+    if (weights == nullptr || cuda::QuantizedLinears::as_quantized(*weights)) return nullptr;
+    const auto* w = static_cast<const CudaLinear*>(weights);
+    return w->gemv_allowed && w->input_dtype == act && w->output_dtype == act ? w : nullptr;
+  }
+
+  // The fused decode step's layer table in device memory: uploaded once per distinct table (a
+  // model and a session's caches), outside graph capture; null when it would have to be uploaded
+  // during a capture.
+  const cuda::DecodeStepLayer* decode_step_table(const std::vector<cuda::DecodeStepLayer>& table) {
+    const auto fields = [](const cuda::DecodeStepLayer& l) {
+      return std::tie(l.ln_1_weight, l.ln_1_bias, l.ln_2_weight, l.ln_2_bias, l.qkv_weight,
+                      l.qkv_bias, l.attn_out_weight, l.attn_out_bias, l.mlp_in_weight,
+                      l.mlp_in_bias, l.mlp_out_weight, l.mlp_out_bias, l.kv_cache,
+                      l.attention_scale);
+    };
+    for (const auto& [host, device] : decode_tables_) {
+      if (std::equal(host.begin(), host.end(), table.begin(), table.end(),
+                     [&](const auto& x, const auto& y) { return fields(x) == fields(y); }))
+        return device;
+    }
+    const std::size_t bytes = table.size() * sizeof(cuda::DecodeStepLayer);
+    if (capturing()) return nullptr;
+    auto* device = static_cast<cuda::DecodeStepLayer*>(allocator_.allocate(bytes));
+    EAQ_CUDA_CHECK(cudaMemcpyAsync(device, table.data(), bytes, cudaMemcpyHostToDevice, stream_));
+    EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `table` is the caller's
+    decode_tables_.emplace_back(table, device);
+    return device;
+  }
+
+  // The grid barrier's state, zeroed once (outside capture); every launch leaves it consistent.
+  bool ensure_grid_barrier() {
+    if (grid_barrier_ != nullptr) return true;
+    if (capturing()) return false;
+    grid_barrier_ =
+        static_cast<cuda::GridBarrierState*>(allocator_.allocate(sizeof(cuda::GridBarrierState)));
+    EAQ_CUDA_CHECK(cudaMemsetAsync(grid_barrier_, 0, sizeof(cuda::GridBarrierState), stream_));
+    return true;
   }
 
   // Partial results and arrival counters for kernels that split a row over blocks (decode
@@ -716,6 +851,8 @@ class CudaBackend final : public Backend {
   std::size_t scratch_bytes_ = 0;
   cuda::SplitScratch split_;
   std::unique_ptr<cuda::QuantizedLinears> quantized_;  // int8, int8-static, int8-wo, fp8
+  std::vector<std::pair<std::vector<cuda::DecodeStepLayer>, cuda::DecodeStepLayer*>> decode_tables_;
+  cuda::GridBarrierState* grid_barrier_ = nullptr;
 };
 
 }  // namespace

@@ -52,4 +52,11 @@ bool thread_block_clusters_supported() {
   return hopper_or_newer();
 }
 
+bool cooperative_launch_supported() {
+  int device = 0, value = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  return cudaDeviceGetAttribute(&value, cudaDevAttrCooperativeLaunch, device) == cudaSuccess &&
+         value != 0;
+}
+
 }  // namespace eaq::cuda

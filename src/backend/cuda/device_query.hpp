@@ -10,5 +10,7 @@ int multiprocessor_count();
 bool dependent_launch_supported();
 // Whether the current device runs thread-block clusters (compute capability 9.0+).
 bool thread_block_clusters_supported();
+// Whether the current device launches cooperative kernels (all blocks resident at once).
+bool cooperative_launch_supported();
 
 }  // namespace eaq::cuda

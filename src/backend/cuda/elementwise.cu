@@ -1,6 +1,7 @@
 // Small elementwise kernels; references: cpu_kernels.cpp apply_activation and CpuBackend.
 #include <cstdint>
 
+#include "backend/cuda/activation.cuh"
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/kernels.hpp"
 
@@ -14,29 +15,11 @@ unsigned blocks_for(std::int64_t count) {
   return static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
 }
 
-__device__ __forceinline__ float activate(float v, Activation activation) {
-  switch (activation) {
-    case Activation::Gelu:
-      return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    case Activation::GeluTanh: {
-      const float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);
-      return 0.5f * v * (1.0f + tanhf(inner));
-    }
-    case Activation::Relu:
-      return fmaxf(v, 0.0f);
-    case Activation::Tanh:
-      return tanhf(v);
-    case Activation::None:
-      return v;
-  }
-  return v;
-}
-
 template <class T>
 __global__ void activation_kernel(T* y, std::int64_t count, Activation activation) {
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    y[i] = from_f32<T>(activate(to_f32(y[i]), activation));
+    y[i] = from_f32<T>(apply_activation(to_f32(y[i]), activation));
   }
 }
 
@@ -49,7 +32,7 @@ __global__ void activation_vector_kernel(uint4* y, std::int64_t vectors, Activat
     uint4 packed = y[i];
     T* v = reinterpret_cast<T*>(&packed);
 #pragma unroll
-    for (int e = 0; e < kPerVec; ++e) v[e] = from_f32<T>(activate(to_f32(v[e]), activation));
+    for (int e = 0; e < kPerVec; ++e) v[e] = from_f32<T>(apply_activation(to_f32(v[e]), activation));
     y[i] = packed;
   }
 }
@@ -60,7 +43,7 @@ __global__ void bias_activation_kernel(T* y, const B* bias, std::int64_t rows, s
   const std::int64_t count = rows * cols;
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    y[i] = from_f32<T>(activate(to_f32(y[i]) + to_f32(bias[i % cols]), activation));
+    y[i] = from_f32<T>(apply_activation(to_f32(y[i]) + to_f32(bias[i % cols]), activation));
   }
 }
 

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "backend/cuda/activation.cuh"
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/kernels.hpp"
@@ -26,22 +27,6 @@ constexpr int kThreads = 32 * kWarpsPerBlock;
 constexpr int kChunk = 12;                             // 16-byte pieces of W in flight per lane
 constexpr std::int64_t kSharedFloats = 48 * 1024 / 4;  // x rows staged as f32
 constexpr int kMaxRowsPerLaunch = 4;
-
-__device__ __forceinline__ float activate(float v, Activation activation) {
-  switch (activation) {
-    case Activation::Gelu:
-      return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    case Activation::GeluTanh:
-      return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
-    case Activation::Relu:
-      return fmaxf(v, 0.0f);
-    case Activation::Tanh:
-      return tanhf(v);
-    case Activation::None:
-      return v;
-  }
-  return v;
-}
 
 // Sums one value per row over the block; every thread gets the totals.
 template <int kRows>
@@ -180,7 +165,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
     for (int r = 0; r < kRows; ++r) {
       const float sum = warp_sum(acc[r]);
       if (lane == 0) {
-        float out = activate(sum + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
+        float out = apply_activation(sum + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
         if (residual) out += to_f32(residual[r * a.n + feature]);  // read before y (may alias)
         y[r * a.n + feature] = from_f32<T>(out);
       }
@@ -303,7 +288,7 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
     }
     const float total = warp_sum(acc);
     if (lane == 0) {
-      float out = activate(total + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
+      float out = apply_activation(total + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
       if (residual) out += to_f32(residual[feature]);  // read before y (may alias)
       y[feature] = from_f32<T>(out);
     }

@@ -4,6 +4,7 @@
 
 #include <cuda_fp8.h>
 
+#include "backend/cuda/activation.cuh"
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/quant_kernels.hpp"
 
@@ -25,25 +26,6 @@ __device__ __forceinline__ unsigned char quantize_value(QuantFormat format, floa
 
 __device__ __forceinline__ float quant_max(QuantFormat format) {
   return format == QuantFormat::E4M3 ? 448.0f : 127.0f;
-}
-
-// The same formulas as elementwise.cu's activation kernel (and cpu_kernels.cpp).
-__device__ __forceinline__ float apply_activation(float v, Activation activation) {
-  switch (activation) {
-    case Activation::Gelu:
-      return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    case Activation::GeluTanh: {
-      const float inner = 0.79788456080286536f * (v + 0.044715f * v * v * v);
-      return 0.5f * v * (1.0f + tanhf(inner));
-    }
-    case Activation::Relu:
-      return fmaxf(v, 0.0f);
-    case Activation::Tanh:
-      return tanhf(v);
-    case Activation::None:
-      return v;
-  }
-  return v;
 }
 
 // The maximum over the block; `shared` holds 32 floats. Every thread gets the result.
