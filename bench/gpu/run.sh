@@ -185,6 +185,15 @@ stage_fused_gpt2() {
   done
 }
 
+# Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: block 0's clock per phase).
+stage_timeline_gpt2() {
+  note "GPT-2 124M shape: fused decode step timeline, fp16, batch 1"
+  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  EAQ_DECODE_TIMELINE=1 "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
+    --new-tokens 256 --precision fp16 --batch-size 1 --num_iters 20 --warmup_steps 5 --idle-seconds 0 \
+    --min-duration-s 0 --power-source none --results-dir /tmp/timeline-gpt2 2>&1 | sed -n '/EAQ_DECODE_TIMELINE/,$p' | head -24
+}
+
 # The bundled classifier on the bundled dataset in every precision this GPU supports (make demo).
 stage_demo() {
   note "demo: bundled sentiment model, every precision"
@@ -265,6 +274,7 @@ for stage in "$@"; do
     bench-gpt2) stage_bench_gpt2 ;;
     pdl-gpt2) stage_pdl_gpt2 ;;
     fused-gpt2) stage_fused_gpt2 ;;
+    timeline-gpt2) stage_timeline_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trials) stage_trials ;;

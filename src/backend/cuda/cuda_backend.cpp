@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -191,6 +192,8 @@ class CudaBackend final : public Backend {
     if (split_.counters) allocator_.release(split_.counters);
     for (auto& [host, device] : decode_tables_) allocator_.release(device);
     if (grid_barrier_) allocator_.release(grid_barrier_);
+    print_decode_timeline();
+    if (timeline_) allocator_.release(timeline_);
     allocator_.release(workspace_);
     cublasLtDestroy(lt_);
     cudaStreamDestroy(stream_);
@@ -731,6 +734,7 @@ class CudaBackend final : public Backend {
     a.ffn = step.ffn->data;
     a.logits = step.logits->data;
     a.barrier = grid_barrier_;
+    a.timeline = decode_timeline();
     a.hidden_size = static_cast<int>(e);
     a.heads = static_cast<int>(step.heads);
     a.inner = static_cast<int>(inner);
@@ -807,6 +811,44 @@ class CudaBackend final : public Backend {
     return device;
   }
 
+  // EAQ_DECODE_TIMELINE=1: where the fused decode step spends its time, printed at destruction.
+  unsigned long long* decode_timeline() {
+    static const bool wanted = [] {
+      const char* value = std::getenv("EAQ_DECODE_TIMELINE");
+      return value != nullptr && std::string(value) == "1";
+    }();
+    if (!wanted || (timeline_ == nullptr && capturing())) return timeline_;
+    if (timeline_ == nullptr) {
+      const std::size_t bytes = cuda::kDecodeTimelineSlots * sizeof(unsigned long long);
+      timeline_ = static_cast<unsigned long long*>(allocator_.allocate(bytes));
+      EAQ_CUDA_CHECK(cudaMemsetAsync(timeline_, 0, bytes, stream_));
+    }
+    return timeline_;
+  }
+
+  void print_decode_timeline() {
+    if (timeline_ == nullptr) return;
+    unsigned long long sums[cuda::kDecodeTimelineSlots] = {};
+    if (cudaMemcpy(sums, timeline_, sizeof sums, cudaMemcpyDeviceToHost) != cudaSuccess) return;
+    const unsigned long long launches = sums[cuda::kDecodeTimelineSlots - 1];
+    if (launches == 0) return;
+    int khz = 0;
+    cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device_);
+    std::fprintf(stderr,
+                 "\nEAQ_DECODE_TIMELINE: fused decode step, block 0's clock, mean per step over %llu "
+                 "steps (us at the %d MHz maximum clock)\n",
+                 launches, khz / 1000);
+    double total = 0.0;
+    for (int i = 0; i + 1 < cuda::kDecodeTimelineSlots; ++i) {
+      const double cycles = static_cast<double>(sums[i]) / static_cast<double>(launches);
+      total += cycles;
+      std::fprintf(stderr, "  %-26s %10.0f cycles %8.2f us\n", cuda::decode_timeline_phase_name(i),
+                   cycles, khz > 0 ? cycles / khz * 1000.0 : 0.0);
+    }
+    std::fprintf(stderr, "  %-26s %10.0f cycles %8.2f us\n", "total", total,
+                 khz > 0 ? total / khz * 1000.0 : 0.0);
+  }
+
   // The grid barrier's state, zeroed once (outside capture); every launch leaves it consistent.
   bool ensure_grid_barrier() {
     if (grid_barrier_ != nullptr) return true;
@@ -853,6 +895,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::QuantizedLinears> quantized_;  // int8, int8-static, int8-wo, fp8
   std::vector<std::pair<std::vector<cuda::DecodeStepLayer>, cuda::DecodeStepLayer*>> decode_tables_;
   cuda::GridBarrierState* grid_barrier_ = nullptr;
+  unsigned long long* timeline_ = nullptr;
 };
 
 }  // namespace

@@ -73,6 +73,18 @@ __device__ void grid_barrier(GridBarrierState* state) {
   __syncthreads();
 }
 
+// With a timeline, block 0 adds the cycles since its previous mark to slot `slot` (after a block
+// barrier, so a mark closes the phase for the whole block).
+__device__ __forceinline__ void mark(unsigned long long* timeline, int slot, long long& last) {
+  if (timeline == nullptr) return;
+  __syncthreads();
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    const long long now = clock64();
+    timeline[slot] += static_cast<unsigned long long>(now - last);
+    last = now;
+  }
+}
+
 __device__ __forceinline__ float block_sum(float v, float* scratch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   v = warp_sum(v);
@@ -282,6 +294,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
   const T* context = static_cast<const T*>(a.context);
   const auto from_l2 = [](const T* p) { return [p](int c) { return to_f32(__ldcg(p + c)); }; };
 
+  unsigned long long* timeline = a.timeline;
+  long long last = clock64();
   uint4 wv[kVecsPerLane];
   prefetch_first_row<T>(wv, a.layers[0].qkv_weight, 3 * e, e);
   // A slot outside the cache writes nothing (as the op-by-op path); decode_step never passes one.
@@ -307,6 +321,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
       stage_input<T>(xs, e, from_l2(hidden), layer.ln_1_weight, layer.ln_1_bias, a.layer_norm_eps,
                      scratch);
     }
+    mark(timeline, 0, last);
     T* kv_row = static_cast<T*>(layer.kv_cache) + static_cast<std::int64_t>(slot) * 2 * e;
     linear_phase<T>(layer.qkv_weight, 3 * e, e, xs, wv, [&](int f, float dot) {
       const T v = from_f32<T>(dot + bias_at<T>(layer.qkv_bias, f));
@@ -316,31 +331,42 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
         kv_row[f - e] = v;
     });
     prefetch_first_row<T>(wv, layer.attn_out_weight, e, e);
+    mark(timeline, 1, last);
     grid_barrier(a.barrier);
+    mark(timeline, 2, last);
 
     attention_phase<T>(a, layer, slot, smem);
+    mark(timeline, 3, last);
     grid_barrier(a.barrier);
+    mark(timeline, 4, last);
 
     // Attention output projection + residual.
     stage_input<T>(xs, e, from_l2(context), nullptr, nullptr, 0.0f, scratch);
+    mark(timeline, 5, last);
     linear_phase<T>(layer.attn_out_weight, e, e, xs, wv, [&](int f, float dot) {
       hidden[f] =
           from_f32<T>(dot + bias_at<T>(layer.attn_out_bias, f) + to_f32(__ldcg(hidden + f)));
     });
     prefetch_first_row<T>(wv, layer.mlp_in_weight, inner, e);
+    mark(timeline, 6, last);
     grid_barrier(a.barrier);
+    mark(timeline, 7, last);
 
     // LayerNorm 2, MLP in and its activation.
     stage_input<T>(xs, e, from_l2(hidden), layer.ln_2_weight, layer.ln_2_bias, a.layer_norm_eps,
                    scratch);
+    mark(timeline, 8, last);
     linear_phase<T>(layer.mlp_in_weight, inner, e, xs, wv, [&](int f, float dot) {
       ffn[f] = from_f32<T>(apply_activation(dot + bias_at<T>(layer.mlp_in_bias, f), a.activation));
     });
     prefetch_first_row<T>(wv, layer.mlp_out_weight, e, inner);
+    mark(timeline, 9, last);
     grid_barrier(a.barrier);
+    mark(timeline, 10, last);
 
     // MLP out + residual.
     stage_input<T>(xs, inner, from_l2(ffn), nullptr, nullptr, 0.0f, scratch);
+    mark(timeline, 11, last);
     linear_phase<T>(layer.mlp_out_weight, e, inner, xs, wv, [&](int f, float dot) {
       hidden[f] =
           from_f32<T>(dot + bias_at<T>(layer.mlp_out_bias, f) + to_f32(__ldcg(hidden + f)));
@@ -349,14 +375,19 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
       prefetch_first_row<T>(wv, a.layers[i + 1].qkv_weight, 3 * e, e);
     else
       prefetch_first_row<T>(wv, a.lm_head_weight, a.vocab, e);
+    mark(timeline, 12, last);
     grid_barrier(a.barrier);
+    mark(timeline, 13, last);
   }
 
   // ln_f and the LM head.
   stage_input<T>(xs, e, from_l2(hidden), a.ln_f_weight, a.ln_f_bias, a.layer_norm_eps, scratch);
+  mark(timeline, 14, last);
   linear_phase<T>(a.lm_head_weight, a.vocab, e, xs, wv, [&](int f, float dot) {
     logits[f] = from_f32<T>(dot + bias_at<T>(a.lm_head_bias, f));
   });
+  mark(timeline, 15, last);
+  if (timeline != nullptr && blockIdx.x == 0 && threadIdx.x == 0) ++timeline[16];
 }
 
 std::size_t shared_bytes(int hidden_size, int inner) {
@@ -405,6 +436,15 @@ void launch(const DecodeStepArgs& a, cudaStream_t stream) {
 }
 
 }  // namespace
+
+const char* decode_timeline_phase_name(int slot) {
+  static const char* const names[kDecodeTimelineSlots] = {
+      "embed/ln_1 stage",  "qkv linear",      "barrier after qkv", "attention",
+      "barrier after attention", "attn_out stage", "attn_out linear", "barrier after attn_out",
+      "ln_2 stage",        "mlp_in linear",   "barrier after mlp_in", "mlp_out stage",
+      "mlp_out linear",    "barrier after mlp_out", "ln_f stage", "lm_head linear", "launches"};
+  return slot >= 0 && slot < kDecodeTimelineSlots ? names[slot] : "?";
+}
 
 bool decode_step_eligible(DType act, int hidden_size, int heads, int inner) {
   if (act != DType::F32 && act != DType::F16 && act != DType::BF16) return false;

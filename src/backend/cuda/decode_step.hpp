@@ -44,10 +44,17 @@ struct DecodeStepArgs {
   void *hidden = nullptr, *query = nullptr, *context = nullptr, *ffn = nullptr,
        *logits = nullptr;  // [E], [E], [E], [I], [vocab]
   GridBarrierState* barrier = nullptr;
+  // Optional (EAQ_DECODE_TIMELINE=1): block 0's clock cycles per phase, summed over launches,
+  // kDecodeTimelineSlots entries (the last counts launches); see decode_timeline_phase_name.
+  unsigned long long* timeline = nullptr;
   int hidden_size = 0, heads = 0, inner = 0, vocab = 0, capacity = 0;
   float layer_norm_eps = 1e-5f;
   Activation activation = Activation::GeluTanh;
 };
+
+constexpr int kDecodeTimelineSlots = 17;
+// What timeline slot i measures, e.g. "qkv: stage ln_1".
+const char* decode_timeline_phase_name(int slot);
 
 // Whether the kernel runs this shape in `act` on the current device: F32/F16/BF16, head size 64,
 // E and I multiples of one 16-byte vector, E <= 4096, I <= 16384, and a device that launches
