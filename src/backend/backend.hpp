@@ -124,9 +124,9 @@ struct DecoderStep {
   const DeviceTensor *word_table = nullptr, *position_table = nullptr;
   const DeviceTensor *ln_f_weight = nullptr, *ln_f_bias = nullptr;
   const LinearWeights* lm_head = nullptr;
-  const DeviceTensor* ids = nullptr;        // I32 [B]
-  const DeviceTensor* slot = nullptr;       // I32 [1]
-  const DeviceTensor* positions = nullptr;  // I32 [B]
+  const DeviceTensor* ids = nullptr;                    // I32 [B]
+  const DeviceTensor* slot = nullptr;                   // I32 [1]
+  const DeviceTensor* positions = nullptr;              // I32 [B]
   DeviceTensor *key_mask = nullptr, *tokens = nullptr;  // I32 [B, capacity]
   DeviceTensor *hidden = nullptr, *qkv = nullptr, *context = nullptr, *ffn = nullptr,
                *logits = nullptr;

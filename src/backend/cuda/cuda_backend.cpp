@@ -834,10 +834,11 @@ class CudaBackend final : public Backend {
     if (launches == 0) return;
     int khz = 0;
     cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device_);
-    std::fprintf(stderr,
-                 "\nEAQ_DECODE_TIMELINE: fused decode step, block 0's clock, mean per step over %llu "
-                 "steps (us at the %d MHz maximum clock)\n",
-                 launches, khz / 1000);
+    std::fprintf(
+        stderr,
+        "\nEAQ_DECODE_TIMELINE: fused decode step, block 0's clock, mean per step over %llu "
+        "steps (us at the %d MHz maximum clock)\n",
+        launches, khz / 1000);
     double total = 0.0;
     for (int i = 0; i + 1 < cuda::kDecodeTimelineSlots; ++i) {
       const double cycles = static_cast<double>(sums[i]) / static_cast<double>(launches);

@@ -31,16 +31,17 @@
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/decode_step.hpp"
 #include "backend/cuda/device_query.hpp"
+#include "backend/cuda/mma_copy.cuh"
 
 namespace eaq::cuda {
 namespace {
 
 constexpr int kWarps = 16;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kVecsPerLane = 12;  // 16-byte pieces of a weight row in flight per lane
-constexpr int kHeadDim = 64;      // the attention phase gives each lane two dimensions
+constexpr int kVecsPerLane = 12;              // 16-byte pieces of a weight row in flight per lane
+constexpr int kHeadDim = 64;                  // the attention phase gives each lane two dimensions
 constexpr int kPartialStride = kHeadDim + 2;  // a warp's o[64], max, sum in shared memory
-constexpr int kMaxHidden = 4096, kMaxInner = 16384;
+constexpr int kMaxHidden = 4096, kMaxInner = 8192;  // shared memory: tiles + x + LayerNorm
 
 template <class T>
 constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
@@ -52,23 +53,28 @@ __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
 }
 
 // Every block waits here until all have arrived. Thread 0 of each block reads the generation
-// before it arrives (it cannot move until this block has arrived), and the last block to arrive
-// resets the count and moves the generation on. The writes made before the barrier are then
+// before it arrives (it cannot move until this block has arrived) and arrives with an acq_rel
+// add, which releases what its block wrote (the __syncthreads before it orders the block's
+// writes); the last block to arrive resets the count and publishes the next generation with a
+// release store, which the others' acquire loads see. Writes made before the barrier are then
 // visible in L2 to every block.
 __device__ void grid_barrier(GridBarrierState* state) {
   __syncthreads();
   if (threadIdx.x == 0) {
     const unsigned generation = load_acquire(&state->generation);
-    __threadfence();
-    if (atomicAdd(&state->count, 1u) == gridDim.x - 1) {
-      atomicExch(&state->count, 0u);
-      __threadfence();
-      atomicAdd(&state->generation, 1u);
+    unsigned arrived;
+    asm volatile("atom.add.acq_rel.gpu.u32 %0, [%1], 1;"
+                 : "=r"(arrived)
+                 : "l"(&state->count)
+                 : "memory");
+    if (arrived == gridDim.x - 1) {
+      asm volatile("st.relaxed.gpu.u32 [%0], 0;" ::"l"(&state->count) : "memory");
+      asm volatile("st.release.gpu.u32 [%0], %1;" ::"l"(&state->generation), "r"(generation + 1)
+                   : "memory");
     } else {
       while (load_acquire(&state->generation) == generation) {
       }
     }
-    __threadfence();
   }
   __syncthreads();
 }
@@ -85,6 +91,31 @@ __device__ __forceinline__ void mark(unsigned long long* timeline, int slot, lon
   }
 }
 
+// Where a block's shared memory goes (the host sizes it with the same function).
+struct SharedLayout {
+  std::size_t k_tile = 0, v_tile = 0;  // [kTileKeys][64] of T each: a pass of the attention
+  std::size_t xs = 0;                  // f32 [max(E, I)]: the staged input vector
+  std::size_t ln = 0;                  // f32 [2E]: the next LayerNorm's gamma, then beta
+  std::size_t q = 0, partial = 0;      // f32 [64], [kWarps][kPartialStride]
+  std::size_t bytes = 0;
+};
+
+constexpr int kTileKeys = kWarps * 32;  // one key per lane
+
+__host__ __device__ inline SharedLayout shared_layout(int hidden_size, int inner,
+                                                      int element_bytes) {
+  SharedLayout l;
+  const std::size_t tile = static_cast<std::size_t>(kTileKeys) * kHeadDim * element_bytes;
+  l.k_tile = 0;
+  l.v_tile = tile;
+  l.xs = 2 * tile;
+  l.ln = l.xs + static_cast<std::size_t>(hidden_size > inner ? hidden_size : inner) * 4;
+  l.q = l.ln + 2 * static_cast<std::size_t>(hidden_size) * 4;
+  l.partial = l.q + kHeadDim * 4;
+  l.bytes = l.partial + static_cast<std::size_t>(kWarps) * kPartialStride * 4;
+  return l;
+}
+
 __device__ __forceinline__ float block_sum(float v, float* scratch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   v = warp_sum(v);
@@ -97,21 +128,34 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   return total;
 }
 
-// xs[c] = load(c) for c < k; with gamma, then LayerNorm(xs) * gamma + beta rounded to T, as the
-// LayerNorm op stores it (two-pass variance, f32).
+// Starts copying a LayerNorm's gamma and beta (F32 [e]) into shared memory; stage_input waits.
+// Issued before a grid barrier, the copies overlap it.
+__device__ __forceinline__ void prefetch_layer_norm(float* ln, const float* gamma,
+                                                    const float* beta, int e) {
+  for (int i = threadIdx.x; i < e / 4; i += kThreads) {
+    copy16(shared_address(ln + 4 * i), gamma + 4 * i, true);
+    copy16(shared_address(ln + e + 4 * i), beta + 4 * i, true);
+  }
+  commit();
+}
+
+// xs[c] = load(c) for c < k; with `normalize`, then LayerNorm(xs) * gamma + beta rounded to T, as
+// the LayerNorm op stores it (two-pass variance, f32), gamma and beta from `ln` (copied there by
+// prefetch_layer_norm).
 template <class T, class Load>
-__device__ void stage_input(float* xs, int k, const Load& load, const float* gamma,
-                            const float* beta, float eps, float* scratch) {
+__device__ void stage_input(float* xs, int k, const Load& load, bool normalize, const float* ln,
+                            float eps, float* scratch) {
   float sum = 0.0f;
   for (int c = threadIdx.x; c < k; c += kThreads) {
     const float v = load(c);
     xs[c] = v;
     sum += v;
   }
-  if (gamma == nullptr) {
+  if (!normalize) {
     __syncthreads();
     return;
   }
+  wait_pending<0>();  // this thread's copies of gamma and beta; block_sum's barrier: everyone's
   const float mean = block_sum(sum, scratch) / static_cast<float>(k);
   float var = 0.0f;
   for (int c = threadIdx.x; c < k; c += kThreads) {  // each thread reads back what it wrote
@@ -120,15 +164,84 @@ __device__ void stage_input(float* xs, int k, const Load& load, const float* gam
   }
   const float rstd = rsqrtf(block_sum(var, scratch) / static_cast<float>(k) + eps);
   for (int c = threadIdx.x; c < k; c += kThreads) {
-    xs[c] = to_f32(from_f32<T>((xs[c] - mean) * rstd * __ldg(gamma + c) + __ldg(beta + c)));
+    xs[c] = to_f32(from_f32<T>((xs[c] - mean) * rstd * ln[c] + ln[k + c]));
   }
   __syncthreads();
 }
 
-// This lane's pieces [base + lane + 32 u] of W row `feature`.
+__device__ __forceinline__ int first_feature() {
+  return static_cast<int>((threadIdx.x / 32) * gridDim.x + blockIdx.x);
+}
+
+__device__ __forceinline__ int feature_stride() {
+  return static_cast<int>(gridDim.x) * kWarps;
+}
+
+// --- Linear phases ------------------------------------------------------------------------------
+// A row of k elements is ceil(k / 8 / 32) 16-byte pieces per lane. When that is at most kVpl
+// (3, 6 or 12), a warp keeps kVecsPerLane / kVpl of its rows in registers at once (GPT-2 small:
+// four rows of 768, so the QKV and MLP-in phases, two rows per warp, are loaded whole before the
+// barrier); longer rows go one row at a time in chunks of kVecsPerLane pieces.
 template <class T>
-__device__ __forceinline__ void load_row(uint4 (&wv)[kVecsPerLane], const T* w, int k,
-                                         int feature, int base, int lane) {
+__device__ __forceinline__ int row_bucket(int k) {
+  const int per_lane = (k / kPerVec<T> + 31) / 32;
+  return per_lane <= 3 ? 3 : per_lane <= 6 ? 6 : per_lane <= 12 ? 12 : 0;
+}
+
+// Rows feature + r * stride (r < kVecsPerLane / kVpl), pieces lane + 32 p (p < kVpl), into
+// wv[r * kVpl + p].
+template <class T, int kVpl>
+__device__ __forceinline__ void load_rows(uint4 (&wv)[kVecsPerLane], const T* w, int n, int k,
+                                          int feature, int lane) {
+  constexpr int kRows = kVecsPerLane / kVpl;
+  const int vectors = k / kPerVec<T>, stride = feature_stride();
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int f = feature + r * stride;
+    if (f >= n) break;
+    const uint4* row = reinterpret_cast<const uint4*>(w + static_cast<std::int64_t>(f) * k);
+#pragma unroll
+    for (int p = 0; p < kVpl; ++p) {
+      const int v = lane + 32 * p;
+      if (v < vectors) wv[r * kVpl + p] = __ldg(row + v);
+    }
+  }
+}
+
+template <class T, int kVpl, class Epilogue>
+__device__ void linear_rows(const T* w, int n, int k, const float* xs, uint4 (&wv)[kVecsPerLane],
+                            const Epilogue& epilogue) {
+  constexpr int kRows = kVecsPerLane / kVpl;
+  const int lane = threadIdx.x % 32, vectors = k / kPerVec<T>, stride = feature_stride();
+  for (int feature = first_feature(); feature < n; feature += kRows * stride) {
+    float acc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      acc[r] = 0.0f;
+#pragma unroll
+      for (int p = 0; p < kVpl; ++p) {
+        const int v = lane + 32 * p;
+        if (v >= vectors) break;
+        const T* wt = reinterpret_cast<const T*>(&wv[r * kVpl + p]);
+        const float* xv = xs + v * kPerVec<T>;
+#pragma unroll
+        for (int i = 0; i < kPerVec<T>; ++i) acc[r] += xv[i] * to_f32(wt[i]);
+      }
+    }
+    const int next = feature + kRows * stride;
+    if (next < n) load_rows<T, kVpl>(wv, w, n, k, next, lane);  // in flight during the sums
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float dot = warp_sum(acc[r]);
+      if (lane == 0 && feature + r * stride < n) epilogue(feature + r * stride, dot);
+    }
+  }
+}
+
+// This lane's pieces [base + lane + 32 u] of W row `feature` (rows longer than 12 pieces a lane).
+template <class T>
+__device__ __forceinline__ void load_chunk(uint4 (&wv)[kVecsPerLane], const T* w, int k,
+                                           int feature, int base, int lane) {
   const int vectors = k / kPerVec<T>;
   const uint4* row = reinterpret_cast<const uint4*>(w + static_cast<std::int64_t>(feature) * k);
 #pragma unroll
@@ -138,27 +251,10 @@ __device__ __forceinline__ void load_row(uint4 (&wv)[kVecsPerLane], const T* w, 
   }
 }
 
-__device__ __forceinline__ int first_feature() {
-  return static_cast<int>((threadIdx.x / 32) * gridDim.x + blockIdx.x);
-}
-
-// Loads the first piece of this warp's first row of the next Linear phase (before a barrier).
-template <class T>
-__device__ __forceinline__ void prefetch_first_row(uint4 (&wv)[kVecsPerLane], const void* w,
-                                                   int n, int k) {
-  const int feature = first_feature();
-  if (feature < n) load_row(wv, static_cast<const T*>(w), k, feature, 0, threadIdx.x % 32);
-}
-
-// y features [0, n) of x W^T over every warp of the grid, x (k values) staged in xs; wv holds the
-// first piece of this warp's first row (prefetch_first_row). epilogue(feature, dot) on lane 0.
 template <class T, class Epilogue>
-__device__ void linear_phase(const void* weight, int n, int k, const float* xs,
-                             uint4 (&wv)[kVecsPerLane], const Epilogue& epilogue) {
-  const T* w = static_cast<const T*>(weight);
-  const int lane = threadIdx.x % 32;
-  const int vectors = k / kPerVec<T>;
-  const int stride = static_cast<int>(gridDim.x) * kWarps;
+__device__ void linear_chunks(const T* w, int n, int k, const float* xs, uint4 (&wv)[kVecsPerLane],
+                              const Epilogue& epilogue) {
+  const int lane = threadIdx.x % 32, vectors = k / kPerVec<T>, stride = feature_stride();
   for (int feature = first_feature(); feature < n;) {
     float acc = 0.0f;
     for (int base = 0;;) {
@@ -169,17 +265,60 @@ __device__ void linear_phase(const void* weight, int n, int k, const float* xs,
         const T* wt = reinterpret_cast<const T*>(&wv[u]);
         const float* xv = xs + v * kPerVec<T>;
 #pragma unroll
-        for (int e = 0; e < kPerVec<T>; ++e) acc += xv[e] * to_f32(wt[e]);
+        for (int i = 0; i < kPerVec<T>; ++i) acc += xv[i] * to_f32(wt[i]);
       }
       base += 32 * kVecsPerLane;
       if (base >= vectors) break;
-      load_row(wv, w, k, feature, base, lane);
+      load_chunk(wv, w, k, feature, base, lane);
     }
     const int next = feature + stride;
-    if (next < n) load_row(wv, w, k, next, 0, lane);  // in flight during the reduction
+    if (next < n) load_chunk(wv, w, k, next, 0, lane);
     acc = warp_sum(acc);
     if (lane == 0) epilogue(feature, acc);
     feature = next;
+  }
+}
+
+// Loads this warp's first rows of a Linear phase (before the barrier that precedes it).
+template <class T>
+__device__ __forceinline__ void prefetch_rows(uint4 (&wv)[kVecsPerLane], const void* weight, int n,
+                                              int k) {
+  const T* w = static_cast<const T*>(weight);
+  const int feature = first_feature(), lane = threadIdx.x % 32;
+  if (feature >= n) return;
+  switch (row_bucket<T>(k)) {
+    case 3:
+      load_rows<T, 3>(wv, w, n, k, feature, lane);
+      break;
+    case 6:
+      load_rows<T, 6>(wv, w, n, k, feature, lane);
+      break;
+    case 12:
+      load_rows<T, 12>(wv, w, n, k, feature, lane);
+      break;
+    default:
+      load_chunk(wv, w, k, feature, 0, lane);
+  }
+}
+
+// y features [0, n) of x W^T over every warp of the grid, x (k values) staged in xs, wv as
+// prefetch_rows left it; epilogue(feature, dot) runs on lane 0 of the feature's warp.
+template <class T, class Epilogue>
+__device__ void linear_phase(const void* weight, int n, int k, const float* xs,
+                             uint4 (&wv)[kVecsPerLane], const Epilogue& epilogue) {
+  const T* w = static_cast<const T*>(weight);
+  switch (row_bucket<T>(k)) {
+    case 3:
+      linear_rows<T, 3>(w, n, k, xs, wv, epilogue);
+      break;
+    case 6:
+      linear_rows<T, 6>(w, n, k, xs, wv, epilogue);
+      break;
+    case 12:
+      linear_rows<T, 12>(w, n, k, xs, wv, epilogue);
+      break;
+    default:
+      linear_chunks<T>(w, n, k, xs, wv, epilogue);
   }
 }
 
@@ -188,79 +327,115 @@ __device__ __forceinline__ float bias_at(const void* bias, int feature) {
   return bias ? to_f32(static_cast<const T*>(bias)[feature]) : 0.0f;
 }
 
-// Two adjacent elements of a row written earlier in this launch.
-__device__ __forceinline__ float2 load_pair(const float* p) {
-  return __ldcg(reinterpret_cast<const float2*>(p));
-}
-__device__ __forceinline__ float2 load_pair(const __half* p) {
-  return __half22float2(__ldcg(reinterpret_cast<const __half2*>(p)));
-}
-__device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {
-  return __bfloat1622float2(__ldcg(reinterpret_cast<const __nv_bfloat162*>(p)));
+// --- attention ----------------------------------------------------------------------------------
+// One block per head; a pass covers kTileKeys keys, one per lane: the lane copies its key's K and
+// V rows into the block's tiles (cp.async, through L2), scores its key, and the warp keeps an
+// online softmax over its keys; for P V each lane owns two of the 64 dimensions. The warps'
+// results are merged in shared memory. Positions after the slot are never attended (the session
+// keeps their mask 0); masked ones are skipped, as the decode attention kernel does.
+
+// Copies the K and V rows of key j (head h) into tile row `row`.
+template <class T>
+__device__ __forceinline__ void copy_key(T* k_tile, T* v_tile, int row, const T* kv, int e, int h,
+                                         int j) {
+  const T* k_src = kv + static_cast<std::int64_t>(j) * 2 * e + h * kHeadDim;
+#pragma unroll
+  for (int u = 0; u < kHeadDim / kPerVec<T>; ++u) {
+    copy16(shared_address(k_tile + row * kHeadDim + u * kPerVec<T>), k_src + u * kPerVec<T>, true);
+    copy16(shared_address(v_tile + row * kHeadDim + u * kPerVec<T>), k_src + e + u * kPerVec<T>,
+           true);
+  }
 }
 
-// Attention of this step's query over cache positions [0, slot], one block per head: warp w takes
-// keys w * 32 + lane, + 512, ... (a key per lane for the scores; for P V each lane owns two of
-// the 64 dimensions), keeps an online softmax, and the warps' results are merged in shared
-// memory. Positions after the slot are never attended (the session keeps their mask 0); masked
-// ones are skipped, as the decode attention kernel does. Writes context[h * 64 + d].
+// Before the barrier that follows the QKV phase: the first pass's cache rows of this block's
+// first head, all but the slot's (this step's, written by the QKV phase), and their mask bits.
+// Returns whether this lane's key is visible.
+template <class T>
+__device__ bool prefetch_attention(const DecodeStepArgs& a, const DecodeStepLayer& layer, int slot,
+                                   char* smem, const SharedLayout& l) {
+  const int h = static_cast<int>(blockIdx.x);
+  const int keys = min(slot + 1, a.capacity);
+  const int row = threadIdx.x, j = row;  // pass 0
+  if (h >= a.heads || j >= keys) return false;
+  if (j == slot) return true;  // its mask bit is set by this launch
+  copy_key(reinterpret_cast<T*>(smem + l.k_tile), reinterpret_cast<T*>(smem + l.v_tile), row,
+           static_cast<const T*>(layer.kv_cache), a.hidden_size, h, j);
+  commit();
+  return __ldcg(a.key_mask + j) != 0;
+}
+
 template <class T>
 __device__ void attention_phase(const DecodeStepArgs& a, const DecodeStepLayer& layer, int slot,
-                                float* shared) {
+                                bool first_visible, char* smem, const SharedLayout& l) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int e = a.hidden_size, keys = min(slot + 1, a.capacity);
-  const std::int64_t row_stride = 2 * static_cast<std::int64_t>(e);
   const T* kv = static_cast<const T*>(layer.kv_cache);
   const T* query = static_cast<const T*>(a.query);
   T* context = static_cast<T*>(a.context);
-  float* q = shared;                   // [64], scaled
-  float* partial = shared + kHeadDim;  // [kWarps][kPartialStride]
+  T* k_tile = reinterpret_cast<T*>(smem + l.k_tile);
+  T* v_tile = reinterpret_cast<T*>(smem + l.v_tile);
+  float* q = reinterpret_cast<float*>(smem + l.q);              // [64], scaled
+  float* partial = reinterpret_cast<float*>(smem + l.partial);  // [kWarps][kPartialStride]
+  const int row = threadIdx.x;                                  // this lane's tile row
   for (int h = static_cast<int>(blockIdx.x); h < a.heads; h += static_cast<int>(gridDim.x)) {
     if (threadIdx.x < kHeadDim) {
       q[threadIdx.x] = to_f32(__ldcg(query + h * kHeadDim + threadIdx.x)) * layer.attention_scale;
     }
-    __syncthreads();
-    float m = -INFINITY, l = 0.0f, o0 = 0.0f, o1 = 0.0f;
-    for (int base = warp * 32; base < keys; base += kWarps * 32) {
-      const int j = base + lane;
+    float m = -INFINITY, sum = 0.0f, o0 = 0.0f, o1 = 0.0f;
+    for (int pass = 0; pass * kTileKeys < keys; ++pass) {
+      const int j = pass * kTileKeys + row;
+      bool visible = false;
+      if (j < keys) {
+        const bool prefetched = pass == 0 && h == static_cast<int>(blockIdx.x) && j != slot;
+        if (!prefetched) copy_key(k_tile, v_tile, row, kv, e, h, j);
+        visible = pass == 0 && h == static_cast<int>(blockIdx.x) ? first_visible
+                                                                 : __ldcg(a.key_mask + j) != 0;
+      }
+      commit();
+      wait_pending<0>();
+      __syncthreads();  // the tiles of this warp, and q (first pass)
       float s = -INFINITY;
-      if (j < keys && __ldcg(a.key_mask + j) != 0) {
-        const uint4* k_row = reinterpret_cast<const uint4*>(kv + j * row_stride + h * kHeadDim);
+      if (visible) {
+        // Lane l reads piece (u + l) % 8 of its row at step u: the 8 lanes of a quarter-warp hit
+        // different banks.
+        const uint4* k_row = reinterpret_cast<const uint4*>(k_tile + row * kHeadDim);
         float dot = 0.0f;
 #pragma unroll
         for (int u = 0; u < kHeadDim / kPerVec<T>; ++u) {
-          const uint4 raw = __ldcg(k_row + u);
+          const int piece = (u + lane) % (kHeadDim / kPerVec<T>);
+          const uint4 raw = k_row[piece];
           const T* kt = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-          for (int i = 0; i < kPerVec<T>; ++i) dot += q[u * kPerVec<T> + i] * to_f32(kt[i]);
+          for (int i = 0; i < kPerVec<T>; ++i) dot += q[piece * kPerVec<T> + i] * to_f32(kt[i]);
         }
         s = dot;
       }
       const float chunk_max = warp_max(s);
-      if (chunk_max == -INFINITY) continue;  // the whole chunk is masked (warp-uniform)
-      const float new_m = fmaxf(m, chunk_max);
-      const float correction = m == -INFINITY ? 0.0f : __expf(m - new_m);
-      const float p = s == -INFINITY ? 0.0f : __expf(s - new_m);
-      l = l * correction + warp_sum(p);
-      o0 *= correction;
-      o1 *= correction;
-      const int count = min(32, keys - base);
-      const T* v_col = kv + e + h * kHeadDim + 2 * lane;
-#pragma unroll 8
-      for (int t = 0; t < count; ++t) {
-        const float pt = __shfl_sync(0xffffffffu, p, t);
-        const float2 v = load_pair(v_col + (base + t) * row_stride);
-        o0 += pt * v.x;
-        o1 += pt * v.y;
+      if (chunk_max != -INFINITY) {  // warp-uniform
+        const float new_m = fmaxf(m, chunk_max);
+        const float correction = m == -INFINITY ? 0.0f : __expf(m - new_m);
+        const float p = s == -INFINITY ? 0.0f : __expf(s - new_m);
+        sum = sum * correction + warp_sum(p);
+        o0 *= correction;
+        o1 *= correction;
+        const int count = min(32, keys - (pass * kTileKeys + warp * 32));
+        const T* v_rows = v_tile + warp * 32 * kHeadDim + 2 * lane;
+        for (int t = 0; t < count; ++t) {
+          const float pt = __shfl_sync(0xffffffffu, p, t);
+          const float v0 = to_f32(v_rows[t * kHeadDim]), v1 = to_f32(v_rows[t * kHeadDim + 1]);
+          o0 += pt * v0;
+          o1 += pt * v1;
+        }
+        m = new_m;
       }
-      m = new_m;
+      __syncthreads();  // the tiles are refilled by the next pass
     }
     float* mine = partial + warp * kPartialStride;
     mine[2 * lane] = o0;
     mine[2 * lane + 1] = o1;
     if (lane == 0) {
       mine[kHeadDim] = m;
-      mine[kHeadDim + 1] = l;
+      mine[kHeadDim + 1] = sum;
     }
     __syncthreads();
     if (threadIdx.x < kHeadDim) {
@@ -280,12 +455,16 @@ __device__ void attention_phase(const DecodeStepArgs& a, const DecodeStepLayer& 
   }
 }
 
+// --- the step -----------------------------------------------------------------------------------
+
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs a) {
-  extern __shared__ float smem[];  // the staged input vector, or the attention's scratch
+  extern __shared__ __align__(16) char smem[];
   __shared__ float scratch[kWarps];
-  float* xs = smem;
   const int e = a.hidden_size, inner = a.inner;
+  const SharedLayout l = shared_layout(e, inner, static_cast<int>(sizeof(T)));
+  float* xs = reinterpret_cast<float*>(smem + l.xs);
+  float* ln = reinterpret_cast<float*>(smem + l.ln);
   const int slot = __ldcg(a.slot), position = __ldcg(a.positions), id = __ldcg(a.ids);
   T* hidden = static_cast<T*>(a.hidden);
   T* query = static_cast<T*>(a.query);
@@ -293,11 +472,13 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
   T* logits = static_cast<T*>(a.logits);
   const T* context = static_cast<const T*>(a.context);
   const auto from_l2 = [](const T* p) { return [p](int c) { return to_f32(__ldcg(p + c)); }; };
+  const float eps = a.layer_norm_eps;
 
   unsigned long long* timeline = a.timeline;
   long long last = clock64();
   uint4 wv[kVecsPerLane];
-  prefetch_first_row<T>(wv, a.layers[0].qkv_weight, 3 * e, e);
+  prefetch_rows<T>(wv, a.layers[0].qkv_weight, 3 * e, e);
+  prefetch_layer_norm(ln, a.layers[0].ln_1_weight, a.layers[0].ln_1_bias, e);
   // A slot outside the cache writes nothing (as the op-by-op path); decode_step never passes one.
   const bool in_cache = slot >= 0 && slot < a.capacity;
   if (blockIdx.x == 0 && threadIdx.x == 0 && in_cache) {
@@ -316,10 +497,9 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
         if (blockIdx.x == 0) hidden[c] = v;
         return to_f32(v);
       };
-      stage_input<T>(xs, e, embed, layer.ln_1_weight, layer.ln_1_bias, a.layer_norm_eps, scratch);
+      stage_input<T>(xs, e, embed, true, ln, eps, scratch);
     } else {
-      stage_input<T>(xs, e, from_l2(hidden), layer.ln_1_weight, layer.ln_1_bias, a.layer_norm_eps,
-                     scratch);
+      stage_input<T>(xs, e, from_l2(hidden), true, ln, eps, scratch);
     }
     mark(timeline, 0, last);
     T* kv_row = static_cast<T*>(layer.kv_cache) + static_cast<std::int64_t>(slot) * 2 * e;
@@ -330,69 +510,68 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
       else if (in_cache)
         kv_row[f - e] = v;
     });
-    prefetch_first_row<T>(wv, layer.attn_out_weight, e, e);
+    prefetch_rows<T>(wv, layer.attn_out_weight, e, e);
+    prefetch_layer_norm(ln, layer.ln_2_weight, layer.ln_2_bias, e);
+    const bool first_visible = prefetch_attention<T>(a, layer, slot, smem, l);
     mark(timeline, 1, last);
     grid_barrier(a.barrier);
     mark(timeline, 2, last);
 
-    attention_phase<T>(a, layer, slot, smem);
+    attention_phase<T>(a, layer, slot, first_visible, smem, l);
     mark(timeline, 3, last);
     grid_barrier(a.barrier);
     mark(timeline, 4, last);
 
     // Attention output projection + residual.
-    stage_input<T>(xs, e, from_l2(context), nullptr, nullptr, 0.0f, scratch);
+    stage_input<T>(xs, e, from_l2(context), false, ln, eps, scratch);
     mark(timeline, 5, last);
     linear_phase<T>(layer.attn_out_weight, e, e, xs, wv, [&](int f, float dot) {
       hidden[f] =
           from_f32<T>(dot + bias_at<T>(layer.attn_out_bias, f) + to_f32(__ldcg(hidden + f)));
     });
-    prefetch_first_row<T>(wv, layer.mlp_in_weight, inner, e);
+    prefetch_rows<T>(wv, layer.mlp_in_weight, inner, e);
     mark(timeline, 6, last);
     grid_barrier(a.barrier);
     mark(timeline, 7, last);
 
     // LayerNorm 2, MLP in and its activation.
-    stage_input<T>(xs, e, from_l2(hidden), layer.ln_2_weight, layer.ln_2_bias, a.layer_norm_eps,
-                   scratch);
+    stage_input<T>(xs, e, from_l2(hidden), true, ln, eps, scratch);
     mark(timeline, 8, last);
     linear_phase<T>(layer.mlp_in_weight, inner, e, xs, wv, [&](int f, float dot) {
       ffn[f] = from_f32<T>(apply_activation(dot + bias_at<T>(layer.mlp_in_bias, f), a.activation));
     });
-    prefetch_first_row<T>(wv, layer.mlp_out_weight, e, inner);
+    prefetch_rows<T>(wv, layer.mlp_out_weight, e, inner);
+    if (i + 1 < a.layer_count)
+      prefetch_layer_norm(ln, a.layers[i + 1].ln_1_weight, a.layers[i + 1].ln_1_bias, e);
+    else
+      prefetch_layer_norm(ln, a.ln_f_weight, a.ln_f_bias, e);
     mark(timeline, 9, last);
     grid_barrier(a.barrier);
     mark(timeline, 10, last);
 
     // MLP out + residual.
-    stage_input<T>(xs, inner, from_l2(ffn), nullptr, nullptr, 0.0f, scratch);
+    stage_input<T>(xs, inner, from_l2(ffn), false, ln, eps, scratch);
     mark(timeline, 11, last);
     linear_phase<T>(layer.mlp_out_weight, e, inner, xs, wv, [&](int f, float dot) {
-      hidden[f] =
-          from_f32<T>(dot + bias_at<T>(layer.mlp_out_bias, f) + to_f32(__ldcg(hidden + f)));
+      hidden[f] = from_f32<T>(dot + bias_at<T>(layer.mlp_out_bias, f) + to_f32(__ldcg(hidden + f)));
     });
     if (i + 1 < a.layer_count)
-      prefetch_first_row<T>(wv, a.layers[i + 1].qkv_weight, 3 * e, e);
+      prefetch_rows<T>(wv, a.layers[i + 1].qkv_weight, 3 * e, e);
     else
-      prefetch_first_row<T>(wv, a.lm_head_weight, a.vocab, e);
+      prefetch_rows<T>(wv, a.lm_head_weight, a.vocab, e);
     mark(timeline, 12, last);
     grid_barrier(a.barrier);
     mark(timeline, 13, last);
   }
 
   // ln_f and the LM head.
-  stage_input<T>(xs, e, from_l2(hidden), a.ln_f_weight, a.ln_f_bias, a.layer_norm_eps, scratch);
+  stage_input<T>(xs, e, from_l2(hidden), true, ln, eps, scratch);
   mark(timeline, 14, last);
   linear_phase<T>(a.lm_head_weight, a.vocab, e, xs, wv, [&](int f, float dot) {
     logits[f] = from_f32<T>(dot + bias_at<T>(a.lm_head_bias, f));
   });
   mark(timeline, 15, last);
   if (timeline != nullptr && blockIdx.x == 0 && threadIdx.x == 0) ++timeline[16];
-}
-
-std::size_t shared_bytes(int hidden_size, int inner) {
-  const int floats = std::max({hidden_size, inner, kHeadDim + kWarps * kPartialStride});
-  return static_cast<std::size_t>(floats) * sizeof(float);
 }
 
 // Blocks per multiprocessor the kernel can keep resident with `shared` bytes (asked once per
@@ -418,7 +597,8 @@ int resident_blocks(std::size_t shared) {
 
 template <class T>
 void launch(const DecodeStepArgs& a, cudaStream_t stream) {
-  const std::size_t shared = shared_bytes(a.hidden_size, a.inner);
+  const std::size_t shared =
+      shared_layout(a.hidden_size, a.inner, static_cast<int>(sizeof(T))).bytes;
   EAQ_CHECK(resident_blocks<T>(shared) >= 1,
             "internal error: the fused decode step cannot keep a block on a multiprocessor");
   cudaLaunchConfig_t config = {};
@@ -438,23 +618,36 @@ void launch(const DecodeStepArgs& a, cudaStream_t stream) {
 }  // namespace
 
 const char* decode_timeline_phase_name(int slot) {
-  static const char* const names[kDecodeTimelineSlots] = {
-      "embed/ln_1 stage",  "qkv linear",      "barrier after qkv", "attention",
-      "barrier after attention", "attn_out stage", "attn_out linear", "barrier after attn_out",
-      "ln_2 stage",        "mlp_in linear",   "barrier after mlp_in", "mlp_out stage",
-      "mlp_out linear",    "barrier after mlp_out", "ln_f stage", "lm_head linear", "launches"};
+  static const char* const names[kDecodeTimelineSlots] = {"embed/ln_1 stage",
+                                                          "qkv linear",
+                                                          "barrier after qkv",
+                                                          "attention",
+                                                          "barrier after attention",
+                                                          "attn_out stage",
+                                                          "attn_out linear",
+                                                          "barrier after attn_out",
+                                                          "ln_2 stage",
+                                                          "mlp_in linear",
+                                                          "barrier after mlp_in",
+                                                          "mlp_out stage",
+                                                          "mlp_out linear",
+                                                          "barrier after mlp_out",
+                                                          "ln_f stage",
+                                                          "lm_head linear",
+                                                          "launches"};
   return slot >= 0 && slot < kDecodeTimelineSlots ? names[slot] : "?";
 }
 
 bool decode_step_eligible(DType act, int hidden_size, int heads, int inner) {
-  if (act != DType::F32 && act != DType::F16 && act != DType::BF16) return false;
+  if (act != DType::F16 && act != DType::BF16) return false;
   if (heads <= 0 || hidden_size != heads * kHeadDim || hidden_size > kMaxHidden) return false;
   if (inner <= 0 || inner % 8 != 0 || inner > kMaxInner) return false;
   return cooperative_launch_supported();
 }
 
 void launch_decode_step(DType act, const DecodeStepArgs& args, cudaStream_t stream) {
-  EAQ_DISPATCH_FLOAT(act, launch<T>(args, stream));
+  if (act == DType::F16) launch<__half>(args, stream);
+  if (act == DType::BF16) launch<__nv_bfloat16>(args, stream);
 }
 
 }  // namespace eaq::cuda

@@ -36,7 +36,7 @@ struct DecodeStepArgs {
   const void *word_table = nullptr, *position_table = nullptr;
   const float *ln_f_weight = nullptr, *ln_f_bias = nullptr;
   const void *lm_head_weight = nullptr, *lm_head_bias = nullptr;  // [vocab, E]
-  const std::int32_t* ids = nullptr;        // [1]: the token fed at the slot
+  const std::int32_t* ids = nullptr;                              // [1]: the token fed at the slot
   const std::int32_t* slot = nullptr;       // [1]: the cache position it fills
   const std::int32_t* positions = nullptr;  // [1]: its position id
   std::int32_t* key_mask = nullptr;         // [capacity]
@@ -56,9 +56,10 @@ constexpr int kDecodeTimelineSlots = 17;
 // What timeline slot i measures, e.g. "qkv: stage ln_1".
 const char* decode_timeline_phase_name(int slot);
 
-// Whether the kernel runs this shape in `act` on the current device: F32/F16/BF16, head size 64,
-// E and I multiples of one 16-byte vector, E <= 4096, I <= 16384, and a device that launches
-// cooperative kernels (every block resident at once, as the grid barrier needs).
+// Whether the kernel runs this shape in `act` on the current device: F16/BF16, head size 64,
+// E <= 4096, I a multiple of 8 up to 8192 (what fits in shared memory beside the attention's
+// tiles), and a device that launches cooperative kernels (every block resident at once, as the
+// grid barrier needs).
 bool decode_step_eligible(DType act, int hidden_size, int heads, int inner);
 // Enqueues the step; the caller has checked decode_step_eligible. Blocks: one per
 // multiprocessor. The slot must be < capacity (Gpt2Model::decode_step checks on the host).
