@@ -322,11 +322,6 @@ __device__ void linear_phase(const void* weight, int n, int k, const float* xs,
   }
 }
 
-template <class T>
-__device__ __forceinline__ float bias_at(const void* bias, int feature) {
-  return bias ? to_f32(static_cast<const T*>(bias)[feature]) : 0.0f;
-}
-
 // --- attention ----------------------------------------------------------------------------------
 // One block per head; a pass covers kTileKeys keys, one per lane: the lane copies its key's K and
 // V rows into the block's tiles (cp.async, through L2), scores its key, and the warp keeps an
@@ -456,121 +451,189 @@ __device__ void attention_phase(const DecodeStepArgs& a, const DecodeStepLayer& 
 }
 
 // --- the step -----------------------------------------------------------------------------------
+// The step is a sequence of phases, five per layer and the LM head, run by one loop so that each
+// piece of code (a stage, a Linear phase, the attention) exists once: the kernel's instructions
+// then stay in the multiprocessor's instruction cache from layer to layer.
+
+enum class PhaseKind { Qkv, Attention, AttnOut, MlpIn, MlpOut, LmHead };
+
+struct Phase {
+  PhaseKind kind = PhaseKind::Qkv;
+  int layer = 0;
+  const void *weight = nullptr, *bias = nullptr;  // Linear phases: [n, k], [n]
+  int n = 0, k = 0;
+  const float *gamma = nullptr, *beta = nullptr;  // the LayerNorm before it, if any
+};
+
+__device__ __forceinline__ Phase describe_phase(const DecodeStepArgs& a, int index) {
+  Phase p;
+  if (index == 5 * a.layer_count) {
+    p.kind = PhaseKind::LmHead;
+    p.weight = a.lm_head_weight;
+    p.bias = a.lm_head_bias;
+    p.n = a.vocab;
+    p.k = a.hidden_size;
+    p.gamma = a.ln_f_weight;
+    p.beta = a.ln_f_bias;
+    return p;
+  }
+  p.layer = index / 5;
+  const DecodeStepLayer& l = a.layers[p.layer];
+  const int e = a.hidden_size;
+  switch (index % 5) {
+    case 0:
+      p = {PhaseKind::Qkv, p.layer, l.qkv_weight, l.qkv_bias, 3 * e, e, l.ln_1_weight, l.ln_1_bias};
+      break;
+    case 1:
+      p.kind = PhaseKind::Attention;
+      break;
+    case 2:
+      p = {PhaseKind::AttnOut, p.layer, l.attn_out_weight, l.attn_out_bias, e, e, nullptr, nullptr};
+      break;
+    case 3:
+      p = {PhaseKind::MlpIn, p.layer, l.mlp_in_weight, l.mlp_in_bias,
+           a.inner,          e,       l.ln_2_weight,   l.ln_2_bias};
+      break;
+    default:
+      p = {PhaseKind::MlpOut, p.layer, l.mlp_out_weight, l.mlp_out_bias, e,
+           a.inner,           nullptr, nullptr};
+  }
+  return p;
+}
+
+// What a Linear phase does with feature f's dot product (on lane 0 of its warp).
+template <class T>
+struct Epilogue {
+  PhaseKind kind;
+  const T* bias;
+  T* out;     // query (Qkv), hidden (residual phases), ffn, logits
+  T* kv_row;  // Qkv: the slot's cache row, or null when the slot is outside the cache
+  int hidden_size;
+  Activation activation;
+
+  __device__ __forceinline__ void operator()(int f, float dot) const {
+    const float v = dot + (bias ? to_f32(bias[f]) : 0.0f);
+    switch (kind) {
+      case PhaseKind::Qkv:
+        if (f < hidden_size)
+          out[f] = from_f32<T>(v);
+        else if (kv_row)
+          kv_row[f - hidden_size] = from_f32<T>(v);
+        break;
+      case PhaseKind::AttnOut:
+      case PhaseKind::MlpOut:
+        out[f] = from_f32<T>(v + to_f32(__ldcg(out + f)));  // the residual stream
+        break;
+      case PhaseKind::MlpIn:
+        out[f] = from_f32<T>(apply_activation(v, activation));
+        break;
+      default:
+        out[f] = from_f32<T>(v);
+    }
+  }
+};
+
+// Timeline slots per phase kind: the stage, the phase's work, the barrier after it.
+__device__ __forceinline__ int timeline_slot(PhaseKind kind, int part) {
+  switch (kind) {
+    case PhaseKind::Qkv:
+      return part;
+    case PhaseKind::Attention:
+      return part == 0 ? 3 : 4;
+    case PhaseKind::AttnOut:
+      return 5 + part;
+    case PhaseKind::MlpIn:
+      return 8 + part;
+    case PhaseKind::MlpOut:
+      return 11 + part;
+    default:
+      return 14 + (part > 1 ? 1 : part);
+  }
+}
 
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs a) {
   extern __shared__ __align__(16) char smem[];
   __shared__ float scratch[kWarps];
-  const int e = a.hidden_size, inner = a.inner;
-  const SharedLayout l = shared_layout(e, inner, static_cast<int>(sizeof(T)));
+  const int e = a.hidden_size;
+  const SharedLayout l = shared_layout(e, a.inner, static_cast<int>(sizeof(T)));
   float* xs = reinterpret_cast<float*>(smem + l.xs);
   float* ln = reinterpret_cast<float*>(smem + l.ln);
   const int slot = __ldcg(a.slot), position = __ldcg(a.positions), id = __ldcg(a.ids);
   T* hidden = static_cast<T*>(a.hidden);
-  T* query = static_cast<T*>(a.query);
-  T* ffn = static_cast<T*>(a.ffn);
-  T* logits = static_cast<T*>(a.logits);
-  const T* context = static_cast<const T*>(a.context);
-  const auto from_l2 = [](const T* p) { return [p](int c) { return to_f32(__ldcg(p + c)); }; };
-  const float eps = a.layer_norm_eps;
-
-  unsigned long long* timeline = a.timeline;
-  long long last = clock64();
-  uint4 wv[kVecsPerLane];
-  prefetch_rows<T>(wv, a.layers[0].qkv_weight, 3 * e, e);
-  prefetch_layer_norm(ln, a.layers[0].ln_1_weight, a.layers[0].ln_1_bias, e);
+  const T* word = static_cast<const T*>(a.word_table) + static_cast<std::int64_t>(id) * e;
+  const T* pos = static_cast<const T*>(a.position_table) + static_cast<std::int64_t>(position) * e;
   // A slot outside the cache writes nothing (as the op-by-op path); decode_step never passes one.
   const bool in_cache = slot >= 0 && slot < a.capacity;
   if (blockIdx.x == 0 && threadIdx.x == 0 && in_cache) {
     a.key_mask[slot] = 1;
     a.tokens[slot] = id;
   }
-  const T* word = static_cast<const T*>(a.word_table) + static_cast<std::int64_t>(id) * e;
-  const T* pos = static_cast<const T*>(a.position_table) + static_cast<std::int64_t>(position) * e;
+  unsigned long long* timeline = a.timeline;
+  long long last = clock64();
 
-  for (int i = 0; i < a.layer_count; ++i) {
-    const DecodeStepLayer& layer = a.layers[i];
-    // LayerNorm 1 and the QKV projection; K and V go straight into the cache row of the slot.
-    if (i == 0) {
-      const auto embed = [&](int c) {
-        const T v = from_f32<T>(to_f32(word[c]) + to_f32(pos[c]));
-        if (blockIdx.x == 0) hidden[c] = v;
-        return to_f32(v);
-      };
-      stage_input<T>(xs, e, embed, true, ln, eps, scratch);
+  uint4 wv[kVecsPerLane];
+  Phase phase = describe_phase(a, 0);
+  prefetch_rows<T>(wv, phase.weight, phase.n, phase.k);
+  prefetch_layer_norm(ln, phase.gamma, phase.beta, e);
+  bool first_visible = false;
+  const int phases = 5 * a.layer_count + 1;
+  for (int index = 0; index < phases; ++index) {
+    if (phase.kind == PhaseKind::Attention) {
+      attention_phase<T>(a, a.layers[phase.layer], slot, first_visible, smem, l);
+      mark(timeline, timeline_slot(phase.kind, 0), last);
     } else {
-      stage_input<T>(xs, e, from_l2(hidden), true, ln, eps, scratch);
+      // Stage the input vector (normalized when a LayerNorm comes first).
+      const T* input = phase.kind == PhaseKind::AttnOut  ? static_cast<const T*>(a.context)
+                       : phase.kind == PhaseKind::MlpOut ? static_cast<const T*>(a.ffn)
+                                                         : hidden;
+      const bool embed = index == 0;
+      stage_input<T>(
+          xs, phase.k,
+          [&](int c) {
+            if (!embed) return to_f32(__ldcg(input + c));
+            const T v = from_f32<T>(to_f32(word[c]) + to_f32(pos[c]));
+            if (blockIdx.x == 0) hidden[c] = v;
+            return to_f32(v);
+          },
+          phase.gamma != nullptr, ln, a.layer_norm_eps, scratch);
+      mark(timeline, timeline_slot(phase.kind, 0), last);
+      Epilogue<T> epilogue{phase.kind,
+                           static_cast<const T*>(phase.bias),
+                           phase.kind == PhaseKind::Qkv      ? static_cast<T*>(a.query)
+                           : phase.kind == PhaseKind::MlpIn  ? static_cast<T*>(a.ffn)
+                           : phase.kind == PhaseKind::LmHead ? static_cast<T*>(a.logits)
+                                                             : hidden,
+                           nullptr,
+                           e,
+                           a.activation};
+      if (phase.kind == PhaseKind::Qkv && in_cache) {
+        epilogue.kv_row = static_cast<T*>(a.layers[phase.layer].kv_cache) +
+                          static_cast<std::int64_t>(slot) * 2 * e;
+      }
+      linear_phase<T>(phase.weight, phase.n, phase.k, xs, wv, epilogue);
     }
-    mark(timeline, 0, last);
-    T* kv_row = static_cast<T*>(layer.kv_cache) + static_cast<std::int64_t>(slot) * 2 * e;
-    linear_phase<T>(layer.qkv_weight, 3 * e, e, xs, wv, [&](int f, float dot) {
-      const T v = from_f32<T>(dot + bias_at<T>(layer.qkv_bias, f));
-      if (f < e)
-        query[f] = v;
-      else if (in_cache)
-        kv_row[f - e] = v;
-    });
-    prefetch_rows<T>(wv, layer.attn_out_weight, e, e);
-    prefetch_layer_norm(ln, layer.ln_2_weight, layer.ln_2_bias, e);
-    const bool first_visible = prefetch_attention<T>(a, layer, slot, smem, l);
-    mark(timeline, 1, last);
+    if (index + 1 == phases) {
+      mark(timeline, timeline_slot(phase.kind, 1), last);
+      break;
+    }
+    // What the next phase reads and nothing in this step writes: its weights, its LayerNorm's
+    // parameters, the older cache rows. It loads while this phase's stragglers finish.
+    const Phase next = describe_phase(a, index + 1);
+    if (next.kind == PhaseKind::Attention) {
+      first_visible = prefetch_attention<T>(a, a.layers[next.layer], slot, smem, l);
+      // The attention output projection's rows too: they stay in registers meanwhile.
+      const Phase after = describe_phase(a, index + 2);
+      prefetch_rows<T>(wv, after.weight, after.n, after.k);
+    } else if (phase.kind != PhaseKind::Attention) {
+      prefetch_rows<T>(wv, next.weight, next.n, next.k);
+    }
+    if (next.gamma != nullptr) prefetch_layer_norm(ln, next.gamma, next.beta, e);
+    if (phase.kind != PhaseKind::Attention) mark(timeline, timeline_slot(phase.kind, 1), last);
     grid_barrier(a.barrier);
-    mark(timeline, 2, last);
-
-    attention_phase<T>(a, layer, slot, first_visible, smem, l);
-    mark(timeline, 3, last);
-    grid_barrier(a.barrier);
-    mark(timeline, 4, last);
-
-    // Attention output projection + residual.
-    stage_input<T>(xs, e, from_l2(context), false, ln, eps, scratch);
-    mark(timeline, 5, last);
-    linear_phase<T>(layer.attn_out_weight, e, e, xs, wv, [&](int f, float dot) {
-      hidden[f] =
-          from_f32<T>(dot + bias_at<T>(layer.attn_out_bias, f) + to_f32(__ldcg(hidden + f)));
-    });
-    prefetch_rows<T>(wv, layer.mlp_in_weight, inner, e);
-    mark(timeline, 6, last);
-    grid_barrier(a.barrier);
-    mark(timeline, 7, last);
-
-    // LayerNorm 2, MLP in and its activation.
-    stage_input<T>(xs, e, from_l2(hidden), true, ln, eps, scratch);
-    mark(timeline, 8, last);
-    linear_phase<T>(layer.mlp_in_weight, inner, e, xs, wv, [&](int f, float dot) {
-      ffn[f] = from_f32<T>(apply_activation(dot + bias_at<T>(layer.mlp_in_bias, f), a.activation));
-    });
-    prefetch_rows<T>(wv, layer.mlp_out_weight, e, inner);
-    if (i + 1 < a.layer_count)
-      prefetch_layer_norm(ln, a.layers[i + 1].ln_1_weight, a.layers[i + 1].ln_1_bias, e);
-    else
-      prefetch_layer_norm(ln, a.ln_f_weight, a.ln_f_bias, e);
-    mark(timeline, 9, last);
-    grid_barrier(a.barrier);
-    mark(timeline, 10, last);
-
-    // MLP out + residual.
-    stage_input<T>(xs, inner, from_l2(ffn), false, ln, eps, scratch);
-    mark(timeline, 11, last);
-    linear_phase<T>(layer.mlp_out_weight, e, inner, xs, wv, [&](int f, float dot) {
-      hidden[f] = from_f32<T>(dot + bias_at<T>(layer.mlp_out_bias, f) + to_f32(__ldcg(hidden + f)));
-    });
-    if (i + 1 < a.layer_count)
-      prefetch_rows<T>(wv, a.layers[i + 1].qkv_weight, 3 * e, e);
-    else
-      prefetch_rows<T>(wv, a.lm_head_weight, a.vocab, e);
-    mark(timeline, 12, last);
-    grid_barrier(a.barrier);
-    mark(timeline, 13, last);
+    mark(timeline, timeline_slot(phase.kind, 2), last);
+    phase = next;
   }
-
-  // ln_f and the LM head.
-  stage_input<T>(xs, e, from_l2(hidden), true, ln, eps, scratch);
-  mark(timeline, 14, last);
-  linear_phase<T>(a.lm_head_weight, a.vocab, e, xs, wv, [&](int f, float dot) {
-    logits[f] = from_f32<T>(dot + bias_at<T>(a.lm_head_bias, f));
-  });
-  mark(timeline, 15, last);
   if (timeline != nullptr && blockIdx.x == 0 && threadIdx.x == 0) ++timeline[16];
 }
 
