@@ -836,7 +836,7 @@ class CudaBackend final : public Backend {
     cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device_);
     std::fprintf(
         stderr,
-        "\nEAQ_DECODE_TIMELINE: fused decode step, block 0's clock, mean per step over %llu "
+        "\nEAQ_DECODE_TIMELINE: fused decode step, the last block's clock, mean per step over %llu "
         "steps (us at the %d MHz maximum clock)\n",
         launches, khz / 1000);
     double total = 0.0;

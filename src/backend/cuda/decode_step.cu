@@ -79,12 +79,12 @@ __device__ void grid_barrier(GridBarrierState* state) {
   __syncthreads();
 }
 
-// With a timeline, block 0 adds the cycles since its previous mark to slot `slot` (after a block
-// barrier, so a mark closes the phase for the whole block).
+// With a timeline, the last block (one that does no attention) adds the cycles since its previous
+// mark to slot `slot` (after a block barrier, so a mark closes the phase for the whole block).
 __device__ __forceinline__ void mark(unsigned long long* timeline, int slot, long long& last) {
   if (timeline == nullptr) return;
   __syncthreads();
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
+  if (blockIdx.x == gridDim.x - 1 && threadIdx.x == 0) {
     const long long now = clock64();
     timeline[slot] += static_cast<unsigned long long>(now - last);
     last = now;
@@ -634,7 +634,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
     mark(timeline, timeline_slot(phase.kind, 2), last);
     phase = next;
   }
-  if (timeline != nullptr && blockIdx.x == 0 && threadIdx.x == 0) ++timeline[16];
+  if (timeline != nullptr && blockIdx.x == gridDim.x - 1 && threadIdx.x == 0) ++timeline[16];
 }
 
 // Blocks per multiprocessor the kernel can keep resident with `shared` bytes (asked once per

@@ -44,7 +44,7 @@ struct DecodeStepArgs {
   void *hidden = nullptr, *query = nullptr, *context = nullptr, *ffn = nullptr,
        *logits = nullptr;  // [E], [E], [E], [I], [vocab]
   GridBarrierState* barrier = nullptr;
-  // Optional (EAQ_DECODE_TIMELINE=1): block 0's clock cycles per phase, summed over launches,
+  // Optional (EAQ_DECODE_TIMELINE=1): the last block's clock cycles per phase, summed over launches,
   // kDecodeTimelineSlots entries (the last counts launches); see decode_timeline_phase_name.
   unsigned long long* timeline = nullptr;
   int hidden_size = 0, heads = 0, inner = 0, vocab = 0, capacity = 0;
