@@ -192,6 +192,7 @@ class CudaBackend final : public Backend {
     if (split_.counters) allocator_.release(split_.counters);
     for (auto& [host, device] : decode_tables_) allocator_.release(device);
     if (grid_barrier_) allocator_.release(grid_barrier_);
+    if (decode_partials_) allocator_.release(decode_partials_);
     print_decode_timeline();
     if (timeline_) allocator_.release(timeline_);
     allocator_.release(workspace_);
@@ -712,7 +713,10 @@ class CudaBackend final : public Backend {
     const CudaLinear* head = float_layer(step.lm_head, act);
     if (head == nullptr || head->in_features != e) return false;
     const cuda::DecodeStepLayer* layers = decode_step_table(table);
-    if (layers == nullptr || !ensure_grid_barrier()) return false;
+    const std::int64_t partial_floats =
+        cuda::decode_step_partial_floats(static_cast<int>(step.heads));
+    if (layers == nullptr || !ensure_grid_barrier() || !ensure_decode_partials(partial_floats))
+      return false;
 
     cuda::DecodeStepArgs a;
     a.layers = layers;
@@ -730,7 +734,7 @@ class CudaBackend final : public Backend {
     a.tokens = i32(*step.tokens);
     a.hidden = step.hidden->data;
     a.query = step.qkv->data;
-    a.context = step.context->data;
+    a.partials = decode_partials_;
     a.ffn = step.ffn->data;
     a.logits = step.logits->data;
     a.barrier = grid_barrier_;
@@ -809,6 +813,18 @@ class CudaBackend final : public Backend {
     EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `table` is the caller's
     decode_tables_.emplace_back(table, device);
     return device;
+  }
+
+  // The fused decode step's attention partials (grown outside capture only).
+  bool ensure_decode_partials(std::int64_t floats) {
+    if (floats <= decode_partial_floats_) return true;
+    if (capturing()) return false;
+    EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_));  // a step in flight may use the old buffer
+    if (decode_partials_) allocator_.release(decode_partials_);
+    decode_partials_ =
+        static_cast<float*>(allocator_.allocate(static_cast<std::size_t>(floats) * sizeof(float)));
+    decode_partial_floats_ = floats;
+    return true;
   }
 
   // EAQ_DECODE_TIMELINE=1: where the fused decode step spends its time, printed at destruction.
@@ -896,6 +912,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::QuantizedLinears> quantized_;  // int8, int8-static, int8-wo, fp8
   std::vector<std::pair<std::vector<cuda::DecodeStepLayer>, cuda::DecodeStepLayer*>> decode_tables_;
   cuda::GridBarrierState* grid_barrier_ = nullptr;
+  float* decode_partials_ = nullptr;
+  std::int64_t decode_partial_floats_ = 0;
   unsigned long long* timeline_ = nullptr;
 };
 

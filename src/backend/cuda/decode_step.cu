@@ -97,13 +97,15 @@ struct SharedLayout {
   std::size_t xs = 0;                  // f32 [max(E, I)]: the staged input vector
   std::size_t ln = 0;                  // f32 [2E]: the next LayerNorm's gamma, then beta
   std::size_t q = 0, partial = 0;      // f32 [64], [kWarps][kPartialStride]
+  std::size_t layers = 0;              // the layer table, copied from a.layers
   std::size_t bytes = 0;
 };
 
 constexpr int kTileKeys = kWarps * 32;  // one key per lane
+static_assert(sizeof(DecodeStepLayer) % 8 == 0, "the layer table is copied in 8-byte words");
 
-__host__ __device__ inline SharedLayout shared_layout(int hidden_size, int inner,
-                                                      int element_bytes) {
+__host__ __device__ inline SharedLayout shared_layout(int hidden_size, int inner, int element_bytes,
+                                                      int layer_count) {
   SharedLayout l;
   const std::size_t tile = static_cast<std::size_t>(kTileKeys) * kHeadDim * element_bytes;
   l.k_tile = 0;
@@ -112,7 +114,8 @@ __host__ __device__ inline SharedLayout shared_layout(int hidden_size, int inner
   l.ln = l.xs + static_cast<std::size_t>(hidden_size > inner ? hidden_size : inner) * 4;
   l.q = l.ln + 2 * static_cast<std::size_t>(hidden_size) * 4;
   l.partial = l.q + kHeadDim * 4;
-  l.bytes = l.partial + static_cast<std::size_t>(kWarps) * kPartialStride * 4;
+  l.layers = l.partial + static_cast<std::size_t>(kWarps) * kPartialStride * 4;
+  l.bytes = l.layers + static_cast<std::size_t>(layer_count) * sizeof(DecodeStepLayer);
   return l;
 }
 
@@ -323,11 +326,29 @@ __device__ void linear_phase(const void* weight, int n, int k, const float* xs,
 }
 
 // --- attention ----------------------------------------------------------------------------------
-// One block per head; a pass covers kTileKeys keys, one per lane: the lane copies its key's K and
-// V rows into the block's tiles (cp.async, through L2), scores its key, and the warp keeps an
-// online softmax over its keys; for P V each lane owns two of the 64 dimensions. The warps'
-// results are merged in shared memory. Positions after the slot are never attended (the session
-// keeps their mask 0); masked ones are skipped, as the decode attention kernel does.
+// The cache positions [0, slot] of each head are cut into `splits` ranges of at least
+// kMinSplitKeys keys, one block each (block b takes head b / splits, range b % splits), so that
+// the cache is read by many multiprocessors at once. Within a block a pass covers kTileKeys keys,
+// one per lane: the lane copies its key's K and V rows into the block's tiles (cp.async, through
+// L2), scores its key, and its warp keeps an online softmax; for P V each lane owns two of the 64
+// dimensions. The block merges its warps and leaves (max, sum, unnormalized o[64]) in
+// a.partials; the attention output projection's stage merges the ranges of each head. Positions
+// after the slot are never attended (the session keeps their mask 0); masked ones are skipped, as
+// the decode attention kernel does.
+constexpr int kMinSplitKeys = 64;
+
+struct KeyRanges {
+  int keys = 0, splits = 1, chunk = 0;  // chunk: keys per range (a multiple of 32)
+};
+
+__device__ __forceinline__ KeyRanges key_ranges(const DecodeStepArgs& a, int slot) {
+  KeyRanges r;
+  r.keys = min(slot + 1, a.capacity);
+  const int most = max(1, static_cast<int>(gridDim.x) / a.heads);
+  r.splits = max(1, min(most, (r.keys + kMinSplitKeys - 1) / kMinSplitKeys));
+  r.chunk = ((r.keys + r.splits - 1) / r.splits + 31) / 32 * 32;
+  return r;
+}
 
 // Copies the K and V rows of key j (head h) into tile row `row`.
 template <class T>
@@ -343,15 +364,18 @@ __device__ __forceinline__ void copy_key(T* k_tile, T* v_tile, int row, const T*
 }
 
 // Before the barrier that follows the QKV phase: the first pass's cache rows of this block's
-// first head, all but the slot's (this step's, written by the QKV phase), and their mask bits.
+// first range, all but the slot's (this step's, written by the QKV phase), and their mask bits.
 // Returns whether this lane's key is visible.
 template <class T>
 __device__ bool prefetch_attention(const DecodeStepArgs& a, const DecodeStepLayer& layer, int slot,
                                    char* smem, const SharedLayout& l) {
-  const int h = static_cast<int>(blockIdx.x);
-  const int keys = min(slot + 1, a.capacity);
-  const int row = threadIdx.x, j = row;  // pass 0
-  if (h >= a.heads || j >= keys) return false;
+  const KeyRanges r = key_ranges(a, slot);
+  const int item = static_cast<int>(blockIdx.x);
+  if (item >= a.heads * r.splits) return false;
+  const int h = item / r.splits, j0 = (item % r.splits) * r.chunk;
+  const int j1 = min(r.keys, j0 + r.chunk);
+  const int row = threadIdx.x, j = j0 + row;  // pass 0
+  if (j >= j1) return false;
   if (j == slot) return true;  // its mask bit is set by this launch
   copy_key(reinterpret_cast<T*>(smem + l.k_tile), reinterpret_cast<T*>(smem + l.v_tile), row,
            static_cast<const T*>(layer.kv_cache), a.hidden_size, h, j);
@@ -363,28 +387,31 @@ template <class T>
 __device__ void attention_phase(const DecodeStepArgs& a, const DecodeStepLayer& layer, int slot,
                                 bool first_visible, char* smem, const SharedLayout& l) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int e = a.hidden_size, keys = min(slot + 1, a.capacity);
+  const int e = a.hidden_size;
+  const KeyRanges r = key_ranges(a, slot);
   const T* kv = static_cast<const T*>(layer.kv_cache);
   const T* query = static_cast<const T*>(a.query);
-  T* context = static_cast<T*>(a.context);
   T* k_tile = reinterpret_cast<T*>(smem + l.k_tile);
   T* v_tile = reinterpret_cast<T*>(smem + l.v_tile);
   float* q = reinterpret_cast<float*>(smem + l.q);              // [64], scaled
   float* partial = reinterpret_cast<float*>(smem + l.partial);  // [kWarps][kPartialStride]
   const int row = threadIdx.x;                                  // this lane's tile row
-  for (int h = static_cast<int>(blockIdx.x); h < a.heads; h += static_cast<int>(gridDim.x)) {
+  for (int item = static_cast<int>(blockIdx.x); item < a.heads * r.splits;
+       item += static_cast<int>(gridDim.x)) {
+    const bool first_item = item == static_cast<int>(blockIdx.x);
+    const int h = item / r.splits, j0 = (item % r.splits) * r.chunk;
+    const int j1 = min(r.keys, j0 + r.chunk);
     if (threadIdx.x < kHeadDim) {
       q[threadIdx.x] = to_f32(__ldcg(query + h * kHeadDim + threadIdx.x)) * layer.attention_scale;
     }
     float m = -INFINITY, sum = 0.0f, o0 = 0.0f, o1 = 0.0f;
-    for (int pass = 0; pass * kTileKeys < keys; ++pass) {
-      const int j = pass * kTileKeys + row;
+    for (int pass = 0; j0 + pass * kTileKeys < j1; ++pass) {
+      const int base = j0 + pass * kTileKeys, j = base + row;
       bool visible = false;
-      if (j < keys) {
-        const bool prefetched = pass == 0 && h == static_cast<int>(blockIdx.x) && j != slot;
-        if (!prefetched) copy_key(k_tile, v_tile, row, kv, e, h, j);
-        visible = pass == 0 && h == static_cast<int>(blockIdx.x) ? first_visible
-                                                                 : __ldcg(a.key_mask + j) != 0;
+      if (j < j1) {
+        const bool first = pass == 0 && first_item;
+        if (!first || j == slot) copy_key(k_tile, v_tile, row, kv, e, h, j);
+        visible = first ? first_visible : __ldcg(a.key_mask + j) != 0;
       }
       commit();
       wait_pending<0>();
@@ -413,13 +440,12 @@ __device__ void attention_phase(const DecodeStepArgs& a, const DecodeStepLayer& 
         sum = sum * correction + warp_sum(p);
         o0 *= correction;
         o1 *= correction;
-        const int count = min(32, keys - (pass * kTileKeys + warp * 32));
+        const int count = min(32, j1 - (base + warp * 32));
         const T* v_rows = v_tile + warp * 32 * kHeadDim + 2 * lane;
         for (int t = 0; t < count; ++t) {
           const float pt = __shfl_sync(0xffffffffu, p, t);
-          const float v0 = to_f32(v_rows[t * kHeadDim]), v1 = to_f32(v_rows[t * kHeadDim + 1]);
-          o0 += pt * v0;
-          o1 += pt * v1;
+          o0 += pt * to_f32(v_rows[t * kHeadDim]);
+          o1 += pt * to_f32(v_rows[t * kHeadDim + 1]);
         }
         m = new_m;
       }
@@ -433,21 +459,47 @@ __device__ void attention_phase(const DecodeStepArgs& a, const DecodeStepLayer& 
       mine[kHeadDim + 1] = sum;
     }
     __syncthreads();
+    // The block's (max, sum, o) over its range, o not yet divided by the sum.
+    float* out = a.partials + static_cast<std::int64_t>(item) * kPartialStride;
     if (threadIdx.x < kHeadDim) {
       float top = -INFINITY;
       for (int w = 0; w < kWarps; ++w) top = fmaxf(top, partial[w * kPartialStride + kHeadDim]);
-      float total = 0.0f, out = 0.0f;
+      float total = 0.0f, acc = 0.0f;
       for (int w = 0; w < kWarps; ++w) {
         const float mw = partial[w * kPartialStride + kHeadDim];
         if (mw == -INFINITY) continue;  // a warp with no visible key
         const float c = __expf(mw - top);
         total += partial[w * kPartialStride + kHeadDim + 1] * c;
-        out += partial[w * kPartialStride + threadIdx.x] * c;
+        acc += partial[w * kPartialStride + threadIdx.x] * c;
       }
-      context[h * kHeadDim + threadIdx.x] = from_f32<T>(total > 0.0f ? out / total : 0.0f);
+      out[threadIdx.x] = acc;
+      if (threadIdx.x == 0) {
+        out[kHeadDim] = top;
+        out[kHeadDim + 1] = total;
+      }
     }
-    __syncthreads();  // q and partial are rewritten for the next head
+    __syncthreads();  // q and partial are rewritten for the next item
   }
+}
+
+// Element c of the attention output: head c / 64's ranges merged, rounded to T as the attention
+// op stores it.
+template <class T>
+__device__ __forceinline__ float attention_output(const DecodeStepArgs& a, const KeyRanges& r,
+                                                  int c) {
+  const int h = c / kHeadDim, d = c % kHeadDim;
+  const float* p = a.partials + static_cast<std::int64_t>(h) * r.splits * kPartialStride;
+  float top = -INFINITY;
+  for (int s = 0; s < r.splits; ++s) top = fmaxf(top, __ldcg(p + s * kPartialStride + kHeadDim));
+  float total = 0.0f, acc = 0.0f;
+  for (int s = 0; s < r.splits; ++s) {
+    const float ms = __ldcg(p + s * kPartialStride + kHeadDim);
+    if (ms == -INFINITY) continue;  // a range with no visible key
+    const float w = __expf(ms - top);
+    total += __ldcg(p + s * kPartialStride + kHeadDim + 1) * w;
+    acc += __ldcg(p + s * kPartialStride + d) * w;
+  }
+  return to_f32(from_f32<T>(total > 0.0f ? acc / total : 0.0f));
 }
 
 // --- the step -----------------------------------------------------------------------------------
@@ -465,7 +517,8 @@ struct Phase {
   const float *gamma = nullptr, *beta = nullptr;  // the LayerNorm before it, if any
 };
 
-__device__ __forceinline__ Phase describe_phase(const DecodeStepArgs& a, int index) {
+__device__ __forceinline__ Phase describe_phase(const DecodeStepArgs& a,
+                                                const DecodeStepLayer* layers, int index) {
   Phase p;
   if (index == 5 * a.layer_count) {
     p.kind = PhaseKind::LmHead;
@@ -478,7 +531,7 @@ __device__ __forceinline__ Phase describe_phase(const DecodeStepArgs& a, int ind
     return p;
   }
   p.layer = index / 5;
-  const DecodeStepLayer& l = a.layers[p.layer];
+  const DecodeStepLayer& l = layers[p.layer];
   const int e = a.hidden_size;
   switch (index % 5) {
     case 0:
@@ -556,7 +609,16 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
   extern __shared__ __align__(16) char smem[];
   __shared__ float scratch[kWarps];
   const int e = a.hidden_size;
-  const SharedLayout l = shared_layout(e, a.inner, static_cast<int>(sizeof(T)));
+  const SharedLayout l = shared_layout(e, a.inner, static_cast<int>(sizeof(T)), a.layer_count);
+  // The layer table in shared memory: every phase reads its pointers from it.
+  auto* layers = reinterpret_cast<DecodeStepLayer*>(smem + l.layers);
+  {
+    const auto* src = reinterpret_cast<const unsigned long long*>(a.layers);
+    auto* dst = reinterpret_cast<unsigned long long*>(layers);
+    const int words = a.layer_count * static_cast<int>(sizeof(DecodeStepLayer) / 8);
+    for (int i = threadIdx.x; i < words; i += kThreads) dst[i] = __ldg(src + i);
+    __syncthreads();
+  }
   float* xs = reinterpret_cast<float*>(smem + l.xs);
   float* ln = reinterpret_cast<float*>(smem + l.ln);
   const int slot = __ldcg(a.slot), position = __ldcg(a.positions), id = __ldcg(a.ids);
@@ -573,24 +635,24 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
   long long last = clock64();
 
   uint4 wv[kVecsPerLane];
-  Phase phase = describe_phase(a, 0);
+  Phase phase = describe_phase(a, layers, 0);
   prefetch_rows<T>(wv, phase.weight, phase.n, phase.k);
   prefetch_layer_norm(ln, phase.gamma, phase.beta, e);
   bool first_visible = false;
   const int phases = 5 * a.layer_count + 1;
   for (int index = 0; index < phases; ++index) {
     if (phase.kind == PhaseKind::Attention) {
-      attention_phase<T>(a, a.layers[phase.layer], slot, first_visible, smem, l);
+      attention_phase<T>(a, layers[phase.layer], slot, first_visible, smem, l);
       mark(timeline, timeline_slot(phase.kind, 0), last);
     } else {
       // Stage the input vector (normalized when a LayerNorm comes first).
-      const T* input = phase.kind == PhaseKind::AttnOut  ? static_cast<const T*>(a.context)
-                       : phase.kind == PhaseKind::MlpOut ? static_cast<const T*>(a.ffn)
-                                                         : hidden;
-      const bool embed = index == 0;
+      const T* input = phase.kind == PhaseKind::MlpOut ? static_cast<const T*>(a.ffn) : hidden;
+      const bool embed = index == 0, attention = phase.kind == PhaseKind::AttnOut;
+      const KeyRanges ranges = key_ranges(a, slot);
       stage_input<T>(
           xs, phase.k,
           [&](int c) {
+            if (attention) return attention_output<T>(a, ranges, c);
             if (!embed) return to_f32(__ldcg(input + c));
             const T v = from_f32<T>(to_f32(word[c]) + to_f32(pos[c]));
             if (blockIdx.x == 0) hidden[c] = v;
@@ -608,8 +670,8 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
                            e,
                            a.activation};
       if (phase.kind == PhaseKind::Qkv && in_cache) {
-        epilogue.kv_row = static_cast<T*>(a.layers[phase.layer].kv_cache) +
-                          static_cast<std::int64_t>(slot) * 2 * e;
+        epilogue.kv_row =
+            static_cast<T*>(layers[phase.layer].kv_cache) + static_cast<std::int64_t>(slot) * 2 * e;
       }
       linear_phase<T>(phase.weight, phase.n, phase.k, xs, wv, epilogue);
     }
@@ -619,11 +681,11 @@ __global__ void __launch_bounds__(kThreads, 1) decode_step_kernel(DecodeStepArgs
     }
     // What the next phase reads and nothing in this step writes: its weights, its LayerNorm's
     // parameters, the older cache rows. It loads while this phase's stragglers finish.
-    const Phase next = describe_phase(a, index + 1);
+    const Phase next = describe_phase(a, layers, index + 1);
     if (next.kind == PhaseKind::Attention) {
-      first_visible = prefetch_attention<T>(a, a.layers[next.layer], slot, smem, l);
+      first_visible = prefetch_attention<T>(a, layers[next.layer], slot, smem, l);
       // The attention output projection's rows too: they stay in registers meanwhile.
-      const Phase after = describe_phase(a, index + 2);
+      const Phase after = describe_phase(a, layers, index + 2);
       prefetch_rows<T>(wv, after.weight, after.n, after.k);
     } else if (phase.kind != PhaseKind::Attention) {
       prefetch_rows<T>(wv, next.weight, next.n, next.k);
@@ -661,7 +723,7 @@ int resident_blocks(std::size_t shared) {
 template <class T>
 void launch(const DecodeStepArgs& a, cudaStream_t stream) {
   const std::size_t shared =
-      shared_layout(a.hidden_size, a.inner, static_cast<int>(sizeof(T))).bytes;
+      shared_layout(a.hidden_size, a.inner, static_cast<int>(sizeof(T)), a.layer_count).bytes;
   EAQ_CHECK(resident_blocks<T>(shared) >= 1,
             "internal error: the fused decode step cannot keep a block on a multiprocessor");
   cudaLaunchConfig_t config = {};
@@ -699,6 +761,11 @@ const char* decode_timeline_phase_name(int slot) {
                                                           "lm_head linear",
                                                           "launches"};
   return slot >= 0 && slot < kDecodeTimelineSlots ? names[slot] : "?";
+}
+
+std::int64_t decode_step_partial_floats(int heads) {
+  // Ranges: heads * splits <= max(blocks, heads), one block (multiprocessor) per range.
+  return static_cast<std::int64_t>(std::max(multiprocessor_count(), heads)) * kPartialStride;
 }
 
 bool decode_step_eligible(DType act, int hidden_size, int heads, int inner) {

@@ -41,11 +41,13 @@ struct DecodeStepArgs {
   const std::int32_t* positions = nullptr;  // [1]: its position id
   std::int32_t* key_mask = nullptr;         // [capacity]
   std::int32_t* tokens = nullptr;           // [capacity]
-  void *hidden = nullptr, *query = nullptr, *context = nullptr, *ffn = nullptr,
-       *logits = nullptr;  // [E], [E], [E], [I], [vocab]
+  void *hidden = nullptr, *query = nullptr, *ffn = nullptr,
+       *logits = nullptr;     // [E], [E], [I], [vocab]
+  float* partials = nullptr;  // decode_step_partial_floats(heads): the attention's key ranges
   GridBarrierState* barrier = nullptr;
-  // Optional (EAQ_DECODE_TIMELINE=1): the last block's clock cycles per phase, summed over launches,
-  // kDecodeTimelineSlots entries (the last counts launches); see decode_timeline_phase_name.
+  // Optional (EAQ_DECODE_TIMELINE=1): the last block's clock cycles per phase, summed over
+  // launches, kDecodeTimelineSlots entries (the last counts launches); see
+  // decode_timeline_phase_name.
   unsigned long long* timeline = nullptr;
   int hidden_size = 0, heads = 0, inner = 0, vocab = 0, capacity = 0;
   float layer_norm_eps = 1e-5f;
@@ -61,6 +63,8 @@ const char* decode_timeline_phase_name(int slot);
 // tiles), and a device that launches cooperative kernels (every block resident at once, as the
 // grid barrier needs).
 bool decode_step_eligible(DType act, int hidden_size, int heads, int inner);
+// The F32 scratch the attention's key ranges need (DecodeStepArgs::partials).
+std::int64_t decode_step_partial_floats(int heads);
 // Enqueues the step; the caller has checked decode_step_eligible. Blocks: one per
 // multiprocessor. The slot must be < capacity (Gpt2Model::decode_step checks on the host).
 void launch_decode_step(DType act, const DecodeStepArgs& args, cudaStream_t stream);
