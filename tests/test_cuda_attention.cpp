@@ -95,6 +95,22 @@ HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& 
     a.append_batch_stride = hidden;
     a.append_slot = static_cast<const std::int32_t*>(dslot.data);
   }
+  // Prompts (q_len == kv_len, no cache) also store their K/V rows into a cache of kv_len + 3 rows
+  // per batch, whose last rows must keep their sentinel.
+  // (Not with the simple kernel launched alone: the store is launch_attention_kernel's.)
+  const bool store = c.q_len == c.kv_len && !c.cache_layout && !c.append &&
+                     (kernel == nullptr || std::string(kernel) != "simple");
+  const std::int64_t store_rows = c.kv_len + 3;
+  const HostTensor sentinel = HostTensor::from_f32(
+      {c.batch, store_rows, hidden},
+      std::vector<float>(static_cast<std::size_t>(c.batch * store_rows * hidden), -7.0f));
+  DeviceTensor store_k = backend.upload(sentinel, act), store_v = backend.upload(sentinel, act);
+  if (store) {
+    a.store_k = store_k.data;
+    a.store_v = store_v.data;
+    a.store_batch_stride = store_rows * hidden;
+    a.store_row_stride = hidden;
+  }
   bool ran = true;
 #ifdef EAQ_HAVE_CUDA
   const std::string named = kernel ? kernel : "";
@@ -131,7 +147,28 @@ HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& 
     EXPECT_EQ(wrong, 0) << c.name << ": cache row " << slot << " after the append on "
                         << backend.name();
   }
-  for (DeviceTensor* t : {&dq, &dk, &dv, &dmask, &out, &dk_new, &dv_new, &dslot}) {
+  if (store && ran) {
+    // Rows [0, kv_len) of the store are K and V bit for bit; the rows after keep the sentinel.
+    const HostTensor k_in = backend.download(dk), v_in = backend.download(dv);
+    const HostTensor k_out = backend.download(store_k), v_out = backend.download(store_v);
+    int wrong = 0;
+    for (int b = 0; b < c.batch; ++b) {
+      for (std::int64_t j = 0; j < store_rows; ++j) {
+        for (std::int64_t d = 0; d < hidden; ++d) {
+          const std::int64_t at = (b * store_rows + j) * hidden + d;
+          const std::int64_t from = (b * capacity + j) * hidden + d;
+          const float want_k = j < c.kv_len ? k_in.data<float>()[from] : -7.0f;
+          const float want_v = j < c.kv_len ? v_in.data<float>()[from] : -7.0f;
+          wrong += k_out.data<float>()[at] != want_k;
+          wrong += v_out.data<float>()[at] != want_v;
+        }
+      }
+    }
+    EXPECT_EQ(wrong, 0) << c.name << ": stored K/V rows with kernel "
+                        << (kernel ? kernel : "(chosen)") << " on " << backend.name();
+  }
+  for (DeviceTensor* t :
+       {&dq, &dk, &dv, &dmask, &out, &dk_new, &dv_new, &dslot, &store_k, &store_v}) {
     backend.release(*t);
   }
   return result;

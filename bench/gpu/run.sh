@@ -189,7 +189,7 @@ stage_fused_gpt2() {
 stage_timeline_gpt2() {
   note "GPT-2 124M shape: fused decode step timeline, fp16, batch 1"
   [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
-  EAQ_DECODE_TIMELINE=1 "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
+  EAQ_FUSED_DECODE=1 EAQ_DECODE_TIMELINE=1 "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
     --new-tokens 256 --precision fp16 --batch-size 1 --num_iters 20 --warmup_steps 5 --idle-seconds 0 \
     --min-duration-s 0 --power-source none --results-dir /tmp/timeline-gpt2 2>&1 | sed -n '/EAQ_DECODE_TIMELINE/,$p' | head -24
 }

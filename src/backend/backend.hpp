@@ -83,6 +83,13 @@ struct AttentionArgs {
   const void* append_v = nullptr;
   std::int64_t append_batch_stride = 0;
   const std::int32_t* append_slot = nullptr;
+  // Prefill into a KV cache (optional): every key and value row is also stored,
+  // store_k[b * store_batch_stride + j * store_row_stride + c] = k[b, j, c] for j < kv_len and
+  // c < heads * head_dim (likewise store_v), as a CacheWrite would. The CUDA prefill kernel stores
+  // the rows it has staged anyway, which saves a prefill one launch per layer.
+  void* store_k = nullptr;
+  void* store_v = nullptr;
+  std::int64_t store_batch_stride = 0, store_row_stride = 0;
 };
 
 // A write into a KV cache (or any [batch, capacity, row] buffer) at a slot the device holds:
@@ -253,8 +260,8 @@ class Backend {
   // --- whole steps ------------------------------------------------------------------------------
   // Runs a decode step in one call when the backend has a kernel for it (CUDA: one launch at batch
   // 1, see decode_step.cu) and returns true; returns false, having done nothing, otherwise, and
-  // the caller runs the ops. EAQ_FUSED_DECODE=0 in the environment makes the CUDA backend decline
-  // (to measure what the fused step buys).
+  // the caller runs the ops. The CUDA backend runs it only with EAQ_FUSED_DECODE=1 in the
+  // environment (a measured variant, slower than the ops so far: docs/results.md).
   virtual bool decoder_step(const DecoderStep& step) {
     (void)step;
     return false;

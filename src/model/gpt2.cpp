@@ -249,23 +249,15 @@ void Gpt2Model::sequence_forward(Workspace& ws, const DeviceTensor& ids, const D
   Rows rows{ws.hidden, ws.normed, ws.qkv, ws.context, ws.projected, ws.ffn};
   char* qkv = static_cast<char*>(ws.qkv.data);
   run_blocks(rows, [&](std::size_t layer, float scale) {
-    if (session != nullptr) {
-      // K and V are adjacent in each qkv row: one write fills both halves of the cache row.
-      CacheWrite write;
-      write.src = qkv + e * element;
-      write.src_batch_stride = seq * 3 * e;
-      write.src_row_stride = 3 * e;
-      write.cache = session->kv_[layer].data;
-      write.cache_batch_stride = session->capacity_ * 2 * e;
-      write.cache_row_stride = 2 * e;
-      write.capacity = session->capacity_;
-      write.batch = batch;
-      write.rows = seq;
-      write.cols = 2 * e;
-      write.dtype = act;
-      backend_.write_cache(write);
-    }
     AttentionArgs a;
+    if (session != nullptr) {
+      // The prompt's keys and values go into the cache rows [0, seq) as attention reads them.
+      char* cache = static_cast<char*>(session->kv_[layer].data);
+      a.store_k = cache;
+      a.store_v = cache + e * element;
+      a.store_batch_stride = session->capacity_ * 2 * e;
+      a.store_row_stride = 2 * e;
+    }
     a.q = qkv;
     a.k = qkv + e * element;
     a.v = qkv + 2 * e * element;
@@ -355,9 +347,15 @@ const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids
   backend_.copy(ws.prompt_length, s.slot_);
 
   sequence_forward(ws, ids, &m, ws.mask_positions, &s);
-  // Left padding puts every row's last token in the last column: LM head on those rows only.
-  backend_.gather_rows(ws.hidden, ws.last_rows, s.hidden_);
-  backend_.layer_norm_linear(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+  // Left padding puts every row's last token in the last column: LM head on those rows only (at
+  // batch 1 that row is a view, no copy).
+  DeviceTensor last = s.hidden_;
+  if (batch == 1) {
+    last = ws.hidden.rows(seq - 1, 1);
+  } else {
+    backend_.gather_rows(ws.hidden, ws.last_rows, s.hidden_);
+  }
+  backend_.layer_norm_linear(last, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
                              s.normed_, *lm_head_, Activation::None, s.logits_);
   if (all_logits != nullptr) {
     full_logits(ws);

@@ -151,6 +151,17 @@ void attention_f32(const AttentionArgs& a) {
   const auto* k = static_cast<const float*>(a.k);
   const auto* v = static_cast<const float*>(a.v);
   auto* out = static_cast<float*>(a.out);
+  if (a.store_k != nullptr) {
+    const std::int64_t hidden = a.heads * a.head_dim;
+    for (std::int64_t b = 0; b < a.batch; ++b) {
+      for (std::int64_t j = 0; j < a.kv_len; ++j) {
+        const std::int64_t src = b * a.kv_batch_stride + j * a.kv_row_stride;
+        const std::int64_t dst = b * a.store_batch_stride + j * a.store_row_stride;
+        std::copy(k + src, k + src + hidden, static_cast<float*>(a.store_k) + dst);
+        std::copy(v + src, v + src + hidden, static_cast<float*>(a.store_v) + dst);
+      }
+    }
+  }
 #pragma omp parallel for collapse(2) schedule(static)
   for (std::int64_t b = 0; b < a.batch; ++b) {
     for (std::int64_t h = 0; h < a.heads; ++h) {

@@ -28,6 +28,7 @@
 #include <cstdint>
 
 #include "backend/cuda/cuda_types.cuh"
+#include "backend/cuda/decoder_kernels.hpp"
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/kernels.hpp"
 
@@ -895,6 +896,24 @@ __global__ void __launch_bounds__(kPrefillThreads)
   __pipeline_wait_prior(0);  // V
   __syncthreads();
 
+  // With a store (a prefill into a KV cache, q_len == kv_len), each tile stores the key and value
+  // rows of its own 16 positions from the staged copies.
+  if (a.store_k != nullptr) {
+    constexpr int kPieces = kHeadDim / 8;  // 16-byte pieces of a head's row
+    const int rows =
+        static_cast<int>(min(static_cast<std::int64_t>(kPrefillQueries), a.kv_len - i0));
+    for (int idx = threadIdx.x; idx < rows * kPieces; idx += kPrefillThreads) {
+      const std::int64_t j = i0 + idx / kPieces;
+      const int col = (idx % kPieces) * 8;
+      const std::int64_t dst =
+          b * a.store_batch_stride + j * a.store_row_stride + h * kHeadDim + col;
+      *reinterpret_cast<uint4*>(static_cast<T*>(a.store_k) + dst) =
+          *reinterpret_cast<const uint4*>(k_rows + j * kHeadDim + col);
+      *reinterpret_cast<uint4*>(static_cast<T*>(a.store_v) + dst) =
+          *reinterpret_cast<const uint4*>(v_rows + j * kHeadDim + col);
+    }
+  }
+
   // O = P V: the warps take turns over the 16-column tiles of the output, staged as f32 in the
   // score rows (no longer read) before the conversion and store.
   for (int d = warp; d < kHeadDim / 16; d += kPrefillThreads / 32) {
@@ -975,6 +994,47 @@ bool attention_prefill_eligible(DType act, const AttentionArgs& a) {
   return prefill_shared_bytes<__half>(padded16(a.kv_len), a.head_dim) <= kSharedBudget;
 }
 
+namespace {
+
+// Whether the prefill kernel can store the key and value rows itself: every row is some tile's
+// query row, and the cache rows take 16-byte stores.
+bool prefill_store_eligible(DType act, const AttentionArgs& a) {
+  const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  const std::int64_t per_vec = 16 / static_cast<std::int64_t>(dtype_size(act));
+  return a.q_position_offset == 0 && a.q_len == a.kv_len && aligned(a.store_k) &&
+         aligned(a.store_v) && a.store_batch_stride % per_vec == 0 &&
+         a.store_row_stride % per_vec == 0;
+}
+
+// The store as cache writes, for the kernels that do not store (one write when K and V are
+// adjacent in both the source rows and the cache rows, as GPT-2's qkv rows and caches are).
+void store_kv(DType act, const AttentionArgs& a, cudaStream_t stream) {
+  const std::int64_t hidden = a.heads * a.head_dim;
+  const std::size_t element = dtype_size(act);
+  const bool adjacent =
+      static_cast<const char*>(a.v) == static_cast<const char*>(a.k) + hidden * element &&
+      static_cast<char*>(a.store_v) == static_cast<char*>(a.store_k) + hidden * element;
+  CacheWrite w;
+  w.src_batch_stride = a.kv_batch_stride;
+  w.src_row_stride = a.kv_row_stride;
+  w.cache_batch_stride = a.store_batch_stride;
+  w.cache_row_stride = a.store_row_stride;
+  w.capacity = a.kv_len;
+  w.batch = a.batch;
+  w.rows = a.kv_len;
+  w.dtype = act;
+  w.src = a.k;
+  w.cache = a.store_k;
+  w.cols = adjacent ? 2 * hidden : hidden;
+  launch_write_cache(w, stream);
+  if (adjacent) return;
+  w.src = a.v;
+  w.cache = a.store_v;
+  launch_write_cache(w, stream);
+}
+
+}  // namespace
+
 const char* attention_kernel_name(DType act, const AttentionArgs& a) {
   if (attention_prefill_eligible(act, a)) {
     // Few query tiles (a prompt or two): the prefill kernel. Many (an encoder batch): the
@@ -1022,6 +1082,10 @@ void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitSc
   bool inline_append = false;
   if (kernel[0] == 'd') EAQ_DISPATCH_FLOAT(act, inline_append = decode_vec_eligible<T>(args));
   AttentionArgs a = args;
+  if (a.store_k != nullptr && !(kernel[0] == 'p' && prefill_store_eligible(act, a))) {
+    store_kv(act, a, stream);
+    a.store_k = a.store_v = nullptr;
+  }
   if (a.append_slot != nullptr && !inline_append) {
     EAQ_DISPATCH_FLOAT(act,
                        append_kv_kernel<T><<<static_cast<unsigned>(a.batch), 256, 0, stream>>>(a));
