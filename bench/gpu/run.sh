@@ -169,8 +169,8 @@ stage_pdl_gpt2() {
   done
 }
 
-# What the fused decode step (one kernel per step at batch 1, decode_step.cu) buys: the same
-# binary with it off (EAQ_FUSED_DECODE=0) and on, fp32, fp16 and bf16, batch 1.
+# The fused decode step (one kernel per step at batch 1, decode_step.cu, opt-in) against the
+# default op-by-op step: the same binary with EAQ_FUSED_DECODE=0 and =1, fp16 and bf16, batch 1.
 stage_fused_gpt2() {
   note "GPT-2 124M shape: fused decode step off, then on"
   [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
@@ -178,14 +178,29 @@ stage_fused_gpt2() {
   rm -rf "$res"
   for fused in 0 1; do
     EAQ_FUSED_DECODE=$fused "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
-      --new-tokens 256 --precision ${EAQ_GPT2_PRECISIONS:-fp32,fp16,bf16} --batch-size 1 --num_iters 100 --warmup_steps 20 \
+      --new-tokens 256 --precision ${EAQ_GPT2_PRECISIONS:-fp16,bf16} --batch-size 1 --num_iters 100 --warmup_steps 20 \
       --idle-seconds 1 --min-duration-s 2 --results-dir "$res/fused-$fused" > "$OUT/fused-gpt2-$fused.log" 2>&1 || status=1
     echo "fused decode step $fused:"
     grep -A6 "^| precision" "$OUT/fused-gpt2-$fused.log" | head -8
   done
 }
 
-# Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: block 0's clock per phase).
+# What storing the prompt's K/V inside the prefill attention buys: time to first token with the
+# separate cache write (EAQ_PREFILL_KV_STORE=0) and with the store in the kernel, fp16, batch 1.
+stage_store_gpt2() {
+  note "GPT-2 124M shape: prefill K/V store as a cache write, then in the attention kernel"
+  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  for store in 0 1; do
+    EAQ_PREFILL_KV_STORE=$store "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
+      --new-tokens 64 --precision fp16,bf16 --batch-size 1 --num_iters 100 --warmup_steps 20 \
+      --idle-seconds 1 --min-duration-s 1 --results-dir "/tmp/store-gpt2/store-$store" > "$OUT/store-gpt2-$store.log" 2>&1 || status=1
+    echo "K/V store in the attention kernel $store:"
+    grep -A4 "^| precision" "$OUT/store-gpt2-$store.log" | head -6
+  done
+}
+
+# Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: the last block's clock per
+# phase).
 stage_timeline_gpt2() {
   note "GPT-2 124M shape: fused decode step timeline, fp16, batch 1"
   [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
@@ -275,6 +290,7 @@ for stage in "$@"; do
     pdl-gpt2) stage_pdl_gpt2 ;;
     fused-gpt2) stage_fused_gpt2 ;;
     timeline-gpt2) stage_timeline_gpt2 ;;
+    store-gpt2) stage_store_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trials) stage_trials ;;

@@ -26,6 +26,8 @@
 #include <algorithm>
 #include <cfloat>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/decoder_kernels.hpp"
@@ -998,7 +1000,13 @@ namespace {
 
 // Whether the prefill kernel can store the key and value rows itself: every row is some tile's
 // query row, and the cache rows take 16-byte stores.
+// EAQ_PREFILL_KV_STORE=0 stores with a separate cache write (to measure what the fold buys).
 bool prefill_store_eligible(DType act, const AttentionArgs& a) {
+  static const bool disabled = [] {
+    const char* value = std::getenv("EAQ_PREFILL_KV_STORE");
+    return value != nullptr && std::string(value) == "0";
+  }();
+  if (disabled) return false;
   const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
   const std::int64_t per_vec = 16 / static_cast<std::int64_t>(dtype_size(act));
   return a.q_position_offset == 0 && a.q_len == a.kv_len && aligned(a.store_k) &&
