@@ -201,6 +201,56 @@ TEST(CudaGpt2, CapturedGreedyStepEqualsDirectSteps) {
   }
 }
 
+// start_prompt on the GPU against the CPU: rows longer than one ballot (70 tokens), left padding
+// of 0, 13 and 40 positions, a key mask that held garbage past the prompt.
+TEST(CudaStartPrompt, MatchesTheCpu) {
+  EAQ_CUDA_BACKEND_OR_SKIP(gpu, Precision::Fp16);
+  auto cpu = make_cpu_backend(Precision::Fp32);
+  const int batch = 3, len = 70, capacity = 90;
+  std::vector<std::int32_t> mask(batch * len), ids(batch * len);
+  for (int b = 0; b < batch; ++b) {
+    const int pad = b == 0 ? 0 : b == 1 ? 13 : 40;
+    for (int i = 0; i < len; ++i) {
+      mask[b * len + i] = i >= pad ? 1 : 0;
+      ids[b * len + i] = 1000 * b + i;
+    }
+  }
+  const auto run = [&](Backend& backend) {
+    std::vector<DeviceTensor> t = {
+        backend.upload(HostTensor::from_i32({batch, len}, mask), DType::I32),
+        backend.upload(HostTensor::from_i32({batch, len}, ids), DType::I32),
+        backend.upload(
+            HostTensor::from_i32({batch, len}, std::vector<std::int32_t>(batch * len, -9)),
+            DType::I32),
+        backend.upload(
+            HostTensor::from_i32({batch, capacity}, std::vector<std::int32_t>(batch * capacity, 9)),
+            DType::I32),
+        backend.upload(HostTensor::from_i32({batch, capacity},
+                                            std::vector<std::int32_t>(batch * capacity, -1)),
+                       DType::I32),
+        backend.upload(HostTensor::from_i32({1 + batch}, std::vector<std::int32_t>(1 + batch, -9)),
+                       DType::I32)};
+    PromptState state;
+    state.mask = static_cast<const std::int32_t*>(t[0].data);
+    state.ids = static_cast<const std::int32_t*>(t[1].data);
+    state.position_ids = static_cast<std::int32_t*>(t[2].data);
+    state.key_mask = static_cast<std::int32_t*>(t[3].data);
+    state.tokens = static_cast<std::int32_t*>(t[4].data);
+    state.counters = static_cast<std::int32_t*>(t[5].data);
+    state.batch = batch;
+    state.len = len;
+    state.capacity = capacity;
+    backend.start_prompt(state);
+    std::vector<std::vector<std::int64_t>> out;
+    for (int i = 2; i < 6; ++i) out.push_back(backend.download(t[i]).to_i64());
+    for (DeviceTensor& d : t) backend.release(d);
+    return out;
+  };
+  const auto expected = run(*cpu), got = run(*gpu);
+  const char* names[] = {"position ids", "key mask", "tokens", "counters"};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(got[i], expected[i]) << names[i];
+}
+
 // --- the fused decode step (one kernel per step at batch 1, decode_step.cu) ---------------------
 
 // Sets EAQ_FUSED_DECODE for the scope: "0" runs decode steps op by op.

@@ -55,6 +55,29 @@ class Gpt2Decode : public ::testing::Test {
   std::vector<DeviceTensor> uploads_;
 };
 
+// The state a prompt leaves (Backend::start_prompt), by hand for a left-padded row and a full
+// one: generate()'s positions, the key mask zeroed past the prompt, the tokens, and the counters.
+TEST(CpuStartPrompt, WritesPositionsMaskTokensAndCounters) {
+  auto cpu = make_cpu_backend(Precision::Fp32);
+  const std::vector<std::int32_t> mask = {0, 0, 1, 1, 1, 1, 1, 1}, ids = {5, 6, 7, 8, 1, 2, 3, 4};
+  std::vector<std::int32_t> positions(8, -9), key_mask(12, 9), tokens(12, -1), counters(3, -9);
+  PromptState state;
+  state.mask = mask.data();
+  state.ids = ids.data();
+  state.position_ids = positions.data();
+  state.key_mask = key_mask.data();
+  state.tokens = tokens.data();
+  state.counters = counters.data();
+  state.batch = 2;
+  state.len = 4;
+  state.capacity = 6;
+  cpu->start_prompt(state);
+  EXPECT_EQ(positions, (std::vector<std::int32_t>{1, 1, 0, 1, 0, 1, 2, 3}));
+  EXPECT_EQ(key_mask, (std::vector<std::int32_t>{0, 0, 1, 1, 0, 0, 1, 1, 1, 1, 0, 0}));
+  EXPECT_EQ(tokens, (std::vector<std::int32_t>{5, 6, 7, 8, -1, -1, 1, 2, 3, 4, -1, -1}));
+  EXPECT_EQ(counters, (std::vector<std::int32_t>{4, 2, 4}));
+}
+
 TEST_F(Gpt2Decode, CachedStepsEqualTheFullForward) {
   const std::vector<std::int32_t> ids = random_ids(11, spec_.vocab, 3);
   const HostTensor full =

@@ -142,6 +142,24 @@ struct DecoderStep {
   Activation activation = Activation::GeluTanh;
 };
 
+// What a prompt of B rows of L tokens (LEFT-padded; mask 1 = token) leaves for decoding with caches
+// of `capacity` positions, all I32:
+// - position_ids[b, i] [B, L]: Hugging Face generate()'s, (number of ones in mask[b, 0..i]) - 1,
+//   and 1 where mask[b, i] == 0;
+// - key_mask[b, j] [B, capacity]: mask[b, j] for j < L, 0 after;
+// - tokens[b, j] [B, capacity]: ids[b, j] for j < L (the rest is left as it is);
+// - counters [1 + B]: counters[0] = L, the next free cache slot; counters[1 + b] = the number of
+//   ones in row b, the position id of the token that follows.
+struct PromptState {
+  const std::int32_t* mask = nullptr;  // [B, L]
+  const std::int32_t* ids = nullptr;   // [B, L]
+  std::int32_t* position_ids = nullptr;
+  std::int32_t* key_mask = nullptr;
+  std::int32_t* tokens = nullptr;
+  std::int32_t* counters = nullptr;
+  std::int64_t batch = 0, len = 0, capacity = 0;
+};
+
 struct MemoryStats {
   std::size_t allocated_bytes = 0;  // live allocations now
   std::size_t peak_bytes = 0;       // high-water mark of live allocations
@@ -214,11 +232,8 @@ class Backend {
   // All I32 unless said otherwise. Every op reads its varying state from device memory, so a
   // decode step captured into a graph replays correctly at every position.
   //
-  // Hugging Face generate()'s positions for left-padded prompts: position_ids[b, i] = (number of
-  // ones in mask[b, 0..i]) - 1, and 1 where mask[b, i] == 0; next_positions[b] (when not null) =
-  // number of ones in row b, the position of the token that follows. mask, position_ids: [B, L].
-  virtual void mask_to_positions(const DeviceTensor& mask, DeviceTensor& position_ids,
-                                 DeviceTensor* next_positions) = 0;
+  // The state a prompt leaves for decoding, in one op (see PromptState).
+  virtual void start_prompt(const PromptState& state) = 0;
   virtual void write_cache(const CacheWrite& args) = 0;
   // key_mask[b, *slot] = 1 for every row b (nothing when *slot >= key_mask.dim(1)); key_mask
   // [B, S], slot [1].

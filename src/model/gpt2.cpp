@@ -26,7 +26,6 @@ struct Gpt2Model::Workspace {
   DeviceTensor mask_positions;    // I32 [B, L]: prefill's positions from the mask
   DeviceTensor ones_mask;         // I32 [B, L]: the mask of a prefill called without one
   DeviceTensor last_rows;         // I32 [B]: b * L + L - 1
-  DeviceTensor prompt_length;     // I32 [1]: L, the first free cache slot after a prefill
   DeviceTensor hidden, normed, qkv, context, projected, ffn;  // [B * L, ...]
   DeviceTensor logits;  // [B * L, V], allocated when full logits are first asked for
 };
@@ -138,8 +137,8 @@ void Gpt2Model::release_workspace() {
   if (!workspace_) return;
   Workspace& ws = *workspace_;
   for (DeviceTensor* t :
-       {&ws.arange_positions, &ws.mask_positions, &ws.ones_mask, &ws.last_rows, &ws.prompt_length,
-        &ws.hidden, &ws.normed, &ws.qkv, &ws.context, &ws.projected, &ws.ffn, &ws.logits}) {
+       {&ws.arange_positions, &ws.mask_positions, &ws.ones_mask, &ws.last_rows, &ws.hidden,
+        &ws.normed, &ws.qkv, &ws.context, &ws.projected, &ws.ffn, &ws.logits}) {
     backend_.release(*t);
   }
   workspace_.reset();
@@ -162,8 +161,6 @@ Gpt2Model::Workspace& Gpt2Model::ensure_workspace(std::int64_t batch, std::int64
   ws->ones_mask = backend_.upload(
       HostTensor::from_i32({batch, seq}, std::vector<std::int32_t>(arange.size(), 1)), DType::I32);
   ws->last_rows = backend_.upload(HostTensor::from_i32({batch}, last), DType::I32);
-  ws->prompt_length =
-      backend_.upload(HostTensor::from_i32({1}, {static_cast<std::int32_t>(seq)}), DType::I32);
   ws->mask_positions = backend_.allocate(DType::I32, {batch, seq});
   ws->hidden = backend_.allocate(act, {tokens, c.hidden});
   ws->normed = backend_.allocate(act, {tokens, c.hidden});
@@ -195,8 +192,6 @@ std::unique_ptr<DecodeSession> Gpt2Model::start_session(std::int64_t batch,
   s->slot_ = s->counters_.rows(0, 1);
   s->positions_ = s->counters_.rows(1, batch);
   s->key_mask_ = s->own(backend_.allocate(DType::I32, {batch, capacity}));
-  s->zero_mask_ =
-      s->own(backend_.upload(HostTensor::empty(DType::I32, {batch, capacity}), DType::I32));
   s->tokens_ = s->own(backend_.allocate(DType::I32, {batch, capacity}));
   s->next_ids_ = s->own(backend_.allocate(DType::I32, {batch}));
   s->next_ids_backup_ = s->own(backend_.allocate(DType::I32, {batch}));
@@ -328,23 +323,17 @@ const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids
 
   // The session's state: mask and tokens of the prompt in cache positions [0, seq), each row's
   // next position id, and the next free slot.
-  backend_.copy(s.zero_mask_, s.key_mask_);
-  CacheWrite row_copy;
-  row_copy.src_batch_stride = seq;
-  row_copy.cache_batch_stride = s.capacity_;
-  row_copy.capacity = s.capacity_;
-  row_copy.batch = batch;
-  row_copy.rows = 1;
-  row_copy.cols = seq;
-  row_copy.dtype = DType::I32;
-  row_copy.src = m.data;
-  row_copy.cache = s.key_mask_.data;
-  backend_.write_cache(row_copy);
-  row_copy.src = ids.data;
-  row_copy.cache = s.tokens_.data;
-  backend_.write_cache(row_copy);
-  backend_.mask_to_positions(m, ws.mask_positions, &s.positions_);
-  backend_.copy(ws.prompt_length, s.slot_);
+  PromptState state;
+  state.mask = static_cast<const std::int32_t*>(m.data);
+  state.ids = static_cast<const std::int32_t*>(ids.data);
+  state.position_ids = static_cast<std::int32_t*>(ws.mask_positions.data);
+  state.key_mask = static_cast<std::int32_t*>(s.key_mask_.data);
+  state.tokens = static_cast<std::int32_t*>(s.tokens_.data);
+  state.counters = static_cast<std::int32_t*>(s.counters_.data);
+  state.batch = batch;
+  state.len = seq;
+  state.capacity = s.capacity_;
+  backend_.start_prompt(state);
 
   sequence_forward(ws, ids, &m, ws.mask_positions, &s);
   // Left padding puts every row's last token in the last column: LM head on those rows only (at

@@ -70,7 +70,7 @@ class DecodeSession {
   // increment advances all of them after a step.
   DeviceTensor counters_, counters_backup_;
   DeviceTensor slot_, positions_;  // views into counters_
-  DeviceTensor key_mask_, zero_mask_, tokens_, next_ids_;
+  DeviceTensor key_mask_, tokens_, next_ids_;
   DeviceTensor hidden_, normed_, qkv_, context_, projected_, ffn_,
       logits_;  // one row per batch row
   // What capture_greedy_step's warm-up step changes and puts back.

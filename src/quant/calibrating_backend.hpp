@@ -74,10 +74,7 @@ class CalibratingBackend final : public Backend {
                          DType dtype) override {
     inner_.copy_rows_strided(src, src_row_stride, dst, dst_row_stride, rows, cols, dtype);
   }
-  void mask_to_positions(const DeviceTensor& mask, DeviceTensor& position_ids,
-                         DeviceTensor* next_positions) override {
-    inner_.mask_to_positions(mask, position_ids, next_positions);
-  }
+  void start_prompt(const PromptState& state) override { inner_.start_prompt(state); }
   void write_cache(const CacheWrite& args) override { inner_.write_cache(args); }
   void mark_cache_slot(const DeviceTensor& slot, DeviceTensor& key_mask) override {
     inner_.mark_cache_slot(slot, key_mask);

@@ -200,12 +200,7 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void mask_to_positions(const DeviceTensor& mask, DeviceTensor& position_ids,
-                         DeviceTensor* next_positions) override {
-    cpu::mask_to_positions(i32(mask), i32(position_ids),
-                           next_positions ? i32(*next_positions) : nullptr, mask.dim(0),
-                           mask.dim(1));
-  }
+  void start_prompt(const PromptState& state) override { cpu::start_prompt(state); }
   void write_cache(const CacheWrite& args) override { cpu::write_cache(args); }
   void mark_cache_slot(const DeviceTensor& slot, DeviceTensor& key_mask) override {
     cpu::mark_cache_slot(i32(slot), i32(key_mask), key_mask.dim(0), key_mask.dim(1));

@@ -8,17 +8,21 @@
 
 namespace eaq::cpu {
 
-void mask_to_positions(const std::int32_t* mask, std::int32_t* position_ids,
-                       std::int32_t* next_positions, std::int64_t batch, std::int64_t len) {
-  for (std::int64_t b = 0; b < batch; ++b) {
+void start_prompt(const PromptState& s) {
+  for (std::int64_t b = 0; b < s.batch; ++b) {
     std::int32_t ones = 0;
-    for (std::int64_t i = 0; i < len; ++i) {
-      const bool real = mask[b * len + i] != 0;
+    for (std::int64_t i = 0; i < s.len; ++i) {
+      const bool real = s.mask[b * s.len + i] != 0;
       ones += real ? 1 : 0;
-      position_ids[b * len + i] = real ? ones - 1 : 1;
+      s.position_ids[b * s.len + i] = real ? ones - 1 : 1;
     }
-    if (next_positions != nullptr) next_positions[b] = ones;
+    for (std::int64_t j = 0; j < s.capacity; ++j) {
+      s.key_mask[b * s.capacity + j] = j < s.len ? s.mask[b * s.len + j] : 0;
+      if (j < s.len) s.tokens[b * s.capacity + j] = s.ids[b * s.len + j];
+    }
+    s.counters[1 + b] = ones;
   }
+  s.counters[0] = static_cast<std::int32_t>(s.len);
 }
 
 void write_cache(const CacheWrite& a) {

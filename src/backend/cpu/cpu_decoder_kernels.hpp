@@ -8,8 +8,7 @@
 
 namespace eaq::cpu {
 
-void mask_to_positions(const std::int32_t* mask, std::int32_t* position_ids,
-                       std::int32_t* next_positions, std::int64_t batch, std::int64_t len);
+void start_prompt(const PromptState& state);
 void write_cache(const CacheWrite& args);
 void mark_cache_slot(const std::int32_t* slot, std::int32_t* key_mask, std::int64_t batch,
                      std::int64_t capacity);

@@ -631,12 +631,9 @@ class CudaBackend final : public Backend {
                                      cols * element, rows, cudaMemcpyDeviceToDevice, stream_));
   }
 
-  void mask_to_positions(const DeviceTensor& mask, DeviceTensor& position_ids,
-                         DeviceTensor* next_positions) override {
-    ProfileScope scope(profiler_, stream_, [] { return std::string("mask_to_positions"); });
-    cuda::launch_mask_to_positions(i32(mask), i32(position_ids),
-                                   next_positions ? i32(*next_positions) : nullptr, mask.dim(0),
-                                   mask.dim(1), stream_);
+  void start_prompt(const PromptState& state) override {
+    ProfileScope scope(profiler_, stream_, [] { return std::string("start_prompt"); });
+    cuda::launch_start_prompt(state, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
   void write_cache(const CacheWrite& args) override {

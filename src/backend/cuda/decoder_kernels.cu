@@ -17,25 +17,33 @@ unsigned blocks_for(std::int64_t count, int threads) {
   return static_cast<unsigned>((count + threads - 1) / threads);
 }
 
-// One thread per row: rows are short (<= n_positions) and this runs once per prefill.
 // One warp per row: a ballot per 32 columns gives each column the count of real tokens before it
-// (a thread per row walking the row took ~7 us for 128 tokens).
-__global__ void mask_to_positions_kernel(const std::int32_t* mask, std::int32_t* position_ids,
-                                         std::int32_t* next_positions, std::int64_t batch,
-                                         std::int64_t len) {
+// (a thread per row walking the row took ~7 us for 128 tokens). The same pass writes the row's
+// key mask and tokens; this one kernel replaces the five copies and writes a prefill used to
+// start with.
+__global__ void start_prompt_kernel(PromptState s) {
   const std::int64_t b = blockIdx.x * static_cast<std::int64_t>(blockDim.x / 32) + threadIdx.x / 32;
   const unsigned lane = threadIdx.x % 32;
-  if (b >= batch) return;  // (the whole warp)
+  if (b >= s.batch) return;  // (the whole warp)
   std::int32_t ones = 0;
-  for (std::int64_t i0 = 0; i0 < len; i0 += 32) {
+  for (std::int64_t i0 = 0; i0 < s.len; i0 += 32) {
     const std::int64_t i = i0 + lane;
-    const bool real = i < len && mask[b * len + i] != 0;
-    const unsigned real_lanes = __ballot_sync(0xffffffffu, real);
+    const std::int32_t m = i < s.len ? s.mask[b * s.len + i] : 0;
+    const unsigned real_lanes = __ballot_sync(0xffffffffu, m != 0);
     const std::int32_t before = ones + __popc(real_lanes & ((1u << lane) - 1u));
-    if (i < len) position_ids[b * len + i] = real ? before : 1;
+    if (i < s.len) {
+      s.position_ids[b * s.len + i] = m != 0 ? before : 1;
+      s.tokens[b * s.capacity + i] = s.ids[b * s.len + i];
+    }
     ones += __popc(real_lanes);
   }
-  if (lane == 0 && next_positions != nullptr) next_positions[b] = ones;
+  for (std::int64_t j = lane; j < s.capacity; j += 32) {
+    s.key_mask[b * s.capacity + j] = j < s.len ? s.mask[b * s.len + j] : 0;
+  }
+  if (lane == 0) {
+    s.counters[1 + b] = ones;
+    if (b == 0) s.counters[0] = static_cast<std::int32_t>(s.len);
+  }
 }
 
 // grid (rows, batch): one block copies one row.
@@ -188,12 +196,9 @@ __global__ void token_nll_kernel(const T* logits, const std::int32_t* targets, f
 
 }  // namespace
 
-void launch_mask_to_positions(const std::int32_t* mask, std::int32_t* position_ids,
-                              std::int32_t* next_positions, std::int64_t batch, std::int64_t len,
-                              cudaStream_t stream) {
-  if (batch == 0) return;
-  mask_to_positions_kernel<<<blocks_for(batch, 4), 128, 0, stream>>>(mask, position_ids,
-                                                                     next_positions, batch, len);
+void launch_start_prompt(const PromptState& state, cudaStream_t stream) {
+  if (state.batch == 0) return;
+  start_prompt_kernel<<<blocks_for(state.batch, 4), 128, 0, stream>>>(state);
 }
 
 void launch_write_cache(const CacheWrite& args, cudaStream_t stream) {

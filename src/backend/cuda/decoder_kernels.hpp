@@ -11,9 +11,7 @@
 
 namespace eaq::cuda {
 
-void launch_mask_to_positions(const std::int32_t* mask, std::int32_t* position_ids,
-                              std::int32_t* next_positions, std::int64_t batch, std::int64_t len,
-                              cudaStream_t stream);
+void launch_start_prompt(const PromptState& state, cudaStream_t stream);
 void launch_write_cache(const CacheWrite& args, cudaStream_t stream);
 void launch_mark_cache_slot(const std::int32_t* slot, std::int32_t* key_mask, std::int64_t batch,
                             std::int64_t capacity, cudaStream_t stream);
