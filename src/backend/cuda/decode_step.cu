@@ -1,26 +1,33 @@
-// A whole GPT-2 decode step at batch 1 in one launch. Op by op, a step is ~65 dependent kernels of
-// 2-6 us each (docs/results.md), while the weights it reads (250 MB in f16) would take ~75 us at
-// the H100's bandwidth: the kernels' latency, not the reads, set the time per token. Here one block
-// per multiprocessor stays resident for the whole step and the phases are separated by a grid
-// barrier instead of kernel boundaries:
+// A whole GPT-2 decode step at batch 1 in one launch: a measured variant, off by default
+// (EAQ_FUSED_DECODE=1 turns it on). Op by op, a step is ~65 dependent kernels of 2-6 us each
+// (docs/results.md), while the weights it reads (250 MB in f16) would take ~75 us at the H100's
+// bandwidth: the kernels' latency, not the reads, set the time per token. Here one block per
+// multiprocessor stays resident for the whole step and the phases are separated by a grid barrier
+// instead of kernel boundaries:
 //
 //   per block: LayerNorm 1 + QKV (K and V written into the cache at the slot)  | barrier
-//              attention over the cache, one block per head                    | barrier
-//              attention output projection + residual                          | barrier
+//              attention over ranges of the cache, one block per (head, range) | barrier
+//              the ranges merged, attention output projection + residual       | barrier
 //              LayerNorm 2 + MLP in + activation                               | barrier
 //              MLP out + residual                                               | barrier
 //   then ln_f + LM head.
 //
 // A Linear phase is the GEMV of gemv.cu spread over every warp of the grid: each warp takes
 // features warp * blocks + block, + blocks * warps, ... (so a layer of 768 features still reaches
-// every multiprocessor), reads its weight row in 16-byte pieces and x from shared memory, where
-// every block stages (and, for ln_1/ln_2/ln_f, normalizes) the whole input vector. Weights never
-// change, so each warp loads its first row of the next phase before it waits at the barrier.
+// every multiprocessor), reads its weight rows in 16-byte pieces and x from shared memory, where
+// every block stages (and, for ln_1/ln_2/ln_f, normalizes) the whole input vector. What the next
+// phase reads and the step does not write is loaded before the barrier: weight rows into
+// registers, LayerNorm parameters and older cache rows into shared memory (cp.async).
+//
+// Why it is not the default: it takes ~0.44-0.47 ms per step on an H100 and an H200 against
+// ~0.33 ms op by op. EAQ_DECODE_TIMELINE=1 shows where (docs/results.md): every phase costs a
+// barrier (~2 us with its stragglers) and a stage that reads a vector every block reads at once
+// from L2 (~1-2 us); 61 phases of that outweigh the ~5 us launch of each kernel they replace.
 //
 // The rounding is the op-by-op path's: every intermediate the unfused ops store (normalized rows,
 // q/k/v, the attention output, the MLP activation, the residual stream) is rounded to the
 // activation dtype here too. Data written earlier in the launch by other blocks is read with
-// __ldcg (L2, which is coherent; L1 is not).
+// __ldcg or cp.async.cg (L2, which is coherent; L1 is not).
 #include <algorithm>
 #include <map>
 #include <mutex>
