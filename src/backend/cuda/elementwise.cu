@@ -32,7 +32,8 @@ __global__ void activation_vector_kernel(uint4* y, std::int64_t vectors, Activat
     uint4 packed = y[i];
     T* v = reinterpret_cast<T*>(&packed);
 #pragma unroll
-    for (int e = 0; e < kPerVec; ++e) v[e] = from_f32<T>(apply_activation(to_f32(v[e]), activation));
+    for (int e = 0; e < kPerVec; ++e)
+      v[e] = from_f32<T>(apply_activation(to_f32(v[e]), activation));
     y[i] = packed;
   }
 }
