@@ -26,6 +26,23 @@ chmod +x "$BIN"/* 2>/dev/null
 
 note() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
+# A same-binary A/B on the GPT-2 124M shape: `eaq measure` with the environment variable $1 set to
+# 0, then to 1. $2 names the logs ($OUT/$2-0.log, $OUT/$2-1.log) and result folders, $3 says what
+# the switch is; the rest are measure's options (new tokens, precisions, batch sizes, duration).
+gpt2_ab() {
+  local var=$1 name=$2 what=$3
+  shift 3
+  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  rm -rf "/tmp/$name"
+  for value in 0 1; do
+    env "$var=$value" "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
+      --num_iters 100 --warmup_steps 20 --idle-seconds 1 "$@" \
+      --results-dir "/tmp/$name/$var-$value" > "$OUT/$name-$value.log" 2>&1 || status=1
+    echo "$what $value:"
+    grep -A6 "^| precision" "$OUT/$name-$value.log" | head -8
+  done
+}
+
 stage_info() {
   note "machine"
   nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit,clocks.sm,temperature.gpu --format=csv
@@ -80,14 +97,8 @@ stage_prefill() {
   "$BIN/eaq_gemm_bench" --only attention 2>&1 | tee "$OUT/attention_bench.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   note "GPT-2 124M shape: split-K GEMM off, then on (time to first token)"
-  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
-  for on in 0 1; do
-    EAQ_SPLIT_K_GEMM=$on "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
-      --new-tokens 64 --precision fp16,bf16 --batch-size 1 --num_iters 100 --warmup_steps 20 \
-      --idle-seconds 1 --min-duration-s 1 --results-dir "/tmp/split-k-gpt2/on-$on" > "$OUT/split-k-gpt2-$on.log" 2>&1 || status=1
-    echo "split-K GEMM $on:"
-    grep -A4 "^| precision" "$OUT/split-k-gpt2-$on.log" | head -6
-  done
+  gpt2_ab EAQ_SPLIT_K_GEMM split-k-gpt2 "split-K GEMM" --new-tokens 64 --precision fp16,bf16 \
+    --batch-size 1 --min-duration-s 1
 }
 
 stage_quant_test() {
@@ -157,46 +168,24 @@ stage_bench_gpt2() {
 # (EAQ_DEPENDENT_LAUNCH=0) and on, fp16 and bf16, batch 1 and 32.
 stage_pdl_gpt2() {
   note "GPT-2 124M shape: dependent launch off, then on"
-  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
-  local res=/tmp/pdl-gpt2
-  rm -rf "$res"
-  for pdl in 0 1; do
-    EAQ_DEPENDENT_LAUNCH=$pdl "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
-      --new-tokens 256 --precision fp16,bf16 --batch-size 1,32 --num_iters 100 --warmup_steps 20 \
-      --idle-seconds 1 --min-duration-s 2 --results-dir "$res/pdl-$pdl" > "$OUT/pdl-gpt2-$pdl.log" 2>&1 || status=1
-    echo "dependent launch $pdl:"
-    grep -A6 "^| precision" "$OUT/pdl-gpt2-$pdl.log" | head -8
-  done
+  gpt2_ab EAQ_DEPENDENT_LAUNCH pdl-gpt2 "dependent launch" --new-tokens 256 --precision fp16,bf16 \
+    --batch-size 1,32 --min-duration-s 2
 }
 
 # The fused decode step (one kernel per step at batch 1, decode_step.cu, opt-in) against the
 # default op-by-op step: the same binary with EAQ_FUSED_DECODE=0 and =1, fp16 and bf16, batch 1.
 stage_fused_gpt2() {
   note "GPT-2 124M shape: fused decode step off, then on"
-  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
-  local res=/tmp/fused-gpt2
-  rm -rf "$res"
-  for fused in 0 1; do
-    EAQ_FUSED_DECODE=$fused "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
-      --new-tokens 256 --precision ${EAQ_GPT2_PRECISIONS:-fp16,bf16} --batch-size 1 --num_iters 100 --warmup_steps 20 \
-      --idle-seconds 1 --min-duration-s 2 --results-dir "$res/fused-$fused" > "$OUT/fused-gpt2-$fused.log" 2>&1 || status=1
-    echo "fused decode step $fused:"
-    grep -A6 "^| precision" "$OUT/fused-gpt2-$fused.log" | head -8
-  done
+  gpt2_ab EAQ_FUSED_DECODE fused-gpt2 "fused decode step" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 
 # What storing the prompt's K/V inside the prefill attention buys: time to first token with the
 # separate cache write (EAQ_PREFILL_KV_STORE=0) and with the store in the kernel, fp16, batch 1.
 stage_store_gpt2() {
   note "GPT-2 124M shape: prefill K/V store as a cache write, then in the attention kernel"
-  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
-  for store in 0 1; do
-    EAQ_PREFILL_KV_STORE=$store "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
-      --new-tokens 64 --precision fp16,bf16 --batch-size 1 --num_iters 100 --warmup_steps 20 \
-      --idle-seconds 1 --min-duration-s 1 --results-dir "/tmp/store-gpt2/store-$store" > "$OUT/store-gpt2-$store.log" 2>&1 || status=1
-    echo "K/V store in the attention kernel $store:"
-    grep -A4 "^| precision" "$OUT/store-gpt2-$store.log" | head -6
-  done
+  gpt2_ab EAQ_PREFILL_KV_STORE store-gpt2 "K/V store in the attention kernel" --new-tokens 64 \
+    --precision fp16,bf16 --batch-size 1 --min-duration-s 1
 }
 
 # Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: the last block's clock per

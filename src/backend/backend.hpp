@@ -124,8 +124,8 @@ struct DecoderBlock {
 // position[positions]; per block, qkv = ln_1(hidden) W^T + b, K and V written into the cache at
 // the slot, attention of q over the cache positions the key mask shows (up to the slot), hidden
 // += attn_out(context), hidden += mlp_out(act(mlp_in(ln_2(hidden)))); logits = lm_head(ln_f(
-// hidden)). The slot and positions are not advanced. Buffers: one row per batch row; qkv [B, 3E],
-// context [B, E], ffn [B, I] are scratch.
+// hidden)). The slot and positions are not advanced. Buffers: one row per batch row; qkv [B, 3E]
+// and ffn [B, I] are scratch.
 struct DecoderStep {
   std::vector<DecoderBlock> blocks;
   const DeviceTensor *word_table = nullptr, *position_table = nullptr;
@@ -135,8 +135,7 @@ struct DecoderStep {
   const DeviceTensor* slot = nullptr;                   // I32 [1]
   const DeviceTensor* positions = nullptr;              // I32 [B]
   DeviceTensor *key_mask = nullptr, *tokens = nullptr;  // I32 [B, capacity]
-  DeviceTensor *hidden = nullptr, *qkv = nullptr, *context = nullptr, *ffn = nullptr,
-               *logits = nullptr;
+  DeviceTensor *hidden = nullptr, *qkv = nullptr, *ffn = nullptr, *logits = nullptr;
   std::int64_t batch = 0, capacity = 0, heads = 0;
   float layer_norm_eps = 1e-5f;
   Activation activation = Activation::GeluTanh;

@@ -206,6 +206,7 @@ std::unique_ptr<DecodeSession> Gpt2Model::start_session(std::int64_t batch,
   s->ffn_ = s->own(backend_.allocate(act, {batch, c.inner}));
   s->logits_ = s->own(backend_.allocate(act, {batch, c.vocab_size}));
   s->logits_backup_ = s->own(backend_.allocate(act, {batch, c.vocab_size}));
+  s->whole_step_ = describe_step(*s);  // the same every step but for the ids
   return s;
 }
 
@@ -367,7 +368,10 @@ const DeviceTensor& Gpt2Model::decode_step(DecodeSession& s, const DeviceTensor&
             "larger capacity, at most n_positions {})",
             s.capacity_, config_.positions);
   // One call when the backend has a whole-step kernel (CUDA at batch 1), else op by op.
-  if (backend_.decoder_step(fused_step(s, next_ids))) {
+  s.whole_step_.ids = &next_ids;
+  const bool fused = backend_.decoder_step(s.whole_step_);
+  s.whole_step_.ids = nullptr;
+  if (fused) {
     ++s.fused_steps_;
   } else {
     unfused_step(s, next_ids);
@@ -377,7 +381,7 @@ const DeviceTensor& Gpt2Model::decode_step(DecodeSession& s, const DeviceTensor&
   return s.logits_;
 }
 
-DecoderStep Gpt2Model::fused_step(DecodeSession& s, const DeviceTensor& next_ids) const {
+DecoderStep Gpt2Model::describe_step(DecodeSession& s) const {
   DecoderStep step;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const Layer& layer = layers_[i];
@@ -399,14 +403,12 @@ DecoderStep Gpt2Model::fused_step(DecodeSession& s, const DeviceTensor& next_ids
   step.ln_f_weight = &ln_f_weight_;
   step.ln_f_bias = &ln_f_bias_;
   step.lm_head = lm_head_.get();
-  step.ids = &next_ids;
   step.slot = &s.slot_;
   step.positions = &s.positions_;
   step.key_mask = &s.key_mask_;
   step.tokens = &s.tokens_;
   step.hidden = &s.hidden_;
   step.qkv = &s.qkv_;
-  step.context = &s.context_;
   step.ffn = &s.ffn_;
   step.logits = &s.logits_;
   step.batch = s.batch_;

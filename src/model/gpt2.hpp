@@ -65,6 +65,7 @@ class DecodeSession {
   std::int64_t batch_ = 0, capacity_ = 0, length_ = 0, fused_steps_ = 0;
   bool prefilled_ = false;
   std::vector<DeviceTensor> owned_;
+  DecoderStep whole_step_;        // what decode_step offers Backend::decoder_step (made once)
   std::vector<DeviceTensor> kv_;  // per layer [B, capacity, 2E]: K in columns [0, E), V in [E, 2E)
   // I32 [1 + B]: the cache slot the next token fills, then each row's next position id. One
   // increment advances all of them after a step.
@@ -152,7 +153,8 @@ class Gpt2Model {
                         const DeviceTensor& positions, DecodeSession* session);
   void full_logits(Workspace& ws);
   // decode_step's two ways: the whole step as one backend call, or op by op.
-  DecoderStep fused_step(DecodeSession& s, const DeviceTensor& next_ids) const;
+  // The session's step as one backend call (Backend::decoder_step), ids left to the caller.
+  DecoderStep describe_step(DecodeSession& s) const;
   void unfused_step(DecodeSession& s, const DeviceTensor& next_ids);
 
   Backend& backend_;

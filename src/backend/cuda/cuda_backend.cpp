@@ -456,26 +456,22 @@ class CudaBackend final : public Backend {
 
   // The float layer behind `weights` when eaq's GEMV can run it on x (m rows), else null.
   const CudaLinear* gemv_layer(const DeviceTensor& x, const LinearWeights& weights) const {
-    if (cuda::QuantizedLinears::as_quantized(weights)) return nullptr;
-    const auto& w = static_cast<const CudaLinear&>(weights);
-    const std::int64_t m = x.numel() / w.in_features;
-    if (!w.gemv_allowed || x.dtype != w.input_dtype ||
-        !cuda::gemv_eligible(x.dtype, m, w.in_features, x.data, w.weight.data)) {
+    const CudaLinear* w = float_layer(&weights, x.dtype);
+    if (w == nullptr || !cuda::gemv_eligible(x.dtype, x.numel() / w->in_features, w->in_features,
+                                             x.data, w->weight.data)) {
       return nullptr;
     }
-    return &w;
+    return w;
   }
 
   // The float layer behind `weights` when eaq's split-K GEMM runs it on x, else null.
   const CudaLinear* split_k_layer(const DeviceTensor& x, const LinearWeights& weights) const {
-    if (!split_k_gemm_enabled() || cuda::QuantizedLinears::as_quantized(weights)) return nullptr;
-    const auto& w = static_cast<const CudaLinear&>(weights);
-    const std::int64_t m = x.numel() / w.in_features;
-    if (!w.gemv_allowed || x.dtype != w.input_dtype || m > kMaxSplitKRows ||
-        !cuda::split_k_gemm_eligible(x.dtype, w.in_features, x.data, w.weight.data)) {
+    const CudaLinear* w = split_k_gemm_enabled() ? float_layer(&weights, x.dtype) : nullptr;
+    if (w == nullptr || x.numel() / w->in_features > kMaxSplitKRows ||
+        !cuda::split_k_gemm_eligible(x.dtype, w->in_features, x.data, w->weight.data)) {
       return nullptr;
     }
-    return &w;
+    return w;
   }
 
   // y = act(x W^T + b) (+ residual) with eaq's split-K GEMM; residual may alias y.
@@ -783,7 +779,8 @@ class CudaBackend final : public Backend {
     scratch_bytes_ = bytes;
   }
 
-  // The unquantized layer behind `weights` when its GEMVs run in `act`, else null.
+  // The unquantized layer behind `weights` when eaq's own kernels (GEMV, split-K GEMM, the fused
+  // decode step) can run it on `act` inputs, else null (quantized, tf32, autocast).
   static const CudaLinear* float_layer(const LinearWeights* weights, DType act) {
     if (weights == nullptr || cuda::QuantizedLinears::as_quantized(*weights)) return nullptr;
     const auto* w = static_cast<const CudaLinear*>(weights);
