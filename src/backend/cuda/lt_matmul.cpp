@@ -2,11 +2,17 @@
 
 #include "backend/cuda/cuda_check.hpp"
 
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
 namespace eaq::cuda {
 
 LtMatmul::LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_t workspace_bytes,
                    const std::string& name)
-    : handle_(handle), spec_(spec), workspace_bytes_(workspace_bytes) {
+    : handle_(handle), spec_(spec), name_(name), workspace_bytes_(workspace_bytes) {
   EAQ_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, spec.compute, spec.scale_type));
   const cublasOperation_t transpose = CUBLAS_OP_T, no_transpose = CUBLAS_OP_N;
   EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &transpose,
@@ -78,6 +84,8 @@ void LtMatmul::tune(const void* weight, const void* input, void* output, const v
   EAQ_CUDA_CHECK(cudaEventCreate(&start));
   EAQ_CUDA_CHECK(cudaEventCreate(&stop));
   float best_ms = 0;
+  std::string timings;  // for EAQ_LT_LOG
+  std::size_t chosen = 0;
   for (std::size_t c = 0; c < candidates_.size(); ++c) {
     // beta is 0, so timing on the real operands only overwrites the output.
     launch(candidates_[c], weight, input, output, alpha, beta, workspace, stream);  // warm-up
@@ -90,10 +98,18 @@ void LtMatmul::tune(const void* weight, const void* input, void* output, const v
     EAQ_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0;
     EAQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    timings += fmt::format(" {:.2f}", 1e3 * ms / kReps);
     if (c == 0 || ms < best_ms) {
       best_ms = ms;
       algo_ = candidates_[c];
+      chosen = c;
     }
+  }
+  // EAQ_LT_LOG=1: which candidate won, and every candidate's us per call (to explain a choice).
+  if (const char* log = std::getenv("EAQ_LT_LOG"); log != nullptr && std::strcmp(log, "1") == 0) {
+    std::fprintf(stderr, "cuBLASLt %s [%lld x %lld x %lld]: candidate %zu of %zu;%s us\n",
+                 name_.c_str(), static_cast<long long>(spec_.m), static_cast<long long>(spec_.n),
+                 static_cast<long long>(spec_.k), chosen, candidates_.size(), timings.c_str());
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);

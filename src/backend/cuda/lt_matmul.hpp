@@ -55,6 +55,7 @@ class LtMatmul {
  private:
   cublasLtHandle_t handle_;
   LtMatmulSpec spec_;
+  std::string name_;
   std::size_t workspace_bytes_;
   cublasLtMatmulDesc_t desc_ = nullptr;
   cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, d_ = nullptr;
