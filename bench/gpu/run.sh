@@ -216,7 +216,8 @@ stage_nsys_gpt2() {
       --prompt-len 128 --new-tokens 64 --precision "$precisions" --batch-size 1 --num_iters 40 \
       --warmup_steps 5 --idle-seconds 0 --min-duration-s 0 --power-source none \
       --results-dir "/tmp/$name" > "$OUT/$name.log" 2>&1 || status=1
-    grep -E "cuBLASLt|time to first|^\| gpt2" "$OUT/$name.log" | head -80
+    grep -E "^cuBLASLt" "$OUT/$name.log" | head -80
+    grep -A8 "^| precision" "$OUT/$name.log" | head -10
     "$nsys" export --type sqlite --force-overwrite true -o "/tmp/$name.sqlite" "/tmp/$name.nsys-rep" > /dev/null 2>&1 || status=1
     python3 bench/gpu/graph_timeline.py "/tmp/$name.sqlite" | tee "$OUT/$name.txt" | head -${EAQ_NSYS_LINES:-400}
   done
