@@ -53,6 +53,7 @@ demo: build
 # Hopper binaries for the GPU machine, stripped and gzipped into .carry/bin (git-ignored), where
 # bench/gpu/run.sh looks for them (docs/gpu-workflow.md).
 GPU_BUILD_DIR ?= build-cuda
+CUDA_HOME ?= /usr/local/cuda
 gpu-carry: deps
 	cmake -S . -B $(GPU_BUILD_DIR) -G Ninja -DEAQ_CUDA_ARCHITECTURES=90 -DEAQ_WERROR=ON
 	cmake --build $(GPU_BUILD_DIR) -j $(JOBS)
@@ -61,6 +62,10 @@ gpu-carry: deps
 	strip .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench
 	rm -f .carry/bin/*.gz .carry/bin/*.xz
 	xz -9e -T2 -f .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench
+	# The kernel tracer for run.sh's trace-gpt2 stage, with the CUPTI it was built against.
+	g++ -std=c++17 -shared -fPIC -O2 -Wall -Wextra -Werror -I$(CUDA_HOME)/include \
+	  tools/kernel_trace.cpp -L$(CUDA_HOME)/lib64 -lcupti -o .carry/bin/libeaq_kernel_trace.so
+	cp -L $(CUDA_HOME)/lib64/libcupti.so.13 .carry/bin/
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.cu' '*.cuh')

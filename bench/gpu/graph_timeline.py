@@ -1,41 +1,55 @@
 #!/usr/bin/env python3
-"""Where a CUDA graph launch spends its GPU time, from an Nsight Systems trace.
+"""Where a CUDA graph launch spends its GPU time, from a kernel trace.
 
-Reads the SQLite export of `nsys profile --cuda-graph-trace=node` and, for each kind of graph
+Reads the CSV of tools/kernel_trace.cpp (a CUPTI injection library) or the SQLite export of
+`nsys profile --cuda-graph-trace=node` and, for each kind of graph
 launch (its sequence of kernels), prints every kernel node in launch order with the
 median of its duration and of the idle gap before it, over all launches of that kind. The gaps
 are what a graph pays between dependent kernels; the durations are what the kernels cost.
 
-    python3 bench/gpu/graph_timeline.py trace.sqlite [--min-launches 5]
+    python3 bench/gpu/graph_timeline.py trace.csv|trace.sqlite [--min-launches 5]
 """
 import argparse
 import collections
+import csv
 import sqlite3
 import statistics
 import sys
 
 
 def short(name: str) -> str:
-    name = name.split("(")[0]
-    for prefix in ("void ", "eaq::cuda::", "(anonymous namespace)::"):
+    for prefix in ("void ", "(anonymous namespace)::", "eaq::cuda::", "detail::"):
         name = name.replace(prefix, "")
-    return name[:70]
+    return name.split("(")[0][:70]
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        rows = [(int(r["start_ns"]), int(r["end_ns"]), int(r["correlation_id"]), r["name"])
+                for r in csv.DictReader(f)]
+    return sorted(rows)
+
+
+def read_sqlite(path):
+    db = sqlite3.connect(path)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(CUPTI_ACTIVITY_KIND_KERNEL)")}
+    if not columns:
+        print(f"{path}: no kernel table (was the run traced with CUDA?)", file=sys.stderr)
+        return None
+    name_column = "demangledName" if "demangledName" in columns else "shortName"
+    return db.execute(
+        f"SELECT k.start, k.end, k.correlationId, s.value FROM CUPTI_ACTIVITY_KIND_KERNEL k "
+        f"JOIN StringIds s ON s.id = k.{name_column} ORDER BY k.start").fetchall()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("trace", help="SQLite file written by nsys export --type sqlite")
+    parser.add_argument("trace", help="kernel_trace.cpp's CSV, or nsys export's SQLite file")
     parser.add_argument("--min-launches", type=int, default=5)
     args = parser.parse_args()
-    db = sqlite3.connect(args.trace)
-    columns = {row[1] for row in db.execute("PRAGMA table_info(CUPTI_ACTIVITY_KIND_KERNEL)")}
-    if not columns:
-        print(f"{args.trace}: no kernel table (was the run traced with CUDA?)", file=sys.stderr)
+    rows = read_csv(args.trace) if args.trace.endswith(".csv") else read_sqlite(args.trace)
+    if rows is None:
         return 1
-    name_column = "demangledName" if "demangledName" in columns else "shortName"
-    rows = db.execute(
-        f"SELECT k.start, k.end, k.correlationId, s.value FROM CUPTI_ACTIVITY_KIND_KERNEL k "
-        f"JOIN StringIds s ON s.id = k.{name_column} ORDER BY k.start").fetchall()
     # Kernels of one graph launch share the launch call's correlation id.
     launches = collections.OrderedDict()
     for start, end, correlation, name in rows:

@@ -198,28 +198,24 @@ stage_timeline_gpt2() {
     --min-duration-s 0 --power-source none --results-dir /tmp/timeline-gpt2 2>&1 | sed -n '/EAQ_DECODE_TIMELINE/,$p' | head -24
 }
 
-# Where the GPT-2 prefill and decode graphs spend their GPU time: an Nsight Systems trace with
-# every graph node recorded, summarized per kernel (duration and the gap before it) by
-# graph_timeline.py. fp16 alone, then fp16 as the third precision of one process (as in
-# bench-gpt2); EAQ_LT_LOG=1 prints which cuBLASLt candidate each layer chose.
-stage_nsys_gpt2() {
-  local nsys
-  nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys \
-    /usr/local/cuda/nsight-systems*/bin/nsys 2>/dev/null | head -1)
-  if [ -z "$nsys" ]; then echo "nsys not found on this machine"; return; fi
+# Where the GPT-2 prefill and decode graphs spend their GPU time: every kernel's start and end
+# recorded by tools/kernel_trace.cpp (CUPTI, injected; graph nodes included), summarized per
+# kernel (duration and the gap before it) by graph_timeline.py. fp16 alone, then fp16 as the third
+# precision of one process (as in bench-gpt2); EAQ_LT_LOG=1 prints which cuBLASLt candidate each
+# layer chose.
+stage_trace_gpt2() {
   [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
-  for precisions in ${EAQ_NSYS_PRECISIONS:-fp16 fp32,tf32,fp16}; do
-    local name="nsys-gpt2-${precisions//,/-}"
-    note "nsys: GPT-2 124M shape, --precision $precisions, batch 1"
-    EAQ_LT_LOG=1 "$nsys" profile --cuda-graph-trace=node --trace=cuda --force-overwrite true \
-      -o "/tmp/$name" "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation \
-      --prompt-len 128 --new-tokens 64 --precision "$precisions" --batch-size 1 --num_iters 40 \
-      --warmup_steps 5 --idle-seconds 0 --min-duration-s 0 --power-source none \
+  for precisions in ${EAQ_TRACE_PRECISIONS:-fp16 fp32,tf32,fp16}; do
+    local name="trace-gpt2-${precisions//,/-}"
+    note "kernel trace: GPT-2 124M shape, --precision $precisions, batch 1"
+    EAQ_LT_LOG=1 CUDA_INJECTION64_PATH="$BIN/libeaq_kernel_trace.so" EAQ_KERNEL_TRACE="/tmp/$name.csv" \
+      LD_LIBRARY_PATH="$BIN:$LD_LIBRARY_PATH" "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 \
+      --task generation --prompt-len 128 --new-tokens 64 --precision "$precisions" --batch-size 1 \
+      --num_iters 40 --warmup_steps 5 --idle-seconds 0 --min-duration-s 0 --power-source none \
       --results-dir "/tmp/$name" > "$OUT/$name.log" 2>&1 || status=1
-    grep -E "^cuBLASLt" "$OUT/$name.log" | head -80
+    grep -E "^cuBLASLt|kernel_trace" "$OUT/$name.log" | head -80
     grep -A8 "^| precision" "$OUT/$name.log" | head -10
-    "$nsys" export --type sqlite --force-overwrite true -o "/tmp/$name.sqlite" "/tmp/$name.nsys-rep" > /dev/null 2>&1 || status=1
-    python3 bench/gpu/graph_timeline.py "/tmp/$name.sqlite" | tee "$OUT/$name.txt" | head -${EAQ_NSYS_LINES:-400}
+    python3 bench/gpu/graph_timeline.py "/tmp/$name.csv" | tee "$OUT/$name.txt" | head -${EAQ_TRACE_LINES:-400}
   done
 }
 
@@ -307,7 +303,7 @@ for stage in "$@"; do
     store-gpt2) stage_store_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
-    nsys-gpt2) stage_nsys_gpt2 ;;
+    trace-gpt2) stage_trace_gpt2 ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;
   esac
