@@ -66,6 +66,7 @@ gpu-carry: deps
 	g++ -std=c++17 -shared -fPIC -O2 -Wall -Wextra -Werror -I$(CUDA_HOME)/include \
 	  tools/kernel_trace.cpp -L$(CUDA_HOME)/lib64 -lcupti -o .carry/bin/libeaq_kernel_trace.so
 	cp -L $(CUDA_HOME)/lib64/libcupti.so.13 .carry/bin/
+	xz -9 -T2 -f .carry/bin/libcupti.so.13
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.cu' '*.cuh')
