@@ -35,7 +35,8 @@ void CUPTIAPI buffer_completed(CUcontext, std::uint32_t, std::uint8_t* buffer, s
     if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL || g_out == nullptr) continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
     int demangled_ok = -1;
-    char* demangled = k->name ? abi::__cxa_demangle(k->name, nullptr, nullptr, &demangled_ok) : nullptr;
+    char* demangled =
+        k->name ? abi::__cxa_demangle(k->name, nullptr, nullptr, &demangled_ok) : nullptr;
     const char* name = demangled_ok == 0 ? demangled : (k->name ? k->name : "?");
     // Quotes are doubled for CSV.
     std::fprintf(g_out, "%llu,%llu,%u,%u,%llu,%d,%d,\"", static_cast<unsigned long long>(k->start),

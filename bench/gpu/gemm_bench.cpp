@@ -492,7 +492,7 @@ void bench_prefill_gemm(cublasLtHandle_t lt, cudaStream_t stream, void* workspac
       spec.k = s.k;
       spec.epilogue = s.gelu ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
       const LtMatmul lt_gemm(lt, spec, kWorkspaceBytes, s.name);
-      lt_gemm.tune_on(dw[0], dx, dy, db, workspace, stream);
+      lt_gemm.tune_on(dx, dy, db, workspace, stream);
       const float alpha = 1.0f, beta = s.residual ? 1.0f : 0.0f;
       const auto cublas = [&](int i) {
         lt_gemm.run(dw[static_cast<std::size_t>(i % copies)], dx, dy, db, &alpha, &beta, workspace,

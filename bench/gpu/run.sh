@@ -215,7 +215,8 @@ stage_trace_gpt2() {
       --results-dir "/tmp/$name" > "$OUT/$name.log" 2>&1 || status=1
     grep -E "^cuBLASLt|kernel_trace" "$OUT/$name.log" | head -80
     grep -A8 "^| precision" "$OUT/$name.log" | head -10
-    python3 bench/gpu/graph_timeline.py "/tmp/$name.csv" | tee "$OUT/$name.txt" | head -${EAQ_TRACE_LINES:-400}
+    python3 bench/gpu/graph_timeline.py "/tmp/$name.csv" > "$OUT/$name.txt" || status=1
+    head -${EAQ_TRACE_LINES:-400} "$OUT/$name.txt"
   done
 }
 

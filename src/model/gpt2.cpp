@@ -35,6 +35,11 @@ struct Gpt2Model::Rows {
   DeviceTensor hidden, normed, qkv, context, projected, ffn;
 };
 
+// run_blocks' default: every layer runs on all rows.
+struct Gpt2Model::KeepRows {
+  Rows& operator()(Rows& rows) const { return rows; }
+};
+
 namespace {
 
 // Hugging Face's Conv1D stores [in, out]; Linear layers (and prepare_linear) want [out, in].
@@ -217,8 +222,8 @@ DecodeSession::~DecodeSession() {
 // --- the forward
 // ----------------------------------------------------------------------------------
 
-template <class Attend>
-void Gpt2Model::run_blocks(Rows& r, const Attend& attend) {
+template <class Attend, class Narrow>
+void Gpt2Model::run_blocks(Rows& r, const Attend& attend, const Narrow& narrow) {
   const float eps = config_.layer_norm_eps;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const Layer& layer = layers_[i];
@@ -227,24 +232,30 @@ void Gpt2Model::run_blocks(Rows& r, const Attend& attend) {
     backend_.layer_norm_linear(r.hidden, nullptr, layer.ln_1_weight, layer.ln_1_bias, eps, r.normed,
                                *layer.c_attn, Activation::None, r.qkv);
     attend(i, layer.attention_scale);
-    backend_.linear_residual(r.context, *layer.attn_proj, r.hidden, r.projected, r.hidden);
-    backend_.layer_norm_linear(r.hidden, nullptr, layer.ln_2_weight, layer.ln_2_bias, eps, r.normed,
-                               *layer.c_fc, config_.activation, r.ffn);
-    backend_.linear_residual(r.ffn, *layer.mlp_proj, r.hidden, r.projected, r.hidden);
+    // After the last layer's attention (which stores its keys and values) the caller may keep
+    // fewer rows: those whose output it reads.
+    Rows& t = i + 1 == layers_.size() ? narrow(r) : r;
+    backend_.linear_residual(t.context, *layer.attn_proj, t.hidden, t.projected, t.hidden);
+    backend_.layer_norm_linear(t.hidden, nullptr, layer.ln_2_weight, layer.ln_2_bias, eps, t.normed,
+                               *layer.c_fc, config_.activation, t.ffn);
+    backend_.linear_residual(t.ffn, *layer.mlp_proj, t.hidden, t.projected, t.hidden);
   }
 }
 
 void Gpt2Model::sequence_forward(Workspace& ws, const DeviceTensor& ids, const DeviceTensor* mask,
-                                 const DeviceTensor& positions, DecodeSession* session) {
+                                 const DeviceTensor& positions, DecodeSession* session,
+                                 bool last_rows_only) {
   const std::int64_t batch = ws.batch, seq = ws.seq, e = config_.hidden;
   const DType act = backend_.activation_dtype();
   const std::size_t element = dtype_size(act);
   const DeviceTensor flat_positions = positions.reshaped({batch * seq});
   backend_.embed(ids.reshaped({batch * seq}), wte_, &flat_positions, &wpe_, nullptr, nullptr,
                  ws.hidden);
+  EAQ_ASSERT(!last_rows_only || session != nullptr);
   Rows rows{ws.hidden, ws.normed, ws.qkv, ws.context, ws.projected, ws.ffn};
+  Rows last;
   char* qkv = static_cast<char*>(ws.qkv.data);
-  run_blocks(rows, [&](std::size_t layer, float scale) {
+  const auto attend = [&](std::size_t layer, float scale) {
     AttentionArgs a;
     if (session != nullptr) {
       // The prompt's keys and values go into the cache rows [0, seq) as attention reads them.
@@ -272,7 +283,23 @@ void Gpt2Model::sequence_forward(Workspace& ws, const DeviceTensor& ids, const D
     a.causal = true;
     a.scale = scale;
     backend_.attention(a);
-  });
+  };
+  const auto narrow = [&](Rows& all) -> Rows& {
+    if (!last_rows_only) return all;
+    // The last layer's projection and MLP on each row's last token only (left padding puts it
+    // in the last column), into the session's one-row buffers: at batch 1 the rows are views.
+    if (batch == 1) {
+      last = Rows{ws.hidden.rows(seq - 1, 1),  session->normed_,    session->qkv_,
+                  ws.context.rows(seq - 1, 1), session->projected_, session->ffn_};
+    } else {
+      backend_.gather_rows(ws.hidden, ws.last_rows, session->hidden_);
+      backend_.gather_rows(ws.context, ws.last_rows, session->context_);
+      last = Rows{session->hidden_,  session->normed_,    session->qkv_,
+                  session->context_, session->projected_, session->ffn_};
+    }
+    return last;
+  };
+  run_blocks(rows, attend, narrow);
 }
 
 void Gpt2Model::full_logits(Workspace& ws) {
@@ -300,7 +327,8 @@ DeviceTensor Gpt2Model::forward_logits(const DeviceTensor& ids, const DeviceTens
   if (mask) check_i32(*mask, ids.shape, "forward_logits attention mask");
   if (position_ids) check_i32(*position_ids, ids.shape, "forward_logits position ids");
   Workspace& ws = ensure_workspace(ids.dim(0), ids.dim(1));
-  sequence_forward(ws, ids, mask, position_ids ? *position_ids : ws.arange_positions, nullptr);
+  sequence_forward(ws, ids, mask, position_ids ? *position_ids : ws.arange_positions, nullptr,
+                   false);
   full_logits(ws);
   return ws.logits;
 }
@@ -336,13 +364,17 @@ const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids
   state.capacity = s.capacity_;
   backend_.start_prompt(state);
 
-  sequence_forward(ws, ids, &m, ws.mask_positions, &s);
+  // Only each row's last token feeds the first generated token, so unless every position's
+  // logits are asked for, the last layer's projection and MLP run on those rows alone (its keys
+  // and values, which the cache keeps, are computed for every row before).
+  const bool last_rows_only = all_logits == nullptr;
+  sequence_forward(ws, ids, &m, ws.mask_positions, &s, last_rows_only);
   // Left padding puts every row's last token in the last column: LM head on those rows only (at
   // batch 1 that row is a view, no copy).
   DeviceTensor last = s.hidden_;
   if (batch == 1) {
     last = ws.hidden.rows(seq - 1, 1);
-  } else {
+  } else if (!last_rows_only) {
     backend_.gather_rows(ws.hidden, ws.last_rows, s.hidden_);
   }
   backend_.layer_norm_linear(last, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,

@@ -146,11 +146,15 @@ class Gpt2Model {
   Workspace& ensure_workspace(std::int64_t batch, std::int64_t seq);
   void release_workspace();
   void check_ids(const DeviceTensor& ids, const char* what) const;
-  // The blocks over `rows` tokens; `attend(layer, rows)` fills rows.context from rows.qkv.
-  template <class Attend>
-  void run_blocks(Rows& rows, const Attend& attend);
+  // The blocks over `rows` tokens; `attend(layer, rows)` fills rows.context from rows.qkv, and
+  // `narrow(rows)` gives the rows the last layer's projection and MLP run on.
+  struct KeepRows;
+  template <class Attend, class Narrow = KeepRows>
+  void run_blocks(Rows& rows, const Attend& attend, const Narrow& narrow = Narrow{});
+  // The prompt through every layer; with `last_rows_only` (prefill into `session`) the last
+  // layer's projection and MLP run on each row's last token only, into the session's buffers.
   void sequence_forward(Workspace& ws, const DeviceTensor& ids, const DeviceTensor* mask,
-                        const DeviceTensor& positions, DecodeSession* session);
+                        const DeviceTensor& positions, DecodeSession* session, bool last_rows_only);
   void full_logits(Workspace& ws);
   // decode_step's two ways: the whole step as one backend call, or op by op.
   // The session's step as one backend call (Backend::decoder_step), ids left to the caller.

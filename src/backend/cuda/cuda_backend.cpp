@@ -449,7 +449,7 @@ class CudaBackend final : public Backend {
         spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
       else
         spec.epilogue = has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-      plan = std::make_unique<LtMatmul>(lt_, spec, kWorkspaceBytes, w.name);
+      plan = std::make_unique<LtMatmul>(lt_, spec, kWorkspaceBytes, w.name, &lt_tuning_);
     }
     return *plan;
   }
@@ -576,7 +576,7 @@ class CudaBackend final : public Backend {
       const void* bias = w->bias.data;
       // Timing candidate algorithms writes their output: do it on the scratch, with beta 0.
       if (plan.needs_tuning() && !capturing())
-        plan.tune_on(w->weight.data, x.data, scratch.data, bias, workspace_, stream_);
+        plan.tune_on(x.data, scratch.data, bias, workspace_, stream_);
       ProfileScope scope(profiler_, stream_, [&] {
         return fmt::format("gemm+residual {} [{} x {} x {}]", layer_kind(w->name), m,
                            w->out_features, w->in_features);
@@ -900,6 +900,7 @@ class CudaBackend final : public Backend {
   cuda::DeviceAllocator allocator_;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
+  cuda::LtTuning lt_tuning_;  // the cuBLASLt algorithm chosen for each GEMM configuration
   void* workspace_ = nullptr;
   cuda::OpProfiler profiler_;
   void* scratch_ = nullptr;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,8 +12,12 @@
 namespace eaq::cuda {
 
 LtMatmul::LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_t workspace_bytes,
-                   const std::string& name)
-    : handle_(handle), spec_(spec), name_(name), workspace_bytes_(workspace_bytes) {
+                   const std::string& name, LtTuning* shared)
+    : handle_(handle),
+      spec_(spec),
+      name_(name),
+      workspace_bytes_(workspace_bytes),
+      shared_(shared) {
   EAQ_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, spec.compute, spec.scale_type));
   const cublasOperation_t transpose = CUBLAS_OP_T, no_transpose = CUBLAS_OP_N;
   EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &transpose,
@@ -53,7 +58,7 @@ LtMatmul::LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_
   EAQ_CUBLAS_CHECK(
       cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                            &workspace_bytes_, sizeof workspace_bytes_));
-  constexpr int kCandidates = 8;
+  constexpr int kCandidates = 16;
   cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found = 0;
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
@@ -76,43 +81,120 @@ void LtMatmul::launch(const cublasLtMatmulAlgo_t& algo, const void* weight, cons
                                   output, d_, &algo, workspace, workspace_bytes_, stream));
 }
 
-void LtMatmul::tune(const void* weight, const void* input, void* output, const void* alpha,
-                    const void* beta, void* workspace, cudaStream_t stream) const {
+namespace {
+
+std::size_t element_bytes(cudaDataType_t type) {
+  switch (type) {
+    case CUDA_R_64F:
+      return 8;
+    case CUDA_R_32F:
+    case CUDA_R_32I:
+      return 4;
+    case CUDA_R_16F:
+    case CUDA_R_16BF:
+      return 2;
+    default:
+      return 1;  // int8, fp8
+  }
+}
+
+bool log_choices() {
+  const char* log = std::getenv("EAQ_LT_LOG");
+  return log != nullptr && std::strcmp(log, "1") == 0;
+}
+
+}  // namespace
+
+std::string LtMatmul::tuning_key() const {
+  return fmt::format("{}:{}:{}:{}:{}:{}:{}:{}x{}x{}:{}", static_cast<int>(spec_.weight_type),
+                     static_cast<int>(spec_.input_type), static_cast<int>(spec_.output_type),
+                     static_cast<int>(spec_.compute), static_cast<int>(spec_.epilogue),
+                     static_cast<int>(spec_.bias_type), spec_.outer_vector_scales ? 1 : 0, spec_.m,
+                     spec_.n, spec_.k, workspace_bytes_);
+}
+
+// Times each candidate the way a forward runs it: a captured graph of back-to-back calls, each on
+// another stretch of a buffer larger than L2 standing in for W (a forward reads every layer's
+// weights once, so they come from memory, not L2). Timing single launches instead measures the
+// host's launch rate (~13 us a call), not the kernels (4-8 us at a prompt's 128 rows), and picks
+// by noise. Layers of one shape share the result through `shared_`.
+void LtMatmul::tune(const void* input, void* output, const void* alpha, const void* beta,
+                    void* workspace, cudaStream_t stream) const {
   tuned_ = true;
-  if (candidates_.size() < 2) return;
-  cudaEvent_t start = nullptr, stop = nullptr;
-  EAQ_CUDA_CHECK(cudaEventCreate(&start));
-  EAQ_CUDA_CHECK(cudaEventCreate(&stop));
-  float best_ms = 0;
-  std::string timings;  // for EAQ_LT_LOG
-  std::size_t chosen = 0;
-  for (std::size_t c = 0; c < candidates_.size(); ++c) {
-    // beta is 0, so timing on the real operands only overwrites the output.
-    launch(candidates_[c], weight, input, output, alpha, beta, workspace, stream);  // warm-up
-    EAQ_CUDA_CHECK(cudaEventRecord(start, stream));
-    constexpr int kReps = 5;
-    for (int r = 0; r < kReps; ++r) {
-      launch(candidates_[c], weight, input, output, alpha, beta, workspace, stream);
-    }
-    EAQ_CUDA_CHECK(cudaEventRecord(stop, stream));
-    EAQ_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    EAQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    timings += fmt::format(" {:.2f}", 1e3 * ms / kReps);
-    if (c == 0 || ms < best_ms) {
-      best_ms = ms;
-      algo_ = candidates_[c];
-      chosen = c;
+  const std::string key = tuning_key();
+  if (shared_ != nullptr) {
+    if (const auto found = shared_->find(key); found != shared_->end()) {
+      algo_ = found->second;
+      return;
     }
   }
-  // EAQ_LT_LOG=1: which candidate won, and every candidate's us per call (to explain a choice).
-  if (const char* log = std::getenv("EAQ_LT_LOG"); log != nullptr && std::strcmp(log, "1") == 0) {
-    std::fprintf(stderr, "cuBLASLt %s [%lld x %lld x %lld]: candidate %zu of %zu;%s us\n",
-                 name_.c_str(), static_cast<long long>(spec_.m), static_cast<long long>(spec_.n),
-                 static_cast<long long>(spec_.k), chosen, candidates_.size(), timings.c_str());
+  if (candidates_.size() >= 2) {
+    int device = 0, l2_bytes = 0;
+    EAQ_CUDA_CHECK(cudaGetDevice(&device));
+    EAQ_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device));
+    const std::size_t w_bytes =
+        (static_cast<std::size_t>(spec_.n * spec_.k) * element_bytes(spec_.weight_type) + 255) /
+        256 * 256;
+    const std::size_t copies =
+        std::max<std::size_t>(2, (2 * static_cast<std::size_t>(l2_bytes)) / w_bytes + 1);
+    char* cold = nullptr;
+    EAQ_CUDA_CHECK(cudaMalloc(&cold, copies * w_bytes));
+    EAQ_CUDA_CHECK(cudaMemsetAsync(cold, 0, copies * w_bytes, stream));
+    cudaEvent_t start = nullptr, stop = nullptr;
+    EAQ_CUDA_CHECK(cudaEventCreate(&start));
+    EAQ_CUDA_CHECK(cudaEventCreate(&stop));
+    const int calls = static_cast<int>(std::max<std::size_t>(copies, 16));
+    constexpr int kGraphRuns = 3;
+    float best_us = 0;
+    std::size_t chosen = 0;
+    std::string timings;  // for EAQ_LT_LOG
+    for (std::size_t c = 0; c < candidates_.size(); ++c) {
+      cudaGraph_t graph = nullptr;
+      EAQ_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+      bool ok = true;
+      for (int i = 0; i < calls && ok; ++i) {
+        const void* w = cold + static_cast<std::size_t>(i) % copies * w_bytes;
+        ok = cublasLtMatmul(handle_, desc_, alpha, w, a_, input, b_, beta, output, d_, output, d_,
+                            &candidates_[c], workspace, workspace_bytes_,
+                            stream) == CUBLAS_STATUS_SUCCESS;
+      }
+      EAQ_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+      cudaGraphExec_t exec = nullptr;
+      ok = ok && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+      float us = 0;
+      if (ok) {
+        EAQ_CUDA_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
+        EAQ_CUDA_CHECK(cudaEventRecord(start, stream));
+        for (int r = 0; r < kGraphRuns; ++r) EAQ_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+        EAQ_CUDA_CHECK(cudaEventRecord(stop, stream));
+        EAQ_CUDA_CHECK(cudaEventSynchronize(stop));
+        float ms = 0;
+        EAQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+        us = 1e3f * ms / static_cast<float>(kGraphRuns * calls);
+        timings += fmt::format(" {:.2f}", us);
+        if (best_us == 0 || us < best_us) {
+          best_us = us;
+          algo_ = candidates_[c];
+          chosen = c;
+        }
+      } else {
+        cudaGetLastError();  // a candidate that cannot run in a graph is skipped
+        timings += " -";
+      }
+      if (exec) cudaGraphExecDestroy(exec);
+      if (graph) cudaGraphDestroy(graph);
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    EAQ_CUDA_CHECK(cudaFree(cold));
+    // EAQ_LT_LOG=1: which candidate won, and every candidate's us per call (to explain a choice).
+    if (log_choices()) {
+      std::fprintf(stderr, "cuBLASLt %s [%lld x %lld x %lld]: candidate %zu of %zu;%s us\n",
+                   name_.c_str(), static_cast<long long>(spec_.m), static_cast<long long>(spec_.n),
+                   static_cast<long long>(spec_.k), chosen, candidates_.size(), timings.c_str());
+    }
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  if (shared_ != nullptr) (*shared_)[key] = algo_;
 }
 
 void LtMatmul::set_scale_pointers(const float* a_scale, const float* b_scale) const {
@@ -129,14 +211,14 @@ LtMatmul::~LtMatmul() {
   if (desc_) cublasLtMatmulDescDestroy(desc_);
 }
 
-void LtMatmul::tune_on(const void* weight, const void* input, void* scratch_output,
-                       const void* bias, void* workspace, cudaStream_t stream) const {
+void LtMatmul::tune_on(const void* input, void* scratch_output, const void* bias, void* workspace,
+                       cudaStream_t stream) const {
   if (spec_.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
     EAQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                                     sizeof bias));
   }
   const float alpha = 1.0f, beta = 0.0f;
-  tune(weight, input, scratch_output, &alpha, &beta, workspace, stream);
+  tune(input, scratch_output, &alpha, &beta, workspace, stream);
 }
 
 void LtMatmul::run(const void* weight, const void* input, void* output, const void* bias,
@@ -151,7 +233,7 @@ void LtMatmul::run(const void* weight, const void* input, void* output, const vo
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     EAQ_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
     if (capturing == cudaStreamCaptureStatusNone) {
-      tune(weight, input, output, alpha, beta, workspace, stream);
+      tune(input, output, alpha, beta, workspace, stream);
     }
   }
   launch(algo_, weight, input, output, alpha, beta, workspace, stream);

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,11 +32,16 @@ struct LtMatmulSpec {
   bool outer_vector_scales = false;
 };
 
+// The algorithm chosen for each configuration (types, epilogue, M x N x K), shared by the layers
+// of one backend so that each shape is timed once and every layer runs the same kernel.
+using LtTuning = std::map<std::string, cublasLtMatmulAlgo_t>;
+
 class LtMatmul {
  public:
-  // Builds descriptors and asks the heuristic for the best algorithm within `workspace_bytes`.
+  // Builds descriptors and asks the heuristic for its best algorithms within `workspace_bytes`;
+  // `shared` (optional) holds the choices of plans made earlier.
   LtMatmul(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::size_t workspace_bytes,
-           const std::string& name);
+           const std::string& name, LtTuning* shared = nullptr);
   ~LtMatmul();
   LtMatmul(const LtMatmul&) = delete;
   LtMatmul& operator=(const LtMatmul&) = delete;
@@ -44,11 +50,11 @@ class LtMatmul {
   void run(const void* weight, const void* input, void* output, const void* bias, const void* alpha,
            const void* beta, void* workspace, cudaStream_t stream) const;
   // Whether the first run would still time the candidate algorithms (which writes the output
-  // several times: wrong when beta is not 0).
+  // many times: wrong when beta is not 0).
   bool needs_tuning() const { return !tuned_; }
   // Times the candidates now, on `scratch_output` with alpha 1 and beta 0 (f32 scales).
-  void tune_on(const void* weight, const void* input, void* scratch_output, const void* bias,
-               void* workspace, cudaStream_t stream) const;
+  void tune_on(const void* input, void* scratch_output, const void* bias, void* workspace,
+               cudaStream_t stream) const;
   // Points the A/B scales elsewhere for the following runs (buffers that moved or differ by call).
   void set_scale_pointers(const float* a_scale, const float* b_scale) const;
 
@@ -57,16 +63,19 @@ class LtMatmul {
   LtMatmulSpec spec_;
   std::string name_;
   std::size_t workspace_bytes_;
+  LtTuning* shared_;
   cublasLtMatmulDesc_t desc_ = nullptr;
   cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, d_ = nullptr;
   std::vector<cublasLtMatmulAlgo_t> candidates_;  // the heuristic's choices, best first
-  // The first run outside graph capture times the candidates and keeps the fastest.
+  // The first run outside graph capture times the candidates and keeps the fastest (or takes the
+  // shared choice for this configuration).
   mutable cublasLtMatmulAlgo_t algo_{};
   mutable bool tuned_ = false;
   void launch(const cublasLtMatmulAlgo_t& algo, const void* weight, const void* input, void* output,
               const void* alpha, const void* beta, void* workspace, cudaStream_t stream) const;
-  void tune(const void* weight, const void* input, void* output, const void* alpha,
-            const void* beta, void* workspace, cudaStream_t stream) const;
+  void tune(const void* input, void* output, const void* alpha, const void* beta, void* workspace,
+            cudaStream_t stream) const;
+  std::string tuning_key() const;
 };
 
 }  // namespace eaq::cuda
