@@ -116,7 +116,6 @@ __global__ void layer_norm_vector_kernel(const T* x, const T* residual, const fl
     if (vec >= vectors) continue;
     uint4 packed;
     T* pv = reinterpret_cast<T*>(&packed);
-#pragma unroll
     const float* gi = reinterpret_cast<const float*>(g[i]);
     const float* bi = reinterpret_cast<const float*>(bt[i]);
 #pragma unroll
