@@ -135,15 +135,18 @@ void LtMatmul::tune(const void* input, void* output, const void* alpha, const vo
     const std::size_t w_bytes =
         (static_cast<std::size_t>(spec_.n * spec_.k) * element_bytes(spec_.weight_type) + 255) /
         256 * 256;
-    const std::size_t copies =
-        std::max<std::size_t>(2, (2 * static_cast<std::size_t>(l2_bytes)) / w_bytes + 1);
+    // Enough copies to exceed L2 twice over, within kMaxCalls (small weights stay in L2 in a
+    // forward too).
+    constexpr std::size_t kMaxCalls = 48;
+    const std::size_t copies = std::clamp<std::size_t>(
+        2 * static_cast<std::size_t>(l2_bytes) / w_bytes + 1, 2, kMaxCalls);
     char* cold = nullptr;
     EAQ_CUDA_CHECK(cudaMalloc(&cold, copies * w_bytes));
     EAQ_CUDA_CHECK(cudaMemsetAsync(cold, 0, copies * w_bytes, stream));
     cudaEvent_t start = nullptr, stop = nullptr;
     EAQ_CUDA_CHECK(cudaEventCreate(&start));
     EAQ_CUDA_CHECK(cudaEventCreate(&stop));
-    const int calls = static_cast<int>(std::max<std::size_t>(copies, 16));
+    const int calls = static_cast<int>(std::max<std::size_t>(copies, 16));  // <= kMaxCalls
     constexpr int kGraphRuns = 3;
     float best_us = 0;
     std::size_t chosen = 0;
