@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -124,13 +125,39 @@ class CudaLinear final : public LinearWeights {
 
 class CudaGraph final : public CapturedGraph {
  public:
-  CudaGraph(cudaGraphExec_t exec, cudaStream_t stream) : exec_(exec), stream_(stream) {}
-  ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
-  void launch() override { EAQ_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
+  CudaGraph(cudaGraphExec_t exec, cudaStream_t stream, std::size_t nodes)
+      : exec_(exec), stream_(stream), nodes_(nodes) {
+    const char* timing = std::getenv("EAQ_GRAPH_LAUNCH_TIMING");
+    timed_ = timing != nullptr && std::strcmp(timing, "1") == 0;
+  }
+  ~CudaGraph() override {
+    cudaGraphExecDestroy(exec_);
+    // EAQ_GRAPH_LAUNCH_TIMING=1: how long the host spends in cudaGraphLaunch (the part of a
+    // synchronized call's latency that the GPU may wait for).
+    if (timed_ && !launch_us_.empty()) {
+      std::sort(launch_us_.begin(), launch_us_.end());
+      std::fprintf(stderr, "graph of %zu nodes: %zu launches, cudaGraphLaunch median %.1f us\n",
+                   nodes_, launch_us_.size(), launch_us_[launch_us_.size() / 2]);
+    }
+  }
+  void launch() override {
+    if (!timed_) {
+      EAQ_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
+      return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    EAQ_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
+    launch_us_.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
 
  private:
   cudaGraphExec_t exec_;
   cudaStream_t stream_;
+  std::size_t nodes_;
+  bool timed_ = false;
+  std::vector<double> launch_us_;
 };
 
 // Brackets one op with the profiler's events when EAQ_PROFILE_OPS=1 (a no-op otherwise).
@@ -762,11 +789,13 @@ class CudaBackend final : public Backend {
     }
     cudaGraph_t graph = nullptr;
     EAQ_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    std::size_t nodes = 0;
+    cudaGraphGetNodes(graph, nullptr, &nodes);
     cudaGraphExec_t exec = nullptr;
     const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     EAQ_CUDA_CHECK(status);
-    return std::make_unique<CudaGraph>(exec, stream_);
+    return std::make_unique<CudaGraph>(exec, stream_, nodes);
   }
 
  private:
