@@ -188,14 +188,6 @@ stage_store_gpt2() {
     --precision fp16,bf16 --batch-size 1 --min-duration-s 1
 }
 
-# What two weight rows in flight per warp buy the GEMVs that loop over many features (the LM head):
-# EAQ_GEMV_TWO_ROWS=0, then 1; time to first token and decode, fp16, batch 1.
-stage_gemv2_gpt2() {
-  note "GPT-2 124M shape: LM-head GEMV with one weight row in flight per warp, then two"
-  gpt2_ab EAQ_GEMV_TWO_ROWS gemv2-gpt2 "two weight rows in flight" --new-tokens 256 \
-    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
-}
-
 # Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: the last block's clock per
 # phase).
 stage_timeline_gpt2() {
@@ -310,7 +302,6 @@ for stage in "$@"; do
     fused-gpt2) stage_fused_gpt2 ;;
     timeline-gpt2) stage_timeline_gpt2 ;;
     store-gpt2) stage_store_gpt2 ;;
-    gemv2-gpt2) stage_gemv2_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;

@@ -10,8 +10,6 @@
 // The LayerNorm costs each block a few reductions over k values it reads anyway, and saves a
 // launch.
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -183,7 +181,7 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
 // with shuffles (two-pass, as the LayerNorm kernel) from its own registers.
 constexpr int kRowVecs = 3;  // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
 
-template <class T, bool kTwoRows>
+template <class T>
 __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   const int lane = threadIdx.x % 32;
@@ -194,9 +192,8 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
     return reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + f * a.k);
   };
 
-  // kTwoRows: two weight rows in flight per warp (this feature's and the next one's), for long
-  // loops (the LM head, ~20 features a warp). It costs registers, so fewer warps fit: the short
-  // GEMVs of a layer (one or two features a warp) keep one row.
+  // Two weight rows in flight per warp (this feature's and the next one's): with one, a long
+  // loop (the LM head, ~20 features a warp) kept too few bytes in flight to reach full bandwidth.
   uint4 wv[kRowVecs], wn[kRowVecs];
   const auto load_row = [&](uint4(&dst)[kRowVecs], std::int64_t f) {
     if (f >= a.n) return;
@@ -207,7 +204,7 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
     }
   };
   load_row(wv, feature);
-  if (kTwoRows) load_row(wn, feature + stride);
+  load_row(wn, feature + stride);
   // So are the LayerNorm's gamma and beta.
   float gv[kRowVecs][kPerVec], bv[kRowVecs][kPerVec];
   if (a.ln_gamma != nullptr) {
@@ -287,13 +284,9 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
       for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
     }
     const std::int64_t next = feature + stride;
-    if (kTwoRows) {
 #pragma unroll
-      for (int u = 0; u < kRowVecs; ++u) wv[u] = wn[u];
-      load_row(wn, next + stride);
-    } else {
-      load_row(wv, next);
-    }
+    for (int u = 0; u < kRowVecs; ++u) wv[u] = wn[u];
+    load_row(wn, next + stride);
     const float total = warp_sum(acc);
     if (lane == 0) {
       float out = apply_activation(total + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
@@ -357,11 +350,6 @@ bool aligned16(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
-bool two_rows_enabled() {
-  const char* value = std::getenv("EAQ_GEMV_TWO_ROWS");  // read per call: A/B in one process
-  return value == nullptr || std::strcmp(value, "0") != 0;
-}
-
 std::int64_t rows_per_launch(std::int64_t k) {
   const std::int64_t fit = kSharedFloats / k;
   return fit < kMaxRowsPerLaunch ? fit : kMaxRowsPerLaunch;
@@ -377,20 +365,9 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
 
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
   if (row_kernel_fits(act, args)) {
-    EAQ_DISPATCH_FLOAT(act, {
-      const unsigned one_row_grid = grid_for(gemv_row_kernel<T, false>, 0, args.n);
-      // Two rows in flight once a warp loops over 8 or more features (EAQ_GEMV_TWO_ROWS=0: never,
-      // to measure what it buys).
-      if (two_rows_enabled() &&
-          args.n >= 8 * static_cast<std::int64_t>(one_row_grid) * kWarpsPerBlock) {
-        launch_dependent(gemv_row_kernel<T, true>,
-                         dim3(grid_for(gemv_row_kernel<T, true>, 0, args.n)), dim3(kThreads), 0,
-                         stream, args);
-      } else {
-        launch_dependent(gemv_row_kernel<T, false>, dim3(one_row_grid), dim3(kThreads), 0, stream,
-                         args);
-      }
-    });
+    EAQ_DISPATCH_FLOAT(
+        act, launch_dependent(gemv_row_kernel<T>, dim3(grid_for(gemv_row_kernel<T>, 0, args.n)),
+                              dim3(kThreads), 0, stream, args));
     return;
   }
   // A few rows per launch (the accumulators stay in registers, x in shared memory).
