@@ -192,19 +192,14 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
     return reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + f * a.k);
   };
 
-  // Two weight rows in flight per warp (this feature's and the next one's): with one, a long
-  // loop (the LM head, ~20 features a warp) kept too few bytes in flight to reach full bandwidth.
-  uint4 wv[kRowVecs], wn[kRowVecs];
-  const auto load_row = [&](uint4(&dst)[kRowVecs], std::int64_t f) {
-    if (f >= a.n) return;
-    const uint4* w_row = row_w(f);
+  uint4 wv[kRowVecs];
+  if (feature < a.n) {
+    const uint4* w_row = row_w(feature);
 #pragma unroll
     for (int u = 0; u < kRowVecs; ++u) {
-      if (lane + 32 * u < vectors) dst[u] = w_row[lane + 32 * u];
+      if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
     }
-  };
-  load_row(wv, feature);
-  load_row(wn, feature + stride);
+  }
   // So are the LayerNorm's gamma and beta.
   float gv[kRowVecs][kPerVec], bv[kRowVecs][kPerVec];
   if (a.ln_gamma != nullptr) {
@@ -284,9 +279,13 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
       for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
     }
     const std::int64_t next = feature + stride;
+    if (next < a.n) {
+      const uint4* w_row = row_w(next);
 #pragma unroll
-    for (int u = 0; u < kRowVecs; ++u) wv[u] = wn[u];
-    load_row(wn, next + stride);
+      for (int u = 0; u < kRowVecs; ++u) {
+        if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
+      }
+    }
     const float total = warp_sum(acc);
     if (lane == 0) {
       float out = apply_activation(total + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
