@@ -54,17 +54,26 @@ def main() -> int:
     launches = collections.OrderedDict()
     for start, end, correlation, name in rows:
         launches.setdefault(correlation, []).append((start, end, short(name)))
+    # Launches of one graph kind more than a second apart belong to different runs (the same
+    # precision measured twice in one process): each run is summarized on its own.
     kinds = collections.defaultdict(list)
+    runs = collections.Counter()
+    last_start = {}
     for kernels in launches.values():
         if len(kernels) < 3:
             continue  # a plain kernel launch, not a graph
-        kinds[tuple(k[2] for k in kernels)].append(kernels)
-    for names, group in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
+        names = tuple(k[2] for k in kernels)
+        if names in last_start and kernels[0][0] - last_start[names] > 1e9:
+            runs[names] += 1
+        last_start[names] = kernels[0][0]
+        kinds[(runs[names],) + names].append(kernels)
+    for key, group in sorted(kinds.items(), key=lambda kv: kv[1][0][0][0]):
+        run, names = key[0], key[1:]
         count, first = len(names), names[0]
         if len(group) < args.min_launches:
             continue
         spans = [k[-1][1] - k[0][0] for k in group]
-        print(f"\n## graph of {count} kernels, {len(group)} launches, median span "
+        print(f"\n## graph of {count} kernels (run {run}), {len(group)} launches, median span "
               f"{statistics.median(spans) / 1e3:.1f} us (first kernel {first})")
         print(f"{'#':>3} {'kernel':70} {'us':>7} {'gap us':>7}")
         total_run = total_gap = 0.0

@@ -211,7 +211,7 @@ stage_trace_gpt2() {
     EAQ_LT_LOG=1 CUDA_INJECTION64_PATH="$BIN/libeaq_kernel_trace.so" EAQ_KERNEL_TRACE="/tmp/$name.csv" \
       LD_LIBRARY_PATH="$BIN:$LD_LIBRARY_PATH" "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 \
       --task generation --prompt-len 128 --new-tokens 64 --precision "$precisions" --batch-size 1 \
-      --num_iters 40 --warmup_steps 5 --idle-seconds 0 --min-duration-s 0 --power-source none \
+      --num_iters 40 --warmup_steps 5 --idle-seconds 0 --min-duration-s "${EAQ_TRACE_MIN_S:-0}" --power-source none \
       --results-dir "/tmp/$name" > "$OUT/$name.log" 2>&1 || status=1
     grep -E "^cuBLASLt|kernel_trace" "$OUT/$name.log" | head -80
     grep -A8 "^| precision" "$OUT/$name.log" | head -10
