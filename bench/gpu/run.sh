@@ -188,6 +188,14 @@ stage_store_gpt2() {
     --precision fp16,bf16 --batch-size 1 --min-duration-s 1
 }
 
+# What timing cuBLASLt's candidates buys over the heuristic's first choice: EAQ_LT_TUNE=0, then 1
+# (every precision whose GEMMs are cuBLASLt's at batch 1: tf32 and the quantized ones).
+stage_tune_gpt2() {
+  note "GPT-2 124M shape: cuBLASLt heuristic's first algorithm, then the fastest timed candidate"
+  gpt2_ab EAQ_LT_TUNE tune-gpt2 "cuBLASLt candidates timed" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,tf32,int8,fp8}" --batch-size 1 --min-duration-s 2
+}
+
 # Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: the last block's clock per
 # phase).
 stage_timeline_gpt2() {
@@ -302,6 +310,7 @@ for stage in "$@"; do
     fused-gpt2) stage_fused_gpt2 ;;
     timeline-gpt2) stage_timeline_gpt2 ;;
     store-gpt2) stage_store_gpt2 ;;
+    tune-gpt2) stage_tune_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;

@@ -128,7 +128,10 @@ void LtMatmul::tune(const void* input, void* output, const void* alpha, const vo
       return;
     }
   }
-  if (candidates_.size() >= 2) {
+  // EAQ_LT_TUNE=0 keeps the heuristic's first choice (to measure what timing buys).
+  const char* tune_env = std::getenv("EAQ_LT_TUNE");
+  const bool timed = tune_env == nullptr || std::strcmp(tune_env, "0") != 0;
+  if (timed && candidates_.size() >= 2) {
     int device = 0, l2_bytes = 0;
     EAQ_CUDA_CHECK(cudaGetDevice(&device));
     EAQ_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device));
@@ -138,8 +141,8 @@ void LtMatmul::tune(const void* input, void* output, const void* alpha, const vo
     // Enough copies to exceed L2 twice over, within kMaxCalls (small weights stay in L2 in a
     // forward too).
     constexpr std::size_t kMaxCalls = 48;
-    const std::size_t copies = std::clamp<std::size_t>(
-        2 * static_cast<std::size_t>(l2_bytes) / w_bytes + 1, 2, kMaxCalls);
+    const std::size_t copies =
+        std::clamp<std::size_t>(2 * static_cast<std::size_t>(l2_bytes) / w_bytes + 1, 2, kMaxCalls);
     char* cold = nullptr;
     EAQ_CUDA_CHECK(cudaMalloc(&cold, copies * w_bytes));
     EAQ_CUDA_CHECK(cudaMemsetAsync(cold, 0, copies * w_bytes, stream));
