@@ -32,6 +32,7 @@
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/decoder_kernels.hpp"
 #include "backend/cuda/dependent_launch.cuh"
+#include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/kernels.hpp"
 
 namespace eaq::cuda {
@@ -1002,10 +1003,7 @@ namespace {
 // query row, and the cache rows take 16-byte stores.
 // EAQ_PREFILL_KV_STORE=0 stores with a separate cache write (to measure what the fold buys).
 bool prefill_store_eligible(DType act, const AttentionArgs& a) {
-  static const bool disabled = [] {
-    const char* value = std::getenv("EAQ_PREFILL_KV_STORE");
-    return value != nullptr && std::string(value) == "0";
-  }();
+  static const bool disabled = env_is("EAQ_PREFILL_KV_STORE", "0");
   if (disabled) return false;
   const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
   const std::int64_t per_vec = 16 / static_cast<std::int64_t>(dtype_size(act));

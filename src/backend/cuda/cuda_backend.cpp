@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +19,7 @@
 #include "backend/cuda/decode_step.hpp"
 #include "backend/cuda/decoder_kernels.hpp"
 #include "backend/cuda/device_allocator.hpp"
+#include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/lt_matmul.hpp"
 #include "backend/cuda/op_profiler.hpp"
@@ -40,10 +40,7 @@ constexpr std::size_t kWorkspaceBytes = 32u << 20;  // cuBLASLt scratch, shared 
 constexpr std::int64_t kMaxSplitKRows = 256;
 
 bool split_k_gemm_enabled() {
-  static const bool enabled = [] {
-    const char* value = std::getenv("EAQ_SPLIT_K_GEMM");
-    return value != nullptr && std::string(value) == "1";
-  }();
+  static const bool enabled = cuda::env_is("EAQ_SPLIT_K_GEMM", "1");
   return enabled;
 }
 
@@ -51,8 +48,7 @@ bool split_k_gemm_enabled() {
 // on an H100 and an H200 the step takes ~0.44 ms against ~0.33 ms op by op (docs/results.md), so
 // the kernel stays a measured variant until it wins. Read at every step, so tests compare both.
 bool fused_decode_enabled() {
-  const char* value = std::getenv("EAQ_FUSED_DECODE");
-  return value != nullptr && std::string(value) == "1";
+  return cuda::env_is("EAQ_FUSED_DECODE", "1");
 }
 
 cudaDataType_t cuda_type(DType dtype) {
@@ -125,39 +121,13 @@ class CudaLinear final : public LinearWeights {
 
 class CudaGraph final : public CapturedGraph {
  public:
-  CudaGraph(cudaGraphExec_t exec, cudaStream_t stream, std::size_t nodes)
-      : exec_(exec), stream_(stream), nodes_(nodes) {
-    const char* timing = std::getenv("EAQ_GRAPH_LAUNCH_TIMING");
-    timed_ = timing != nullptr && std::strcmp(timing, "1") == 0;
-  }
-  ~CudaGraph() override {
-    cudaGraphExecDestroy(exec_);
-    // EAQ_GRAPH_LAUNCH_TIMING=1: how long the host spends in cudaGraphLaunch (the part of a
-    // synchronized call's latency that the GPU may wait for).
-    if (timed_ && !launch_us_.empty()) {
-      std::sort(launch_us_.begin(), launch_us_.end());
-      std::fprintf(stderr, "graph of %zu nodes: %zu launches, cudaGraphLaunch median %.1f us\n",
-                   nodes_, launch_us_.size(), launch_us_[launch_us_.size() / 2]);
-    }
-  }
-  void launch() override {
-    if (!timed_) {
-      EAQ_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
-      return;
-    }
-    const auto start = std::chrono::steady_clock::now();
-    EAQ_CUDA_CHECK(cudaGraphLaunch(exec_, stream_));
-    launch_us_.push_back(
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
-            .count());
-  }
+  CudaGraph(cudaGraphExec_t exec, cudaStream_t stream) : exec_(exec), stream_(stream) {}
+  ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
+  void launch() override { EAQ_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
 
  private:
   cudaGraphExec_t exec_;
   cudaStream_t stream_;
-  std::size_t nodes_;
-  bool timed_ = false;
-  std::vector<double> launch_us_;
 };
 
 // Brackets one op with the profiler's events when EAQ_PROFILE_OPS=1 (a no-op otherwise).
@@ -789,13 +759,11 @@ class CudaBackend final : public Backend {
     }
     cudaGraph_t graph = nullptr;
     EAQ_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
-    std::size_t nodes = 0;
-    cudaGraphGetNodes(graph, nullptr, &nodes);
     cudaGraphExec_t exec = nullptr;
     const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     EAQ_CUDA_CHECK(status);
-    return std::make_unique<CudaGraph>(exec, stream_, nodes);
+    return std::make_unique<CudaGraph>(exec, stream_);
   }
 
  private:
@@ -854,10 +822,7 @@ class CudaBackend final : public Backend {
 
   // EAQ_DECODE_TIMELINE=1: where the fused decode step spends its time, printed at destruction.
   unsigned long long* decode_timeline() {
-    static const bool wanted = [] {
-      const char* value = std::getenv("EAQ_DECODE_TIMELINE");
-      return value != nullptr && std::string(value) == "1";
-    }();
+    static const bool wanted = cuda::env_is("EAQ_DECODE_TIMELINE", "1");
     if (!wanted || (timeline_ == nullptr && capturing())) return timeline_;
     if (timeline_ == nullptr) {
       const std::size_t bytes = cuda::kDecodeTimelineSlots * sizeof(unsigned long long);

@@ -1,5 +1,7 @@
 #include "backend/cuda/device_query.hpp"
 
+#include "backend/cuda/env_switch.hpp"
+
 #include <cuda_runtime.h>
 
 #include <array>
@@ -41,10 +43,7 @@ bool hopper_or_newer() {
 
 bool dependent_launch_supported() {
   // EAQ_DEPENDENT_LAUNCH=0 turns it off: the same binary then measures what it buys.
-  static const bool disabled = [] {
-    const char* value = std::getenv("EAQ_DEPENDENT_LAUNCH");
-    return value != nullptr && std::string(value) == "0";
-  }();
+  static const bool disabled = env_is("EAQ_DEPENDENT_LAUNCH", "0");
   return !disabled && hopper_or_newer();
 }
 

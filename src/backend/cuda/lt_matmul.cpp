@@ -1,6 +1,7 @@
 #include "backend/cuda/lt_matmul.hpp"
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/env_switch.hpp"
 
 #include <fmt/format.h>
 
@@ -98,11 +99,6 @@ std::size_t element_bytes(cudaDataType_t type) {
   }
 }
 
-bool log_choices() {
-  const char* log = std::getenv("EAQ_LT_LOG");
-  return log != nullptr && std::strcmp(log, "1") == 0;
-}
-
 }  // namespace
 
 std::string LtMatmul::tuning_key() const {
@@ -129,9 +125,7 @@ void LtMatmul::tune(const void* input, void* output, const void* alpha, const vo
     }
   }
   // EAQ_LT_TUNE=0 keeps the heuristic's first choice (to measure what timing buys).
-  const char* tune_env = std::getenv("EAQ_LT_TUNE");
-  const bool timed = tune_env == nullptr || std::strcmp(tune_env, "0") != 0;
-  if (timed && candidates_.size() >= 2) {
+  if (!env_is("EAQ_LT_TUNE", "0") && candidates_.size() >= 2) {
     int device = 0, l2_bytes = 0;
     EAQ_CUDA_CHECK(cudaGetDevice(&device));
     EAQ_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device));
@@ -194,7 +188,7 @@ void LtMatmul::tune(const void* input, void* output, const void* alpha, const vo
     cudaEventDestroy(stop);
     EAQ_CUDA_CHECK(cudaFree(cold));
     // EAQ_LT_LOG=1: which candidate won, and every candidate's us per call (to explain a choice).
-    if (log_choices()) {
+    if (env_is("EAQ_LT_LOG", "1")) {
       std::fprintf(stderr, "cuBLASLt %s [%lld x %lld x %lld]: candidate %zu of %zu;%s us\n",
                    name_.c_str(), static_cast<long long>(spec_.m), static_cast<long long>(spec_.n),
                    static_cast<long long>(spec_.k), chosen, candidates_.size(), timings.c_str());

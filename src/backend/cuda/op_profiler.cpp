@@ -1,5 +1,7 @@
 #include "backend/cuda/op_profiler.hpp"
 
+#include "backend/cuda/env_switch.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -8,8 +10,7 @@
 namespace eaq::cuda {
 
 OpProfiler::OpProfiler() {
-  const char* flag = std::getenv("EAQ_PROFILE_OPS");
-  enabled_ = flag != nullptr && std::string(flag) == "1";
+  enabled_ = env_is("EAQ_PROFILE_OPS", "1");
 }
 
 OpProfiler::~OpProfiler() {
