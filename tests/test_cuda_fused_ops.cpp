@@ -4,8 +4,6 @@
 // Inputs are rounded to the GPU dtype first so only the kernels' own error is measured.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -20,15 +18,6 @@ namespace {
 double tolerance_for(DType act) {
   // f16/bf16: the GPU rounds the normalized rows and the outputs to the dtype; the CPU does not.
   return act == DType::F32 ? 1e-4 : act == DType::F16 ? 1e-2 : 5e-2;
-}
-
-double max_abs_difference(const HostTensor& a, const HostTensor& b) {
-  EAQ_ASSERT(a.numel() == b.numel());
-  double most = 0.0;
-  for (std::int64_t i = 0; i < a.numel(); ++i) {
-    most = std::max(most, std::abs(static_cast<double>(a.data<float>()[i]) - b.data<float>()[i]));
-  }
-  return most;
 }
 
 struct LinearShape {
@@ -50,12 +39,10 @@ struct FusedResults {
   HostTensor linear_residual;
 };
 
-// With `hint`, every op is preceded by Backend::prefetch hints (the layer, its input, and a buffer
-// whose size is not a multiple of the 16-byte pieces), which must change nothing.
 FusedResults run_fused(Backend& backend, const LinearShape& s, const HostTensor& w,
                        const HostTensor& bias, const HostTensor& x, const HostTensor& ln_residual,
-                       const HostTensor& gamma, const HostTensor& beta, const HostTensor& residual,
-                       bool hint = false) {
+                       const HostTensor& gamma, const HostTensor& beta,
+                       const HostTensor& residual) {
   const DType act = backend.activation_dtype();
   LinearOptions options;
   options.name = "test.fused";
@@ -65,27 +52,17 @@ FusedResults run_fused(Backend& backend, const LinearShape& s, const HostTensor&
   DeviceTensor dgamma = backend.upload(gamma, DType::F32), dbeta = backend.upload(beta, DType::F32);
   DeviceTensor normed = backend.allocate(act, {s.m, s.k});
   DeviceTensor y = backend.allocate(act, {s.m, s.n});
-  DeviceTensor odd = backend.allocate(DType::I8, {16 * 1024 * 3 + 40});
-  const auto hints = [&] {
-    if (!hint) return;
-    backend.prefetch(*layer);
-    backend.prefetch(dx);
-    backend.prefetch(odd);
-  };
   FusedResults r;
-  hints();
   backend.layer_norm_linear(dx, nullptr, dgamma, dbeta, 1e-5f, normed, *layer, Activation::GeluTanh,
                             y);
   r.ln_linear = {backend.download(y), backend.download(normed)};
-  hints();
   backend.layer_norm_linear(dx, &dres, dgamma, dbeta, 1e-5f, normed, *layer, Activation::None, y);
   r.ln_residual_linear = {backend.download(y), backend.download(normed)};
   DeviceTensor acc = backend.upload(residual, act);  // [m, n]: y = x W^T + b + acc, into acc
   DeviceTensor scratch = backend.allocate(act, {s.m, s.n});
-  hints();
   backend.linear_residual(dx, *layer, acc, scratch, acc);
   r.linear_residual = backend.download(acc);
-  for (DeviceTensor* t : {&dx, &dres, &dgamma, &dbeta, &normed, &y, &acc, &scratch, &odd}) {
+  for (DeviceTensor* t : {&dx, &dres, &dgamma, &dbeta, &normed, &y, &acc, &scratch}) {
     backend.release(*t);
   }
   return r;
@@ -128,59 +105,6 @@ TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
           errors[3], errors[4]);
     }
   }
-}
-
-// Prefetch hints ride on the GEMV (cuBLASLt leaves them for a later kernel): the same bits either
-// way.
-TEST(CudaFusedOps, PrefetchHintsChangeNoResult) {
-  for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
-    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
-    const DType act = gpu->activation_dtype();
-    for (const LinearShape& s : kShapes) {
-      const HostTensor w = test::rounded_to(test::random_f32({s.n, s.k}, 41, 0.05f), act);
-      const HostTensor bias = test::rounded_to(test::random_f32({s.n}, 42, 0.5f), act);
-      const HostTensor x = test::rounded_to(test::random_f32({s.m, s.k}, 43, 3.0f), act);
-      const HostTensor ln_residual = test::rounded_to(test::random_f32({s.m, s.k}, 44, 1.0f), act);
-      const HostTensor gamma = test::random_f32({s.k}, 45, 1.0f);
-      const HostTensor beta = test::random_f32({s.k}, 46, 0.2f);
-      const HostTensor residual = test::rounded_to(test::random_f32({s.m, s.n}, 47, 2.0f), act);
-      const FusedResults plain = run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
-      const FusedResults hinted =
-          run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual, true);
-      const std::string where = std::string(precision_name(precision)) + " m " +
-                                std::to_string(s.m) + " n " + std::to_string(s.n);
-      EXPECT_EQ(max_abs_difference(hinted.ln_linear.y, plain.ln_linear.y), 0.0) << where;
-      EXPECT_EQ(max_abs_difference(hinted.ln_linear.normed, plain.ln_linear.normed), 0.0) << where;
-      EXPECT_EQ(max_abs_difference(hinted.ln_residual_linear.y, plain.ln_residual_linear.y), 0.0)
-          << where;
-      EXPECT_EQ(max_abs_difference(hinted.linear_residual, plain.linear_residual), 0.0) << where;
-    }
-  }
-}
-
-// The embedding with hints launches extra blocks that only prefetch: they must write nothing.
-TEST(CudaFusedOps, EmbeddingWithPrefetchHintsWritesOnlyItsRows) {
-  EAQ_CUDA_BACKEND_OR_SKIP(gpu, Precision::Fp16);
-  const std::int64_t vocab = 50, hidden = 768;
-  const HostTensor table = test::random_f32({vocab, hidden}, 51, 1.0f);
-  const HostTensor positions = test::random_f32({16, hidden}, 52, 1.0f);
-  DeviceTensor dtable = gpu->upload(table, DType::F16), dpos = gpu->upload(positions, DType::F16);
-  DeviceTensor ids = gpu->upload(HostTensor::from_i32({1}, {7}), DType::I32);
-  DeviceTensor pos_ids = gpu->upload(HostTensor::from_i32({1}, {3}), DType::I32);
-  // Two rows: the op writes the first; the second (a sentinel) must keep its zeros.
-  DeviceTensor out = gpu->upload(HostTensor::empty(DType::F32, {2, hidden}), DType::F16);
-  DeviceTensor want = gpu->allocate(DType::F16, {1, hidden});
-  gpu->embed(ids, dtable, &pos_ids, &dpos, nullptr, nullptr, want);
-  gpu->prefetch(dtable);
-  gpu->prefetch(dpos);
-  DeviceTensor first = out.rows(0, 1);
-  gpu->embed(ids, dtable, &pos_ids, &dpos, nullptr, nullptr, first);
-  const HostTensor got = gpu->download(out), expected = gpu->download(want);
-  for (std::int64_t c = 0; c < hidden; ++c) {
-    ASSERT_EQ(got.data<float>()[c], expected.data<float>()[c]) << "column " << c;
-    ASSERT_EQ(got.data<float>()[hidden + c], 0.0f) << "sentinel column " << c;
-  }
-  for (DeviceTensor* t : {&dtable, &dpos, &ids, &pos_ids, &out, &want}) gpu->release(*t);
 }
 
 // A vocabulary row split over blocks: the first of tied maxima wins across chunks, a maximum in

@@ -196,14 +196,6 @@ stage_tune_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,tf32,int8,fp8}" --batch-size 1 --min-duration-s 2
 }
 
-# What the decode step's prefetch hints buy (each op of layer i brings layer i + 1's reads into L2):
-# EAQ_L2_PREFETCH=0, then 1, fp16 and bf16, batch 1 and 32.
-stage_prefetch_gpt2() {
-  note "GPT-2 124M shape: L2 prefetch hints ignored, then followed"
-  gpt2_ab EAQ_L2_PREFETCH prefetch-gpt2 "L2 prefetch hints" --new-tokens 256 \
-    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size "${EAQ_GPT2_BATCHES:-1,32}" --min-duration-s 2
-}
-
 # Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: the last block's clock per
 # phase).
 stage_timeline_gpt2() {

@@ -271,14 +271,6 @@ class Backend {
                             Activation activation, DeviceTensor& mid, const LinearWeights& second,
                             DeviceTensor& y);
 
-  // --- hints ------------------------------------------------------------------------------------
-  // That an op after the next one will read `weights` (or `tensor`): a backend with a cache in
-  // front of its memory may start bringing them in while the next op runs (CUDA: into L2, carried
-  // by the next GEMV, decode attention or embedding kernel; dropped by any other). Results never
-  // depend on it; the defaults do nothing.
-  virtual void prefetch(const LinearWeights& weights) { (void)weights; }
-  virtual void prefetch(const DeviceTensor& tensor) { (void)tensor; }
-
   // --- whole steps ------------------------------------------------------------------------------
   // Runs a decode step in one call when the backend has a kernel for it (CUDA: one launch at batch
   // 1, see decode_step.cu) and returns true; returns false, having done nothing, otherwise, and

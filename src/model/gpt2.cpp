@@ -222,41 +222,20 @@ DecodeSession::~DecodeSession() {
 // --- the forward
 // ----------------------------------------------------------------------------------
 
-void Gpt2Model::prefetch_first_layer(const std::vector<DeviceTensor>* caches) {
-  const Layer& layer = layers_.front();
-  backend_.prefetch(*layer.c_attn);
-  backend_.prefetch(*layer.attn_proj);
-  if (caches != nullptr) backend_.prefetch(caches->front());
-  backend_.prefetch(*layer.c_fc);
-  backend_.prefetch(*layer.mlp_proj);
-}
-
 template <class Attend, class Narrow>
-void Gpt2Model::run_blocks(Rows& r, const Attend& attend, const Narrow& narrow,
-                           const std::vector<DeviceTensor>* caches) {
+void Gpt2Model::run_blocks(Rows& r, const Attend& attend, const Narrow& narrow) {
   const float eps = config_.layer_norm_eps;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const Layer& layer = layers_[i];
-    // One layer's weights fit in a GPU's L2, and a decode step's or a short prompt's ops are too
-    // short to hide HBM's latency: each op asks for what the same op of the next layer reads
-    // (op by op, so nothing is brought in more than a layer ahead).
-    const Layer* next = i + 1 < layers_.size() ? &layers_[i + 1] : nullptr;
     // The fused pairs let a backend save launches (CUDA decode: LayerNorm inside the GEMV, the
     // residual added in its epilogue); `projected` is the scratch of backends that do not fuse.
-    if (next) backend_.prefetch(*next->c_attn);
     backend_.layer_norm_linear(r.hidden, nullptr, layer.ln_1_weight, layer.ln_1_bias, eps, r.normed,
                                *layer.c_attn, Activation::None, r.qkv);
-    if (next) {
-      backend_.prefetch(*next->attn_proj);
-      if (caches != nullptr) backend_.prefetch((*caches)[i + 1]);
-    }
     attend(i, layer.attention_scale);
     // After the last layer's attention (which stores its keys and values) the caller may keep
     // fewer rows: those whose output it reads.
     Rows& t = i + 1 == layers_.size() ? narrow(r) : r;
-    if (next) backend_.prefetch(*next->c_fc);
     backend_.linear_residual(t.context, *layer.attn_proj, t.hidden, t.projected, t.hidden);
-    if (next) backend_.prefetch(*next->mlp_proj);
     backend_.layer_norm_linear(t.hidden, nullptr, layer.ln_2_weight, layer.ln_2_bias, eps, t.normed,
                                *layer.c_fc, config_.activation, t.ffn);
     backend_.linear_residual(t.ffn, *layer.mlp_proj, t.hidden, t.projected, t.hidden);
@@ -270,7 +249,6 @@ void Gpt2Model::sequence_forward(Workspace& ws, const DeviceTensor& ids, const D
   const DType act = backend_.activation_dtype();
   const std::size_t element = dtype_size(act);
   const DeviceTensor flat_positions = positions.reshaped({batch * seq});
-  prefetch_first_layer(nullptr);  // the embedding carries them (run_blocks: the other layers)
   backend_.embed(ids.reshaped({batch * seq}), wte_, &flat_positions, &wpe_, nullptr, nullptr,
                  ws.hidden);
   EAQ_ASSERT(!last_rows_only || session != nullptr);
@@ -495,11 +473,10 @@ void Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids) {
   backend_.write_cache(token_write);
 
   const DeviceTensor ids = next_ids.reshaped({batch});
-  prefetch_first_layer(&s.kv_);  // the embedding carries them (run_blocks: the other layers)
   backend_.embed(ids, wte_, &s.positions_, &wpe_, nullptr, nullptr, s.hidden_);
   Rows rows{s.hidden_, s.normed_, s.qkv_, s.context_, s.projected_, s.ffn_};
   char* qkv = static_cast<char*>(s.qkv_.data);
-  const auto attend = [&](std::size_t layer, float scale) {
+  run_blocks(rows, [&](std::size_t layer, float scale) {
     char* cache = static_cast<char*>(s.kv_[layer].data);
     // Attend over the whole cache; the key mask (prompt mask, then one 1 per step) hides padding
     // and the positions not filled yet, so nothing here depends on the step number. The op
@@ -527,8 +504,7 @@ void Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids) {
     a.append_batch_stride = 3 * e;
     a.append_slot = slot;
     backend_.attention(a);
-  };
-  run_blocks(rows, attend, KeepRows{}, &s.kv_);
+  });
   backend_.layer_norm_linear(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
                              s.normed_, *lm_head_, Activation::None, s.logits_);
 }

@@ -147,15 +147,10 @@ class Gpt2Model {
   void release_workspace();
   void check_ids(const DeviceTensor& ids, const char* what) const;
   // The blocks over `rows` tokens; `attend(layer, rows)` fills rows.context from rows.qkv, and
-  // `narrow(rows)` gives the rows the last layer's projection and MLP run on. Each op of layer i
-  // first hints to the backend what the same op of layer i + 1 will read (Backend::prefetch):
-  // its weights, and with `caches` (a decode step's) the next layer's KV cache.
+  // `narrow(rows)` gives the rows the last layer's projection and MLP run on.
   struct KeepRows;
   template <class Attend, class Narrow = KeepRows>
-  void run_blocks(Rows& rows, const Attend& attend, const Narrow& narrow = Narrow{},
-                  const std::vector<DeviceTensor>* caches = nullptr);
-  // Hints everything layer 0 reads (for the op before run_blocks to carry).
-  void prefetch_first_layer(const std::vector<DeviceTensor>* caches);
+  void run_blocks(Rows& rows, const Attend& attend, const Narrow& narrow = Narrow{});
   // The prompt through every layer; with `last_rows_only` (prefill into `session`) the last
   // layer's projection and MLP run on each row's last token only, into the session's buffers.
   void sequence_forward(Workspace& ws, const DeviceTensor& ids, const DeviceTensor* mask,

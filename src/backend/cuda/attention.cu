@@ -34,7 +34,6 @@
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/kernels.hpp"
-#include "backend/cuda/l2_prefetch.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -215,8 +214,7 @@ struct DecodeSplit {
 };
 
 template <class T>
-__global__ void attention_decode_vec_kernel(AttentionArgs a, DecodeSplit split, L2Prefetch ahead) {
-  prefetch_into_l2(ahead);
+__global__ void attention_decode_vec_kernel(AttentionArgs a, DecodeSplit split) {
   constexpr int kVec = kDecodeVec<T>;
   extern __shared__ float decode_smem[];
   const int dh = static_cast<int>(a.head_dim);
@@ -448,8 +446,7 @@ __global__ void append_kv_kernel(AttentionArgs a) {
 }
 
 template <class T>
-void launch_decode(const AttentionArgs& a, const SplitScratch& scratch, cudaStream_t stream,
-                   const L2Prefetch& ahead) {
+void launch_decode(const AttentionArgs& a, const SplitScratch& scratch, cudaStream_t stream) {
   if (decode_vec_eligible<T>(a)) {
     DecodeSplit split = plan_decode_split(a);
     const SplitNeed need = decode_split_need(split, a);
@@ -465,7 +462,7 @@ void launch_decode(const AttentionArgs& a, const SplitScratch& scratch, cudaStre
     const std::size_t shared =
         static_cast<std::size_t>(split.chunk + teams * a.head_dim) * sizeof(float);
     launch_dependent(attention_decode_vec_kernel<T>, grid, dim3(kDecodeThreads), shared, stream, a,
-                     split, ahead);
+                     split);
     return;
   }
   const dim3 grid(static_cast<unsigned>(a.q_len), static_cast<unsigned>(a.heads),
@@ -840,8 +837,7 @@ __host__ __device__ inline std::int64_t padded16(std::int64_t n) {
 
 template <class T, int kHeadDim>
 __global__ void __launch_bounds__(kPrefillThreads)
-    attention_prefill_kernel(AttentionArgs a, int kv_padded, L2Prefetch ahead) {
-  prefetch_into_l2(ahead);
+    attention_prefill_kernel(AttentionArgs a, int kv_padded) {
   extern __shared__ __align__(128) unsigned char smem[];
   const int ld_s = score_stride(kv_padded, kHeadDim);
   T* q_tile = reinterpret_cast<T*>(smem);                                   // [16][kHeadDim]
@@ -940,7 +936,7 @@ __global__ void __launch_bounds__(kPrefillThreads)
 }
 
 template <class T, int kHeadDim>
-void launch_prefill(const AttentionArgs& a, cudaStream_t stream, const L2Prefetch& ahead) {
+void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
   const std::int64_t kv_padded = padded16(a.kv_len);
   static const cudaError_t configured = cudaFuncSetAttribute(
       attention_prefill_kernel<T, kHeadDim>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -950,7 +946,7 @@ void launch_prefill(const AttentionArgs& a, cudaStream_t stream, const L2Prefetc
                   static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
   launch_dependent(attention_prefill_kernel<T, kHeadDim>, grid, dim3(kPrefillThreads),
                    prefill_shared_bytes<T>(kv_padded, kHeadDim), stream, a,
-                   static_cast<int>(kv_padded), ahead);
+                   static_cast<int>(kv_padded));
 }
 
 template <class T, int kDims>
@@ -1081,21 +1077,13 @@ SplitNeed attention_split_need(DType act, const AttentionArgs& a) {
   return need;
 }
 
-bool attention_carries_prefetch(DType act, const AttentionArgs& args) {
-  if (args.batch == 0 || args.q_len == 0) return false;
-  const char* kernel = attention_kernel_name(act, args);
-  bool vec = false;
-  if (kernel[0] == 'd') EAQ_DISPATCH_FLOAT(act, vec = decode_vec_eligible<T>(args));
-  return vec || kernel[0] == 'p';
-}
-
 void launch_attention(DType act, const AttentionArgs& args, const SplitScratch& scratch,
-                      cudaStream_t stream, const L2Prefetch& ahead) {
-  launch_attention_kernel(act, args, scratch, attention_kernel_name(act, args), stream, ahead);
+                      cudaStream_t stream) {
+  launch_attention_kernel(act, args, scratch, attention_kernel_name(act, args), stream);
 }
 
 void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitScratch& scratch,
-                             const char* kernel, cudaStream_t stream, const L2Prefetch& ahead) {
+                             const char* kernel, cudaStream_t stream) {
   if (args.batch == 0 || args.q_len == 0) return;
   bool inline_append = false;
   if (kernel[0] == 'd') EAQ_DISPATCH_FLOAT(act, inline_append = decode_vec_eligible<T>(args));
@@ -1115,7 +1103,7 @@ void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitSc
     return;
   }
   if (kernel[0] == 'd') {
-    EAQ_DISPATCH_FLOAT(act, launch_decode<T>(a, scratch, stream, ahead));
+    EAQ_DISPATCH_FLOAT(act, launch_decode<T>(a, scratch, stream));
     return;
   }
   if (kernel[0] == 'g') {
@@ -1127,13 +1115,13 @@ void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitSc
     using T = decltype(tag);
     switch (a.head_dim) {
       case 32:
-        prefill ? launch_prefill<T, 32>(a, stream, ahead) : launch_tensor_core<T, 32>(a, stream);
+        prefill ? launch_prefill<T, 32>(a, stream) : launch_tensor_core<T, 32>(a, stream);
         break;
       case 64:
-        prefill ? launch_prefill<T, 64>(a, stream, ahead) : launch_tensor_core<T, 64>(a, stream);
+        prefill ? launch_prefill<T, 64>(a, stream) : launch_tensor_core<T, 64>(a, stream);
         break;
       case 128:
-        prefill ? launch_prefill<T, 128>(a, stream, ahead) : launch_tensor_core<T, 128>(a, stream);
+        prefill ? launch_prefill<T, 128>(a, stream) : launch_tensor_core<T, 128>(a, stream);
         break;
       default:
         break;

@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -50,12 +49,6 @@ bool split_k_gemm_enabled() {
 // the kernel stays a measured variant until it wins. Read at every step, so tests compare both.
 bool fused_decode_enabled() {
   return cuda::env_is("EAQ_FUSED_DECODE", "1");
-}
-
-// EAQ_L2_PREFETCH=0 ignores Backend::prefetch hints (to measure what they buy).
-bool l2_prefetch_enabled() {
-  static const bool enabled = !cuda::env_is("EAQ_L2_PREFETCH", "0");
-  return enabled;
 }
 
 cudaDataType_t cuda_type(DType dtype) {
@@ -231,7 +224,6 @@ class CudaBackend final : public Backend {
 
   void release(DeviceTensor& t) override {
     if (t.data == nullptr) return;
-    prefetch_ = {};  // a hint must not outlive the memory it names
     allocator_.release(t.data);
     t.data = nullptr;
   }
@@ -332,15 +324,13 @@ class CudaBackend final : public Backend {
              const DeviceTensor* position_ids, const DeviceTensor* position_table,
              const DeviceTensor* type_ids, const DeviceTensor* type_table,
              DeviceTensor& out) override {
-    const cuda::L2Prefetch ahead = take_prefetch();
     ProfileScope scope(profiler_, stream_, [] { return std::string("embed"); });
     cuda::launch_embed(
         out.dtype, static_cast<const std::int32_t*>(ids.data), word_table.data,
         position_ids ? static_cast<const std::int32_t*>(position_ids->data) : nullptr,
         position_table ? position_table->data : nullptr,
         type_ids ? static_cast<const std::int32_t*>(type_ids->data) : nullptr,
-        type_table ? type_table->data : nullptr, out.data, ids.numel(), word_table.dim(1), stream_,
-        ahead);
+        type_table ? type_table->data : nullptr, out.data, ids.numel(), word_table.dim(1), stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
 
@@ -349,10 +339,9 @@ class CudaBackend final : public Backend {
     const std::int64_t cols = x.shape.back();
     ProfileScope scope(profiler_, stream_,
                        [&] { return fmt::format("layer_norm [{}, {}]", x.numel() / cols, cols); });
-    cuda::launch_layer_norm(x.dtype, x.data, residual ? residual->data : nullptr,
-                            static_cast<const float*>(gamma.data),
-                            static_cast<const float*>(beta.data), eps, out.data, x.numel() / cols,
-                            cols, stream_, take_prefetch());
+    cuda::launch_layer_norm(
+        x.dtype, x.data, residual ? residual->data : nullptr, static_cast<const float*>(gamma.data),
+        static_cast<const float*>(beta.data), eps, out.data, x.numel() / cols, cols, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
 
@@ -392,7 +381,6 @@ class CudaBackend final : public Backend {
       g.n = w.out_features;
       g.k = w.in_features;
       g.activation = activation;
-      g.ahead = take_prefetch();
       cuda::launch_gemv(x.dtype, g, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
       return;
@@ -548,7 +536,6 @@ class CudaBackend final : public Backend {
       g.ln_eps = eps;
       g.ln_residual = residual ? residual->data : nullptr;
       g.ln_out = out.data;
-      g.ahead = take_prefetch();
       cuda::launch_gemv(x.dtype, g, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
       return;
@@ -566,7 +553,6 @@ class CudaBackend final : public Backend {
       });
       cuda::GemvArgs g = gemv_args(x, *w, y);
       g.residual = residual.data;
-      g.ahead = take_prefetch();
       cuda::launch_gemv(x.dtype, g, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
       return;
@@ -606,25 +592,13 @@ class CudaBackend final : public Backend {
   }
 
   void attention(const AttentionArgs& args) override {
-    const cuda::L2Prefetch ahead = cuda::attention_carries_prefetch(traits_.activation, args)
-                                       ? take_prefetch()
-                                       : cuda::L2Prefetch{};
     ProfileScope scope(profiler_, stream_, [&] {
       return fmt::format("attention q{} kv{} {}", args.q_len, args.kv_len,
                          cuda::attention_kernel_name(traits_.activation, args));
     });
     ensure_split_scratch(cuda::attention_split_need(traits_.activation, args));
-    cuda::launch_attention(traits_.activation, args, split_, stream_, ahead);
+    cuda::launch_attention(traits_.activation, args, split_, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
-  }
-
-  void prefetch(const LinearWeights& weights) override {
-    if (const CudaLinear* w = float_layer(&weights, traits_.activation); w != nullptr)
-      queue_prefetch(w->weight.data, w->weight.nbytes());
-  }
-
-  void prefetch(const DeviceTensor& tensor) override {
-    queue_prefetch(tensor.data, tensor.nbytes());
   }
 
   void add(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) override {
@@ -774,7 +748,6 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<CapturedGraph> capture(const std::function<void()>& body) override {
     if (profiler_.enabled()) return std::make_unique<ReplayGraph>(body);
-    prefetch_ = {};  // hints given before the capture are not the graph's
     EAQ_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
       body();
@@ -801,29 +774,6 @@ class CudaBackend final : public Backend {
     if (scratch_) allocator_.release(scratch_);
     scratch_ = allocator_.allocate(bytes);
     scratch_bytes_ = bytes;
-  }
-
-  // Adds a range to the hints the next kernel that can carry them takes (a GEMV, the decode and
-  // prefill attention kernels, LayerNorm, the embedding; not cuBLASLt's). A range over a quarter
-  // of L2 is left out: bringing it in would evict what the ops before it still read.
-  void queue_prefetch(const void* data, std::size_t bytes) {
-    bytes -= bytes % 16;
-    const auto l2 = static_cast<std::size_t>(props_.l2CacheSize);
-    if (!l2_prefetch_enabled() || data == nullptr || bytes == 0 || bytes > l2 / 4 ||
-        reinterpret_cast<std::uintptr_t>(data) % 16 != 0 ||
-        prefetch_.count == cuda::L2Prefetch::kMaxRanges) {
-      return;
-    }
-    prefetch_.data[prefetch_.count] = data;
-    prefetch_.bytes[prefetch_.count] = static_cast<std::uint32_t>(bytes);
-    ++prefetch_.count;
-  }
-
-  // The hints, for the kernel about to be launched, which carries them.
-  cuda::L2Prefetch take_prefetch() {
-    const cuda::L2Prefetch ahead = prefetch_;
-    prefetch_ = {};
-    return ahead;
   }
 
   // The unquantized layer behind `weights` when eaq's own kernels (GEMV, split-K GEMM, the fused
@@ -950,7 +900,6 @@ class CudaBackend final : public Backend {
   void* scratch_ = nullptr;
   std::size_t scratch_bytes_ = 0;
   cuda::SplitScratch split_;
-  cuda::L2Prefetch prefetch_;                          // Backend::prefetch hints for the next op
   std::unique_ptr<cuda::QuantizedLinears> quantized_;  // int8, int8-static, int8-wo, fp8
   std::vector<std::pair<std::vector<cuda::DecodeStepLayer>, cuda::DecodeStepLayer*>> decode_tables_;
   cuda::GridBarrierState* grid_barrier_ = nullptr;

@@ -1,7 +1,6 @@
 // Token + position + token-type embedding sum; reference: cpu_backend.cpp CpuBackend::embed.
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/kernels.hpp"
-#include "backend/cuda/l2_prefetch.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -9,10 +8,8 @@ namespace {
 template <class T>
 __global__ void embed_kernel(const std::int32_t* ids, const T* word, const std::int32_t* pos_ids,
                              const T* pos, const std::int32_t* type_ids, const T* type, T* out,
-                             std::int64_t tokens, std::int64_t hidden, L2Prefetch ahead) {
-  prefetch_into_l2(ahead);
+                             std::int64_t hidden) {
   const std::int64_t t = blockIdx.x;
-  if (t >= tokens) return;  // a block that only prefetches
   const T* w = word + static_cast<std::int64_t>(ids[t]) * hidden;
   const T* p = pos_ids ? pos + static_cast<std::int64_t>(pos_ids[t]) * hidden : nullptr;
   const T* y = type_ids ? type + static_cast<std::int64_t>(type_ids[t]) * hidden : nullptr;
@@ -29,19 +26,13 @@ __global__ void embed_kernel(const std::int32_t* ids, const T* word, const std::
 void launch_embed(DType act, const std::int32_t* ids, const void* word,
                   const std::int32_t* position_ids, const void* position_table,
                   const std::int32_t* type_ids, const void* type_table, void* out,
-                  std::int64_t tokens, std::int64_t hidden, cudaStream_t stream,
-                  const L2Prefetch& ahead) {
+                  std::int64_t tokens, std::int64_t hidden, cudaStream_t stream) {
   if (tokens == 0) return;
   const int threads = hidden >= 256 ? 256 : 128;
-  // A batch-1 step embeds one token: more blocks spread the prefetch over more multiprocessors.
-  constexpr std::int64_t kPrefetchBlocks = 64;
-  const std::int64_t blocks =
-      ahead.count > 0 && tokens < kPrefetchBlocks ? kPrefetchBlocks : tokens;
-  EAQ_DISPATCH_FLOAT(
-      act, embed_kernel<T><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
-               ids, static_cast<const T*>(word), position_ids,
-               static_cast<const T*>(position_table), type_ids, static_cast<const T*>(type_table),
-               static_cast<T*>(out), tokens, hidden, ahead));
+  EAQ_DISPATCH_FLOAT(act, embed_kernel<T><<<static_cast<unsigned>(tokens), threads, 0, stream>>>(
+                              ids, static_cast<const T*>(word), position_ids,
+                              static_cast<const T*>(position_table), type_ids,
+                              static_cast<const T*>(type_table), static_cast<T*>(out), hidden));
 }
 
 }  // namespace eaq::cuda

@@ -18,7 +18,6 @@
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/kernels.hpp"
-#include "backend/cuda/l2_prefetch.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -128,7 +127,6 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   const std::int64_t vectors = a.k / kPerVec;
 
-  prefetch_into_l2(a.ahead);
   uint4 wv[kChunk];
   if (feature < a.n) load_weights<T>(wv, a, feature, 0, vectors, lane);
   // Weights are never written by a kernel: they load while the previous kernel finishes.
@@ -194,7 +192,6 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
     return reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + f * a.k);
   };
 
-  prefetch_into_l2(a.ahead);
   uint4 wv[kRowVecs];
   if (feature < a.n) {
     const uint4* w_row = row_w(feature);

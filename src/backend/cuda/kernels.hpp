@@ -11,27 +11,16 @@
 
 namespace eaq::cuda {
 
-// Memory a later kernel will read, for a kernel to bring into L2 while it runs (l2_prefetch.cuh):
-// a hint that never changes a result. Ranges are 16-byte aligned, sizes multiples of 16 bytes.
-struct L2Prefetch {
-  static constexpr int kMaxRanges = 6;
-  const void* data[kMaxRanges] = {};
-  std::uint32_t bytes[kMaxRanges] = {};
-  int count = 0;
-};
-
 // out[t] = word[ids[t]] + pos[pos_ids[t]] + type[type_ids[t]] (pos/type optional), f32 math.
 void launch_embed(DType act, const std::int32_t* ids, const void* word,
                   const std::int32_t* position_ids, const void* position_table,
                   const std::int32_t* type_ids, const void* type_table, void* out,
-                  std::int64_t tokens, std::int64_t hidden, cudaStream_t stream,
-                  const L2Prefetch& ahead = {});
+                  std::int64_t tokens, std::int64_t hidden, cudaStream_t stream);
 
 // out = LayerNorm(x + residual) * gamma + beta, one warp per row, f32 math. out may alias.
-// `ahead` rides on the kernel for rows of 16-byte vectors (the others drop it).
 void launch_layer_norm(DType act, const void* x, const void* residual, const float* gamma,
                        const float* beta, float eps, void* out, std::int64_t rows,
-                       std::int64_t cols, cudaStream_t stream, const L2Prefetch& ahead = {});
+                       std::int64_t cols, cudaStream_t stream);
 
 // Device scratch for kernels that split one row's work over several blocks, the last block to
 // finish combining the partial results: f32 partials and one arrival counter per row. The
@@ -53,21 +42,18 @@ struct SplitNeed {
 // kernel otherwise, the grouped CUDA-core kernel for other prefills
 // (f32 included), and the decode kernel for decode steps, which splits a long cache over several
 // blocks per (query, head) when there are too few of those to fill the GPU.
-// `ahead` rides on the decode and prefill kernels (the others drop it).
 void launch_attention(DType act, const AttentionArgs& args, const SplitScratch& scratch,
-                      cudaStream_t stream, const L2Prefetch& ahead = {});
+                      cudaStream_t stream);
 SplitNeed attention_split_need(DType act, const AttentionArgs& args);
 // The same with the kernel named (one attention_kernel_name() can return and the arguments suit),
 // for benchmarks that compare kernels on one shape.
 void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitScratch& scratch,
-                             const char* kernel, cudaStream_t stream, const L2Prefetch& ahead = {});
+                             const char* kernel, cudaStream_t stream);
 // "prefill", "wmma", "grouped", "decode" or "simple": what launch_attention() runs for these
 // arguments.
 const char* attention_kernel_name(DType act, const AttentionArgs& args);
 // The simple kernel alone, for tests that compare the two.
 void launch_attention_simple(DType act, const AttentionArgs& args, cudaStream_t stream);
-// Whether launch_attention() runs a kernel that carries `ahead` for these arguments.
-bool attention_carries_prefetch(DType act, const AttentionArgs& args);
 bool attention_tensor_core_eligible(DType act, const AttentionArgs& args);
 // Whether the prefill kernel can run these arguments (it is chosen only for few query tiles).
 bool attention_prefill_eligible(DType act, const AttentionArgs& args);
@@ -104,7 +90,6 @@ struct GemvArgs {
   void* ln_out = nullptr;
   std::int64_t m = 0, n = 0, k = 0;
   Activation activation = Activation::None;
-  L2Prefetch ahead;  // issued before the kernel waits for the previous one
 };
 constexpr std::int64_t kMaxGemvRows = 8;
 bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, const void* w);

@@ -5,7 +5,6 @@
 
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/kernels.hpp"
-#include "backend/cuda/l2_prefetch.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -56,8 +55,7 @@ __global__ void layer_norm_kernel(const T* x, const T* residual, const float* ga
 template <class T, int kVec>
 __global__ void layer_norm_vector_kernel(const T* x, const T* residual, const float* gamma,
                                          const float* beta, float eps, T* out, std::int64_t rows,
-                                         int cols, L2Prefetch ahead) {
-  prefetch_into_l2(ahead);
+                                         int cols) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   constexpr int kFloat4s = kPerVec / 4;  // float4 loads of gamma (and of beta) per vector
   const std::int64_t row =
@@ -167,7 +165,7 @@ __global__ void layer_norm_wide_kernel(const T* x, const T* residual, const floa
 
 void launch_layer_norm(DType act, const void* x, const void* residual, const float* gamma,
                        const float* beta, float eps, void* out, std::int64_t rows,
-                       std::int64_t cols, cudaStream_t stream, const L2Prefetch& ahead) {
+                       std::int64_t cols, cudaStream_t stream) {
   if (rows == 0) return;
   const std::size_t element = act == DType::F32 ? 4 : 2;
   const std::int64_t per_vec = 16 / static_cast<std::int64_t>(element);
@@ -185,16 +183,16 @@ void launch_layer_norm(DType act, const void* x, const void* residual, const flo
       const unsigned threads = 32 * kWarpsPerBlock;
       if (vectors <= 32)
         layer_norm_vector_kernel<T, 1>
-            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, ahead);
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
       else if (vectors <= 64)
         layer_norm_vector_kernel<T, 2>
-            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, ahead);
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
       else if (vectors <= 128)
         layer_norm_vector_kernel<T, 4>
-            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, ahead);
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
       else
         layer_norm_vector_kernel<T, 8>
-            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, ahead);
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c);
     });
     return;
   }
