@@ -353,6 +353,53 @@ TEST(CudaGpt2, FusedDecodeStepMatchesTheCpuAndTheOpByOpStep) {
   }
 }
 
+// The op-by-op step at batch 1, whose LayerNorm + QKV GEMV + attention run as one kernel
+// (qkv_attention.cu) unless EAQ_FUSED_QKV_ATTENTION=0: both against the CPU, teacher-forced, on a
+// padded prompt (masked keys) and a 700-token prompt (a cache of 720 rows).
+TEST(CudaGpt2, QkvAttentionKernelStepMatchesTheCpuAndTheTwoKernels) {
+  RandomCase c;
+  test::TempDir long_dir;
+  test::RandomGpt2Spec long_spec = c.spec;
+  long_spec.positions = 1024;
+  long_spec.seed = 6;
+  test::write_random_gpt2(long_dir.path(), long_spec);
+  std::mt19937 rng(4);
+  std::vector<std::int32_t> long_ids(700);
+  for (auto& id : long_ids) id = static_cast<std::int32_t>(rng() % 499);
+  auto cpu = make_cpu_backend(Precision::Fp32);
+  FusedDecodeSetting op_by_op(false);
+  for (const bool long_prompt : {false, true}) {
+    const std::filesystem::path dir = long_prompt ? long_dir.path() : c.dir.path();
+    const HostTensor ids =
+        long_prompt ? HostTensor::from_i32({1, 700}, long_ids) : row_of(c.ids, 2);
+    const HostTensor mask = long_prompt
+                                ? HostTensor::from_i32({1, 700}, std::vector<std::int32_t>(700, 1))
+                                : row_of(c.mask, 2);
+    const HostTensor feed = row_of(c.steps, 2);
+    const std::int64_t capacity = long_prompt ? 720 : 48;
+    const StepLogits expected = decode_logits(*cpu, dir, ids, mask, feed, capacity);
+    for (Precision precision : {Precision::Fp16, Precision::Bf16}) {
+      EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+      const StepLogits one = decode_logits(*gpu, dir, ids, mask, feed, capacity);
+      setenv("EAQ_FUSED_QKV_ATTENTION", "0", 1);
+      const StepLogits two = decode_logits(*gpu, dir, ids, mask, feed, capacity);
+      unsetenv("EAQ_FUSED_QKV_ATTENTION");
+      const double tolerance = kLogitTolerance.at(precision);
+      const double vs_cpu = test::max_relative_error(one.logits, expected.logits);
+      const double vs_two = test::max_relative_error(one.logits, two.logits);
+      std::printf(
+          "[ decoder   ] qkv+attention kernel, prompt %-4s %-5s vs CPU %.2e, vs two kernels %.2e "
+          "(tolerance %.0e)\n",
+          long_prompt ? "700" : "14", std::string(precision_name(precision)).c_str(), vs_cpu,
+          vs_two, tolerance);
+      EXPECT_LE(vs_cpu, tolerance) << precision_name(precision);
+      EXPECT_LE(test::max_relative_error(two.logits, expected.logits), tolerance)
+          << precision_name(precision) << " two kernels";
+      EXPECT_LE(vs_two, tolerance) << precision_name(precision);
+    }
+  }
+}
+
 // The fused step inside a captured graph (a cooperative launch) gives the tokens of direct fused
 // steps, and in fp32 the CPU's greedy tokens.
 TEST(CudaGpt2, FusedDecodeStepReplaysInAGraph) {

@@ -196,6 +196,14 @@ stage_tune_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,tf32,int8,fp8}" --batch-size 1 --min-duration-s 2
 }
 
+# What the one-kernel LayerNorm + QKV GEMV + attention (qkv_attention.cu) buys a batch-1 decode
+# step: EAQ_FUSED_QKV_ATTENTION=0 (two kernels per layer), then 1, fp16 and bf16.
+stage_qkv_gpt2() {
+  note "GPT-2 124M shape: LayerNorm + QKV GEMV and attention as two kernels, then as one"
+  gpt2_ab EAQ_FUSED_QKV_ATTENTION qkv-gpt2 "one-kernel QKV + attention" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
+}
+
 # Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: the last block's clock per
 # phase).
 stage_timeline_gpt2() {
@@ -311,6 +319,7 @@ for stage in "$@"; do
     timeline-gpt2) stage_timeline_gpt2 ;;
     store-gpt2) stage_store_gpt2 ;;
     tune-gpt2) stage_tune_gpt2 ;;
+    qkv-gpt2) stage_qkv_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;

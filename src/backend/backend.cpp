@@ -28,6 +28,14 @@ void Backend::layer_norm_linear(const DeviceTensor& x, const DeviceTensor* resid
   linear(out, weights, activation, y);
 }
 
+void Backend::layer_norm_linear_attention(const DeviceTensor& x, const DeviceTensor& gamma,
+                                          const DeviceTensor& beta, float eps, DeviceTensor& normed,
+                                          const LinearWeights& weights, DeviceTensor& qkv,
+                                          const AttentionArgs& args) {
+  layer_norm_linear(x, nullptr, gamma, beta, eps, normed, weights, Activation::None, qkv);
+  attention(args);
+}
+
 void Backend::linear_residual(const DeviceTensor& x, const LinearWeights& weights,
                               const DeviceTensor& residual, DeviceTensor& scratch,
                               DeviceTensor& y) {

@@ -264,6 +264,15 @@ class Backend {
   virtual void linear_residual(const DeviceTensor& x, const LinearWeights& weights,
                                const DeviceTensor& residual, DeviceTensor& scratch,
                                DeviceTensor& y);
+  // A decode step's LayerNorm, QKV projection and attention: qkv = LayerNorm(x) W^T + b exactly as
+  // layer_norm_linear (normed receives the LayerNorm), then attention(args), whose q, append_k
+  // and append_v point into qkv. normed and qkv are scratch: their contents afterwards are
+  // unspecified (CUDA at batch 1 keeps them on chip and runs one kernel per layer). The default
+  // runs the two ops.
+  virtual void layer_norm_linear_attention(const DeviceTensor& x, const DeviceTensor& gamma,
+                                           const DeviceTensor& beta, float eps,
+                                           DeviceTensor& normed, const LinearWeights& weights,
+                                           DeviceTensor& qkv, const AttentionArgs& args);
   // A feed-forward block: mid = act(x W1^T + b1), then y = mid W2^T + b2. `mid` is scratch of
   // [rows, first.out_features] in the activation dtype; its contents afterwards are unspecified
   // (a backend may keep the intermediate in quantized form only).

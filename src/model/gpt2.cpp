@@ -229,9 +229,7 @@ void Gpt2Model::run_blocks(Rows& r, const Attend& attend, const Narrow& narrow) 
     const Layer& layer = layers_[i];
     // The fused pairs let a backend save launches (CUDA decode: LayerNorm inside the GEMV, the
     // residual added in its epilogue); `projected` is the scratch of backends that do not fuse.
-    backend_.layer_norm_linear(r.hidden, nullptr, layer.ln_1_weight, layer.ln_1_bias, eps, r.normed,
-                               *layer.c_attn, Activation::None, r.qkv);
-    attend(i, layer.attention_scale);
+    attend(i, layer);
     // After the last layer's attention (which stores its keys and values) the caller may keep
     // fewer rows: those whose output it reads.
     Rows& t = i + 1 == layers_.size() ? narrow(r) : r;
@@ -255,7 +253,10 @@ void Gpt2Model::sequence_forward(Workspace& ws, const DeviceTensor& ids, const D
   Rows rows{ws.hidden, ws.normed, ws.qkv, ws.context, ws.projected, ws.ffn};
   Rows last;
   char* qkv = static_cast<char*>(ws.qkv.data);
-  const auto attend = [&](std::size_t layer, float scale) {
+  const auto attend = [&](std::size_t layer, const Layer& weights) {
+    backend_.layer_norm_linear(rows.hidden, nullptr, weights.ln_1_weight, weights.ln_1_bias,
+                               config_.layer_norm_eps, rows.normed, *weights.c_attn,
+                               Activation::None, rows.qkv);
     AttentionArgs a;
     if (session != nullptr) {
       // The prompt's keys and values go into the cache rows [0, seq) as attention reads them.
@@ -281,7 +282,7 @@ void Gpt2Model::sequence_forward(Workspace& ws, const DeviceTensor& ids, const D
     a.head_dim = config_.head_dim();
     a.q_position_offset = 0;
     a.causal = true;
-    a.scale = scale;
+    a.scale = weights.attention_scale;
     backend_.attention(a);
   };
   const auto narrow = [&](Rows& all) -> Rows& {
@@ -476,7 +477,7 @@ void Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids) {
   backend_.embed(ids, wte_, &s.positions_, &wpe_, nullptr, nullptr, s.hidden_);
   Rows rows{s.hidden_, s.normed_, s.qkv_, s.context_, s.projected_, s.ffn_};
   char* qkv = static_cast<char*>(s.qkv_.data);
-  run_blocks(rows, [&](std::size_t layer, float scale) {
+  run_blocks(rows, [&](std::size_t layer, const Layer& weights) {
     char* cache = static_cast<char*>(s.kv_[layer].data);
     // Attend over the whole cache; the key mask (prompt mask, then one 1 per step) hides padding
     // and the positions not filled yet, so nothing here depends on the step number. The op
@@ -498,12 +499,15 @@ void Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids) {
     a.heads = config_.heads;
     a.head_dim = config_.head_dim();
     a.causal = false;
-    a.scale = scale;
+    a.scale = weights.attention_scale;
     a.append_k = qkv + e * element;
     a.append_v = qkv + 2 * e * element;
     a.append_batch_stride = 3 * e;
     a.append_slot = slot;
-    backend_.attention(a);
+    // One call, so a backend can keep q, k and v on chip (CUDA at batch 1: one kernel).
+    backend_.layer_norm_linear_attention(s.hidden_, weights.ln_1_weight, weights.ln_1_bias,
+                                         config_.layer_norm_eps, s.normed_, *weights.c_attn, s.qkv_,
+                                         a);
   });
   backend_.layer_norm_linear(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
                              s.normed_, *lm_head_, Activation::None, s.logits_);

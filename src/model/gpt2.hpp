@@ -146,8 +146,9 @@ class Gpt2Model {
   Workspace& ensure_workspace(std::int64_t batch, std::int64_t seq);
   void release_workspace();
   void check_ids(const DeviceTensor& ids, const char* what) const;
-  // The blocks over `rows` tokens; `attend(layer, rows)` fills rows.context from rows.qkv, and
-  // `narrow(rows)` gives the rows the last layer's projection and MLP run on.
+  // The blocks over `rows` tokens; `attend(i, layer)` fills rows.context from rows.hidden (the
+  // LayerNorm, the QKV projection and attention), and `narrow(rows)` gives the rows the last
+  // layer's projection and MLP run on.
   struct KeepRows;
   template <class Attend, class Narrow = KeepRows>
   void run_blocks(Rows& rows, const Attend& attend, const Narrow& narrow = Narrow{});

@@ -51,6 +51,13 @@ bool fused_decode_enabled() {
   return cuda::env_is("EAQ_FUSED_DECODE", "1");
 }
 
+// EAQ_FUSED_QKV_ATTENTION=0 runs a batch-1 decode step's LayerNorm + QKV GEMV and attention as two
+// kernels instead of qkv_attention.cu's one (to measure what it buys). Read at every call, so
+// tests compare both.
+bool fused_qkv_attention_enabled() {
+  return !cuda::env_is("EAQ_FUSED_QKV_ATTENTION", "0");
+}
+
 cudaDataType_t cuda_type(DType dtype) {
   switch (dtype) {
     case DType::F32:
@@ -583,6 +590,60 @@ class CudaBackend final : public Backend {
       return;
     }
     Backend::linear_residual(x, weights, residual, scratch, y);
+  }
+
+  void layer_norm_linear_attention(const DeviceTensor& x, const DeviceTensor& gamma,
+                                   const DeviceTensor& beta, float eps, DeviceTensor& normed,
+                                   const LinearWeights& weights, DeviceTensor& qkv,
+                                   const AttentionArgs& args) override {
+    cuda::QkvAttentionArgs fused;
+    if (fused_qkv_attention_enabled() &&
+        qkv_attention_args(x, gamma, beta, eps, weights, qkv, args, fused)) {
+      ProfileScope scope(profiler_, stream_, [&] {
+        return fmt::format("layer_norm+qkv gemv+attention q1 kv{}", args.kv_len);
+      });
+      cuda::launch_qkv_attention(traits_.activation, fused, stream_);
+      EAQ_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    Backend::layer_norm_linear_attention(x, gamma, beta, eps, normed, weights, qkv, args);
+  }
+
+  // The one-kernel form's arguments when it can run this call (a batch-1 decode step: a float
+  // QKV layer, q, k and v in qkv, the cache appended at a device slot, heads of 64).
+  bool qkv_attention_args(const DeviceTensor& x, const DeviceTensor& gamma,
+                          const DeviceTensor& beta, float eps, const LinearWeights& weights,
+                          const DeviceTensor& qkv, const AttentionArgs& args,
+                          cuda::QkvAttentionArgs& out) const {
+    const DType act = traits_.activation;
+    const CudaLinear* w = float_layer(&weights, act);
+    const std::int64_t e = x.numel();
+    const std::size_t element = dtype_size(act);
+    const char* q = static_cast<const char*>(qkv.data);
+    const char* cache = static_cast<const char*>(args.k);
+    if (w == nullptr || x.dtype != act || qkv.dtype != act || w->in_features != e ||
+        w->out_features != 3 * e || args.batch != 1 || args.q_len != 1 || args.causal ||
+        args.append_slot == nullptr || args.key_mask == nullptr || args.store_k != nullptr ||
+        args.heads * args.head_dim != e || args.q != q || args.append_k != q + e * element ||
+        args.append_v != q + 2 * e * element || args.v != cache + e * element ||
+        args.kv_row_stride != 2 * e) {
+      return false;
+    }
+    out.x = x.data;
+    out.ln_gamma = static_cast<const float*>(gamma.data);
+    out.ln_beta = static_cast<const float*>(beta.data);
+    out.ln_eps = eps;
+    out.w = w->weight.data;
+    out.bias = w->bias.data;
+    out.cache = const_cast<void*>(args.k);  // the op appends to it (AttentionArgs: k writable)
+    out.key_mask = args.key_mask;
+    out.slot = args.append_slot;
+    out.out = args.out;
+    out.hidden = e;
+    out.heads = args.heads;
+    out.capacity = args.kv_len;
+    out.scale = args.scale;
+    return cuda::qkv_attention_eligible(act, out);
   }
 
   void feed_forward(const DeviceTensor& x, const LinearWeights& first, Activation activation,

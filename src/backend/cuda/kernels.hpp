@@ -117,6 +117,32 @@ bool split_k_gemm_eligible(DType act, std::int64_t k, const void* x, const void*
 int split_k_gemm_splits(const SplitKGemmArgs& args);
 void launch_split_k_gemm(DType act, const SplitKGemmArgs& args, cudaStream_t stream);
 
+// A batch-1 decode step's LayerNorm, QKV projection and attention in one kernel (Hopper
+// thread-block clusters, qkv_attention.cu): normed = LayerNorm(x) and qkv = normed W^T + bias as
+// launch_gemv computes them, this step's k and v stored in the cache at *slot, then out = the
+// attention of q over the cache's rows whose key_mask is 1 (the slot's row read from the new k
+// and v). x [hidden], W [3 hidden, hidden] (q, k, v rows), bias [3 hidden] or null, cache
+// [capacity, 2 hidden] (K in columns [0, hidden), V in [hidden, 2 hidden)), key_mask [capacity],
+// out [hidden], all but the masks and LayerNorm parameters (f32) in dtype `act` (F16 or BF16).
+// Heads of 64; hidden <= 768. The cache rows other than the slot, the mask and the slot must not
+// come from the kernel just before (they load while it finishes).
+struct QkvAttentionArgs {
+  const void* x = nullptr;
+  const float* ln_gamma = nullptr;
+  const float* ln_beta = nullptr;
+  float ln_eps = 0.0f;
+  const void* w = nullptr;
+  const void* bias = nullptr;
+  void* cache = nullptr;
+  const std::int32_t* key_mask = nullptr;
+  const std::int32_t* slot = nullptr;
+  void* out = nullptr;
+  std::int64_t hidden = 0, heads = 0, capacity = 0;
+  float scale = 1.0f;
+};
+bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);
+void launch_qkv_attention(DType act, const QkvAttentionArgs& args, cudaStream_t stream);
+
 // Elementwise conversion between F32, F16 and BF16.
 void launch_convert(DType from, const void* src, DType to, void* dst, std::int64_t count,
                     cudaStream_t stream);

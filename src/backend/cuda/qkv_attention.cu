@@ -1,0 +1,308 @@
+// A batch-1 decode step's LayerNorm, QKV projection and attention over the KV cache in one
+// kernel, one thread-block cluster per head (Hopper). References: the ops it replaces, gemv.cu's
+// row kernel (LayerNorm + GEMV) and attention.cu's decode kernel, whose arithmetic it repeats
+// (the projection sums in the same order, so q, k and v are the same bits), and through them the
+// CPU backend.
+//
+// Why: op by op, the first half of a layer is two kernels, and the attention kernel splits the
+// cache over blocks that meet again through global memory (a fence, an arrival count, a second
+// read of the partials). Here the 8 blocks of a head's cluster share q, k and v and their partial
+// softmax results through distributed shared memory, with cluster barriers between the phases.
+//
+// Block r of head h's cluster computes rows [24 r, 24 r + 24) of the head's 192 projection rows
+// (q, k and v, 64 each; six per warp, every lane holding three 16-byte pieces of each row, loaded
+// before the kernel waits for the previous one), sends them to every block of the cluster, then
+// attends over cache rows [r chunk, (r + 1) chunk) and sends block 0 its softmax partial, which
+// block 0 merges into the head's output.
+#include <cooperative_groups.h>
+
+#include <cstdint>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/cuda_types.cuh"
+#include "backend/cuda/dependent_launch.cuh"
+#include "backend/cuda/device_query.hpp"
+#include "backend/cuda/kernels.hpp"
+
+namespace eaq::cuda {
+namespace {
+
+constexpr int kClusterBlocks = 8;  // the portable cluster size
+constexpr int kHeadDim = 64;
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kHeadRows = 3 * kHeadDim;                    // a head's q, k and v rows
+constexpr int kRowsPerBlock = kHeadRows / kClusterBlocks;  // 24
+constexpr int kRowsPerWarp = kRowsPerBlock / kWarps;       // 6
+constexpr int kPerVec = 8;                                 // halves in 16 bytes
+constexpr int kXVecs = 3;                                  // 16-byte pieces of x per lane
+constexpr int kTeam = kHeadDim / kPerVec;                  // threads per cache row: 8
+constexpr int kKeysPerPass = kThreads / kTeam;             // 16
+
+template <class T>
+__device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) {
+  const T* t = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int e = 0; e < kPerVec; ++e) out[e] = to_f32(t[e]);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArgs a, int chunk) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  extern __shared__ float scores[];                      // [chunk]
+  __shared__ float head[kHeadRows];                      // q, k, v of this head (T-rounded)
+  __shared__ float partial[kKeysPerPass][kHeadDim];      // P V of each key group
+  __shared__ float chunk_out[kClusterBlocks][kHeadDim];  // block 0: every block's P V
+  __shared__ float chunk_max[kClusterBlocks], chunk_sum[kClusterBlocks];
+  __shared__ float reduce[kWarps];
+
+  const cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const std::int64_t h = blockIdx.y, hidden = a.hidden;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int vectors = static_cast<int>(hidden / kPerVec);
+  // Every block must have started before any writes into its shared memory: arrive now, wait
+  // just before the first remote write.
+  cluster.barrier_arrive();
+
+  // Weights, LayerNorm parameters, older cache rows, the key mask and the slot do not come from
+  // the previous kernel (the slot and mask from the step's first kernels): they load while it
+  // finishes.
+  uint4 wv[kRowsPerWarp][kXVecs];
+  std::int64_t feature[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + r;  // row of the head's 192
+    feature[r] = (t / kHeadDim) * hidden + h * kHeadDim + t % kHeadDim;
+    const auto* row =
+        reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + feature[r] * hidden);
+#pragma unroll
+    for (int u = 0; u < kXVecs; ++u) {
+      if (lane + 32 * u < vectors) wv[r][u] = row[lane + 32 * u];
+    }
+  }
+  float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
+#pragma unroll
+  for (int u = 0; u < kXVecs; ++u) {
+    const int v = lane + 32 * u;
+    if (v >= vectors) break;
+#pragma unroll
+    for (int q = 0; q < kPerVec / 4; ++q) {
+      const float4 g = reinterpret_cast<const float4*>(a.ln_gamma + v * kPerVec)[q];
+      const float4 b = reinterpret_cast<const float4*>(a.ln_beta + v * kPerVec)[q];
+      gv[u][4 * q] = g.x, gv[u][4 * q + 1] = g.y, gv[u][4 * q + 2] = g.z, gv[u][4 * q + 3] = g.w;
+      bv[u][4 * q] = b.x, bv[u][4 * q + 1] = b.y, bv[u][4 * q + 2] = b.z, bv[u][4 * q + 3] = b.w;
+    }
+  }
+  const std::int64_t slot = *a.slot;
+  const std::int64_t row_stride = 2 * hidden;
+  const std::int64_t j0 = static_cast<std::int64_t>(rank) * chunk;
+  const std::int64_t j1 = j0 + chunk < a.capacity ? j0 + chunk : a.capacity;
+  const int piece = threadIdx.x % kTeam, key_group = threadIdx.x / kTeam;
+  T* cache = static_cast<T*>(a.cache);
+  const T* k_base = cache + h * kHeadDim + piece * kPerVec;
+  const T* v_base = k_base + hidden;
+  const std::int64_t j_first = j0 + key_group;
+  const bool preload = j_first < j1 && j_first != slot;
+  uint4 k_first = make_uint4(0, 0, 0, 0), v_first = make_uint4(0, 0, 0, 0);
+  bool first_visible = false;
+  if (preload) {
+    k_first = *reinterpret_cast<const uint4*>(k_base + j_first * row_stride);
+    v_first = *reinterpret_cast<const uint4*>(v_base + j_first * row_stride);
+    first_visible = a.key_mask[j_first] != 0;
+  }
+  wait_for_previous_kernel();  // x comes from the kernel before
+  allow_dependent_launch();
+
+  // LayerNorm of x in every warp, as the GEMV row kernel does it (two passes, shuffles only).
+  float xv[kXVecs][kPerVec];
+  float sum = 0.0f;
+  const auto* x4 = reinterpret_cast<const uint4*>(a.x);
+#pragma unroll
+  for (int u = 0; u < kXVecs; ++u) {
+    const int v = lane + 32 * u;
+    if (v >= vectors) break;
+    unpack<T>(x4[v], xv[u]);
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) sum += xv[u][e];
+  }
+  const float mean = warp_sum(sum) / static_cast<float>(hidden);
+  float sq = 0.0f;
+#pragma unroll
+  for (int u = 0; u < kXVecs; ++u) {
+    if (lane + 32 * u >= vectors) break;
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) sq += (xv[u][e] - mean) * (xv[u][e] - mean);
+  }
+  const float rstd = rsqrtf(warp_sum(sq) / static_cast<float>(hidden) + a.ln_eps);
+#pragma unroll
+  for (int u = 0; u < kXVecs; ++u) {
+    if (lane + 32 * u >= vectors) break;
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e)
+      xv[u][e] = to_f32(from_f32<T>((xv[u][e] - mean) * rstd * gv[u][e] + bv[u][e]));
+  }
+
+  // This warp's six rows; lane c < 8 sends each value to block c of the cluster. The block that
+  // computes a row of k or v also stores it in the cache at the slot.
+  cluster.barrier_wait();
+  const T* bias = static_cast<const T*>(a.bias);
+  const bool slot_in_cache = slot >= 0 && slot < a.capacity;
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kXVecs; ++u) {
+      if (lane + 32 * u >= vectors) break;
+      const T* wt = reinterpret_cast<const T*>(&wv[r][u]);
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
+    }
+    const float total = warp_sum(acc) + (bias ? to_f32(bias[feature[r]]) : 0.0f);
+    const T rounded = from_f32<T>(total);
+    const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + r;
+    if (lane < kClusterBlocks) *cluster.map_shared_rank(&head[t], lane) = to_f32(rounded);
+    if (lane == kClusterBlocks && t >= kHeadDim && slot_in_cache) {
+      const int part = t / kHeadDim;  // 1: k, 2: v
+      cache[slot * row_stride + (part - 1) * hidden + h * kHeadDim + t % kHeadDim] = rounded;
+    }
+  }
+  cluster.sync();  // head[] is complete in every block
+
+  // Attention over this block's cache rows, as attention.cu's decode kernel: a team of 8 threads
+  // per key row, 16 rows per pass; the slot's key and value come from head[].
+  float q_piece[kPerVec];
+#pragma unroll
+  for (int e = 0; e < kPerVec; ++e) q_piece[e] = head[piece * kPerVec + e] * a.scale;
+  float local_max = -INFINITY;
+  const std::int64_t passes = j1 > j0 ? (j1 - j0 + kKeysPerPass - 1) / kKeysPerPass : 0;
+  for (std::int64_t pass = 0; pass < passes; ++pass) {
+    const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
+    const bool preloaded = pass == 0 && preload;
+    float dot = 0.0f;
+    if (j < j1) {
+      float k_piece[kPerVec];
+      if (j == slot) {
+#pragma unroll
+        for (int e = 0; e < kPerVec; ++e) k_piece[e] = head[kHeadDim + piece * kPerVec + e];
+      } else {
+        unpack<T>(preloaded ? k_first : *reinterpret_cast<const uint4*>(k_base + j * row_stride),
+                  k_piece);
+      }
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) dot += q_piece[e] * k_piece[e];
+    }
+    const bool visible = preloaded ? first_visible : j < j1 && a.key_mask[j] != 0;
+    for (int offset = kTeam / 2; offset > 0; offset /= 2) {
+      dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+    }
+    if (j < j1 && piece == 0) scores[j - j0] = visible ? dot : -INFINITY;
+    if (visible) local_max = fmaxf(local_max, dot);
+  }
+  local_max = warp_max(local_max);
+  if (lane == 0) reduce[warp] = local_max;
+  __syncthreads();
+  float block_max = -INFINITY;
+  for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, reduce[w]);
+  __syncthreads();  // reduce[] is reused for the sums
+  float local_sum = 0.0f;
+  for (std::int64_t j = threadIdx.x; j < j1 - j0; j += kThreads) {
+    const float p = scores[j] == -INFINITY ? 0.0f : __expf(scores[j] - block_max);
+    scores[j] = p;
+    local_sum += p;
+  }
+  local_sum = warp_sum(local_sum);
+  if (lane == 0) reduce[warp] = local_sum;
+  __syncthreads();
+  float block_sum = 0.0f;
+  for (int w = 0; w < kWarps; ++w) block_sum += reduce[w];
+
+  float acc[kPerVec] = {};
+  for (std::int64_t j = j_first; j < j1; j += kKeysPerPass) {
+    const float p = scores[j - j0];
+    if (p == 0.0f) continue;
+    float v_piece[kPerVec];
+    if (j == slot) {
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) v_piece[e] = head[2 * kHeadDim + piece * kPerVec + e];
+    } else {
+      unpack<T>(j == j_first && preload ? v_first
+                                        : *reinterpret_cast<const uint4*>(v_base + j * row_stride),
+                v_piece);
+    }
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) acc[e] += p * v_piece[e];
+  }
+#pragma unroll
+  for (int e = 0; e < kPerVec; ++e) partial[key_group][piece * kPerVec + e] = acc[e];
+  __syncthreads();
+  // This block's partial (max, sum, P V) into block 0.
+  if (threadIdx.x < kHeadDim) {
+    float pv = 0.0f;
+    for (int g = 0; g < kKeysPerPass; ++g) pv += partial[g][threadIdx.x];
+    *cluster.map_shared_rank(&chunk_out[rank][threadIdx.x], 0) = pv;
+  }
+  if (threadIdx.x == 0) {
+    *cluster.map_shared_rank(&chunk_max[rank], 0) = block_max;
+    *cluster.map_shared_rank(&chunk_sum[rank], 0) = block_sum;
+  }
+  cluster.sync();  // block 0 has every partial; the others may leave
+  if (rank != 0 || threadIdx.x >= kHeadDim) return;
+  float m = -INFINITY;
+  for (int c = 0; c < kClusterBlocks; ++c) m = fmaxf(m, chunk_max[c]);
+  float total = 0.0f, out = 0.0f;
+  for (int c = 0; c < kClusterBlocks; ++c) {
+    const float w = chunk_max[c] == -INFINITY ? 0.0f : __expf(chunk_max[c] - m);
+    total += w * chunk_sum[c];
+    out += w * chunk_out[c][threadIdx.x];
+  }
+  const float inv = total > 0.0f ? 1.0f / total : 0.0f;  // every key hidden: zeros
+  static_cast<T*>(a.out)[h * kHeadDim + threadIdx.x] = from_f32<T>(out * inv);
+#endif
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
+}
+
+template <class T>
+void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
+  const int chunk = static_cast<int>((a.capacity + kClusterBlocks - 1) / kClusterBlocks);
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(kClusterBlocks, static_cast<unsigned>(a.heads));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = static_cast<std::size_t>(chunk) * sizeof(float);
+  config.stream = stream;
+  cudaLaunchAttribute attributes[2] = {};
+  attributes[0].id = cudaLaunchAttributeClusterDimension;
+  attributes[0].val.clusterDim.x = kClusterBlocks;
+  attributes[0].val.clusterDim.y = 1;
+  attributes[0].val.clusterDim.z = 1;
+  attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attributes[1].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attributes;
+  config.numAttrs = dependent_launch_supported() ? 2 : 1;
+  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, qkv_attention_kernel<T>, a, chunk));
+}
+
+}  // namespace
+
+bool qkv_attention_eligible(DType act, const QkvAttentionArgs& a) {
+  // Scores of one block's rows live in shared memory next to ~9 KB of static arrays.
+  constexpr std::int64_t kMaxCapacity = kClusterBlocks * 8 * 1024;
+  return (act == DType::F16 || act == DType::BF16) && thread_block_clusters_supported() &&
+         a.heads * kHeadDim == a.hidden && a.hidden / kPerVec <= 32 * kXVecs && a.capacity >= 1 &&
+         a.capacity <= kMaxCapacity && a.ln_gamma != nullptr && a.ln_beta != nullptr &&
+         a.key_mask != nullptr && a.slot != nullptr && aligned16(a.x) && aligned16(a.w) &&
+         aligned16(a.cache) && aligned16(a.ln_gamma) && aligned16(a.ln_beta);
+}
+
+void launch_qkv_attention(DType act, const QkvAttentionArgs& a, cudaStream_t stream) {
+  if (act == DType::F16)
+    launch_typed<__half>(a, stream);
+  else if (act == DType::BF16)
+    launch_typed<__nv_bfloat16>(a, stream);
+}
+
+}  // namespace eaq::cuda
