@@ -38,6 +38,7 @@ constexpr int kPerVec = 8;                                 // halves in 16 bytes
 constexpr int kXVecs = 3;                                  // 16-byte pieces of x per lane
 constexpr int kTeam = kHeadDim / kPerVec;                  // threads per cache row: 8
 constexpr int kKeysPerPass = kThreads / kTeam;             // 16
+constexpr int kPreloadPasses = 3;  // cache rows a block loads before the wait: 48 keys
 
 template <class T>
 __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) {
@@ -103,14 +104,19 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   T* cache = static_cast<T*>(a.cache);
   const T* k_base = cache + h * kHeadDim + piece * kPerVec;
   const T* v_base = k_base + hidden;
-  const std::int64_t j_first = j0 + key_group;
-  const bool preload = j_first < j1 && j_first != slot;
-  uint4 k_first = make_uint4(0, 0, 0, 0), v_first = make_uint4(0, 0, 0, 0);
-  bool first_visible = false;
-  if (preload) {
-    k_first = *reinterpret_cast<const uint4*>(k_base + j_first * row_stride);
-    v_first = *reinterpret_cast<const uint4*>(v_base + j_first * row_stride);
-    first_visible = a.key_mask[j_first] != 0;
+  // The first kPreloadPasses passes' key and value rows (a cache of up to 384 rows whole).
+  uint4 k_pre[kPreloadPasses], v_pre[kPreloadPasses];
+  bool visible_pre[kPreloadPasses];
+#pragma unroll
+  for (int p = 0; p < kPreloadPasses; ++p) {
+    const std::int64_t j = j0 + p * kKeysPerPass + key_group;
+    k_pre[p] = v_pre[p] = make_uint4(0, 0, 0, 0);
+    visible_pre[p] = false;
+    if (j < j1 && j != slot) {
+      k_pre[p] = *reinterpret_cast<const uint4*>(k_base + j * row_stride);
+      v_pre[p] = *reinterpret_cast<const uint4*>(v_base + j * row_stride);
+      visible_pre[p] = a.key_mask[j] != 0;
+    }
   }
   wait_for_previous_kernel();  // x comes from the kernel before
   allow_dependent_launch();
@@ -177,28 +183,47 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   for (int e = 0; e < kPerVec; ++e) q_piece[e] = head[piece * kPerVec + e] * a.scale;
   float local_max = -INFINITY;
   const std::int64_t passes = j1 > j0 ? (j1 - j0 + kKeysPerPass - 1) / kKeysPerPass : 0;
-  for (std::int64_t pass = 0; pass < passes; ++pass) {
-    const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
-    const bool preloaded = pass == 0 && preload;
+  // Every thread of a team runs the same passes, so the shuffles are uniform.
+  const auto score = [&](std::int64_t j, const float(&k_piece)[kPerVec], bool visible) {
     float dot = 0.0f;
-    if (j < j1) {
-      float k_piece[kPerVec];
-      if (j == slot) {
 #pragma unroll
-        for (int e = 0; e < kPerVec; ++e) k_piece[e] = head[kHeadDim + piece * kPerVec + e];
-      } else {
-        unpack<T>(preloaded ? k_first : *reinterpret_cast<const uint4*>(k_base + j * row_stride),
-                  k_piece);
-      }
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) dot += q_piece[e] * k_piece[e];
-    }
-    const bool visible = preloaded ? first_visible : j < j1 && a.key_mask[j] != 0;
+    for (int e = 0; e < kPerVec; ++e) dot += q_piece[e] * k_piece[e];
     for (int offset = kTeam / 2; offset > 0; offset /= 2) {
       dot += __shfl_xor_sync(0xffffffffu, dot, offset);
     }
     if (j < j1 && piece == 0) scores[j - j0] = visible ? dot : -INFINITY;
     if (visible) local_max = fmaxf(local_max, dot);
+  };
+#pragma unroll
+  for (int p = 0; p < kPreloadPasses; ++p) {
+    if (p >= passes) break;
+    const std::int64_t j = j0 + p * kKeysPerPass + key_group;
+    float k_piece[kPerVec] = {};
+    bool visible = false;
+    if (j < j1 && j == slot) {
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) k_piece[e] = head[kHeadDim + piece * kPerVec + e];
+      visible = a.key_mask[j] != 0;
+    } else if (j < j1) {
+      unpack<T>(k_pre[p], k_piece);
+      visible = visible_pre[p];
+    }
+    score(j, k_piece, visible);
+  }
+#pragma unroll 4
+  for (std::int64_t pass = kPreloadPasses; pass < passes; ++pass) {
+    const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
+    float k_piece[kPerVec] = {};
+    bool visible = false;
+    if (j < j1 && j == slot) {
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) k_piece[e] = head[kHeadDim + piece * kPerVec + e];
+      visible = a.key_mask[j] != 0;
+    } else if (j < j1) {
+      unpack<T>(*reinterpret_cast<const uint4*>(k_base + j * row_stride), k_piece);
+      visible = a.key_mask[j] != 0;
+    }
+    score(j, k_piece, visible);
   }
   local_max = warp_max(local_max);
   if (lane == 0) reduce[warp] = local_max;
@@ -219,20 +244,35 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   for (int w = 0; w < kWarps; ++w) block_sum += reduce[w];
 
   float acc[kPerVec] = {};
-  for (std::int64_t j = j_first; j < j1; j += kKeysPerPass) {
+  const auto add_value = [&](std::int64_t j, const float(&v_piece)[kPerVec]) {
     const float p = scores[j - j0];
-    if (p == 0.0f) continue;
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) acc[e] += p * v_piece[e];
+  };
+#pragma unroll
+  for (int p = 0; p < kPreloadPasses; ++p) {
+    const std::int64_t j = j0 + p * kKeysPerPass + key_group;
+    if (j >= j1 || scores[j - j0] == 0.0f) continue;
     float v_piece[kPerVec];
     if (j == slot) {
 #pragma unroll
       for (int e = 0; e < kPerVec; ++e) v_piece[e] = head[2 * kHeadDim + piece * kPerVec + e];
     } else {
-      unpack<T>(j == j_first && preload ? v_first
-                                        : *reinterpret_cast<const uint4*>(v_base + j * row_stride),
-                v_piece);
+      unpack<T>(v_pre[p], v_piece);
     }
+    add_value(j, v_piece);
+  }
+#pragma unroll 4
+  for (std::int64_t j = j0 + kPreloadPasses * kKeysPerPass + key_group; j < j1; j += kKeysPerPass) {
+    if (scores[j - j0] == 0.0f) continue;
+    float v_piece[kPerVec];
+    if (j == slot) {
 #pragma unroll
-    for (int e = 0; e < kPerVec; ++e) acc[e] += p * v_piece[e];
+      for (int e = 0; e < kPerVec; ++e) v_piece[e] = head[2 * kHeadDim + piece * kPerVec + e];
+    } else {
+      unpack<T>(*reinterpret_cast<const uint4*>(v_base + j * row_stride), v_piece);
+    }
+    add_value(j, v_piece);
   }
 #pragma unroll
   for (int e = 0; e < kPerVec; ++e) partial[key_group][piece * kPerVec + e] = acc[e];
