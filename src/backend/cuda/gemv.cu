@@ -18,6 +18,7 @@
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/warp_layer_norm.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -203,24 +204,13 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
   // So are the LayerNorm's gamma and beta.
   float gv[kRowVecs][kPerVec], bv[kRowVecs][kPerVec];
   if (a.ln_gamma != nullptr) {
-#pragma unroll
-    for (int u = 0; u < kRowVecs; ++u) {
-      const std::int64_t v = lane + 32 * u;
-      if (v >= vectors) break;
-#pragma unroll
-      for (int q = 0; q < kPerVec / 4; ++q) {
-        const float4 g = reinterpret_cast<const float4*>(a.ln_gamma + v * kPerVec)[q];
-        const float4 b = reinterpret_cast<const float4*>(a.ln_beta + v * kPerVec)[q];
-        gv[u][4 * q] = g.x, gv[u][4 * q + 1] = g.y, gv[u][4 * q + 2] = g.z, gv[u][4 * q + 3] = g.w;
-        bv[u][4 * q] = b.x, bv[u][4 * q + 1] = b.y, bv[u][4 * q + 2] = b.z, bv[u][4 * q + 3] = b.w;
-      }
-    }
+    load_layer_norm_params<kRowVecs, kPerVec>(a.ln_gamma, a.ln_beta, static_cast<int>(vectors), gv,
+                                              bv);
   }
   wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
   allow_dependent_launch();
 
   float xv[kRowVecs][kPerVec];
-  float sum = 0.0f;
   const auto* x4 = reinterpret_cast<const uint4*>(a.x);
   const auto* r4 = reinterpret_cast<const uint4*>(a.ln_residual);
 #pragma unroll
@@ -237,19 +227,10 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
 #pragma unroll
       for (int e = 0; e < kPerVec; ++e) xv[u][e] += to_f32(rt[e]);
     }
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) sum += xv[u][e];
   }
   if (a.ln_gamma != nullptr) {
-    const float mean = warp_sum(sum) / static_cast<float>(a.k);
-    float sq = 0.0f;
-#pragma unroll
-    for (int u = 0; u < kRowVecs; ++u) {
-      if (lane + 32 * u >= vectors) break;
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) sq += (xv[u][e] - mean) * (xv[u][e] - mean);
-    }
-    const float rstd = rsqrtf(warp_sum(sq) / static_cast<float>(a.k) + a.ln_eps);
+    const RowStats st =
+        warp_row_stats<kRowVecs, kPerVec>(xv, static_cast<int>(vectors), a.k, a.ln_eps);
     const bool writer = blockIdx.x == 0 && threadIdx.x < 32 && a.ln_out != nullptr;
 #pragma unroll
     for (int u = 0; u < kRowVecs; ++u) {
@@ -258,7 +239,7 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
       alignas(16) T normed[kPerVec];
 #pragma unroll
       for (int e = 0; e < kPerVec; ++e) {
-        normed[e] = from_f32<T>((xv[u][e] - mean) * rstd * gv[u][e] + bv[u][e]);
+        normed[e] = from_f32<T>((xv[u][e] - st.mean) * st.rstd * gv[u][e] + bv[u][e]);
         xv[u][e] = to_f32(normed[e]);  // what the unfused LayerNorm would have stored
       }
       if (writer) reinterpret_cast<uint4*>(a.ln_out)[v] = *reinterpret_cast<const uint4*>(normed);

@@ -23,6 +23,7 @@
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/device_query.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/warp_layer_norm.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -84,18 +85,7 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
     }
   }
   float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
-#pragma unroll
-  for (int u = 0; u < kXVecs; ++u) {
-    const int v = lane + 32 * u;
-    if (v >= vectors) break;
-#pragma unroll
-    for (int q = 0; q < kPerVec / 4; ++q) {
-      const float4 g = reinterpret_cast<const float4*>(a.ln_gamma + v * kPerVec)[q];
-      const float4 b = reinterpret_cast<const float4*>(a.ln_beta + v * kPerVec)[q];
-      gv[u][4 * q] = g.x, gv[u][4 * q + 1] = g.y, gv[u][4 * q + 2] = g.z, gv[u][4 * q + 3] = g.w;
-      bv[u][4 * q] = b.x, bv[u][4 * q + 1] = b.y, bv[u][4 * q + 2] = b.z, bv[u][4 * q + 3] = b.w;
-    }
-  }
+  load_layer_norm_params<kXVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
   const std::int64_t slot = *a.slot;
   const std::int64_t row_stride = 2 * hidden;
   const std::int64_t j0 = static_cast<std::int64_t>(rank) * chunk;
@@ -123,31 +113,19 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
 
   // LayerNorm of x in every warp, as the GEMV row kernel does it (two passes, shuffles only).
   float xv[kXVecs][kPerVec];
-  float sum = 0.0f;
   const auto* x4 = reinterpret_cast<const uint4*>(a.x);
 #pragma unroll
   for (int u = 0; u < kXVecs; ++u) {
-    const int v = lane + 32 * u;
-    if (v >= vectors) break;
-    unpack<T>(x4[v], xv[u]);
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) sum += xv[u][e];
-  }
-  const float mean = warp_sum(sum) / static_cast<float>(hidden);
-  float sq = 0.0f;
-#pragma unroll
-  for (int u = 0; u < kXVecs; ++u) {
     if (lane + 32 * u >= vectors) break;
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) sq += (xv[u][e] - mean) * (xv[u][e] - mean);
+    unpack<T>(x4[lane + 32 * u], xv[u]);
   }
-  const float rstd = rsqrtf(warp_sum(sq) / static_cast<float>(hidden) + a.ln_eps);
+  const RowStats st = warp_row_stats<kXVecs, kPerVec>(xv, vectors, hidden, a.ln_eps);
 #pragma unroll
   for (int u = 0; u < kXVecs; ++u) {
     if (lane + 32 * u >= vectors) break;
 #pragma unroll
     for (int e = 0; e < kPerVec; ++e)
-      xv[u][e] = to_f32(from_f32<T>((xv[u][e] - mean) * rstd * gv[u][e] + bv[u][e]));
+      xv[u][e] = to_f32(from_f32<T>((xv[u][e] - st.mean) * st.rstd * gv[u][e] + bv[u][e]));
   }
 
   // This warp's six rows; lane c < 8 sends each value to block c of the cluster. The block that

@@ -1,0 +1,64 @@
+// LayerNorm of one row that a warp holds in registers, lane l holding the row's 16-byte pieces
+// l, l + 32, ... (up to kVecs of them) as f32: what the GEMV row kernel (gemv.cu) and the QKV +
+// attention kernel (qkv_attention.cu) share. Two passes over the registers, shuffles only;
+// reference: cpu_kernels.cpp layer_norm_f32.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/cuda/cuda_types.cuh"
+
+namespace eaq::cuda {
+
+// This lane's pieces of gamma and beta (of `vectors` pieces in all). They are constant: load
+// them before waiting for the previous kernel.
+template <int kVecs, int kPerVec>
+__device__ __forceinline__ void load_layer_norm_params(const float* gamma, const float* beta,
+                                                       int vectors, float (&g)[kVecs][kPerVec],
+                                                       float (&b)[kVecs][kPerVec]) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int u = 0; u < kVecs; ++u) {
+    const int v = lane + 32 * u;
+    if (v >= vectors) break;
+#pragma unroll
+    for (int q = 0; q < kPerVec / 4; ++q) {
+      const float4 gq = reinterpret_cast<const float4*>(gamma + v * kPerVec)[q];
+      const float4 bq = reinterpret_cast<const float4*>(beta + v * kPerVec)[q];
+      g[u][4 * q] = gq.x, g[u][4 * q + 1] = gq.y, g[u][4 * q + 2] = gq.z, g[u][4 * q + 3] = gq.w;
+      b[u][4 * q] = bq.x, b[u][4 * q + 1] = bq.y, b[u][4 * q + 2] = bq.z, b[u][4 * q + 3] = bq.w;
+    }
+  }
+}
+
+struct RowStats {
+  float mean = 0.0f;
+  float rstd = 0.0f;  // 1 / sqrt(variance + eps)
+};
+
+// The statistics of the row's k values (every lane gets them).
+template <int kVecs, int kPerVec>
+__device__ __forceinline__ RowStats warp_row_stats(const float (&x)[kVecs][kPerVec], int vectors,
+                                                   std::int64_t k, float eps) {
+  const int lane = threadIdx.x % 32;
+  float sum = 0.0f;
+#pragma unroll
+  for (int u = 0; u < kVecs; ++u) {
+    if (lane + 32 * u >= vectors) break;
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) sum += x[u][e];
+  }
+  RowStats s;
+  s.mean = warp_sum(sum) / static_cast<float>(k);
+  float sq = 0.0f;
+#pragma unroll
+  for (int u = 0; u < kVecs; ++u) {
+    if (lane + 32 * u >= vectors) break;
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) sq += (x[u][e] - s.mean) * (x[u][e] - s.mean);
+  }
+  s.rstd = rsqrtf(warp_sum(sq) / static_cast<float>(k) + eps);
+  return s;
+}
+
+}  // namespace eaq::cuda
