@@ -298,19 +298,30 @@ StepLogits decode_logits(Backend& backend, const std::filesystem::path& dir, con
   return out;
 }
 
+// A model of RandomCase's shape with 1024 positions and an unpadded 700-token prompt: long
+// enough that decode attention takes several passes over each block's share of the cache.
+struct LongPrompt {
+  test::TempDir dir;
+  HostTensor ids, mask;  // [1, 700]
+  LongPrompt(const test::RandomGpt2Spec& base, unsigned model_seed, unsigned id_seed) {
+    test::RandomGpt2Spec spec = base;
+    spec.positions = 1024;
+    spec.seed = model_seed;
+    test::write_random_gpt2(dir.path(), spec);
+    std::mt19937 rng(id_seed);
+    std::vector<std::int32_t> id(700);
+    for (auto& t : id) t = static_cast<std::int32_t>(rng() % 499);
+    ids = HostTensor::from_i32({1, 700}, id);
+    mask = HostTensor::from_i32({1, 700}, std::vector<std::int32_t>(700, 1));
+  }
+};
+
 // Fused step vs the CPU reference and vs the same backend op by op, teacher-forced so both see
 // the same tokens: row 1 of RandomCase (13 padding positions, so the fused attention skips masked
 // keys), then a prompt long enough that the fused attention takes two passes over the cache.
 TEST(CudaGpt2, FusedDecodeStepMatchesTheCpuAndTheOpByOpStep) {
   RandomCase c;
-  test::TempDir long_dir;
-  test::RandomGpt2Spec long_spec = c.spec;
-  long_spec.positions = 1024;
-  long_spec.seed = 5;
-  test::write_random_gpt2(long_dir.path(), long_spec);
-  std::mt19937 rng(3);
-  std::vector<std::int32_t> long_ids(700);
-  for (auto& id : long_ids) id = static_cast<std::int32_t>(rng() % 499);
+  const LongPrompt long_prompt(c.spec, 5, 3);
   struct Prompt {
     const char* name;
     std::filesystem::path dir;
@@ -320,8 +331,8 @@ TEST(CudaGpt2, FusedDecodeStepMatchesTheCpuAndTheOpByOpStep) {
   const std::vector<Prompt> prompts = {
       {"padded prompt of 27", c.dir.path(), row_of(c.ids, 1), row_of(c.mask, 1), row_of(c.steps, 1),
        48},
-      {"prompt of 700", long_dir.path(), HostTensor::from_i32({1, 700}, long_ids),
-       HostTensor::from_i32({1, 700}, std::vector<std::int32_t>(700, 1)), row_of(c.steps, 0), 720},
+      {"prompt of 700", long_prompt.dir.path(), long_prompt.ids, long_prompt.mask,
+       row_of(c.steps, 0), 720},
   };
   auto cpu = make_cpu_backend(Precision::Fp32);
   for (const Prompt& p : prompts) {
@@ -358,23 +369,13 @@ TEST(CudaGpt2, FusedDecodeStepMatchesTheCpuAndTheOpByOpStep) {
 // padded prompt (masked keys) and a 700-token prompt (a cache of 720 rows).
 TEST(CudaGpt2, QkvAttentionKernelStepMatchesTheCpuAndTheTwoKernels) {
   RandomCase c;
-  test::TempDir long_dir;
-  test::RandomGpt2Spec long_spec = c.spec;
-  long_spec.positions = 1024;
-  long_spec.seed = 6;
-  test::write_random_gpt2(long_dir.path(), long_spec);
-  std::mt19937 rng(4);
-  std::vector<std::int32_t> long_ids(700);
-  for (auto& id : long_ids) id = static_cast<std::int32_t>(rng() % 499);
+  const LongPrompt long_case(c.spec, 6, 4);
   auto cpu = make_cpu_backend(Precision::Fp32);
   FusedDecodeSetting op_by_op(false);
   for (const bool long_prompt : {false, true}) {
-    const std::filesystem::path dir = long_prompt ? long_dir.path() : c.dir.path();
-    const HostTensor ids =
-        long_prompt ? HostTensor::from_i32({1, 700}, long_ids) : row_of(c.ids, 2);
-    const HostTensor mask = long_prompt
-                                ? HostTensor::from_i32({1, 700}, std::vector<std::int32_t>(700, 1))
-                                : row_of(c.mask, 2);
+    const std::filesystem::path dir = long_prompt ? long_case.dir.path() : c.dir.path();
+    const HostTensor ids = long_prompt ? long_case.ids : row_of(c.ids, 2);
+    const HostTensor mask = long_prompt ? long_case.mask : row_of(c.mask, 2);
     const HostTensor feed = row_of(c.steps, 2);
     const std::int64_t capacity = long_prompt ? 720 : 48;
     const StepLogits expected = decode_logits(*cpu, dir, ids, mask, feed, capacity);

@@ -161,8 +161,29 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   for (int e = 0; e < kPerVec; ++e) q_piece[e] = head[piece * kPerVec + e] * a.scale;
   float local_max = -INFINITY;
   const std::int64_t passes = j1 > j0 ? (j1 - j0 + kKeysPerPass - 1) / kKeysPerPass : 0;
+  // The key (part 1) or value (part 2) piece of cache row j < j1: the slot's from head[], else
+  // `preloaded` when the row was loaded before the wait, else a load now.
+  const auto row_piece = [&](std::int64_t j, int part, bool has_preloaded, const uint4& preloaded,
+                             float(&out)[kPerVec]) {
+    if (j == slot) {
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) out[e] = head[part * kHeadDim + piece * kPerVec + e];
+    } else {
+      const T* base = part == 1 ? k_base : v_base;
+      unpack<T>(has_preloaded ? preloaded : *reinterpret_cast<const uint4*>(base + j * row_stride),
+                out);
+    }
+  };
   // Every thread of a team runs the same passes, so the shuffles are uniform.
-  const auto score = [&](std::int64_t j, const float(&k_piece)[kPerVec], bool visible) {
+  const auto score = [&](std::int64_t pass, bool has_preloaded, const uint4& preloaded,
+                         bool preloaded_visible) {
+    const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
+    float k_piece[kPerVec] = {};
+    bool visible = false;
+    if (j < j1) {
+      row_piece(j, 1, has_preloaded, preloaded, k_piece);
+      visible = has_preloaded && j != slot ? preloaded_visible : a.key_mask[j] != 0;
+    }
     float dot = 0.0f;
 #pragma unroll
     for (int e = 0; e < kPerVec; ++e) dot += q_piece[e] * k_piece[e];
@@ -175,34 +196,11 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
 #pragma unroll
   for (int p = 0; p < kPreloadPasses; ++p) {
     if (p >= passes) break;
-    const std::int64_t j = j0 + p * kKeysPerPass + key_group;
-    float k_piece[kPerVec] = {};
-    bool visible = false;
-    if (j < j1 && j == slot) {
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) k_piece[e] = head[kHeadDim + piece * kPerVec + e];
-      visible = a.key_mask[j] != 0;
-    } else if (j < j1) {
-      unpack<T>(k_pre[p], k_piece);
-      visible = visible_pre[p];
-    }
-    score(j, k_piece, visible);
+    score(p, true, k_pre[p], visible_pre[p]);
   }
+  const uint4 none = make_uint4(0, 0, 0, 0);
 #pragma unroll 4
-  for (std::int64_t pass = kPreloadPasses; pass < passes; ++pass) {
-    const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
-    float k_piece[kPerVec] = {};
-    bool visible = false;
-    if (j < j1 && j == slot) {
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) k_piece[e] = head[kHeadDim + piece * kPerVec + e];
-      visible = a.key_mask[j] != 0;
-    } else if (j < j1) {
-      unpack<T>(*reinterpret_cast<const uint4*>(k_base + j * row_stride), k_piece);
-      visible = a.key_mask[j] != 0;
-    }
-    score(j, k_piece, visible);
-  }
+  for (std::int64_t pass = kPreloadPasses; pass < passes; ++pass) score(pass, false, none, false);
   local_max = warp_max(local_max);
   if (lane == 0) reduce[warp] = local_max;
   __syncthreads();
@@ -222,35 +220,20 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   for (int w = 0; w < kWarps; ++w) block_sum += reduce[w];
 
   float acc[kPerVec] = {};
-  const auto add_value = [&](std::int64_t j, const float(&v_piece)[kPerVec]) {
+  const auto add_value = [&](std::int64_t j, bool has_preloaded, const uint4& preloaded) {
+    if (j >= j1 || scores[j - j0] == 0.0f) return;
+    float v_piece[kPerVec];
+    row_piece(j, 2, has_preloaded, preloaded, v_piece);
     const float p = scores[j - j0];
 #pragma unroll
     for (int e = 0; e < kPerVec; ++e) acc[e] += p * v_piece[e];
   };
 #pragma unroll
-  for (int p = 0; p < kPreloadPasses; ++p) {
-    const std::int64_t j = j0 + p * kKeysPerPass + key_group;
-    if (j >= j1 || scores[j - j0] == 0.0f) continue;
-    float v_piece[kPerVec];
-    if (j == slot) {
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) v_piece[e] = head[2 * kHeadDim + piece * kPerVec + e];
-    } else {
-      unpack<T>(v_pre[p], v_piece);
-    }
-    add_value(j, v_piece);
-  }
+  for (int p = 0; p < kPreloadPasses; ++p)
+    add_value(j0 + p * kKeysPerPass + key_group, true, v_pre[p]);
 #pragma unroll 4
   for (std::int64_t j = j0 + kPreloadPasses * kKeysPerPass + key_group; j < j1; j += kKeysPerPass) {
-    if (scores[j - j0] == 0.0f) continue;
-    float v_piece[kPerVec];
-    if (j == slot) {
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) v_piece[e] = head[2 * kHeadDim + piece * kPerVec + e];
-    } else {
-      unpack<T>(*reinterpret_cast<const uint4*>(v_base + j * row_stride), v_piece);
-    }
-    add_value(j, v_piece);
+    add_value(j, false, none);
   }
 #pragma unroll
   for (int e = 0; e < kPerVec; ++e) partial[key_group][piece * kPerVec + e] = acc[e];
@@ -278,10 +261,6 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   const float inv = total > 0.0f ? 1.0f / total : 0.0f;  // every key hidden: zeros
   static_cast<T*>(a.out)[h * kHeadDim + threadIdx.x] = from_f32<T>(out * inv);
 #endif
-}
-
-bool aligned16(const void* p) {
-  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
 template <class T>
