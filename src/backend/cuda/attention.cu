@@ -44,10 +44,6 @@ __device__ __forceinline__ bool key_visible(const AttentionArgs& a, std::int64_t
          !(a.causal && j > a.q_position_offset + i);
 }
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
-}
-
 // ------------------------------------------------------------------------------------------------
 // Simple kernel.
 
@@ -1005,10 +1001,9 @@ namespace {
 bool prefill_store_eligible(DType act, const AttentionArgs& a) {
   static const bool disabled = env_is("EAQ_PREFILL_KV_STORE", "0");
   if (disabled) return false;
-  const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
   const std::int64_t per_vec = 16 / static_cast<std::int64_t>(dtype_size(act));
-  return a.q_position_offset == 0 && a.q_len == a.kv_len && aligned(a.store_k) &&
-         aligned(a.store_v) && a.store_batch_stride % per_vec == 0 &&
+  return a.q_position_offset == 0 && a.q_len == a.kv_len && aligned16(a.store_k) &&
+         aligned16(a.store_v) && a.store_batch_stride % per_vec == 0 &&
          a.store_row_stride % per_vec == 0;
 }
 

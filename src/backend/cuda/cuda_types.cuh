@@ -4,6 +4,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdint>
+
 namespace eaq::cuda {
 
 __device__ __forceinline__ float to_f32(float v) {
@@ -29,6 +31,11 @@ __device__ __forceinline__ __half from_f32<__half>(float v) {
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
+}
+
+// Whether `p` is 16-byte aligned: the launchers' condition for kernels that move 16-byte vectors.
+inline bool aligned16(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -316,18 +316,12 @@ void launch_rows(const GemvArgs& a, cudaStream_t stream) {
                    dim3(kThreads), shared, stream, a);
 }
 
-bool aligned16(const void* p);
-
 // The register kernel: one row, x (and the LayerNorm operands) in 16-byte pieces.
 bool row_kernel_fits(DType act, const GemvArgs& a) {
   const std::int64_t per_vec = act == DType::F32 ? 4 : 8;
   const auto ok = [](const void* p) { return p == nullptr || aligned16(p); };
   return a.m == 1 && a.k / per_vec <= 32 * kRowVecs && ok(a.x) && ok(a.ln_residual) &&
          ok(a.ln_out) && ok(a.ln_gamma) && ok(a.ln_beta);
-}
-
-bool aligned16(const void* p) {
-  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
 std::int64_t rows_per_launch(std::int64_t k) {

@@ -169,9 +169,8 @@ void launch_layer_norm(DType act, const void* x, const void* residual, const flo
   if (rows == 0) return;
   const std::size_t element = act == DType::F32 ? 4 : 2;
   const std::int64_t per_vec = 16 / static_cast<std::int64_t>(element);
-  const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
-  if (cols % per_vec == 0 && cols / per_vec <= 32 * 8 && aligned(x) && aligned(out) &&
-      (!residual || aligned(residual)) && aligned(gamma) && aligned(beta)) {
+  if (cols % per_vec == 0 && cols / per_vec <= 32 * 8 && aligned16(x) && aligned16(out) &&
+      (!residual || aligned16(residual)) && aligned16(gamma) && aligned16(beta)) {
     constexpr int kWarpsPerBlock = 4;
     const auto blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
     const std::int64_t vectors = cols / per_vec;

@@ -110,10 +110,6 @@ __global__ void rows_kernel(Source source, std::int64_t cols, bool vector, T* y,
   }
 }
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
-}
-
 unsigned threads_for(std::int64_t chunks) {
   const std::int64_t warps = (chunks + 31) / 32;
   return static_cast<unsigned>(std::min<std::int64_t>(8, std::max<std::int64_t>(1, warps)) * 32);

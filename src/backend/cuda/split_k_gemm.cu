@@ -34,6 +34,7 @@
 
 #include <cooperative_groups.h>
 
+#include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/mma_copy.cuh"
@@ -324,10 +325,6 @@ Plan plan_for(const SplitKGemmArgs& a) {
   p.tiles_per_split = (k_tiles + static_cast<int>(splits) - 1) / static_cast<int>(splits);
   p.splits = std::max(1, (k_tiles + p.tiles_per_split - 1) / p.tiles_per_split);
   return p;
-}
-
-bool aligned16(const void* p) {
-  return reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
 template <class T>
