@@ -4,8 +4,10 @@
 // bundled gpt2-mini identical to the CPU's. Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <map>
 #include <random>
+#include <string>
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "cuda_test_util.hpp"
@@ -167,6 +169,31 @@ TEST(CudaGpt2, EveryFloatPrecisionWithinTolerance) {
     EXPECT_LE(full, tolerance) << precision_name(precision) << " full forward";
     EXPECT_LE(decode, tolerance) << precision_name(precision) << " KV-cache decode";
     EXPECT_LE(self, tolerance) << precision_name(precision) << " decode vs full forward on the GPU";
+  }
+}
+
+// The quantized precisions' decode steps (3 rows: the GEMV of quantized_gemv.cu for every
+// Linear but the LM head) against the same model on the GEMM path (EAQ_QUANTIZED_GEMV=0), and
+// against the full forward (GEMMs either way). The two paths quantize the same values except
+// where a LayerNorm or a residual sum rounds differently by an f16 ulp.
+TEST(CudaGpt2, QuantizedDecodeGemvMatchesTheGemmPath) {
+  RandomCase c;
+  for (Precision precision : {Precision::Int8, Precision::Int8WeightOnly, Precision::Fp8}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    const Outputs gemv = run_case(*gpu, c);
+    setenv("EAQ_QUANTIZED_GEMV", "0", 1);
+    const Outputs gemm = run_case(*gpu, c);
+    unsetenv("EAQ_QUANTIZED_GEMV");
+    const double paths = test::max_relative_error(gemv.decode, gemm.decode);
+    const double self = test::max_relative_error(gemv.decode, gemv.replayed);
+    const double gemm_self = test::max_relative_error(gemm.decode, gemm.replayed);
+    std::printf(
+        "[ decoder   ] gpt2 E128 L3 %-8s decode GEMV vs GEMM path %.2e; vs own full forward "
+        "%.2e (GEMM path: %.2e; tolerance 3e-2)\n",
+        std::string(precision_name(precision)).c_str(), paths, self, gemm_self);
+    EXPECT_LE(paths, 3e-2) << precision_name(precision);
+    EXPECT_LE(self, 3e-2) << precision_name(precision);
+    EXPECT_EQ(test::max_relative_error(gemv.full, gemm.full), 0.0) << precision_name(precision);
   }
 }
 

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <map>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "core/error.hpp"
@@ -135,8 +137,11 @@ TEST(CudaQuantLinear, EachPrecisionMatchesTheHostReference) {
       {Precision::Int8, nullptr},           {Precision::Int8, "cublaslt"},
       {Precision::Int8Static, nullptr},     {Precision::Int8Static, "cublaslt"},
       {Precision::Int8WeightOnly, nullptr}, {Precision::Fp8, nullptr}};
+  // The first three run the GEMV (<= 8 rows, K a multiple of 16) where EAQ_QUANTIZED_GEMV allows,
+  // the fourth the GEMM path (K = 100).
   for (const Shape3 s :
-       {Shape3{37, 96, 80}, Shape3{5, 100, 40}, Shape3{300, 784, 272}, Shape3{256, 768, 3072}}) {
+       {Shape3{1, 768, 2304}, Shape3{3, 3072, 768}, Shape3{8, 64, 40}, Shape3{1, 100, 40},
+        Shape3{37, 96, 80}, Shape3{5, 100, 40}, Shape3{300, 784, 272}, Shape3{256, 768, 3072}}) {
     const HostTensor x = round_f16(test::random_f32({s.m, s.k}, 21, 3.0f));
     const HostTensor w = test::random_f32({s.n, s.k}, 22, 0.2f);
     const HostTensor b = round_f16(test::random_f32({s.n}, 23, 0.5f));
@@ -167,6 +172,77 @@ TEST(CudaQuantLinear, EachPrecisionMatchesTheHostReference) {
       EXPECT_LE(error, tolerance) << precision_name(precision) << " " << linear->kernel;
       gpu->release(dx);
       gpu->release(dy);
+    }
+  }
+}
+
+// The decode-step GEMV (quantized_gemv.cu) against the GEMM path of the same prepared layer
+// (EAQ_QUANTIZED_GEMV=0): int8 and int8-static bit for bit (the same quantized x, the same
+// integers, the same dequantization), fp8 up to f32 summation order, int8-wo up to the GEMM
+// path's f16 rounding of its dequantized weights. Also its fused forms: the residual
+// (linear_residual) and the LayerNorm (layer_norm_linear) against the separate ops.
+TEST(CudaQuantGemv, MatchesTheGemmPathOfTheSameLayer) {
+  struct Case {
+    std::int64_t m, k, n;
+  };
+  const std::map<Precision, double> tolerance = {{Precision::Int8, 0.0},
+                                                 {Precision::Int8Static, 0.0},
+                                                 {Precision::Int8WeightOnly, 2e-3},
+                                                 {Precision::Fp8, 2e-3}};
+  for (const Case c : {Case{1, 768, 2304}, Case{1, 3072, 768}, Case{2, 768, 3072}, Case{5, 64, 37},
+                       Case{8, 768, 96}}) {
+    const HostTensor x = round_f16(test::random_f32({c.m, c.k}, 41, 2.0f));
+    const HostTensor residual = round_f16(test::random_f32({c.m, c.n}, 42, 2.0f));
+    const HostTensor ln_residual = round_f16(test::random_f32({c.m, c.k}, 47, 1.0f));
+    const HostTensor w = test::random_f32({c.n, c.k}, 43, 0.1f);
+    const HostTensor b = round_f16(test::random_f32({c.n}, 44, 0.5f));
+    HostTensor gamma = test::random_f32({c.k}, 45, 0.2f);
+    for (std::int64_t i = 0; i < c.k; ++i) gamma.mutable_data<float>()[i] += 1.0f;
+    const HostTensor beta = test::random_f32({c.k}, 46, 0.1f);
+    for (Precision precision : kQuantized) {
+      EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+      LinearOptions options;
+      options.name = "probe";
+      options.quantize = true;
+      options.static_input_scale = 2.0f / 127.0f;
+      auto linear = gpu->prepare_linear(w, &b, options);
+      DeviceTensor dx = gpu->upload(x, DType::F16), dr = gpu->upload(residual, DType::F16);
+      DeviceTensor dlr = gpu->upload(ln_residual, DType::F16);
+      DeviceTensor dg = gpu->upload(gamma, DType::F32), db = gpu->upload(beta, DType::F32);
+      DeviceTensor y = gpu->allocate(DType::F16, {c.m, c.n});
+      DeviceTensor normed = gpu->allocate(DType::F16, {c.m, c.k});
+      DeviceTensor scratch = gpu->allocate(DType::F16, {c.m, c.n});
+      const auto run = [&](const char* gemv_switch) {
+        const ScopedEnv env("EAQ_QUANTIZED_GEMV", gemv_switch);
+        std::vector<HostTensor> out;
+        gpu->linear(dx, *linear, Activation::Gelu, y);
+        out.push_back(gpu->download(y));
+        gpu->copy(dr, y);
+        gpu->linear_residual(dx, *linear, y, scratch, y);  // y = x W^T + b + y
+        out.push_back(gpu->download(y));
+        gpu->layer_norm_linear(dx, &dlr, dg, db, 1e-5f, normed, *linear, Activation::None, y);
+        out.push_back(gpu->download(normed));
+        out.push_back(gpu->download(y));
+        return out;
+      };
+      const std::vector<HostTensor> gemv = run(nullptr), gemm = run("0");
+      const char* what[] = {"linear+gelu", "linear+residual", "layer_norm out",
+                            "layer_norm+linear"};
+      for (std::size_t i = 0; i < gemv.size(); ++i) {
+        const double error = test::max_relative_error(gemv[i], gemm[i]);
+        // Adding the residual before rounding (one rounding, not two) and the LayerNorm's
+        // reduction order (block, not warp) each move a value by an f16 ulp; for int8 such an
+        // ulp can move one quantized x by one step.
+        const double allowed = i == 0 ? tolerance.at(precision) : 5e-3;
+        std::printf(
+            "[ quant     ] gemv %-8s M=%lld K=%-4lld N=%-4lld %-17s vs the GEMM path: rel. "
+            "error %.2e (tolerance %.0e)\n",
+            std::string(precision_name(precision)).c_str(), static_cast<long long>(c.m),
+            static_cast<long long>(c.k), static_cast<long long>(c.n), what[i], error, allowed);
+        EXPECT_LE(error, allowed) << precision_name(precision) << " " << what[i] << " M=" << c.m
+                                  << " K=" << c.k << " N=" << c.n;
+      }
+      for (DeviceTensor* t : {&dx, &dr, &dlr, &dg, &db, &y, &normed, &scratch}) gpu->release(*t);
     }
   }
 }

@@ -204,6 +204,12 @@ stage_qkv_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 
+stage_qgemv_gpt2() {
+  note "GPT-2 124M shape: quantized decode steps on the GEMM path, then on the quantized GEMV"
+  gpt2_ab EAQ_QUANTIZED_GEMV qgemv-gpt2 "quantized GEMV" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-int8,int8-wo,fp8}" --batch-size 1 --min-duration-s 2
+}
+
 # Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: the last block's clock per
 # phase).
 stage_timeline_gpt2() {
@@ -320,6 +326,7 @@ for stage in "$@"; do
     store-gpt2) stage_store_gpt2 ;;
     tune-gpt2) stage_tune_gpt2 ;;
     qkv-gpt2) stage_qkv_gpt2 ;;
+    qgemv-gpt2) stage_qgemv_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;

@@ -553,6 +553,7 @@ class CudaBackend final : public Backend {
   void linear_residual(const DeviceTensor& x, const LinearWeights& weights,
                        const DeviceTensor& residual, DeviceTensor& scratch,
                        DeviceTensor& y) override {
+    if (quantized_ && quantized_->linear_residual(x, weights, residual, y)) return;
     if (const CudaLinear* w = gemv_layer(x, weights); w != nullptr && y.data != x.data) {
       ProfileScope scope(profiler_, stream_, [&] {
         return fmt::format("gemv+residual {} [{} x {} x {}]", layer_kind(w->name),

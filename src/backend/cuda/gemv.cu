@@ -17,91 +17,16 @@
 #include "backend/cuda/activation.cuh"
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
+#include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/warp_layer_norm.cuh"
 
 namespace eaq::cuda {
 namespace {
 
-constexpr int kWarpsPerBlock = 4;
-constexpr int kThreads = 32 * kWarpsPerBlock;
 constexpr int kChunk = 12;                             // 16-byte pieces of W in flight per lane
 constexpr std::int64_t kSharedFloats = 48 * 1024 / 4;  // x rows staged as f32
 constexpr int kMaxRowsPerLaunch = 4;
-
-// Sums one value per row over the block; every thread gets the totals.
-template <int kRows>
-__device__ void block_sum_rows(float (&v)[kRows], float (*scratch)[kWarpsPerBlock]) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const float s = warp_sum(v[r]);
-    if (lane == 0) scratch[r][warp] = s;
-  }
-  __syncthreads();
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    float total = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarpsPerBlock; ++w) total += scratch[r][w];
-    v[r] = total;
-  }
-  __syncthreads();  // scratch is reused by the next reduction
-}
-
-// Stages x (rows r < kRows, row stride k) in shared memory as f32; with LayerNorm parameters,
-// xs = LayerNorm(x + ln_residual) rounded to T (what the unfused LayerNorm would store), and
-// block 0 writes the normalized rows to ln_out.
-template <class T, int kRows>
-__device__ void stage_rows(const GemvArgs& a, const T* x, float* xs) {
-  const std::int64_t k = a.k;
-  float sum[kRows];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) sum[r] = 0.0f;
-  const T* res = static_cast<const T*>(a.ln_residual);
-  for (std::int64_t c = threadIdx.x; c < k; c += kThreads) {
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      float v = to_f32(x[r * k + c]);
-      if (res) v += to_f32(res[r * k + c]);
-      xs[r * k + c] = v;
-      sum[r] += v;
-    }
-  }
-  if (a.ln_gamma == nullptr) {
-    __syncthreads();
-    return;
-  }
-  __shared__ float scratch[kRows][kWarpsPerBlock];
-  block_sum_rows<kRows>(sum, scratch);
-  float mean[kRows], var[kRows];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    mean[r] = sum[r] / static_cast<float>(k);
-    var[r] = 0.0f;
-  }
-  for (std::int64_t c = threadIdx.x; c < k; c += kThreads) {
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      const float d = xs[r * k + c] - mean[r];
-      var[r] += d * d;
-    }
-  }
-  block_sum_rows<kRows>(var, scratch);
-  T* ln_out = static_cast<T*>(a.ln_out);
-  // __ldg: gamma and beta are read-only here, so their loads need not wait for the stores above.
-  for (std::int64_t c = threadIdx.x; c < k; c += kThreads) {
-    const float g = __ldg(a.ln_gamma + c), b = __ldg(a.ln_beta + c);
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      const float rstd = rsqrtf(var[r] / static_cast<float>(k) + a.ln_eps);
-      const T normed = from_f32<T>((xs[r * k + c] - mean[r]) * rstd * g + b);
-      xs[r * k + c] = to_f32(normed);
-      if (blockIdx.x == 0 && ln_out) ln_out[r * k + c] = normed;
-    }
-  }
-  __syncthreads();
-}
 
 // Loads this lane's pieces [base + lane + 32 u] of W row `feature` into registers.
 template <class T>
@@ -120,12 +45,12 @@ __device__ __forceinline__ void load_weights(uint4 (&wv)[kChunk], const GemvArgs
 // once, so x is staged and normalized once per block, not once per 4 features: the LM head has
 // 50k of them). The next feature's first loads are issued before this one's reduction.
 template <class T, int kRows>
-__global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   extern __shared__ float xs[];  // [kRows, k]
   const int lane = threadIdx.x % 32;
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock;
-  std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
+  std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   const std::int64_t vectors = a.k / kPerVec;
 
   uint4 wv[kChunk];
@@ -183,11 +108,11 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(GemvArgs a) {
 constexpr int kRowVecs = 3;  // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
 
 template <class T>
-__global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   const int lane = threadIdx.x % 32;
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock;
-  std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
+  std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   const std::int64_t vectors = a.k / kPerVec;
   const auto row_w = [&](std::int64_t f) {
     return reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + f * a.k);
@@ -278,42 +203,13 @@ __global__ void __launch_bounds__(kThreads) gemv_row_kernel(GemvArgs a) {
   }
 }
 
-// Blocks of `kernel` that fit on one multiprocessor with `shared` bytes, asked of the occupancy
-// API once per (device, kernel, shared size): host work that launches outside a graph (the
-// profiler, --no-cuda-graphs) would otherwise pay on every call.
-int blocks_per_multiprocessor(const void* kernel, std::size_t shared) {
-  static std::mutex mutex;
-  static std::map<std::tuple<int, const void*, std::size_t>, int> known;
-  int device = 0;
-  (void)cudaGetDevice(&device);
-  const auto key = std::make_tuple(device, kernel, shared);
-  const std::lock_guard<std::mutex> lock(mutex);
-  if (const auto it = known.find(key); it != known.end()) return it->second;
-  int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, shared) !=
-          cudaSuccess ||
-      per_sm < 1) {
-    (void)cudaGetLastError();  // not a launch error: fall back to one block per multiprocessor
-    per_sm = 1;
-  }
-  known.emplace(key, per_sm);
-  return per_sm;
-}
-
-// As many blocks as the features need, at most as many as fit on the GPU at once.
-template <class Kernel>
-unsigned grid_for(Kernel kernel, std::size_t shared, std::int64_t n) {
-  const int per_sm = blocks_per_multiprocessor(reinterpret_cast<const void*>(kernel), shared);
-  const std::int64_t wanted = (n + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  const std::int64_t resident = static_cast<std::int64_t>(per_sm) * multiprocessor_count();
-  return static_cast<unsigned>(wanted < resident ? wanted : resident);
-}
-
 template <class T, int kRows>
 void launch_rows(const GemvArgs& a, cudaStream_t stream) {
   const std::size_t shared = static_cast<std::size_t>(kRows * a.k) * sizeof(float);
-  launch_dependent(gemv_kernel<T, kRows>, dim3(grid_for(gemv_kernel<T, kRows>, shared, a.n)),
-                   dim3(kThreads), shared, stream, a);
+  launch_dependent(
+      gemv_kernel<T, kRows>,
+      dim3(gemv_grid(reinterpret_cast<const void*>(gemv_kernel<T, kRows>), shared, a.n)),
+      dim3(kGemvThreads), shared, stream, a);
 }
 
 // The register kernel: one row, x (and the LayerNorm operands) in 16-byte pieces.
@@ -331,6 +227,32 @@ std::int64_t rows_per_launch(std::int64_t k) {
 
 }  // namespace
 
+int gemv_blocks_per_multiprocessor(const void* kernel, std::size_t shared) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int, const void*, std::size_t>, int> known;
+  int device = 0;
+  (void)cudaGetDevice(&device);
+  const auto key = std::make_tuple(device, kernel, shared);
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (const auto it = known.find(key); it != known.end()) return it->second;
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kGemvThreads, shared) !=
+          cudaSuccess ||
+      per_sm < 1) {
+    (void)cudaGetLastError();  // not a launch error: fall back to one block per multiprocessor
+    per_sm = 1;
+  }
+  known.emplace(key, per_sm);
+  return per_sm;
+}
+
+unsigned gemv_grid(const void* kernel, std::size_t shared, std::int64_t n) {
+  const int per_sm = gemv_blocks_per_multiprocessor(kernel, shared);
+  const std::int64_t wanted = (n + kGemvWarps - 1) / kGemvWarps;
+  const std::int64_t resident = static_cast<std::int64_t>(per_sm) * multiprocessor_count();
+  return static_cast<unsigned>(wanted < resident ? wanted : resident);
+}
+
 bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, const void* w) {
   const std::int64_t per_vec = act == DType::F32 ? 4 : 8;
   return m >= 1 && m <= kMaxGemvRows && k % per_vec == 0 && rows_per_launch(k) >= 1 &&
@@ -340,8 +262,10 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
   if (row_kernel_fits(act, args)) {
     EAQ_DISPATCH_FLOAT(
-        act, launch_dependent(gemv_row_kernel<T>, dim3(grid_for(gemv_row_kernel<T>, 0, args.n)),
-                              dim3(kThreads), 0, stream, args));
+        act, launch_dependent(
+                 gemv_row_kernel<T>,
+                 dim3(gemv_grid(reinterpret_cast<const void*>(gemv_row_kernel<T>), 0, args.n)),
+                 dim3(kGemvThreads), 0, stream, args));
     return;
   }
   // A few rows per launch (the accumulators stay in registers, x in shared memory).

@@ -85,6 +85,42 @@ struct Int8GemmArgs {
 };
 void launch_int8_gemm(DType act, const Int8GemmArgs& args, cudaStream_t stream);
 
+// The quantized Linear layers on a few rows (decode steps), one kernel each (quantized_gemv.cu):
+//   y[r, c] = act(dot(r, c) * (x_scale[r] * w_scales[c]) + bias[c]) + residual[r, c]
+// for rows r < m and features c < n, w [>= n, k] I8 or E4M3 with k a multiple of 16 and 16-byte
+// aligned rows. x [m, k] (dtype `act`) is first replaced by LayerNorm(x + ln_residual) when
+// ln_gamma is set (as launch_gemv; block 0 writes it to ln_out), then quantized inside the kernel
+// exactly as launch_quantize_rows does (per token: x_scale = absmax / qmax; static:
+// static_inverse and static_scale), and dot is the i32 (int8) or f32 (E4M3) dot product of the
+// quantized row with w's row: for int8 the very integers of the GEMM path. weight_only (int8-wo):
+// x is not quantized, dot = x . q in f32 and x_scale = 1, which differs from the GEMM path's
+// f16-rounded dequantized weights by that rounding only. bias: F32, or `act` with bias_act;
+// residual (dtype `act`) may alias y.
+struct QuantizedGemvArgs {
+  QuantFormat format = QuantFormat::Int8;
+  bool weight_only = false;
+  const void* x = nullptr;
+  const void* w = nullptr;
+  const float* w_scales = nullptr;
+  const void* bias = nullptr;
+  bool bias_act = false;
+  float static_inverse = 0.0f;  // > 0: int8-static, x_scale = static_scale
+  float static_scale = 0.0f;
+  const void* residual = nullptr;
+  void* y = nullptr;
+  const float* ln_gamma = nullptr;
+  const float* ln_beta = nullptr;
+  float ln_eps = 0.0f;
+  const void* ln_residual = nullptr;
+  void* ln_out = nullptr;
+  std::int64_t m = 0, n = 0, k = 0;
+  Activation activation = Activation::None;
+};
+constexpr std::int64_t kMaxQuantizedGemvRows = 8;
+bool quantized_gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x,
+                             const void* w);
+void launch_quantized_gemv(DType act, const QuantizedGemvArgs& args, cudaStream_t stream);
+
 // int8-wo: w[n, k] = q[n, k] * scales[n] into `w` (dtype `act`), q I8 [n, k].
 void launch_dequantize_weights(DType act, const std::int8_t* q, const float* scales, void* w,
                                std::int64_t n, std::int64_t k, cudaStream_t stream);

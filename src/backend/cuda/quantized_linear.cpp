@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "quant/activation_quant.hpp"
 #include "quant/weight_quant.hpp"
@@ -69,6 +70,17 @@ cublasLtEpilogue_t bias_epilogue(Activation fused, bool has_bias) {
   if (fused == Activation::GeluTanh)
     return has_bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
   return has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+bool quantized_gemv_enabled() {
+  return !env_is("EAQ_QUANTIZED_GEMV", "0");
+}
+
+// What the kernel name adds for layers the quantized GEMV runs on a few rows.
+std::string gemv_note(std::int64_t k) {
+  return k % 16 == 0 && quantized_gemv_enabled()
+             ? fmt::format("; eaq GEMV on the 8-bit weights for <= {} rows", kMaxQuantizedGemvRows)
+             : "";
 }
 
 }  // namespace
@@ -135,9 +147,9 @@ std::unique_ptr<LinearWeights> QuantizedLinears::prepare(const HostTensor& weigh
     }
     w->kernel = fmt::format(
         "int8 weights dequantized to {} by a kernel per call + cublasLt "
-        "{}x{}->{} (f32 accumulate)",
+        "{}x{}->{} (f32 accumulate){}",
         dtype_name(context_.activation), dtype_name(context_.activation),
-        dtype_name(context_.activation), dtype_name(context_.activation));
+        dtype_name(context_.activation), dtype_name(context_.activation), gemv_note(k));
     return w;
   }
 
@@ -198,6 +210,7 @@ std::unique_ptr<LinearWeights> QuantizedLinears::prepare(const HostTensor& weigh
     case QuantizedPath::Int8WeightOnly:
       EAQ_ASSERT(false);
   }
+  w->kernel += gemv_note(k);
   return w;
 }
 
@@ -371,11 +384,51 @@ void QuantizedLinears::run_weight_only(const DeviceTensor& x, const QuantizedLin
   }
 }
 
+bool QuantizedLinears::gemv_args(const DeviceTensor& x, const QuantizedLinear& w,
+                                 Activation activation, DeviceTensor& y,
+                                 QuantizedGemvArgs& out) const {
+  const std::int64_t rows = x.numel() / w.in_features;
+  if (!quantized_gemv_enabled() || x.dtype != context_.activation ||
+      !quantized_gemv_eligible(x.dtype, rows, w.in_features, x.data, w.weight.data)) {
+    return false;
+  }
+  EAQ_ASSERT(w.path == QuantizedPath::Int8WeightOnly || w.k_pad == w.in_features);
+  out = QuantizedGemvArgs{};
+  out.format = w.format;
+  out.weight_only = w.path == QuantizedPath::Int8WeightOnly;
+  out.x = x.data;
+  out.w = w.weight.data;
+  out.w_scales = static_cast<const float*>(w.weight_scales.data);
+  out.bias = w.bias.data;
+  // The bias is stored as the GEMM path's epilogue reads it.
+  out.bias_act = w.path == QuantizedPath::Int8WeightOnly || w.path == QuantizedPath::Fp8OuterVector;
+  if (w.static_input_scale > 0.0f) {
+    out.static_inverse = 1.0f / w.static_input_scale;
+    out.static_scale = w.static_input_scale;
+  }
+  out.y = y.data;
+  out.m = rows;
+  out.n = w.out_features;
+  out.k = w.in_features;
+  out.activation = activation;
+  return true;
+}
+
+void QuantizedLinears::run_gemv(const QuantizedGemvArgs& args) {
+  if (args.m == 0) return;
+  launch_quantized_gemv(context_.activation, args, context_.stream);
+  EAQ_CUDA_CHECK_LAUNCH();
+}
+
 void QuantizedLinears::linear(const DeviceTensor& x, const QuantizedLinear& w,
                               Activation activation, DeviceTensor& y) {
   const std::int64_t rows = x.numel() / w.in_features;
   EAQ_ASSERT(x.dtype == context_.activation && y.dtype == context_.activation);
   EAQ_ASSERT(y.numel() == rows * w.out_features);
+  if (QuantizedGemvArgs g; gemv_args(x, w, activation, y, g)) {
+    run_gemv(g);
+    return;
+  }
   if (w.path == QuantizedPath::Int8WeightOnly) {
     run_weight_only(x, w, activation, y);
     return;
@@ -392,7 +445,20 @@ bool QuantizedLinears::layer_norm_linear(const DeviceTensor& x, const DeviceTens
                                          float eps, DeviceTensor& out, const LinearWeights& weights,
                                          Activation activation, DeviceTensor& y) {
   const QuantizedLinear* w = as_quantized(weights);
-  if (w == nullptr || w->path == QuantizedPath::Int8WeightOnly) return false;
+  if (w == nullptr) return false;
+  // The GEMV's block 0 writes `out` while other blocks still read x: no aliasing.
+  const bool separate = out.data != x.data && (!residual || out.data != residual->data) &&
+                        y.data != x.data && y.data != out.data;
+  if (QuantizedGemvArgs g; separate && gemv_args(x, *w, activation, y, g)) {
+    g.ln_gamma = static_cast<const float*>(gamma.data);
+    g.ln_beta = static_cast<const float*>(beta.data);
+    g.ln_eps = eps;
+    g.ln_residual = residual ? residual->data : nullptr;
+    g.ln_out = out.data;
+    run_gemv(g);
+    return true;
+  }
+  if (w->path == QuantizedPath::Int8WeightOnly) return false;
   const std::int64_t cols = x.shape.back();
   const std::int64_t rows = x.numel() / cols;
   EAQ_ASSERT(cols == w->in_features && x.dtype == context_.activation);
@@ -425,12 +491,32 @@ bool QuantizedLinears::feed_forward(const DeviceTensor& x, const LinearWeights& 
   const std::int64_t rows = x.numel() / w1->in_features;
   EAQ_ASSERT(w2->in_features == w1->out_features && mid.numel() == rows * w1->out_features);
   if (rows == 0) return true;
+  // A few rows: two GEMVs, the second quantizing `mid` as it reads it.
+  QuantizedGemvArgs first_gemv, second_gemv;
+  if (gemv_args(x, *w1, activation, mid, first_gemv) &&
+      gemv_args(mid, *w2, Activation::None, y, second_gemv)) {
+    run_gemv(first_gemv);
+    run_gemv(second_gemv);
+    return true;
+  }
   const QuantizeTarget input = input_target(0, *w1, rows);
   launch_quantize_rows(context_.activation, x.data, rows, w1->in_features, input, context_.stream);
   EAQ_CUDA_CHECK_LAUNCH();
   const QuantizeTarget between = input_target(1, *w2, rows);
   run_gemm(0, rows, *w1, activation, mid.data, &between);
   run_gemm(1, rows, *w2, Activation::None, y.data, nullptr);
+  return true;
+}
+
+bool QuantizedLinears::linear_residual(const DeviceTensor& x, const LinearWeights& weights,
+                                       const DeviceTensor& residual, DeviceTensor& y) {
+  const QuantizedLinear* w = as_quantized(weights);
+  if (w == nullptr || y.data == x.data) return false;
+  QuantizedGemvArgs g;
+  if (!gemv_args(x, *w, Activation::None, y, g)) return false;
+  EAQ_ASSERT(residual.numel() == y.numel() && residual.dtype == y.dtype);
+  g.residual = residual.data;
+  run_gemv(g);
   return true;
 }
 

@@ -15,6 +15,10 @@
 //                      dequantization kernel
 //   int8-wo            int8 weights dequantized to f16 by a kernel on every call, then the f16
 //                      cuBLASLt GEMM of the fp16 path with its fused bias epilogue
+//   all, <= 8 rows     (decode steps) eaq's quantized GEMV (quantized_gemv.cu): one kernel reads
+//                      the 8-bit weights once and quantizes x itself (after the LayerNorm, and
+//                      adding the residual, of the fused pairs); EAQ_QUANTIZED_GEMV=0 keeps the
+//                      GEMM path, to measure what it buys
 // Activations are quantized per token (int8, fp8) or with the calibrated scale (int8-static) by
 // a kernel, or inside the op producing them: LayerNorm (layer_norm_linear) and the first GEMM's
 // dequantization or activation pass (feed_forward).
@@ -88,6 +92,10 @@ class QuantizedLinears {
                          DeviceTensor& y);
   bool feed_forward(const DeviceTensor& x, const LinearWeights& first, Activation activation,
                     DeviceTensor& mid, const LinearWeights& second, DeviceTensor& y);
+  // y = x W^T + b + residual in one kernel (the GEMV); false when it cannot run here: the caller
+  // then runs Backend's default (linear, then add).
+  bool linear_residual(const DeviceTensor& x, const LinearWeights& weights,
+                       const DeviceTensor& residual, DeviceTensor& y);
 
  private:
   struct Buffer {
@@ -104,6 +112,11 @@ class QuantizedLinears {
                 void* y, const QuantizeTarget* next);
   void run_weight_only(const DeviceTensor& x, const QuantizedLinear& w, Activation activation,
                        DeviceTensor& y);
+  // The GEMV's arguments for y = act(x W^T + b) when it can run this call (a few rows, K a
+  // multiple of 16, EAQ_QUANTIZED_GEMV not 0); false otherwise.
+  bool gemv_args(const DeviceTensor& x, const QuantizedLinear& w, Activation activation,
+                 DeviceTensor& y, QuantizedGemvArgs& out) const;
+  void run_gemv(const QuantizedGemvArgs& args);
   const LtMatmul& plan(const QuantizedLinear& w, std::int64_t rows, cublasLtEpilogue_t epilogue,
                        int slot);
   // Whether cuBLASLt computes e4m3 GEMMs with outer-vector scales correctly here (run once).

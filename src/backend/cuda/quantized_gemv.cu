@@ -1,0 +1,273 @@
+// Quantized Linear layers on a few rows (decode steps): int8, int8-static, fp8 and int8-wo
+// weights read once, in one kernel per layer. On a decode step the GEMM path quantizes x in one
+// kernel, runs a GEMM whose 128-row tiles hold one row, and (int8-wo) first writes the whole
+// dequantized f16 weight: more bytes than the fp16 layer it is meant to beat. References:
+// src/quant/activation_quant.cpp (x's quantization, bit for bit) and cpu_quantized_linear.cpp.
+//
+// The layout is gemv.cu's: one warp per output feature at a time, four warps per block, each lane
+// loading its 16-byte pieces of the weight row before the kernel waits for the previous one. The
+// block stages x in shared memory (after the LayerNorm, when asked), quantizes it there per token
+// (or with the static scale), then each warp takes dot products of 16 weights per piece: dp4a on
+// the int8 values, f32 products of the e4m3 values, or f32 products of x with the int8 values.
+#include <cuda_fp8.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "backend/cuda/activation.cuh"
+#include "backend/cuda/dependent_launch.cuh"
+#include "backend/cuda/gemv_stage.cuh"
+#include "backend/cuda/quant_device.cuh"
+
+namespace eaq::cuda {
+namespace {
+
+enum class WeightKind { Int8, E4M3, Int8WeightOnly };
+
+constexpr int kChunk = 8;  // 16-byte pieces of a weight row in flight per lane: 4 KiB a warp
+constexpr int kMaxRowsPerLaunch = 4;
+constexpr std::int64_t kSharedBytes = 48 * 1024;
+constexpr std::int64_t kSharedBytesPerValue = 5;  // x as f32, and its int8 values
+
+__device__ __forceinline__ int warp_sum_int(int v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// The four int8 values of `word` as exact floats without int-to-float conversions (a
+// quarter-rate instruction): byte ^ 0x80 = q + 128 placed under the exponent of 2^23 reads as
+// 2^23 + q + 128.
+__device__ __forceinline__ void int8x4_to_f32(unsigned word, float* f) {
+  const unsigned biased = word ^ 0x80808080u;
+  constexpr float kBias = 8388736.0f;  // 2^23 + 128
+  f[0] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7640)) - kBias;
+  f[1] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7641)) - kBias;
+  f[2] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7642)) - kBias;
+  f[3] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7643)) - kBias;
+}
+
+// The four e4m3 values of `word` (the first in the low byte) as floats, two per conversion.
+__device__ __forceinline__ void e4m3x4_to_f32(unsigned word, float* f) {
+  const float2 lo = __half22float2(__half2(
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word & 0xFFFFu), __NV_E4M3)));
+  const float2 hi = __half22float2(__half2(
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word >> 16), __NV_E4M3)));
+  f[0] = lo.x, f[1] = lo.y, f[2] = hi.x, f[3] = hi.y;
+}
+
+// Quantizes the staged rows as launch_quantize_rows does (xs holds them as stored, i.e. exact
+// values of T): int8 values into xq; e4m3 values back into xs as f32. x_scale gets each row's
+// scale.
+template <int kRows, WeightKind kKind>
+__device__ void quantize_staged(const QuantizedGemvArgs& a, float* xs, signed char* xq,
+                                float (&x_scale)[kRows]) {
+  constexpr QuantFormat format = kKind == WeightKind::E4M3 ? QuantFormat::E4M3 : QuantFormat::Int8;
+  __shared__ float scratch[32];
+  const std::int64_t k = a.k;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    float* row = xs + r * k;
+    float inverse = a.static_inverse;
+    x_scale[r] = a.static_scale;
+    if (a.static_inverse == 0.0f) {
+      float amax = 0.0f;
+      for (std::int64_t c = threadIdx.x; c < k; c += kGemvThreads)
+        amax = fmaxf(amax, fabsf(row[c]));
+      amax = block_max(amax, scratch);
+      __syncthreads();  // every thread has read scratch[0] before the next row's block_max
+      const float qmax = quant_max(format);
+      inverse = amax > 0.0f ? qmax / amax : 0.0f;
+      x_scale[r] = amax / qmax;
+    }
+    for (std::int64_t c = threadIdx.x; c < k; c += kGemvThreads) {
+      const unsigned char q = quantize_value(format, row[c], inverse);
+      if constexpr (kKind == WeightKind::E4M3) {
+        row[c] = __half2float(__half(__nv_cvt_fp8_to_halfraw(q, __NV_E4M3)));
+      } else {
+        xq[r * k + c] = static_cast<signed char>(q);
+      }
+    }
+  }
+  __syncthreads();
+}
+
+template <class T, int kRows, WeightKind kKind>
+__global__ void __launch_bounds__(kGemvThreads) quantized_gemv_kernel(QuantizedGemvArgs a) {
+  extern __shared__ float xs[];  // [kRows, k] f32, then (int8) [kRows, k] int8 values
+  signed char* xq = reinterpret_cast<signed char*>(xs + kRows * a.k);
+  const int lane = threadIdx.x % 32;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
+  std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
+  const std::int64_t vectors = a.k / 16;  // 16-byte pieces of a weight row
+  const auto load_weights = [&](uint4(&wv)[kChunk], std::int64_t f, std::int64_t base) {
+    const uint4* w_row =
+        reinterpret_cast<const uint4*>(static_cast<const unsigned char*>(a.w) + f * a.k);
+#pragma unroll
+    for (int u = 0; u < kChunk; ++u) {
+      const std::int64_t v = base + lane + 32 * u;
+      if (v < vectors) wv[u] = w_row[v];
+    }
+  };
+
+  uint4 wv[kChunk];
+  if (feature < a.n) load_weights(wv, feature, 0);
+  wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
+  allow_dependent_launch();
+  stage_rows<T, kRows>(a, static_cast<const T*>(a.x), xs);
+  float x_scale[kRows];
+  if constexpr (kKind == WeightKind::Int8WeightOnly) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) x_scale[r] = 1.0f;
+  } else {
+    quantize_staged<kRows, kKind>(a, xs, xq, x_scale);
+  }
+  if (feature >= a.n) return;  // after staging: every thread takes part in its barriers
+
+  using Acc = std::conditional_t<kKind == WeightKind::Int8, int, float>;
+  const T* residual = static_cast<const T*>(a.residual);
+  T* y = static_cast<T*>(a.y);
+  for (;;) {
+    Acc acc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) acc[r] = 0;
+    for (std::int64_t base = 0;;) {
+#pragma unroll
+      for (int u = 0; u < kChunk; ++u) {
+        const std::int64_t v = base + lane + 32 * u;
+        if (v >= vectors) break;
+        if constexpr (kKind == WeightKind::Int8) {
+          const int4 w4 = *reinterpret_cast<const int4*>(&wv[u]);
+#pragma unroll
+          for (int r = 0; r < kRows; ++r) {
+            const int4 x4 = reinterpret_cast<const int4*>(xq + r * a.k)[v];
+            acc[r] = __dp4a(w4.x, x4.x, acc[r]);
+            acc[r] = __dp4a(w4.y, x4.y, acc[r]);
+            acc[r] = __dp4a(w4.z, x4.z, acc[r]);
+            acc[r] = __dp4a(w4.w, x4.w, acc[r]);
+          }
+        } else {
+          float wf[16];
+          const unsigned* words = reinterpret_cast<const unsigned*>(&wv[u]);
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            if constexpr (kKind == WeightKind::E4M3) {
+              e4m3x4_to_f32(words[q], wf + 4 * q);
+            } else {
+              int8x4_to_f32(words[q], wf + 4 * q);
+            }
+          }
+#pragma unroll
+          for (int r = 0; r < kRows; ++r) {
+            const float4* x4 = reinterpret_cast<const float4*>(xs + r * a.k + v * 16);
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              const float4 xv = x4[q];
+              acc[r] += xv.x * wf[4 * q] + xv.y * wf[4 * q + 1] + xv.z * wf[4 * q + 2] +
+                        xv.w * wf[4 * q + 3];
+            }
+          }
+        }
+      }
+      base += 32 * kChunk;
+      if (base >= vectors) break;
+      load_weights(wv, feature, base);
+    }
+    const std::int64_t next = feature + stride;
+    if (next < a.n) load_weights(wv, next, 0);
+    float bias = 0.0f;
+    if (a.bias != nullptr) {
+      bias = a.bias_act ? to_f32(static_cast<const T*>(a.bias)[feature])
+                        : static_cast<const float*>(a.bias)[feature];
+    }
+    const float w_scale = a.w_scales[feature];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      float dot;
+      if constexpr (kKind == WeightKind::Int8) {
+        dot = static_cast<float>(warp_sum_int(acc[r]));
+      } else {
+        dot = warp_sum(acc[r]);
+      }
+      if (lane == 0) {
+        // The dequantization of quantize.cu and int8_gemm.cu, term for term.
+        float out = apply_activation(dot * (x_scale[r] * w_scale) + bias, a.activation);
+        if (residual) out += to_f32(residual[r * a.n + feature]);  // read before y (may alias)
+        y[r * a.n + feature] = from_f32<T>(out);
+      }
+    }
+    if (next >= a.n) break;
+    feature = next;
+  }
+}
+
+std::int64_t rows_per_launch(std::int64_t k) {
+  const std::int64_t fit = kSharedBytes / (k * kSharedBytesPerValue);
+  return fit < kMaxRowsPerLaunch ? fit : kMaxRowsPerLaunch;
+}
+
+template <class T, int kRows, WeightKind kKind>
+void launch_rows(const QuantizedGemvArgs& a, cudaStream_t stream) {
+  const auto kernel = quantized_gemv_kernel<T, kRows, kKind>;
+  const std::size_t shared = static_cast<std::size_t>(kRows * a.k * kSharedBytesPerValue);
+  launch_dependent(kernel, dim3(gemv_grid(reinterpret_cast<const void*>(kernel), shared, a.n)),
+                   dim3(kGemvThreads), shared, stream, a);
+}
+
+template <class T, WeightKind kKind>
+void launch_kind(const QuantizedGemvArgs& a, cudaStream_t stream) {
+  switch (a.m) {
+    case 1:
+      launch_rows<T, 1, kKind>(a, stream);
+      break;
+    case 2:
+      launch_rows<T, 2, kKind>(a, stream);
+      break;
+    case 3:
+      launch_rows<T, 3, kKind>(a, stream);
+      break;
+    default:
+      launch_rows<T, 4, kKind>(a, stream);
+      break;
+  }
+}
+
+template <class T>
+void launch_typed(const QuantizedGemvArgs& a, cudaStream_t stream) {
+  if (a.weight_only) {
+    launch_kind<T, WeightKind::Int8WeightOnly>(a, stream);
+  } else if (a.format == QuantFormat::E4M3) {
+    launch_kind<T, WeightKind::E4M3>(a, stream);
+  } else {
+    launch_kind<T, WeightKind::Int8>(a, stream);
+  }
+}
+
+}  // namespace
+
+bool quantized_gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x,
+                             const void* w) {
+  return (act == DType::F16 || act == DType::BF16) && m >= 1 && m <= kMaxQuantizedGemvRows &&
+         k > 0 && k % 16 == 0 && rows_per_launch(k) >= 1 && aligned16(x) && aligned16(w);
+}
+
+void launch_quantized_gemv(DType act, const QuantizedGemvArgs& args, cudaStream_t stream) {
+  const std::size_t element = dtype_size(act);
+  const std::int64_t per_launch = rows_per_launch(args.k);
+  for (std::int64_t first = 0; first < args.m; first += per_launch) {
+    QuantizedGemvArgs a = args;
+    a.m = args.m - first < per_launch ? args.m - first : per_launch;
+    a.x = static_cast<const char*>(args.x) + first * args.k * element;
+    a.y = static_cast<char*>(args.y) + first * args.n * element;
+    if (a.residual) a.residual = static_cast<const char*>(args.residual) + first * args.n * element;
+    if (a.ln_residual)
+      a.ln_residual = static_cast<const char*>(args.ln_residual) + first * args.k * element;
+    if (a.ln_out) a.ln_out = static_cast<char*>(args.ln_out) + first * args.k * element;
+    if (act == DType::F16) {
+      launch_typed<__half>(a, stream);
+    } else {
+      launch_typed<__nv_bfloat16>(a, stream);
+    }
+  }
+}
+
+}  // namespace eaq::cuda
