@@ -175,10 +175,14 @@ TEST(CudaGpt2, EveryFloatPrecisionWithinTolerance) {
 // The quantized precisions' decode steps (3 rows: the GEMV of quantized_gemv.cu for every
 // Linear but the LM head) against the same model on the GEMM path (EAQ_QUANTIZED_GEMV=0), and
 // against the full forward (GEMMs either way). The two paths quantize the same values except
-// where a LayerNorm or a residual sum rounds differently by an f16 ulp.
+// where a LayerNorm or a residual sum rounds differently by an f16 ulp, which can move a
+// quantized value by a step; the tolerances are those of each precision's quantization noise
+// (on this model the GEMM path's fp8 decode is itself 5.6e-2 from its full forward).
 TEST(CudaGpt2, QuantizedDecodeGemvMatchesTheGemmPath) {
   RandomCase c;
-  for (Precision precision : {Precision::Int8, Precision::Int8WeightOnly, Precision::Fp8}) {
+  const std::map<Precision, double> tolerance = {
+      {Precision::Int8, 5e-2}, {Precision::Int8WeightOnly, 1e-2}, {Precision::Fp8, 1e-1}};
+  for (const auto& [precision, allowed] : tolerance) {
     EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
     const Outputs gemv = run_case(*gpu, c);
     setenv("EAQ_QUANTIZED_GEMV", "0", 1);
@@ -189,10 +193,10 @@ TEST(CudaGpt2, QuantizedDecodeGemvMatchesTheGemmPath) {
     const double gemm_self = test::max_relative_error(gemm.decode, gemm.replayed);
     std::printf(
         "[ decoder   ] gpt2 E128 L3 %-8s decode GEMV vs GEMM path %.2e; vs own full forward "
-        "%.2e (GEMM path: %.2e; tolerance 3e-2)\n",
-        std::string(precision_name(precision)).c_str(), paths, self, gemm_self);
-    EXPECT_LE(paths, 3e-2) << precision_name(precision);
-    EXPECT_LE(self, 3e-2) << precision_name(precision);
+        "%.2e (GEMM path: %.2e; tolerance %.0e)\n",
+        std::string(precision_name(precision)).c_str(), paths, self, gemm_self, allowed);
+    EXPECT_LE(paths, allowed) << precision_name(precision);
+    EXPECT_LE(self, allowed) << precision_name(precision);
     EXPECT_EQ(test::max_relative_error(gemv.full, gemm.full), 0.0) << precision_name(precision);
   }
 }

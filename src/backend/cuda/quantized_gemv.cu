@@ -9,6 +9,8 @@
 // block stages x in shared memory (after the LayerNorm, when asked), quantizes it there per token
 // (or with the static scale), then each warp takes dot products of 16 weights per piece: dp4a on
 // the int8 values, f32 products of the e4m3 values, or f32 products of x with the int8 values.
+// One row of k <= 768 (batch 1: QKV and c_fc) runs a register variant without shared memory or
+// block barriers, as gemv.cu's row kernel.
 #include <cuda_fp8.h>
 
 #include <cstdint>
@@ -18,6 +20,7 @@
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/quant_device.cuh"
+#include "backend/cuda/warp_layer_norm.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -200,6 +203,168 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_kernel(QuantizedG
   }
 }
 
+// One row with k <= 768 (a batch-1 decode step's QKV and c_fc layers), as gemv.cu's row kernel:
+// lane l keeps pieces l, l + 32, l + 64 of x (8 values each) in registers, and every warp
+// computes the LayerNorm and the row's quantization scale itself with shuffles (the absolute
+// maximum is exact, so every warp quantizes alike). It reads 8 weights (8 bytes) per piece. No
+// shared memory and no block barrier: the kernel's time after the wait is shorter.
+constexpr int kRowVecs = 3;
+constexpr int kRowPerVec = 8;
+
+template <class T, WeightKind kKind>
+__global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(QuantizedGemvArgs a) {
+  const int lane = threadIdx.x % 32;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
+  std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
+  const int vectors = static_cast<int>(a.k / kRowPerVec);
+  const auto load_row = [&](uint2(&wv)[kRowVecs], std::int64_t f) {
+    const uint2* w_row =
+        reinterpret_cast<const uint2*>(static_cast<const unsigned char*>(a.w) + f * a.k);
+#pragma unroll
+    for (int u = 0; u < kRowVecs; ++u) {
+      if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
+    }
+  };
+
+  uint2 wv[kRowVecs];
+  if (feature < a.n) load_row(wv, feature);
+  float gv[kRowVecs][kRowPerVec], bv[kRowVecs][kRowPerVec];
+  if (a.ln_gamma != nullptr) {
+    load_layer_norm_params<kRowVecs, kRowPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
+  }
+  wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
+  allow_dependent_launch();
+
+  float xv[kRowVecs][kRowPerVec];
+  const auto* x4 = reinterpret_cast<const uint4*>(a.x);
+  const auto* r4 = reinterpret_cast<const uint4*>(a.ln_residual);
+#pragma unroll
+  for (int u = 0; u < kRowVecs; ++u) {
+    const int v = lane + 32 * u;
+    if (v >= vectors) break;
+    const uint4 xr = x4[v];
+    const T* xt = reinterpret_cast<const T*>(&xr);
+#pragma unroll
+    for (int e = 0; e < kRowPerVec; ++e) xv[u][e] = to_f32(xt[e]);
+    if (r4) {
+      const uint4 rr = r4[v];
+      const T* rt = reinterpret_cast<const T*>(&rr);
+#pragma unroll
+      for (int e = 0; e < kRowPerVec; ++e) xv[u][e] += to_f32(rt[e]);
+    }
+  }
+  if (a.ln_gamma != nullptr) {
+    const RowStats st = warp_row_stats<kRowVecs, kRowPerVec>(xv, vectors, a.k, a.ln_eps);
+    const bool writer = blockIdx.x == 0 && threadIdx.x < 32 && a.ln_out != nullptr;
+#pragma unroll
+    for (int u = 0; u < kRowVecs; ++u) {
+      const int v = lane + 32 * u;
+      if (v >= vectors) break;
+      alignas(16) T normed[kRowPerVec];
+#pragma unroll
+      for (int e = 0; e < kRowPerVec; ++e) {
+        normed[e] = from_f32<T>((xv[u][e] - st.mean) * st.rstd * gv[u][e] + bv[u][e]);
+        xv[u][e] = to_f32(normed[e]);  // what the unfused LayerNorm would have stored
+      }
+      if (writer) reinterpret_cast<uint4*>(a.ln_out)[v] = *reinterpret_cast<const uint4*>(normed);
+    }
+  }
+
+  // x quantized as launch_quantize_rows does it: int8 values packed four to an int for dp4a,
+  // e4m3 values back into xv as f32.
+  float x_scale = 1.0f;
+  int xq[kRowVecs][2];
+  if constexpr (kKind != WeightKind::Int8WeightOnly) {
+    constexpr QuantFormat format =
+        kKind == WeightKind::E4M3 ? QuantFormat::E4M3 : QuantFormat::Int8;
+    float inverse = a.static_inverse;
+    x_scale = a.static_scale;
+    if (inverse == 0.0f) {
+      float amax = 0.0f;
+#pragma unroll
+      for (int u = 0; u < kRowVecs; ++u) {
+        if (lane + 32 * u >= vectors) break;
+#pragma unroll
+        for (int e = 0; e < kRowPerVec; ++e) amax = fmaxf(amax, fabsf(xv[u][e]));
+      }
+      amax = warp_max(amax);
+      inverse = amax > 0.0f ? quant_max(format) / amax : 0.0f;
+      x_scale = amax / quant_max(format);
+    }
+#pragma unroll
+    for (int u = 0; u < kRowVecs; ++u) {
+      if (lane + 32 * u >= vectors) break;
+      unsigned char q[kRowPerVec];
+#pragma unroll
+      for (int e = 0; e < kRowPerVec; ++e) q[e] = quantize_value(format, xv[u][e], inverse);
+      if constexpr (kKind == WeightKind::E4M3) {
+#pragma unroll
+        for (int e = 0; e < kRowPerVec; ++e)
+          xv[u][e] = __half2float(__half(__nv_cvt_fp8_to_halfraw(q[e], __NV_E4M3)));
+      } else {
+        xq[u][0] = static_cast<int>(q[0] | (q[1] << 8) | (q[2] << 16) |
+                                    (static_cast<unsigned>(q[3]) << 24));
+        xq[u][1] = static_cast<int>(q[4] | (q[5] << 8) | (q[6] << 16) |
+                                    (static_cast<unsigned>(q[7]) << 24));
+      }
+    }
+  }
+  if (feature >= a.n) return;
+
+  using Acc = std::conditional_t<kKind == WeightKind::Int8, int, float>;
+  const T* residual = static_cast<const T*>(a.residual);
+  T* y = static_cast<T*>(a.y);
+  for (;;) {
+    Acc acc = 0;
+#pragma unroll
+    for (int u = 0; u < kRowVecs; ++u) {
+      if (lane + 32 * u >= vectors) break;
+      if constexpr (kKind == WeightKind::Int8) {
+        acc = __dp4a(static_cast<int>(wv[u].x), xq[u][0], acc);
+        acc = __dp4a(static_cast<int>(wv[u].y), xq[u][1], acc);
+      } else {
+        float wf[kRowPerVec];
+        if constexpr (kKind == WeightKind::E4M3) {
+          e4m3x4_to_f32(wv[u].x, wf);
+          e4m3x4_to_f32(wv[u].y, wf + 4);
+        } else {
+          int8x4_to_f32(wv[u].x, wf);
+          int8x4_to_f32(wv[u].y, wf + 4);
+        }
+#pragma unroll
+        for (int e = 0; e < kRowPerVec; ++e) acc += xv[u][e] * wf[e];
+      }
+    }
+    const std::int64_t next = feature + stride;
+    if (next < a.n) load_row(wv, next);
+    float dot;
+    if constexpr (kKind == WeightKind::Int8) {
+      dot = static_cast<float>(warp_sum_int(acc));
+    } else {
+      dot = warp_sum(acc);
+    }
+    if (lane == 0) {
+      float bias = 0.0f;
+      if (a.bias != nullptr) {
+        bias = a.bias_act ? to_f32(static_cast<const T*>(a.bias)[feature])
+                          : static_cast<const float*>(a.bias)[feature];
+      }
+      float out = apply_activation(dot * (x_scale * a.w_scales[feature]) + bias, a.activation);
+      if (residual) out += to_f32(residual[feature]);  // read before y (may alias)
+      y[feature] = from_f32<T>(out);
+    }
+    if (next >= a.n) break;
+    feature = next;
+  }
+}
+
+// The register kernel: one row, k <= 768, x and the LayerNorm operands in 16-byte pieces.
+bool row_kernel_fits(const QuantizedGemvArgs& a) {
+  const auto ok = [](const void* p) { return p == nullptr || aligned16(p); };
+  return a.m == 1 && a.k % kRowPerVec == 0 && a.k / kRowPerVec <= 32 * kRowVecs && ok(a.x) &&
+         ok(a.ln_residual) && ok(a.ln_out) && ok(a.ln_gamma) && ok(a.ln_beta);
+}
+
 std::int64_t rows_per_launch(std::int64_t k) {
   const std::int64_t fit = kSharedBytes / (k * kSharedBytesPerValue);
   return fit < kMaxRowsPerLaunch ? fit : kMaxRowsPerLaunch;
@@ -231,8 +396,25 @@ void launch_kind(const QuantizedGemvArgs& a, cudaStream_t stream) {
   }
 }
 
+template <class T, WeightKind kKind>
+void launch_row(const QuantizedGemvArgs& a, cudaStream_t stream) {
+  const auto kernel = quantized_gemv_row_kernel<T, kKind>;
+  launch_dependent(kernel, dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, a.n)),
+                   dim3(kGemvThreads), 0, stream, a);
+}
+
 template <class T>
 void launch_typed(const QuantizedGemvArgs& a, cudaStream_t stream) {
+  if (row_kernel_fits(a)) {
+    if (a.weight_only) {
+      launch_row<T, WeightKind::Int8WeightOnly>(a, stream);
+    } else if (a.format == QuantFormat::E4M3) {
+      launch_row<T, WeightKind::E4M3>(a, stream);
+    } else {
+      launch_row<T, WeightKind::Int8>(a, stream);
+    }
+    return;
+  }
   if (a.weight_only) {
     launch_kind<T, WeightKind::Int8WeightOnly>(a, stream);
   } else if (a.format == QuantFormat::E4M3) {
