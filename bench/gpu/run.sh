@@ -39,7 +39,7 @@ gpt2_ab() {
       --num_iters 100 --warmup_steps 20 --idle-seconds 1 "$@" \
       --results-dir "/tmp/$name/$var-$value" > "$OUT/$name-$value.log" 2>&1 || status=1
     echo "$what $value:"
-    grep -A6 "^| precision" "$OUT/$name-$value.log" | head -8
+    grep -A8 "^| precision" "$OUT/$name-$value.log" | head -10
   done
 }
 
@@ -210,6 +210,12 @@ stage_qgemv_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-int8,int8-wo,fp8}" --batch-size 1 --min-duration-s 2
 }
 
+stage_wide_gpt2() {
+  note "GPT-2 124M shape: a batch-1 step's MLP projection (k 3072) on the shared-memory GEMV, then the register one"
+  gpt2_ab EAQ_WIDE_ROW_GEMV wide-gpt2 "register GEMV for k 3072" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16,int8,int8-wo,fp8}" --batch-size 1 --min-duration-s 2
+}
+
 # Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: the last block's clock per
 # phase).
 stage_timeline_gpt2() {
@@ -327,6 +333,7 @@ for stage in "$@"; do
     tune-gpt2) stage_tune_gpt2 ;;
     qkv-gpt2) stage_qkv_gpt2 ;;
     qgemv-gpt2) stage_qgemv_gpt2 ;;
+    wide-gpt2) stage_wide_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;

@@ -17,6 +17,7 @@
 #include "backend/cuda/activation.cuh"
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
+#include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/warp_layer_norm.cuh"
@@ -104,11 +105,16 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a) {
 // One row (a decode step at batch 1) with k small enough that each lane keeps its slice of x in
 // registers: lane l owns pieces l, l + 32, ... of x, the same pieces of every W row it reads. No
 // shared memory and no block barrier; with a LayerNorm, every warp computes the row's statistics
-// with shuffles (two-pass, as the LayerNorm kernel) from its own registers.
-constexpr int kRowVecs = 3;  // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
+// with shuffles (two-pass, as the LayerNorm kernel) from its own registers. kVecs = 3 (k <= 768
+// in f16) takes a LayerNorm; kVecs = 12 (k <= 3072: the MLP projection) does not, its x and
+// weights already filling the registers.
+constexpr int kRowVecs = 3;       // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
+constexpr int kWideRowVecs = 12;  // k <= 3072 (f16) or 1536 (f32), without a LayerNorm
 
-template <class T>
+template <class T, int kVecs>
 __global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
+  constexpr bool kLayerNorm = kVecs <= kRowVecs;
+  constexpr int kNormVecs = kLayerNorm ? kVecs : 1;
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   const int lane = threadIdx.x % 32;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
@@ -118,28 +124,30 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
     return reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + f * a.k);
   };
 
-  uint4 wv[kRowVecs];
+  uint4 wv[kVecs];
   if (feature < a.n) {
     const uint4* w_row = row_w(feature);
 #pragma unroll
-    for (int u = 0; u < kRowVecs; ++u) {
+    for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
     }
   }
   // So are the LayerNorm's gamma and beta.
-  float gv[kRowVecs][kPerVec], bv[kRowVecs][kPerVec];
-  if (a.ln_gamma != nullptr) {
-    load_layer_norm_params<kRowVecs, kPerVec>(a.ln_gamma, a.ln_beta, static_cast<int>(vectors), gv,
-                                              bv);
+  float gv[kNormVecs][kPerVec], bv[kNormVecs][kPerVec];
+  if constexpr (kLayerNorm) {
+    if (a.ln_gamma != nullptr) {
+      load_layer_norm_params<kNormVecs, kPerVec>(a.ln_gamma, a.ln_beta, static_cast<int>(vectors),
+                                                 gv, bv);
+    }
   }
   wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
   allow_dependent_launch();
 
-  float xv[kRowVecs][kPerVec];
+  float xv[kVecs][kPerVec];
   const auto* x4 = reinterpret_cast<const uint4*>(a.x);
   const auto* r4 = reinterpret_cast<const uint4*>(a.ln_residual);
 #pragma unroll
-  for (int u = 0; u < kRowVecs; ++u) {
+  for (int u = 0; u < kVecs; ++u) {
     const std::int64_t v = lane + 32 * u;
     if (v >= vectors) break;
     uint4 xr = x4[v];
@@ -153,32 +161,19 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
       for (int e = 0; e < kPerVec; ++e) xv[u][e] += to_f32(rt[e]);
     }
   }
-  if (a.ln_gamma != nullptr) {
-    const RowStats st =
-        warp_row_stats<kRowVecs, kPerVec>(xv, static_cast<int>(vectors), a.k, a.ln_eps);
-    const bool writer = blockIdx.x == 0 && threadIdx.x < 32 && a.ln_out != nullptr;
-#pragma unroll
-    for (int u = 0; u < kRowVecs; ++u) {
-      const std::int64_t v = lane + 32 * u;
-      if (v >= vectors) break;
-      alignas(16) T normed[kPerVec];
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) {
-        normed[e] = from_f32<T>((xv[u][e] - st.mean) * st.rstd * gv[u][e] + bv[u][e]);
-        xv[u][e] = to_f32(normed[e]);  // what the unfused LayerNorm would have stored
-      }
-      if (writer) reinterpret_cast<uint4*>(a.ln_out)[v] = *reinterpret_cast<const uint4*>(normed);
+  if constexpr (kLayerNorm) {
+    if (a.ln_gamma != nullptr) {
+      warp_layer_norm_row<T>(xv, gv, bv, static_cast<int>(vectors), a.k, a.ln_eps, a.ln_out);
     }
   }
   if (feature >= a.n) return;
-
   const T* bias = static_cast<const T*>(a.bias);
   const T* residual = static_cast<const T*>(a.residual);
   T* y = static_cast<T*>(a.y);
   for (;;) {
     float acc = 0.0f;
 #pragma unroll
-    for (int u = 0; u < kRowVecs; ++u) {
+    for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
       const T* wt = reinterpret_cast<const T*>(&wv[u]);
 #pragma unroll
@@ -188,7 +183,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
     if (next < a.n) {
       const uint4* w_row = row_w(next);
 #pragma unroll
-      for (int u = 0; u < kRowVecs; ++u) {
+      for (int u = 0; u < kVecs; ++u) {
         if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
       }
     }
@@ -212,12 +207,19 @@ void launch_rows(const GemvArgs& a, cudaStream_t stream) {
       dim3(kGemvThreads), shared, stream, a);
 }
 
-// The register kernel: one row, x (and the LayerNorm operands) in 16-byte pieces.
-bool row_kernel_fits(DType act, const GemvArgs& a) {
+// The register kernel's pieces of x per lane for these arguments (one row, x and the LayerNorm
+// operands in 16-byte pieces), or 0 when it cannot run them.
+int row_kernel_vecs(DType act, const GemvArgs& a) {
   const std::int64_t per_vec = act == DType::F32 ? 4 : 8;
   const auto ok = [](const void* p) { return p == nullptr || aligned16(p); };
-  return a.m == 1 && a.k / per_vec <= 32 * kRowVecs && ok(a.x) && ok(a.ln_residual) &&
-         ok(a.ln_out) && ok(a.ln_gamma) && ok(a.ln_beta);
+  if (a.m != 1 || !ok(a.x) || !ok(a.ln_residual) || !ok(a.ln_out) || !ok(a.ln_gamma) ||
+      !ok(a.ln_beta)) {
+    return 0;
+  }
+  if (a.k / per_vec <= 32 * kRowVecs) return kRowVecs;
+  const bool layer_norm = a.ln_gamma != nullptr || a.ln_residual != nullptr;
+  return !layer_norm && a.k / per_vec <= 32 * kWideRowVecs && wide_row_gemv_enabled() ? kWideRowVecs
+                                                                                      : 0;
 }
 
 std::int64_t rows_per_launch(std::int64_t k) {
@@ -260,15 +262,15 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
 }
 
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
-  if (row_kernel_fits(act, args)) {
-    EAQ_DISPATCH_FLOAT(
-        act, launch_dependent(
-                 gemv_row_kernel<T>,
-                 dim3(gemv_grid(reinterpret_cast<const void*>(gemv_row_kernel<T>), 0, args.n)),
-                 dim3(kGemvThreads), 0, stream, args));
+  if (const int vecs = row_kernel_vecs(act, args); vecs != 0) {
+    EAQ_DISPATCH_FLOAT(act, {
+      const auto kernel =
+          vecs == kRowVecs ? gemv_row_kernel<T, kRowVecs> : gemv_row_kernel<T, kWideRowVecs>;
+      launch_dependent(kernel, dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, args.n)),
+                       dim3(kGemvThreads), 0, stream, args);
+    });
     return;
-  }
-  // A few rows per launch (the accumulators stay in registers, x in shared memory).
+  }  // A few rows per launch (the accumulators stay in registers, x in shared memory).
   const std::size_t element = dtype_size(act);
   const std::int64_t per_launch = rows_per_launch(args.k);
   for (std::int64_t first = 0; first < args.m; first += per_launch) {

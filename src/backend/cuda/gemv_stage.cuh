@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "backend/cuda/cuda_types.cuh"
+#include "backend/cuda/env_switch.hpp"
 
 namespace eaq::cuda {
 
@@ -90,6 +91,12 @@ __device__ void stage_rows(const Args& a, const T* x, float* xs) {
 // one multiprocessor, asked of the occupancy API once per (device, kernel, shared size): host work
 // that launches outside a graph (the profiler, --no-cuda-graphs) would otherwise pay on every call.
 int gemv_blocks_per_multiprocessor(const void* kernel, std::size_t shared);
+
+// Whether one row of k > 768 may run the register kernels (kVecs = 12) instead of the shared-memory
+// ones: EAQ_WIDE_ROW_GEMV=0 says no (to measure what they buy); read at every launch.
+inline bool wide_row_gemv_enabled() {
+  return !env_is("EAQ_WIDE_ROW_GEMV", "0");
+}
 
 // As many blocks as n features need (kGemvWarps a block), at most as many as fit on the GPU at
 // once.

@@ -9,8 +9,8 @@
 // block stages x in shared memory (after the LayerNorm, when asked), quantizes it there per token
 // (or with the static scale), then each warp takes dot products of 16 weights per piece: dp4a on
 // the int8 values, f32 products of the e4m3 values, or f32 products of x with the int8 values.
-// One row of k <= 768 (batch 1: QKV and c_fc) runs a register variant without shared memory or
-// block barriers, as gemv.cu's row kernel.
+// One row of k <= 3072 (batch 1) runs a register variant without shared memory or block
+// barriers, as gemv.cu's row kernel.
 #include <cuda_fp8.h>
 
 #include <cstdint>
@@ -203,43 +203,49 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_kernel(QuantizedG
   }
 }
 
-// One row with k <= 768 (a batch-1 decode step's QKV and c_fc layers), as gemv.cu's row kernel:
-// lane l keeps pieces l, l + 32, l + 64 of x (8 values each) in registers, and every warp
-// computes the LayerNorm and the row's quantization scale itself with shuffles (the absolute
-// maximum is exact, so every warp quantizes alike). It reads 8 weights (8 bytes) per piece. No
-// shared memory and no block barrier: the kernel's time after the wait is shorter.
+// One row (a batch-1 decode step), as gemv.cu's row kernel: lane l keeps pieces l, l + 32, ...
+// of x (8 values each) in registers, and every warp computes the LayerNorm and the row's
+// quantization scale itself with shuffles (the absolute maximum is exact, so every warp quantizes
+// alike). It reads 8 weights (8 bytes) per piece. No shared memory and no block barrier: the
+// kernel's time after the wait is shorter. kVecs = 3 (k <= 768: QKV, c_fc, attention projection)
+// takes a LayerNorm; kVecs = 12 (k <= 3072: the MLP projection) does not.
 constexpr int kRowVecs = 3;
+constexpr int kWideRowVecs = 12;
 constexpr int kRowPerVec = 8;
 
-template <class T, WeightKind kKind>
+template <class T, WeightKind kKind, int kVecs>
 __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(QuantizedGemvArgs a) {
+  constexpr bool kLayerNorm = kVecs <= kRowVecs;
+  constexpr int kNormVecs = kLayerNorm ? kVecs : 1;
   const int lane = threadIdx.x % 32;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   const int vectors = static_cast<int>(a.k / kRowPerVec);
-  const auto load_row = [&](uint2(&wv)[kRowVecs], std::int64_t f) {
+  const auto load_row = [&](uint2(&wv)[kVecs], std::int64_t f) {
     const uint2* w_row =
         reinterpret_cast<const uint2*>(static_cast<const unsigned char*>(a.w) + f * a.k);
 #pragma unroll
-    for (int u = 0; u < kRowVecs; ++u) {
+    for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
     }
   };
 
-  uint2 wv[kRowVecs];
+  uint2 wv[kVecs];
   if (feature < a.n) load_row(wv, feature);
-  float gv[kRowVecs][kRowPerVec], bv[kRowVecs][kRowPerVec];
-  if (a.ln_gamma != nullptr) {
-    load_layer_norm_params<kRowVecs, kRowPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
+  float gv[kNormVecs][kRowPerVec], bv[kNormVecs][kRowPerVec];
+  if constexpr (kLayerNorm) {
+    if (a.ln_gamma != nullptr) {
+      load_layer_norm_params<kNormVecs, kRowPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
+    }
   }
   wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
   allow_dependent_launch();
 
-  float xv[kRowVecs][kRowPerVec];
+  float xv[kVecs][kRowPerVec];
   const auto* x4 = reinterpret_cast<const uint4*>(a.x);
   const auto* r4 = reinterpret_cast<const uint4*>(a.ln_residual);
 #pragma unroll
-  for (int u = 0; u < kRowVecs; ++u) {
+  for (int u = 0; u < kVecs; ++u) {
     const int v = lane + 32 * u;
     if (v >= vectors) break;
     const uint4 xr = x4[v];
@@ -253,27 +259,16 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
       for (int e = 0; e < kRowPerVec; ++e) xv[u][e] += to_f32(rt[e]);
     }
   }
-  if (a.ln_gamma != nullptr) {
-    const RowStats st = warp_row_stats<kRowVecs, kRowPerVec>(xv, vectors, a.k, a.ln_eps);
-    const bool writer = blockIdx.x == 0 && threadIdx.x < 32 && a.ln_out != nullptr;
-#pragma unroll
-    for (int u = 0; u < kRowVecs; ++u) {
-      const int v = lane + 32 * u;
-      if (v >= vectors) break;
-      alignas(16) T normed[kRowPerVec];
-#pragma unroll
-      for (int e = 0; e < kRowPerVec; ++e) {
-        normed[e] = from_f32<T>((xv[u][e] - st.mean) * st.rstd * gv[u][e] + bv[u][e]);
-        xv[u][e] = to_f32(normed[e]);  // what the unfused LayerNorm would have stored
-      }
-      if (writer) reinterpret_cast<uint4*>(a.ln_out)[v] = *reinterpret_cast<const uint4*>(normed);
+  if constexpr (kLayerNorm) {
+    if (a.ln_gamma != nullptr) {
+      warp_layer_norm_row<T>(xv, gv, bv, vectors, a.k, a.ln_eps, a.ln_out);
     }
   }
 
   // x quantized as launch_quantize_rows does it: int8 values packed four to an int for dp4a,
   // e4m3 values back into xv as f32.
   float x_scale = 1.0f;
-  int xq[kRowVecs][2];
+  int xq[kVecs][2];
   if constexpr (kKind != WeightKind::Int8WeightOnly) {
     constexpr QuantFormat format =
         kKind == WeightKind::E4M3 ? QuantFormat::E4M3 : QuantFormat::Int8;
@@ -282,7 +277,7 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
     if (inverse == 0.0f) {
       float amax = 0.0f;
 #pragma unroll
-      for (int u = 0; u < kRowVecs; ++u) {
+      for (int u = 0; u < kVecs; ++u) {
         if (lane + 32 * u >= vectors) break;
 #pragma unroll
         for (int e = 0; e < kRowPerVec; ++e) amax = fmaxf(amax, fabsf(xv[u][e]));
@@ -292,7 +287,7 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
       x_scale = amax / quant_max(format);
     }
 #pragma unroll
-    for (int u = 0; u < kRowVecs; ++u) {
+    for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
       unsigned char q[kRowPerVec];
 #pragma unroll
@@ -317,7 +312,7 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
   for (;;) {
     Acc acc = 0;
 #pragma unroll
-    for (int u = 0; u < kRowVecs; ++u) {
+    for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
       if constexpr (kKind == WeightKind::Int8) {
         acc = __dp4a(static_cast<int>(wv[u].x), xq[u][0], acc);
@@ -358,11 +353,19 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
   }
 }
 
-// The register kernel: one row, k <= 768, x and the LayerNorm operands in 16-byte pieces.
-bool row_kernel_fits(const QuantizedGemvArgs& a) {
+// The register kernel's pieces of x per lane for these arguments (one row, x and the LayerNorm
+// operands in 16-byte pieces), or 0 when it cannot run them.
+int row_kernel_vecs(const QuantizedGemvArgs& a) {
   const auto ok = [](const void* p) { return p == nullptr || aligned16(p); };
-  return a.m == 1 && a.k % kRowPerVec == 0 && a.k / kRowPerVec <= 32 * kRowVecs && ok(a.x) &&
-         ok(a.ln_residual) && ok(a.ln_out) && ok(a.ln_gamma) && ok(a.ln_beta);
+  if (a.m != 1 || a.k % kRowPerVec != 0 || !ok(a.x) || !ok(a.ln_residual) || !ok(a.ln_out) ||
+      !ok(a.ln_gamma) || !ok(a.ln_beta)) {
+    return 0;
+  }
+  if (a.k / kRowPerVec <= 32 * kRowVecs) return kRowVecs;
+  const bool layer_norm = a.ln_gamma != nullptr || a.ln_residual != nullptr;
+  return !layer_norm && a.k / kRowPerVec <= 32 * kWideRowVecs && wide_row_gemv_enabled()
+             ? kWideRowVecs
+             : 0;
 }
 
 std::int64_t rows_per_launch(std::int64_t k) {
@@ -397,21 +400,22 @@ void launch_kind(const QuantizedGemvArgs& a, cudaStream_t stream) {
 }
 
 template <class T, WeightKind kKind>
-void launch_row(const QuantizedGemvArgs& a, cudaStream_t stream) {
-  const auto kernel = quantized_gemv_row_kernel<T, kKind>;
+void launch_row(const QuantizedGemvArgs& a, int vecs, cudaStream_t stream) {
+  const auto kernel = vecs == kRowVecs ? quantized_gemv_row_kernel<T, kKind, kRowVecs>
+                                       : quantized_gemv_row_kernel<T, kKind, kWideRowVecs>;
   launch_dependent(kernel, dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, a.n)),
                    dim3(kGemvThreads), 0, stream, a);
 }
 
 template <class T>
 void launch_typed(const QuantizedGemvArgs& a, cudaStream_t stream) {
-  if (row_kernel_fits(a)) {
+  if (const int vecs = row_kernel_vecs(a); vecs != 0) {
     if (a.weight_only) {
-      launch_row<T, WeightKind::Int8WeightOnly>(a, stream);
+      launch_row<T, WeightKind::Int8WeightOnly>(a, vecs, stream);
     } else if (a.format == QuantFormat::E4M3) {
-      launch_row<T, WeightKind::E4M3>(a, stream);
+      launch_row<T, WeightKind::E4M3>(a, vecs, stream);
     } else {
-      launch_row<T, WeightKind::Int8>(a, stream);
+      launch_row<T, WeightKind::Int8>(a, vecs, stream);
     }
     return;
   }

@@ -61,4 +61,30 @@ __device__ __forceinline__ RowStats warp_row_stats(const float (&x)[kVecs][kPerV
   return s;
 }
 
+// x = LayerNorm(x) * gamma + beta rounded to T (what the unfused LayerNorm would store), in the
+// registers of a warp that holds the whole row. The first warp of block 0 also stores the row to
+// `out` (16-byte pieces: kPerVec values of T) when out is not null.
+template <class T, int kVecs, int kPerVec>
+__device__ __forceinline__ void warp_layer_norm_row(float (&x)[kVecs][kPerVec],
+                                                    const float (&g)[kVecs][kPerVec],
+                                                    const float (&b)[kVecs][kPerVec], int vectors,
+                                                    std::int64_t k, float eps, void* out) {
+  static_assert(kPerVec * sizeof(T) == 16, "rows are stored in 16-byte pieces");
+  const int lane = threadIdx.x % 32;
+  const RowStats st = warp_row_stats<kVecs, kPerVec>(x, vectors, k, eps);
+  const bool writer = blockIdx.x == 0 && threadIdx.x < 32 && out != nullptr;
+#pragma unroll
+  for (int u = 0; u < kVecs; ++u) {
+    const int v = lane + 32 * u;
+    if (v >= vectors) break;
+    alignas(16) T normed[kPerVec];
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) {
+      normed[e] = from_f32<T>((x[u][e] - st.mean) * st.rstd * g[u][e] + b[u][e]);
+      x[u][e] = to_f32(normed[e]);
+    }
+    if (writer) reinterpret_cast<uint4*>(out)[v] = *reinterpret_cast<const uint4*>(normed);
+  }
+}
+
 }  // namespace eaq::cuda
