@@ -397,7 +397,9 @@ TEST(CudaGpt2, FusedDecodeStepMatchesTheCpuAndTheOpByOpStep) {
 
 // The op-by-op step at batch 1, whose LayerNorm + QKV GEMV + attention run as one kernel
 // (qkv_attention.cu) unless EAQ_FUSED_QKV_ATTENTION=0: both against the CPU, teacher-forced, on a
-// padded prompt (masked keys) and a 700-token prompt (a cache of 720 rows).
+// padded prompt (masked keys) and a 700-token prompt (a cache of 720 rows). The quantized
+// precisions (8-bit weights in the same kernel) against their two kernels only: their distance
+// from the fp32 CPU is quantization noise, which QuantizedDecodeGemvMatchesTheGemmPath bounds.
 TEST(CudaGpt2, QkvAttentionKernelStepMatchesTheCpuAndTheTwoKernels) {
   RandomCase c;
   const LongPrompt long_case(c.spec, 6, 4);
@@ -410,24 +412,32 @@ TEST(CudaGpt2, QkvAttentionKernelStepMatchesTheCpuAndTheTwoKernels) {
     const HostTensor feed = row_of(c.steps, 2);
     const std::int64_t capacity = long_prompt ? 720 : 48;
     const StepLogits expected = decode_logits(*cpu, dir, ids, mask, feed, capacity);
-    for (Precision precision : {Precision::Fp16, Precision::Bf16}) {
+    // One kernel vs two: the same q, k and v bits; the attention sums in another order.
+    const std::map<Precision, double> tolerance = {{Precision::Fp16, 1e-2},
+                                                   {Precision::Bf16, 5e-2},
+                                                   {Precision::Int8, 2e-2},
+                                                   {Precision::Int8WeightOnly, 1e-2},
+                                                   {Precision::Fp8, 5e-2}};
+    for (const auto& [precision, allowed] : tolerance) {
       EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
       const StepLogits one = decode_logits(*gpu, dir, ids, mask, feed, capacity);
       setenv("EAQ_FUSED_QKV_ATTENTION", "0", 1);
       const StepLogits two = decode_logits(*gpu, dir, ids, mask, feed, capacity);
       unsetenv("EAQ_FUSED_QKV_ATTENTION");
-      const double tolerance = kLogitTolerance.at(precision);
       const double vs_cpu = test::max_relative_error(one.logits, expected.logits);
       const double vs_two = test::max_relative_error(one.logits, two.logits);
       std::printf(
-          "[ decoder   ] qkv+attention kernel, prompt %-4s %-5s vs CPU %.2e, vs two kernels %.2e "
-          "(tolerance %.0e)\n",
+          "[ decoder   ] qkv+attention kernel, prompt %-4s %-7s vs CPU %.2e, vs two kernels "
+          "%.2e (tolerance %.0e)\n",
           long_prompt ? "700" : "14", std::string(precision_name(precision)).c_str(), vs_cpu,
-          vs_two, tolerance);
-      EXPECT_LE(vs_cpu, tolerance) << precision_name(precision);
-      EXPECT_LE(test::max_relative_error(two.logits, expected.logits), tolerance)
-          << precision_name(precision) << " two kernels";
-      EXPECT_LE(vs_two, tolerance) << precision_name(precision);
+          vs_two, allowed);
+      EXPECT_LE(vs_two, allowed) << precision_name(precision);
+      if (kLogitTolerance.count(precision) != 0) {
+        EXPECT_LE(vs_cpu, kLogitTolerance.at(precision)) << precision_name(precision);
+        EXPECT_LE(test::max_relative_error(two.logits, expected.logits),
+                  kLogitTolerance.at(precision))
+            << precision_name(precision) << " two kernels";
+      }
     }
   }
 }

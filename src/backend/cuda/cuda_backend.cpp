@@ -618,24 +618,29 @@ class CudaBackend final : public Backend {
                           cuda::QkvAttentionArgs& out) const {
     const DType act = traits_.activation;
     const CudaLinear* w = float_layer(&weights, act);
+    // Float weights, or the 8-bit weights of a quantized precision (as its GEMV would read them).
+    const bool quantized =
+        w == nullptr && quantized_ && quantized_->qkv_attention_weights(weights, out);
     const std::int64_t e = x.numel();
     const std::size_t element = dtype_size(act);
     const char* q = static_cast<const char*>(qkv.data);
     const char* cache = static_cast<const char*>(args.k);
-    if (w == nullptr || x.dtype != act || qkv.dtype != act || w->in_features != e ||
-        w->out_features != 3 * e || args.batch != 1 || args.q_len != 1 || args.causal ||
-        args.append_slot == nullptr || args.key_mask == nullptr || args.store_k != nullptr ||
-        args.heads * args.head_dim != e || args.q != q || args.append_k != q + e * element ||
-        args.append_v != q + 2 * e * element || args.v != cache + e * element ||
-        args.kv_row_stride != 2 * e) {
+    if ((w == nullptr && !quantized) || x.dtype != act || qkv.dtype != act ||
+        weights.in_features != e || weights.out_features != 3 * e || args.batch != 1 ||
+        args.q_len != 1 || args.causal || args.append_slot == nullptr || args.key_mask == nullptr ||
+        args.store_k != nullptr || args.heads * args.head_dim != e || args.q != q ||
+        args.append_k != q + e * element || args.append_v != q + 2 * e * element ||
+        args.v != cache + e * element || args.kv_row_stride != 2 * e) {
       return false;
     }
     out.x = x.data;
     out.ln_gamma = static_cast<const float*>(gamma.data);
     out.ln_beta = static_cast<const float*>(beta.data);
     out.ln_eps = eps;
-    out.w = w->weight.data;
-    out.bias = w->bias.data;
+    if (!quantized) {
+      out.w = w->weight.data;
+      out.bias = w->bias.data;
+    }
     out.cache = const_cast<void*>(args.k);  // the op appends to it (AttentionArgs: k writable)
     out.key_mask = args.key_mask;
     out.slot = args.append_slot;

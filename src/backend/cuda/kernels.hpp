@@ -126,6 +126,12 @@ void launch_split_k_gemm(DType act, const SplitKGemmArgs& args, cudaStream_t str
 // out [hidden], all but the masks and LayerNorm parameters (f32) in dtype `act` (F16 or BF16).
 // Heads of 64; hidden <= 768. The cache rows other than the slot, the mask and the slot must not
 // come from the kernel just before (they load while it finishes).
+//
+// With 8-bit weights (the quantized precisions), W is I8 or E4M3 with per-row scales w_scales and
+// q, k and v are what launch_quantized_gemv computes (the same bits): normed is quantized per
+// token (or with static_inverse / static_scale) for Int8 and E4M3, not for Int8WeightOnly, and
+// bias is F32 unless bias_act.
+enum class WeightKind { Float, Int8, E4M3, Int8WeightOnly };
 struct QkvAttentionArgs {
   const void* x = nullptr;
   const float* ln_gamma = nullptr;
@@ -139,6 +145,11 @@ struct QkvAttentionArgs {
   void* out = nullptr;
   std::int64_t hidden = 0, heads = 0, capacity = 0;
   float scale = 1.0f;
+  WeightKind weights = WeightKind::Float;
+  const float* w_scales = nullptr;
+  bool bias_act = true;
+  float static_inverse = 0.0f;
+  float static_scale = 0.0f;
 };
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);
 void launch_qkv_attention(DType act, const QkvAttentionArgs& args, cudaStream_t stream);

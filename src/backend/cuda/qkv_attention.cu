@@ -14,15 +14,20 @@
 // before the kernel waits for the previous one), sends them to every block of the cluster, then
 // attends over cache rows [r chunk, (r + 1) chunk) and sends block 0 its softmax partial, which
 // block 0 merges into the head's output.
+//
+// The quantized precisions' 8-bit weights (int8, fp8, int8-wo) run here too: each warp quantizes
+// its normalized x itself and computes its rows as quantized_gemv.cu's row kernel does.
 #include <cooperative_groups.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/device_query.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/quant_row.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
 
 namespace eaq::cuda {
@@ -48,7 +53,9 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) 
   for (int e = 0; e < kPerVec; ++e) out[e] = to_f32(t[e]);
 }
 
-template <class T>
+// kW: the weights' kind. Float: T; the 8-bit kinds: one byte a weight, 8 weights a piece, and
+// the projection of quantized_gemv.cu's row kernel (quant_row.cuh).
+template <class T, WeightKind kW>
 __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArgs a, int chunk) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
@@ -71,14 +78,19 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   // Weights, LayerNorm parameters, older cache rows, the key mask and the slot do not come from
   // the previous kernel (the slot and mask from the step's first kernels): they load while it
   // finishes.
-  uint4 wv[kRowsPerWarp][kXVecs];
+  static_assert(kPerVec == kQuantRowPerVec, "a piece of x meets one piece of any weight kind");
+  using Piece = std::conditional_t<kW == WeightKind::Float, uint4, uint2>;
+  constexpr std::int64_t kWeightBytes = kW == WeightKind::Float ? sizeof(T) : 1;
+  Piece wv[kRowsPerWarp][kXVecs];
+  float w_scale[kRowsPerWarp];
   std::int64_t feature[kRowsPerWarp];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
     const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + r;  // row of the head's 192
     feature[r] = (t / kHeadDim) * hidden + h * kHeadDim + t % kHeadDim;
-    const auto* row =
-        reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + feature[r] * hidden);
+    if constexpr (kW != WeightKind::Float) w_scale[r] = a.w_scales[feature[r]];
+    const auto* row = reinterpret_cast<const Piece*>(static_cast<const unsigned char*>(a.w) +
+                                                     feature[r] * hidden * kWeightBytes);
 #pragma unroll
     for (int u = 0; u < kXVecs; ++u) {
       if (lane + 32 * u < vectors) wv[r][u] = row[lane + 32 * u];
@@ -127,6 +139,9 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
     for (int e = 0; e < kPerVec; ++e)
       xv[u][e] = to_f32(from_f32<T>((xv[u][e] - st.mean) * st.rstd * gv[u][e] + bv[u][e]));
   }
+  int xq[kXVecs][2];  // int8: the quantized row
+  const float x_scale =
+      warp_quantize_row<kW, kXVecs>(xv, xq, vectors, a.static_inverse, a.static_scale);
 
   // This warp's six rows; lane c < 8 sends each value to block c of the cluster. The block that
   // computes a row of k or v also stores it in the cache at the slot.
@@ -135,15 +150,27 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   const bool slot_in_cache = slot >= 0 && slot < a.capacity;
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
-    float acc = 0.0f;
+    float total;
+    if constexpr (kW == WeightKind::Float) {
+      float acc = 0.0f;
 #pragma unroll
-    for (int u = 0; u < kXVecs; ++u) {
-      if (lane + 32 * u >= vectors) break;
-      const T* wt = reinterpret_cast<const T*>(&wv[r][u]);
+      for (int u = 0; u < kXVecs; ++u) {
+        if (lane + 32 * u >= vectors) break;
+        const T* wt = reinterpret_cast<const T*>(&wv[r][u]);
 #pragma unroll
-      for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
+        for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
+      }
+      total = warp_sum(acc) + (bias ? to_f32(bias[feature[r]]) : 0.0f);
+    } else {
+      QuantAcc<kW> acc = 0;
+#pragma unroll
+      for (int u = 0; u < kXVecs; ++u) {
+        if (lane + 32 * u >= vectors) break;
+        dot_piece<kW>(acc, wv[r][u], xv[u], xq[u]);
+      }
+      total = dequantize_dot<T>(warp_dot_total<kW>(acc), x_scale, w_scale[r], a.bias, a.bias_act,
+                                feature[r]);
     }
-    const float total = warp_sum(acc) + (bias ? to_f32(bias[feature[r]]) : 0.0f);
     const T rounded = from_f32<T>(total);
     const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + r;
     if (lane < kClusterBlocks) *cluster.map_shared_rank(&head[t], lane) = to_f32(rounded);
@@ -263,7 +290,7 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
 #endif
 }
 
-template <class T>
+template <class T, WeightKind kW>
 void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
   const int chunk = static_cast<int>((a.capacity + kClusterBlocks - 1) / kClusterBlocks);
   cudaLaunchConfig_t config = {};
@@ -280,7 +307,25 @@ void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
   attributes[1].val.programmaticStreamSerializationAllowed = 1;
   config.attrs = attributes;
   config.numAttrs = dependent_launch_supported() ? 2 : 1;
-  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, qkv_attention_kernel<T>, a, chunk));
+  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, qkv_attention_kernel<T, kW>, a, chunk));
+}
+
+template <class T>
+void launch_kind(const QkvAttentionArgs& a, cudaStream_t stream) {
+  switch (a.weights) {
+    case WeightKind::Float:
+      launch_typed<T, WeightKind::Float>(a, stream);
+      break;
+    case WeightKind::Int8:
+      launch_typed<T, WeightKind::Int8>(a, stream);
+      break;
+    case WeightKind::E4M3:
+      launch_typed<T, WeightKind::E4M3>(a, stream);
+      break;
+    case WeightKind::Int8WeightOnly:
+      launch_typed<T, WeightKind::Int8WeightOnly>(a, stream);
+      break;
+  }
 }
 
 }  // namespace
@@ -292,14 +337,15 @@ bool qkv_attention_eligible(DType act, const QkvAttentionArgs& a) {
          a.heads * kHeadDim == a.hidden && a.hidden / kPerVec <= 32 * kXVecs && a.capacity >= 1 &&
          a.capacity <= kMaxCapacity && a.ln_gamma != nullptr && a.ln_beta != nullptr &&
          a.key_mask != nullptr && a.slot != nullptr && aligned16(a.x) && aligned16(a.w) &&
-         aligned16(a.cache) && aligned16(a.ln_gamma) && aligned16(a.ln_beta);
+         aligned16(a.cache) && aligned16(a.ln_gamma) && aligned16(a.ln_beta) &&
+         (a.weights == WeightKind::Float || a.w_scales != nullptr);
 }
 
 void launch_qkv_attention(DType act, const QkvAttentionArgs& a, cudaStream_t stream) {
   if (act == DType::F16)
-    launch_typed<__half>(a, stream);
+    launch_kind<__half>(a, stream);
   else if (act == DType::BF16)
-    launch_typed<__nv_bfloat16>(a, stream);
+    launch_kind<__nv_bfloat16>(a, stream);
 }
 
 }  // namespace eaq::cuda

@@ -19,44 +19,18 @@
 #include "backend/cuda/activation.cuh"
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/gemv_stage.cuh"
+#include "backend/cuda/kernels.hpp"
 #include "backend/cuda/quant_device.cuh"
+#include "backend/cuda/quant_row.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
 
 namespace eaq::cuda {
 namespace {
 
-enum class WeightKind { Int8, E4M3, Int8WeightOnly };
-
 constexpr int kChunk = 8;  // 16-byte pieces of a weight row in flight per lane: 4 KiB a warp
 constexpr int kMaxRowsPerLaunch = 4;
 constexpr std::int64_t kSharedBytes = 48 * 1024;
 constexpr std::int64_t kSharedBytesPerValue = 5;  // x as f32, and its int8 values
-
-__device__ __forceinline__ int warp_sum_int(int v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-// The four int8 values of `word` as exact floats without int-to-float conversions (a
-// quarter-rate instruction): byte ^ 0x80 = q + 128 placed under the exponent of 2^23 reads as
-// 2^23 + q + 128.
-__device__ __forceinline__ void int8x4_to_f32(unsigned word, float* f) {
-  const unsigned biased = word ^ 0x80808080u;
-  constexpr float kBias = 8388736.0f;  // 2^23 + 128
-  f[0] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7640)) - kBias;
-  f[1] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7641)) - kBias;
-  f[2] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7642)) - kBias;
-  f[3] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7643)) - kBias;
-}
-
-// The four e4m3 values of `word` (the first in the low byte) as floats, two per conversion.
-__device__ __forceinline__ void e4m3x4_to_f32(unsigned word, float* f) {
-  const float2 lo = __half22float2(__half2(
-      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word & 0xFFFFu), __NV_E4M3)));
-  const float2 hi = __half22float2(__half2(
-      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word >> 16), __NV_E4M3)));
-  f[0] = lo.x, f[1] = lo.y, f[2] = hi.x, f[3] = hi.y;
-}
 
 // Quantizes the staged rows as launch_quantize_rows does (xs holds them as stored, i.e. exact
 // values of T): int8 values into xq; e4m3 values back into xs as f32. x_scale gets each row's
@@ -126,11 +100,10 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_kernel(QuantizedG
   }
   if (feature >= a.n) return;  // after staging: every thread takes part in its barriers
 
-  using Acc = std::conditional_t<kKind == WeightKind::Int8, int, float>;
   const T* residual = static_cast<const T*>(a.residual);
   T* y = static_cast<T*>(a.y);
   for (;;) {
-    Acc acc[kRows];
+    QuantAcc<kKind> acc[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) acc[r] = 0;
     for (std::int64_t base = 0;;) {
@@ -177,23 +150,13 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_kernel(QuantizedG
     }
     const std::int64_t next = feature + stride;
     if (next < a.n) load_weights(wv, next, 0);
-    float bias = 0.0f;
-    if (a.bias != nullptr) {
-      bias = a.bias_act ? to_f32(static_cast<const T*>(a.bias)[feature])
-                        : static_cast<const float*>(a.bias)[feature];
-    }
     const float w_scale = a.w_scales[feature];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      float dot;
-      if constexpr (kKind == WeightKind::Int8) {
-        dot = static_cast<float>(warp_sum_int(acc[r]));
-      } else {
-        dot = warp_sum(acc[r]);
-      }
+      const float dot = warp_dot_total<kKind>(acc[r]);
       if (lane == 0) {
-        // The dequantization of quantize.cu and int8_gemm.cu, term for term.
-        float out = apply_activation(dot * (x_scale[r] * w_scale) + bias, a.activation);
+        float out = apply_activation(
+            dequantize_dot<T>(dot, x_scale[r], w_scale, a.bias, a.bias_act, feature), a.activation);
         if (residual) out += to_f32(residual[r * a.n + feature]);  // read before y (may alias)
         y[r * a.n + feature] = from_f32<T>(out);
       }
@@ -211,7 +174,7 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_kernel(QuantizedG
 // takes a LayerNorm; kVecs = 12 (k <= 3072: the MLP projection) does not.
 constexpr int kRowVecs = 3;
 constexpr int kWideRowVecs = 12;
-constexpr int kRowPerVec = 8;
+constexpr int kRowPerVec = kQuantRowPerVec;
 
 template <class T, WeightKind kKind, int kVecs>
 __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(QuantizedGemvArgs a) {
@@ -265,86 +228,27 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
     }
   }
 
-  // x quantized as launch_quantize_rows does it: int8 values packed four to an int for dp4a,
-  // e4m3 values back into xv as f32.
-  float x_scale = 1.0f;
   int xq[kVecs][2];
-  if constexpr (kKind != WeightKind::Int8WeightOnly) {
-    constexpr QuantFormat format =
-        kKind == WeightKind::E4M3 ? QuantFormat::E4M3 : QuantFormat::Int8;
-    float inverse = a.static_inverse;
-    x_scale = a.static_scale;
-    if (inverse == 0.0f) {
-      float amax = 0.0f;
-#pragma unroll
-      for (int u = 0; u < kVecs; ++u) {
-        if (lane + 32 * u >= vectors) break;
-#pragma unroll
-        for (int e = 0; e < kRowPerVec; ++e) amax = fmaxf(amax, fabsf(xv[u][e]));
-      }
-      amax = warp_max(amax);
-      inverse = amax > 0.0f ? quant_max(format) / amax : 0.0f;
-      x_scale = amax / quant_max(format);
-    }
-#pragma unroll
-    for (int u = 0; u < kVecs; ++u) {
-      if (lane + 32 * u >= vectors) break;
-      unsigned char q[kRowPerVec];
-#pragma unroll
-      for (int e = 0; e < kRowPerVec; ++e) q[e] = quantize_value(format, xv[u][e], inverse);
-      if constexpr (kKind == WeightKind::E4M3) {
-#pragma unroll
-        for (int e = 0; e < kRowPerVec; ++e)
-          xv[u][e] = __half2float(__half(__nv_cvt_fp8_to_halfraw(q[e], __NV_E4M3)));
-      } else {
-        xq[u][0] = static_cast<int>(q[0] | (q[1] << 8) | (q[2] << 16) |
-                                    (static_cast<unsigned>(q[3]) << 24));
-        xq[u][1] = static_cast<int>(q[4] | (q[5] << 8) | (q[6] << 16) |
-                                    (static_cast<unsigned>(q[7]) << 24));
-      }
-    }
-  }
+  const float x_scale =
+      warp_quantize_row<kKind, kVecs>(xv, xq, vectors, a.static_inverse, a.static_scale);
   if (feature >= a.n) return;
 
-  using Acc = std::conditional_t<kKind == WeightKind::Int8, int, float>;
   const T* residual = static_cast<const T*>(a.residual);
   T* y = static_cast<T*>(a.y);
   for (;;) {
-    Acc acc = 0;
+    QuantAcc<kKind> acc = 0;
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
-      if constexpr (kKind == WeightKind::Int8) {
-        acc = __dp4a(static_cast<int>(wv[u].x), xq[u][0], acc);
-        acc = __dp4a(static_cast<int>(wv[u].y), xq[u][1], acc);
-      } else {
-        float wf[kRowPerVec];
-        if constexpr (kKind == WeightKind::E4M3) {
-          e4m3x4_to_f32(wv[u].x, wf);
-          e4m3x4_to_f32(wv[u].y, wf + 4);
-        } else {
-          int8x4_to_f32(wv[u].x, wf);
-          int8x4_to_f32(wv[u].y, wf + 4);
-        }
-#pragma unroll
-        for (int e = 0; e < kRowPerVec; ++e) acc += xv[u][e] * wf[e];
-      }
+      dot_piece<kKind>(acc, wv[u], xv[u], xq[u]);
     }
     const std::int64_t next = feature + stride;
     if (next < a.n) load_row(wv, next);
-    float dot;
-    if constexpr (kKind == WeightKind::Int8) {
-      dot = static_cast<float>(warp_sum_int(acc));
-    } else {
-      dot = warp_sum(acc);
-    }
+    const float dot = warp_dot_total<kKind>(acc);
     if (lane == 0) {
-      float bias = 0.0f;
-      if (a.bias != nullptr) {
-        bias = a.bias_act ? to_f32(static_cast<const T*>(a.bias)[feature])
-                          : static_cast<const float*>(a.bias)[feature];
-      }
-      float out = apply_activation(dot * (x_scale * a.w_scales[feature]) + bias, a.activation);
+      float out = apply_activation(
+          dequantize_dot<T>(dot, x_scale, a.w_scales[feature], a.bias, a.bias_act, feature),
+          a.activation);
       if (residual) out += to_f32(residual[feature]);  // read before y (may alias)
       y[feature] = from_f32<T>(out);
     }

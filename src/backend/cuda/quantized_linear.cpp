@@ -508,6 +508,28 @@ bool QuantizedLinears::feed_forward(const DeviceTensor& x, const LinearWeights& 
   return true;
 }
 
+bool QuantizedLinears::qkv_attention_weights(const LinearWeights& weights,
+                                             QkvAttentionArgs& out) const {
+  const QuantizedLinear* w = as_quantized(weights);
+  if (w == nullptr || !quantized_gemv_enabled() ||
+      (w->path != QuantizedPath::Int8WeightOnly && w->k_pad != w->in_features)) {
+    return false;
+  }
+  out.weights = w->path == QuantizedPath::Int8WeightOnly ? WeightKind::Int8WeightOnly
+                : w->format == QuantFormat::E4M3         ? WeightKind::E4M3
+                                                         : WeightKind::Int8;
+  out.w = w->weight.data;
+  out.w_scales = static_cast<const float*>(w->weight_scales.data);
+  out.bias = w->bias.data;
+  out.bias_act =
+      w->path == QuantizedPath::Int8WeightOnly || w->path == QuantizedPath::Fp8OuterVector;
+  if (w->static_input_scale > 0.0f) {
+    out.static_inverse = 1.0f / w->static_input_scale;
+    out.static_scale = w->static_input_scale;
+  }
+  return true;
+}
+
 bool QuantizedLinears::linear_residual(const DeviceTensor& x, const LinearWeights& weights,
                                        const DeviceTensor& residual, DeviceTensor& y) {
   const QuantizedLinear* w = as_quantized(weights);

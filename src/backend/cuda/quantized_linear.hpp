@@ -34,6 +34,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cuda/device_allocator.hpp"
+#include "backend/cuda/kernels.hpp"
 #include "backend/cuda/lt_matmul.hpp"
 #include "backend/cuda/quant_kernels.hpp"
 
@@ -92,6 +93,9 @@ class QuantizedLinears {
                          DeviceTensor& y);
   bool feed_forward(const DeviceTensor& x, const LinearWeights& first, Activation activation,
                     DeviceTensor& mid, const LinearWeights& second, DeviceTensor& y);
+  // The 8-bit weights of a QKV layer for launch_qkv_attention (w, w_scales, bias, the weight
+  // kind and the static scale) when the quantized GEMV would run it; false otherwise.
+  bool qkv_attention_weights(const LinearWeights& weights, QkvAttentionArgs& out) const;
   // y = x W^T + b + residual in one kernel (the GEMV); false when it cannot run here: the caller
   // then runs Backend's default (linear, then add).
   bool linear_residual(const DeviceTensor& x, const LinearWeights& weights,

@@ -1,0 +1,142 @@
+// Device pieces of the 8-bit-weight kernels that hold one row of x in a warp's registers (lane l:
+// pieces l, l + 32, ... of 8 values), shared by quantized_gemv.cu's row kernel and
+// qkv_attention.cu: weight conversions, the row's quantization (launch_quantize_rows' arithmetic,
+// so both compute the same bits as the GEMM path) and the dot product of 8 weights.
+#pragma once
+
+#include <cuda_fp8.h>
+
+#include <type_traits>
+
+#include "backend/cuda/kernels.hpp"
+#include "backend/cuda/quant_device.cuh"
+
+namespace eaq::cuda {
+
+constexpr int kQuantRowPerVec = 8;  // values per piece: 8 weights are 8 bytes
+
+__device__ __forceinline__ int warp_sum_int(int v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+// The four int8 values of `word` as exact floats without int-to-float conversions (a
+// quarter-rate instruction): byte ^ 0x80 = q + 128 placed under the exponent of 2^23 reads as
+// 2^23 + q + 128.
+__device__ __forceinline__ void int8x4_to_f32(unsigned word, float* f) {
+  const unsigned biased = word ^ 0x80808080u;
+  constexpr float kBias = 8388736.0f;  // 2^23 + 128
+  f[0] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7640)) - kBias;
+  f[1] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7641)) - kBias;
+  f[2] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7642)) - kBias;
+  f[3] = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7643)) - kBias;
+}
+
+// The four e4m3 values of `word` (the first in the low byte) as floats, two per conversion.
+__device__ __forceinline__ void e4m3x4_to_f32(unsigned word, float* f) {
+  const float2 lo = __half22float2(__half2(
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word & 0xFFFFu), __NV_E4M3)));
+  const float2 hi = __half22float2(__half2(
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word >> 16), __NV_E4M3)));
+  f[0] = lo.x, f[1] = lo.y, f[2] = hi.x, f[3] = hi.y;
+}
+
+// What the dot products of kKind accumulate in: i32 for int8 x int8, f32 otherwise.
+template <WeightKind kKind>
+using QuantAcc = std::conditional_t<kKind == WeightKind::Int8, int, float>;
+
+// The row's x quantized as launch_quantize_rows does it (vectors: pieces in the row; static
+// quantization when static_inverse > 0): int8 values packed four to an int into q, e4m3 values
+// back into x as f32; int8-wo leaves x as it is. Returns the row's scale (1 for int8-wo). The
+// absolute maximum is exact, so every warp holding the row quantizes it alike.
+template <WeightKind kKind, int kVecs>
+__device__ __forceinline__ float warp_quantize_row(float (&x)[kVecs][kQuantRowPerVec],
+                                                   int (&q)[kVecs][2], int vectors,
+                                                   float static_inverse, float static_scale) {
+  if constexpr (kKind == WeightKind::Int8WeightOnly || kKind == WeightKind::Float) {
+    return 1.0f;
+  } else {
+    constexpr QuantFormat format =
+        kKind == WeightKind::E4M3 ? QuantFormat::E4M3 : QuantFormat::Int8;
+    const int lane = threadIdx.x % 32;
+    float inverse = static_inverse, scale = static_scale;
+    if (inverse == 0.0f) {
+      float amax = 0.0f;
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) {
+        if (lane + 32 * u >= vectors) break;
+#pragma unroll
+        for (int e = 0; e < kQuantRowPerVec; ++e) amax = fmaxf(amax, fabsf(x[u][e]));
+      }
+      amax = warp_max(amax);
+      inverse = amax > 0.0f ? quant_max(format) / amax : 0.0f;
+      scale = amax / quant_max(format);
+    }
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+      if (lane + 32 * u >= vectors) break;
+      unsigned char v[kQuantRowPerVec];
+#pragma unroll
+      for (int e = 0; e < kQuantRowPerVec; ++e) v[e] = quantize_value(format, x[u][e], inverse);
+      if constexpr (kKind == WeightKind::E4M3) {
+#pragma unroll
+        for (int e = 0; e < kQuantRowPerVec; ++e)
+          x[u][e] = __half2float(__half(__nv_cvt_fp8_to_halfraw(v[e], __NV_E4M3)));
+      } else {
+        q[u][0] = static_cast<int>(v[0] | (v[1] << 8) | (v[2] << 16) |
+                                   (static_cast<unsigned>(v[3]) << 24));
+        q[u][1] = static_cast<int>(v[4] | (v[5] << 8) | (v[6] << 16) |
+                                   (static_cast<unsigned>(v[7]) << 24));
+      }
+    }
+    return scale;
+  }
+}
+
+// acc += the dot product of 8 weights (one 8-byte piece) with the row's piece: dp4a on the packed
+// int8 values, f32 products otherwise.
+template <WeightKind kKind>
+__device__ __forceinline__ void dot_piece(QuantAcc<kKind>& acc, const uint2& w,
+                                          const float (&x)[kQuantRowPerVec], const int (&q)[2]) {
+  if constexpr (kKind == WeightKind::Int8) {
+    acc = __dp4a(static_cast<int>(w.x), q[0], acc);
+    acc = __dp4a(static_cast<int>(w.y), q[1], acc);
+  } else {
+    float wf[kQuantRowPerVec];
+    if constexpr (kKind == WeightKind::E4M3) {
+      e4m3x4_to_f32(w.x, wf);
+      e4m3x4_to_f32(w.y, wf + 4);
+    } else {
+      int8x4_to_f32(w.x, wf);
+      int8x4_to_f32(w.y, wf + 4);
+    }
+#pragma unroll
+    for (int e = 0; e < kQuantRowPerVec; ++e) acc += x[e] * wf[e];
+  }
+}
+
+// A warp's dot product from every lane's share.
+template <WeightKind kKind>
+__device__ __forceinline__ float warp_dot_total(QuantAcc<kKind> acc) {
+  if constexpr (kKind == WeightKind::Int8) {
+    return static_cast<float>(warp_sum_int(acc));
+  } else {
+    return warp_sum(acc);
+  }
+}
+
+// The dequantized output of one feature: dot * (x_scale * w_scale) + bias, the expression of
+// quantize.cu's and int8_gemm.cu's epilogues (bias F32, or T when bias_act).
+template <class T>
+__device__ __forceinline__ float dequantize_dot(float dot, float x_scale, float w_scale,
+                                                const void* bias, bool bias_act,
+                                                std::int64_t feature) {
+  float b = 0.0f;
+  if (bias != nullptr) {
+    b = bias_act ? to_f32(static_cast<const T*>(bias)[feature])
+                 : static_cast<const float*>(bias)[feature];
+  }
+  return dot * (x_scale * w_scale) + b;
+}
+
+}  // namespace eaq::cuda
