@@ -41,6 +41,21 @@ __device__ __forceinline__ void e4m3x4_to_f32(unsigned word, float* f) {
   f[0] = lo.x, f[1] = lo.y, f[2] = hi.x, f[3] = hi.y;
 }
 
+// Four values quantized to int8 as quantize_int8 does, packed into an int (the first in the low
+// byte) without float-to-int conversions (a quarter-rate instruction, and warp_quantize_row runs
+// one per value in every warp): clamping to +-127 first and rounding after is the same as
+// rounding first, and adding 1.5 * 2^23 leaves the rounded (half to even) integer in the low
+// mantissa bits, whose low byte is its two's complement. NaN clamps to -127 either way.
+__device__ __forceinline__ int quantize_int8x4(float a, float b, float c, float d, float inverse) {
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
+  const auto bits = [&](float v) {
+    return __float_as_uint(fminf(fmaxf(v * inverse, -127.0f), 127.0f) + kRound);
+  };
+  const unsigned lo = __byte_perm(bits(a), bits(b), 0x0040);  // bytes: a, b
+  const unsigned hi = __byte_perm(bits(c), bits(d), 0x0040);
+  return static_cast<int>(__byte_perm(lo, hi, 0x5410));
+}
+
 // What the dot products of kKind accumulate in: i32 for int8 x int8, f32 otherwise.
 template <WeightKind kKind>
 using QuantAcc = std::conditional_t<kKind == WeightKind::Int8, int, float>;
@@ -75,18 +90,15 @@ __device__ __forceinline__ float warp_quantize_row(float (&x)[kVecs][kQuantRowPe
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
-      unsigned char v[kQuantRowPerVec];
-#pragma unroll
-      for (int e = 0; e < kQuantRowPerVec; ++e) v[e] = quantize_value(format, x[u][e], inverse);
       if constexpr (kKind == WeightKind::E4M3) {
 #pragma unroll
-        for (int e = 0; e < kQuantRowPerVec; ++e)
-          x[u][e] = __half2float(__half(__nv_cvt_fp8_to_halfraw(v[e], __NV_E4M3)));
+        for (int e = 0; e < kQuantRowPerVec; ++e) {
+          const unsigned char v = quantize_e4m3(x[u][e], inverse);
+          x[u][e] = __half2float(__half(__nv_cvt_fp8_to_halfraw(v, __NV_E4M3)));
+        }
       } else {
-        q[u][0] = static_cast<int>(v[0] | (v[1] << 8) | (v[2] << 16) |
-                                   (static_cast<unsigned>(v[3]) << 24));
-        q[u][1] = static_cast<int>(v[4] | (v[5] << 8) | (v[6] << 16) |
-                                   (static_cast<unsigned>(v[7]) << 24));
+        q[u][0] = quantize_int8x4(x[u][0], x[u][1], x[u][2], x[u][3], inverse);
+        q[u][1] = quantize_int8x4(x[u][4], x[u][5], x[u][6], x[u][7], inverse);
       }
     }
     return scale;
