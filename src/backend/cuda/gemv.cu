@@ -144,23 +144,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
   allow_dependent_launch();
 
   float xv[kVecs][kPerVec];
-  const auto* x4 = reinterpret_cast<const uint4*>(a.x);
-  const auto* r4 = reinterpret_cast<const uint4*>(a.ln_residual);
-#pragma unroll
-  for (int u = 0; u < kVecs; ++u) {
-    const std::int64_t v = lane + 32 * u;
-    if (v >= vectors) break;
-    uint4 xr = x4[v];
-    const T* xt = reinterpret_cast<const T*>(&xr);
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) xv[u][e] = to_f32(xt[e]);
-    if (r4) {
-      uint4 rr = r4[v];
-      const T* rt = reinterpret_cast<const T*>(&rr);
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) xv[u][e] += to_f32(rt[e]);
-    }
-  }
+  warp_load_row<T>(a.x, a.ln_residual, static_cast<int>(vectors), xv);
   if constexpr (kLayerNorm) {
     if (a.ln_gamma != nullptr) {
       warp_layer_norm_row<T>(xv, gv, bv, static_cast<int>(vectors), a.k, a.ln_eps, a.ln_out);

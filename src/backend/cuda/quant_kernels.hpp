@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "backend/backend.hpp"
+#include "backend/cuda/kernels.hpp"
 
 namespace eaq::cuda {
 
@@ -96,25 +97,13 @@ void launch_int8_gemm(DType act, const Int8GemmArgs& args, cudaStream_t stream);
 // x is not quantized, dot = x . q in f32 and x_scale = 1, which differs from the GEMM path's
 // f16-rounded dequantized weights by that rounding only. bias: F32, or `act` with bias_act;
 // residual (dtype `act`) may alias y.
-struct QuantizedGemvArgs {
+struct QuantizedGemvArgs : GemvArgs {  // w: the 8-bit weights [>= n, k]
   QuantFormat format = QuantFormat::Int8;
   bool weight_only = false;
-  const void* x = nullptr;
-  const void* w = nullptr;
   const float* w_scales = nullptr;
-  const void* bias = nullptr;
   bool bias_act = false;
   float static_inverse = 0.0f;  // > 0: int8-static, x_scale = static_scale
   float static_scale = 0.0f;
-  const void* residual = nullptr;
-  void* y = nullptr;
-  const float* ln_gamma = nullptr;
-  const float* ln_beta = nullptr;
-  float ln_eps = 0.0f;
-  const void* ln_residual = nullptr;
-  void* ln_out = nullptr;
-  std::int64_t m = 0, n = 0, k = 0;
-  Activation activation = Activation::None;
 };
 constexpr std::int64_t kMaxQuantizedGemvRows = 8;
 bool quantized_gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x,

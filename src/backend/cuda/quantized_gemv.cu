@@ -205,23 +205,7 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
   allow_dependent_launch();
 
   float xv[kVecs][kRowPerVec];
-  const auto* x4 = reinterpret_cast<const uint4*>(a.x);
-  const auto* r4 = reinterpret_cast<const uint4*>(a.ln_residual);
-#pragma unroll
-  for (int u = 0; u < kVecs; ++u) {
-    const int v = lane + 32 * u;
-    if (v >= vectors) break;
-    const uint4 xr = x4[v];
-    const T* xt = reinterpret_cast<const T*>(&xr);
-#pragma unroll
-    for (int e = 0; e < kRowPerVec; ++e) xv[u][e] = to_f32(xt[e]);
-    if (r4) {
-      const uint4 rr = r4[v];
-      const T* rt = reinterpret_cast<const T*>(&rr);
-#pragma unroll
-      for (int e = 0; e < kRowPerVec; ++e) xv[u][e] += to_f32(rt[e]);
-    }
-  }
+  warp_load_row<T>(a.x, a.ln_residual, static_cast<int>(vectors), xv);
   if constexpr (kLayerNorm) {
     if (a.ln_gamma != nullptr) {
       warp_layer_norm_row<T>(xv, gv, bv, vectors, a.k, a.ln_eps, a.ln_out);

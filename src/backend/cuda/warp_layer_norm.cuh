@@ -31,6 +31,32 @@ __device__ __forceinline__ void load_layer_norm_params(const float* gamma, const
   }
 }
 
+// This lane's pieces of a row of T (and of `residual`, added, when not null) as f32: lane l
+// reads pieces l, l + 32, ... of the `vectors` 16-byte pieces.
+template <class T, int kVecs, int kPerVec>
+__device__ __forceinline__ void warp_load_row(const void* x, const void* residual, int vectors,
+                                              float (&out)[kVecs][kPerVec]) {
+  static_assert(kPerVec * sizeof(T) == 16, "rows are read in 16-byte pieces");
+  const int lane = threadIdx.x % 32;
+  const auto* x4 = static_cast<const uint4*>(x);
+  const auto* r4 = static_cast<const uint4*>(residual);
+#pragma unroll
+  for (int u = 0; u < kVecs; ++u) {
+    const int v = lane + 32 * u;
+    if (v >= vectors) break;
+    const uint4 xr = x4[v];
+    const T* xt = reinterpret_cast<const T*>(&xr);
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) out[u][e] = to_f32(xt[e]);
+    if (r4) {
+      const uint4 rr = r4[v];
+      const T* rt = reinterpret_cast<const T*>(&rr);
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) out[u][e] += to_f32(rt[e]);
+    }
+  }
+}
+
 struct RowStats {
   float mean = 0.0f;
   float rstd = 0.0f;  // 1 / sqrt(variance + eps)
