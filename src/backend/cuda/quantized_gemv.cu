@@ -14,7 +14,6 @@
 #include <cuda_fp8.h>
 
 #include <cstdint>
-#include <type_traits>
 
 #include "backend/cuda/activation.cuh"
 #include "backend/cuda/dependent_launch.cuh"
