@@ -72,6 +72,20 @@ cublasLtEpilogue_t bias_epilogue(Activation fused, bool has_bias) {
   return has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
 }
 
+// The fields of an 8-bit layer that the GEMV and the QKV + attention kernel read: the weights
+// and their scales, the bias as the GEMM path's epilogue stores it, the static input scale.
+template <class Args>
+void set_8bit_weights(const QuantizedLinear& w, Args& out) {
+  out.w = w.weight.data;
+  out.w_scales = static_cast<const float*>(w.weight_scales.data);
+  out.bias = w.bias.data;
+  out.bias_act = w.path == QuantizedPath::Int8WeightOnly || w.path == QuantizedPath::Fp8OuterVector;
+  if (w.static_input_scale > 0.0f) {
+    out.static_inverse = 1.0f / w.static_input_scale;
+    out.static_scale = w.static_input_scale;
+  }
+}
+
 bool quantized_gemv_enabled() {
   return !env_is("EAQ_QUANTIZED_GEMV", "0");
 }
@@ -396,16 +410,8 @@ bool QuantizedLinears::gemv_args(const DeviceTensor& x, const QuantizedLinear& w
   out = QuantizedGemvArgs{};
   out.format = w.format;
   out.weight_only = w.path == QuantizedPath::Int8WeightOnly;
+  set_8bit_weights(w, out);
   out.x = x.data;
-  out.w = w.weight.data;
-  out.w_scales = static_cast<const float*>(w.weight_scales.data);
-  out.bias = w.bias.data;
-  // The bias is stored as the GEMM path's epilogue reads it.
-  out.bias_act = w.path == QuantizedPath::Int8WeightOnly || w.path == QuantizedPath::Fp8OuterVector;
-  if (w.static_input_scale > 0.0f) {
-    out.static_inverse = 1.0f / w.static_input_scale;
-    out.static_scale = w.static_input_scale;
-  }
   out.y = y.data;
   out.m = rows;
   out.n = w.out_features;
@@ -518,15 +524,7 @@ bool QuantizedLinears::qkv_attention_weights(const LinearWeights& weights,
   out.weights = w->path == QuantizedPath::Int8WeightOnly ? WeightKind::Int8WeightOnly
                 : w->format == QuantFormat::E4M3         ? WeightKind::E4M3
                                                          : WeightKind::Int8;
-  out.w = w->weight.data;
-  out.w_scales = static_cast<const float*>(w->weight_scales.data);
-  out.bias = w->bias.data;
-  out.bias_act =
-      w->path == QuantizedPath::Int8WeightOnly || w->path == QuantizedPath::Fp8OuterVector;
-  if (w->static_input_scale > 0.0f) {
-    out.static_inverse = 1.0f / w->static_input_scale;
-    out.static_scale = w->static_input_scale;
-  }
+  set_8bit_weights(*w, out);
   return true;
 }
 
