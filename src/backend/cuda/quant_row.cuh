@@ -56,6 +56,21 @@ __device__ __forceinline__ int quantize_int8x4(float a, float b, float c, float 
   return static_cast<int>(__byte_perm(lo, hi, 0x5410));
 }
 
+// Four 8-bit weights of kKind (E4M3 or an int8 kind; the first in the low byte) as floats.
+template <WeightKind kKind>
+__device__ __forceinline__ void weights4_to_f32(unsigned word, float* f) {
+  if constexpr (kKind == WeightKind::E4M3) {
+    e4m3x4_to_f32(word, f);
+  } else {
+    int8x4_to_f32(word, f);
+  }
+}
+
+// An e4m3 byte's value as f32: what the fp8 GEMM multiplies.
+__device__ __forceinline__ float e4m3_to_f32(unsigned char q) {
+  return __half2float(__half(__nv_cvt_fp8_to_halfraw(q, __NV_E4M3)));
+}
+
 // What the dot products of kKind accumulate in: i32 for int8 x int8, f32 otherwise.
 template <WeightKind kKind>
 using QuantAcc = std::conditional_t<kKind == WeightKind::Int8, int, float>;
@@ -94,7 +109,7 @@ __device__ __forceinline__ float warp_quantize_row(float (&x)[kVecs][kQuantRowPe
 #pragma unroll
         for (int e = 0; e < kQuantRowPerVec; ++e) {
           const unsigned char v = quantize_e4m3(x[u][e], inverse);
-          x[u][e] = __half2float(__half(__nv_cvt_fp8_to_halfraw(v, __NV_E4M3)));
+          x[u][e] = e4m3_to_f32(v);
         }
       } else {
         q[u][0] = quantize_int8x4(x[u][0], x[u][1], x[u][2], x[u][3], inverse);
@@ -115,13 +130,8 @@ __device__ __forceinline__ void dot_piece(QuantAcc<kKind>& acc, const uint2& w,
     acc = __dp4a(static_cast<int>(w.y), q[1], acc);
   } else {
     float wf[kQuantRowPerVec];
-    if constexpr (kKind == WeightKind::E4M3) {
-      e4m3x4_to_f32(w.x, wf);
-      e4m3x4_to_f32(w.y, wf + 4);
-    } else {
-      int8x4_to_f32(w.x, wf);
-      int8x4_to_f32(w.y, wf + 4);
-    }
+    weights4_to_f32<kKind>(w.x, wf);
+    weights4_to_f32<kKind>(w.y, wf + 4);
 #pragma unroll
     for (int e = 0; e < kQuantRowPerVec; ++e) acc += x[e] * wf[e];
   }

@@ -58,7 +58,7 @@ __device__ void quantize_staged(const QuantizedGemvArgs& a, float* xs, signed ch
     for (std::int64_t c = threadIdx.x; c < k; c += kGemvThreads) {
       const unsigned char q = quantize_value(format, row[c], inverse);
       if constexpr (kKind == WeightKind::E4M3) {
-        row[c] = __half2float(__half(__nv_cvt_fp8_to_halfraw(q, __NV_E4M3)));
+        row[c] = e4m3_to_f32(q);
       } else {
         xq[r * k + c] = static_cast<signed char>(q);
       }
@@ -124,13 +124,7 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_kernel(QuantizedG
           float wf[16];
           const unsigned* words = reinterpret_cast<const unsigned*>(&wv[u]);
 #pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            if constexpr (kKind == WeightKind::E4M3) {
-              e4m3x4_to_f32(words[q], wf + 4 * q);
-            } else {
-              int8x4_to_f32(words[q], wf + 4 * q);
-            }
-          }
+          for (int q = 0; q < 4; ++q) weights4_to_f32<kKind>(words[q], wf + 4 * q);
 #pragma unroll
           for (int r = 0; r < kRows; ++r) {
             const float4* x4 = reinterpret_cast<const float4*>(xs + r * a.k + v * 16);
