@@ -125,20 +125,8 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
 
   // LayerNorm of x in every warp, as the GEMV row kernel does it (two passes, shuffles only).
   float xv[kXVecs][kPerVec];
-  const auto* x4 = reinterpret_cast<const uint4*>(a.x);
-#pragma unroll
-  for (int u = 0; u < kXVecs; ++u) {
-    if (lane + 32 * u >= vectors) break;
-    unpack<T>(x4[lane + 32 * u], xv[u]);
-  }
-  const RowStats st = warp_row_stats<kXVecs, kPerVec>(xv, vectors, hidden, a.ln_eps);
-#pragma unroll
-  for (int u = 0; u < kXVecs; ++u) {
-    if (lane + 32 * u >= vectors) break;
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e)
-      xv[u][e] = to_f32(from_f32<T>((xv[u][e] - st.mean) * st.rstd * gv[u][e] + bv[u][e]));
-  }
+  warp_load_row<T>(a.x, nullptr, vectors, xv);
+  warp_layer_norm_row<T>(xv, gv, bv, vectors, hidden, a.ln_eps, nullptr);
   int xq[kXVecs][2];  // int8: the quantized row
   const float x_scale =
       warp_quantize_row<kW, kXVecs>(xv, xq, vectors, a.static_inverse, a.static_scale);
