@@ -132,21 +132,14 @@ struct QkvAttentionCase {
 };
 
 struct QkvAttentionResult {
-  HostTensor out, cache;  // with a projection, out is x + attention W_proj^T + b_proj
+  HostTensor out, cache;
 };
 
-// The output projection of attention_block: weights [hidden, hidden] and bias [hidden].
-struct Projection {
-  HostTensor w, bias;
-};
-
-// layer_norm_linear_attention, or with `projection` attention_block.
 QkvAttentionResult run_qkv_attention(Backend& backend, const QkvAttentionCase& c,
                                      const HostTensor& w, const HostTensor& bias,
                                      const HostTensor& x, const HostTensor& gamma,
                                      const HostTensor& beta, const HostTensor& cache,
-                                     const HostTensor& mask,
-                                     const Projection* projection = nullptr) {
+                                     const HostTensor& mask) {
   const DType act = backend.activation_dtype();
   const std::int64_t e = c.hidden;
   const std::size_t element = dtype_size(act);
@@ -181,16 +174,8 @@ QkvAttentionResult run_qkv_attention(Backend& backend, const QkvAttentionCase& c
   a.append_v = q + 2 * e * element;
   a.append_batch_stride = 3 * e;
   a.append_slot = static_cast<const std::int32_t*>(slot.data);
-  std::unique_ptr<LinearWeights> proj;
-  DeviceTensor scratch = backend.allocate(act, {1, e});
-  if (projection != nullptr) {
-    options.name = "test.c_proj";
-    proj = backend.prepare_linear(projection->w, &projection->bias, options);
-    backend.attention_block(dx, dgamma, dbeta, 1e-5f, normed, *layer, qkv, a, *proj, out, scratch);
-  } else {
-    backend.layer_norm_linear_attention(dx, dgamma, dbeta, 1e-5f, normed, *layer, qkv, a);
-  }
-  QkvAttentionResult r{backend.download(projection ? dx : out), backend.download(dcache)};
+  backend.layer_norm_linear_attention(dx, dgamma, dbeta, 1e-5f, normed, *layer, qkv, a);
+  QkvAttentionResult r{backend.download(out), backend.download(dcache)};
 #ifdef EAQ_HAVE_CUDA
   if (backend.is_cuda()) {
     // The shapes here are the kernel's: the test fails rather than pass on the two-op fallback.
@@ -205,19 +190,10 @@ QkvAttentionResult run_qkv_attention(Backend& backend, const QkvAttentionCase& c
     k.hidden = e;
     k.heads = a.heads;
     k.capacity = c.capacity;
-    if (projection != nullptr) {
-      k.proj_w = dx.data;
-      k.y = dx.data;
-      k.scratch.partials = static_cast<float*>(scratch.data);  // shape only: not launched
-      k.scratch.partial_floats = cuda::qkv_attention_projection_need(k).partial_floats;
-      k.scratch.counters = static_cast<unsigned*>(scratch.data);
-      k.scratch.counter_count = cuda::qkv_attention_projection_need(k).counters;
-    }
     EXPECT_TRUE(cuda::qkv_attention_eligible(act, k)) << "hidden " << e;
   }
 #endif
-  for (DeviceTensor* t :
-       {&dx, &dcache, &dgamma, &dbeta, &dmask, &slot, &normed, &qkv, &out, &scratch}) {
+  for (DeviceTensor* t : {&dx, &dcache, &dgamma, &dbeta, &dmask, &slot, &normed, &qkv, &out}) {
     backend.release(*t);
   }
   return r;
@@ -280,61 +256,6 @@ TEST(CudaFusedOps, LayerNormQkvAttentionMatchesTheCpusTwoOps) {
           "[ fused     ] %-5s ln+qkv+attention hidden %4lld capacity %4lld slot %4d  out %.1e\n",
           std::string(precision_name(precision)).c_str(), static_cast<long long>(e),
           static_cast<long long>(c.capacity), c.slot, out_error);
-    }
-  }
-}
-
-// attention_block with the output projection and residual in the same kernel (float weights)
-// against the CPU's ops and the GPU's own separate projection kernel
-// (EAQ_FUSED_ATTENTION_PROJECTION=0): x afterwards, and the cache, as the two-kernel form's. Each
-// case runs twice: the heads' shares are summed in head order whichever cluster finishes last, so
-// the two results are the same bits (and the arrival counters went back to zero in between).
-TEST(CudaFusedOps, AttentionBlockWithItsProjectionMatchesTheCpusOps) {
-  const QkvAttentionCase cases[] = {{768, 384, 200}, {768, 1000, 999}, {256, 37, 5}, {128, 9, 8}};
-  for (Precision precision : {Precision::Fp16, Precision::Bf16}) {
-    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
-    auto cpu = make_cpu_backend(Precision::Fp32);
-    const DType act = gpu->activation_dtype();
-    for (const QkvAttentionCase& c : cases) {
-      const std::int64_t e = c.hidden;
-      const float w_scale = 1.0f / std::sqrt(static_cast<float>(e));
-      const HostTensor w = test::rounded_to(test::random_f32({3 * e, e}, 71, w_scale), act);
-      const HostTensor bias = test::rounded_to(test::random_f32({3 * e}, 72, 0.5f), act);
-      const HostTensor x = test::rounded_to(test::random_f32({1, e}, 73, 3.0f), act);
-      const HostTensor gamma = test::random_f32({e}, 74, 1.0f);
-      const HostTensor beta = test::random_f32({e}, 75, 0.2f);
-      const HostTensor cache =
-          test::rounded_to(test::random_f32({c.capacity, 2 * e}, 76, 2.0f), act);
-      const Projection projection{
-          test::rounded_to(test::random_f32({e, e}, 77, 4.0f * w_scale), act),
-          test::rounded_to(test::random_f32({e}, 78, 0.5f), act)};
-      std::vector<std::int32_t> m(static_cast<std::size_t>(c.capacity));
-      for (std::size_t j = 0; j < m.size(); ++j) m[j] = j % 5 == 2 ? 0 : 1;
-      if (c.slot < c.capacity) m[static_cast<std::size_t>(c.slot)] = 1;
-      const HostTensor mask = HostTensor::from_i32({c.capacity}, m);
-      const auto run = [&](Backend& b) {
-        return run_qkv_attention(b, c, w, bias, x, gamma, beta, cache, mask, &projection);
-      };
-      const QkvAttentionResult want = run(*cpu);
-      const QkvAttentionResult fused = run(*gpu);
-      const QkvAttentionResult again = run(*gpu);
-      setenv("EAQ_FUSED_ATTENTION_PROJECTION", "0", 1);
-      const QkvAttentionResult two_kernels = run(*gpu);
-      unsetenv("EAQ_FUSED_ATTENTION_PROJECTION");
-      const std::string where = std::string(precision_name(precision)) + " hidden " +
-                                std::to_string(e) + " capacity " + std::to_string(c.capacity);
-      const double vs_cpu = test::max_relative_error(fused.out, want.out);
-      const double vs_two = test::max_relative_error(fused.out, two_kernels.out);
-      EXPECT_LE(vs_cpu, tolerance_for(act)) << where;
-      EXPECT_LE(vs_two, tolerance_for(act)) << where;
-      EXPECT_GT(max_abs_difference(fused.out, x), 0.0) << where;
-      EXPECT_EQ(max_abs_difference(fused.out, again.out), 0.0) << where;
-      EXPECT_EQ(max_abs_difference(fused.cache, two_kernels.cache), 0.0) << where;
-      std::printf(
-          "[ fused     ] %-5s ln+qkv+attention+projection hidden %4lld capacity %4lld  x vs CPU "
-          "%.1e, vs two kernels %.1e\n",
-          std::string(precision_name(precision)).c_str(), static_cast<long long>(e),
-          static_cast<long long>(c.capacity), vs_cpu, vs_two);
     }
   }
 }

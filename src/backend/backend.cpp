@@ -36,15 +36,6 @@ void Backend::layer_norm_linear_attention(const DeviceTensor& x, const DeviceTen
   attention(args);
 }
 
-void Backend::attention_block(DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
-                              float eps, DeviceTensor& normed, const LinearWeights& qkv_weights,
-                              DeviceTensor& qkv, const AttentionArgs& args,
-                              const LinearWeights& proj, DeviceTensor& context,
-                              DeviceTensor& scratch) {
-  layer_norm_linear_attention(x, gamma, beta, eps, normed, qkv_weights, qkv, args);
-  linear_residual(context, proj, x, scratch, x);
-}
-
 void Backend::linear_residual(const DeviceTensor& x, const LinearWeights& weights,
                               const DeviceTensor& residual, DeviceTensor& scratch,
                               DeviceTensor& y) {

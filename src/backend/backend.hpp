@@ -273,16 +273,6 @@ class Backend {
                                            const DeviceTensor& beta, float eps,
                                            DeviceTensor& normed, const LinearWeights& weights,
                                            DeviceTensor& qkv, const AttentionArgs& args);
-  // The attention half of a decoder block at a decode step: layer_norm_linear_attention(x, ...,
-  // args), whose output args.out points into `context`, then x += context W_proj^T + b_proj as
-  // linear_residual(context, proj, x, scratch, x). context is scratch as well (CUDA at batch 1
-  // keeps the attention output on chip and adds the projection in the same kernel). The default
-  // runs the two ops.
-  virtual void attention_block(DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
-                               float eps, DeviceTensor& normed, const LinearWeights& qkv_weights,
-                               DeviceTensor& qkv, const AttentionArgs& args,
-                               const LinearWeights& proj, DeviceTensor& context,
-                               DeviceTensor& scratch);
   // A feed-forward block: mid = act(x W1^T + b1), then y = mid W2^T + b2. `mid` is scratch of
   // [rows, first.out_features] in the activation dtype; its contents afterwards are unspecified
   // (a backend may keep the intermediate in quantized form only).

@@ -229,14 +229,11 @@ void Gpt2Model::run_blocks(Rows& r, const Attend& attend, const Narrow& narrow) 
     const Layer& layer = layers_[i];
     // The fused pairs let a backend save launches (CUDA decode: LayerNorm inside the GEMV, the
     // residual added in its epilogue); `projected` is the scratch of backends that do not fuse.
-    // `attend` returns whether it ran the attention's projection and residual too.
-    const bool projected = attend(i, layer);
+    attend(i, layer);
     // After the last layer's attention (which stores its keys and values) the caller may keep
     // fewer rows: those whose output it reads.
     Rows& t = i + 1 == layers_.size() ? narrow(r) : r;
-    if (!projected) {
-      backend_.linear_residual(t.context, *layer.attn_proj, t.hidden, t.projected, t.hidden);
-    }
+    backend_.linear_residual(t.context, *layer.attn_proj, t.hidden, t.projected, t.hidden);
     backend_.layer_norm_linear(t.hidden, nullptr, layer.ln_2_weight, layer.ln_2_bias, eps, t.normed,
                                *layer.c_fc, config_.activation, t.ffn);
     backend_.linear_residual(t.ffn, *layer.mlp_proj, t.hidden, t.projected, t.hidden);
@@ -287,7 +284,6 @@ void Gpt2Model::sequence_forward(Workspace& ws, const DeviceTensor& ids, const D
     a.causal = true;
     a.scale = weights.attention_scale;
     backend_.attention(a);
-    return false;  // narrow() may keep fewer rows for the projection
   };
   const auto narrow = [&](Rows& all) -> Rows& {
     if (!last_rows_only) return all;
@@ -508,12 +504,10 @@ void Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids) {
     a.append_v = qkv + 2 * e * element;
     a.append_batch_stride = 3 * e;
     a.append_slot = slot;
-    // One call, so a backend can keep q, k, v and the attention output on chip (CUDA at batch 1:
-    // one kernel, the projection and residual included).
-    backend_.attention_block(s.hidden_, weights.ln_1_weight, weights.ln_1_bias,
-                             config_.layer_norm_eps, s.normed_, *weights.c_attn, s.qkv_, a,
-                             *weights.attn_proj, s.context_, s.projected_);
-    return true;
+    // One call, so a backend can keep q, k and v on chip (CUDA at batch 1: one kernel).
+    backend_.layer_norm_linear_attention(s.hidden_, weights.ln_1_weight, weights.ln_1_bias,
+                                         config_.layer_norm_eps, s.normed_, *weights.c_attn, s.qkv_,
+                                         a);
   });
   backend_.layer_norm_linear(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
                              s.normed_, *lm_head_, Activation::None, s.logits_);

@@ -58,13 +58,6 @@ bool fused_qkv_attention_enabled() {
   return !cuda::env_is("EAQ_FUSED_QKV_ATTENTION", "0");
 }
 
-// EAQ_FUSED_ATTENTION_PROJECTION=0 leaves a batch-1 decode step's attention output projection and
-// residual to their own kernel instead of qkv_attention.cu's (to measure what it buys). Read at
-// every call, so tests compare both.
-bool fused_attention_projection_enabled() {
-  return !cuda::env_is("EAQ_FUSED_ATTENTION_PROJECTION", "0");
-}
-
 cudaDataType_t cuda_type(DType dtype) {
   switch (dtype) {
     case DType::F32:
@@ -615,43 +608,6 @@ class CudaBackend final : public Backend {
       return;
     }
     Backend::layer_norm_linear_attention(x, gamma, beta, eps, normed, weights, qkv, args);
-  }
-
-  void attention_block(DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
-                       float eps, DeviceTensor& normed, const LinearWeights& qkv_weights,
-                       DeviceTensor& qkv, const AttentionArgs& args, const LinearWeights& proj,
-                       DeviceTensor& context, DeviceTensor& scratch) override {
-    cuda::QkvAttentionArgs fused;
-    if (fused_qkv_attention_enabled() && fused_attention_projection_enabled() &&
-        qkv_attention_args(x, gamma, beta, eps, qkv_weights, qkv, args, fused) &&
-        projection_args(x, proj, context, args, fused)) {
-      ProfileScope scope(profiler_, stream_, [&] {
-        return fmt::format("layer_norm+qkv gemv+attention+projection q1 kv{}", args.kv_len);
-      });
-      cuda::launch_qkv_attention(traits_.activation, fused, stream_);
-      EAQ_CUDA_CHECK_LAUNCH();
-      return;
-    }
-    Backend::attention_block(x, gamma, beta, eps, normed, qkv_weights, qkv, args, proj, context,
-                             scratch);
-  }
-
-  // Adds the output projection and residual to the one-kernel form's arguments when it can run
-  // them (float weights [hidden, hidden], the attention output in `context`, x updated in place).
-  bool projection_args(const DeviceTensor& x, const LinearWeights& proj,
-                       const DeviceTensor& context, const AttentionArgs& args,
-                       cuda::QkvAttentionArgs& out) {
-    const CudaLinear* w = float_layer(&proj, traits_.activation);
-    if (w == nullptr || proj.in_features != x.numel() || proj.out_features != x.numel() ||
-        args.out != context.data || context.numel() != x.numel()) {
-      return false;
-    }
-    out.proj_w = w->weight.data;
-    out.proj_bias = w->bias.data;
-    out.y = x.data;
-    ensure_split_scratch(cuda::qkv_attention_projection_need(out));
-    out.scratch = split_;  // too small when it could not grow during a capture: not eligible
-    return cuda::qkv_attention_eligible(traits_.activation, out);
   }
 
   // The one-kernel form's arguments when it can run this call (a batch-1 decode step: a float

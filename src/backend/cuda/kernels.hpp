@@ -150,18 +150,7 @@ struct QkvAttentionArgs {
   bool bias_act = true;
   float static_inverse = 0.0f;
   float static_scale = 0.0f;
-  // With proj_w (float weights only), the kernel also projects the attention output and adds the
-  // residual stream: y = x + out W_proj^T + proj_bias, summed as launch_gemv's linear_residual
-  // would but in another order (proj_w [hidden, hidden], proj_bias [hidden] or null, y [hidden]
-  // may alias x; out may be null). Each head's cluster adds its share of every output to
-  // `partials` and the last cluster to arrive combines them, so `scratch` must hold
-  // qkv_attention_projection_need(args) (its counters at zero; the kernel leaves them at zero).
-  const void* proj_w = nullptr;
-  const void* proj_bias = nullptr;
-  void* y = nullptr;
-  SplitScratch scratch;
 };
-SplitNeed qkv_attention_projection_need(const QkvAttentionArgs& args);
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);
 void launch_qkv_attention(DType act, const QkvAttentionArgs& args, cudaStream_t stream);
 
