@@ -118,6 +118,7 @@ constexpr int kWideRowVecs = 12;  // k <= 3072 (f16) or 1536 (f32), without a La
 // block reads an eighth of the parts.
 constexpr int kPartsCluster = 8;
 constexpr int kPartsMaxK = 32 * kRowVecs * 8;  // f16 / bf16
+constexpr int kMaxParts = 12;                  // loaded at once: one round trip to L2, not 12
 
 // x = (parts summed in order + x_bias) + x, as launch_gemv's residual epilogue rounds it, into
 // x_row of every block of the cluster (and into x_sum by the first cluster). Every block of the
@@ -133,8 +134,16 @@ __device__ __forceinline__ void stage_summed_row(const GemvArgs& a, float* x_row
   const T* x_bias = static_cast<const T*>(a.x_bias);
   cluster.barrier_wait();  // every block has started: its shared memory may be written
   for (std::int64_t i = first + threadIdx.x; i < first + slice; i += kGemvThreads) {
+    float part[kMaxParts];
+#pragma unroll
+    for (int p = 0; p < kMaxParts; ++p) {
+      part[p] = p < a.x_part_count ? __ldcg(a.x_parts + p * a.k + i) : 0.0f;
+    }
     float sum = 0.0f;
-    for (std::int64_t p = 0; p < a.x_part_count; ++p) sum += __ldcg(a.x_parts + p * a.k + i);
+#pragma unroll
+    for (int p = 0; p < kMaxParts; ++p) {
+      if (p < a.x_part_count) sum += part[p];
+    }
     float out = sum + (x_bias ? to_f32(x_bias[i]) : 0.0f);
     out += to_f32(x[i]);
     const T rounded = from_f32<T>(out);
@@ -288,8 +297,8 @@ void launch_parts(const GemvArgs& a, cudaStream_t stream) {
 bool gemv_x_parts_eligible(DType act, const GemvArgs& a) {
   return (act == DType::F16 || act == DType::BF16) && thread_block_clusters_supported() &&
          row_kernel_vecs(act, a) == kRowVecs && a.ln_gamma != nullptr && a.ln_residual == nullptr &&
-         a.x_parts != nullptr && a.x_part_count >= 1 && a.x_sum != nullptr &&
-         a.k % kPartsCluster == 0 && a.k <= kPartsMaxK;
+         a.x_parts != nullptr && a.x_part_count >= 1 && a.x_part_count <= kMaxParts &&
+         a.x_sum != nullptr && a.k % kPartsCluster == 0 && a.k <= kPartsMaxK;
 }
 
 int gemv_blocks_per_multiprocessor(const void* kernel, std::size_t shared) {

@@ -92,8 +92,9 @@ struct GemvArgs {
   Activation activation = Activation::None;
   // With x_parts (one row, F16/BF16, k <= 768, a LayerNorm), x is a Linear layer's output not added
   // up yet, plus its residual: x = (x_parts[0] + ... + x_parts[x_part_count - 1] + x_bias) + x,
-  // rounded as launch_gemv's residual epilogue rounds (parts f32 [x_part_count, k], x_bias [k] or
-  // null); that row is written to x_sum [k] as well. qkv_attention.cu's projection writes them.
+  // rounded as launch_gemv's residual epilogue rounds (parts f32 [x_part_count <= 12, k], x_bias
+  // [k] or null); that row is written to x_sum [k] as well. qkv_attention.cu's projection writes
+  // them.
   const float* x_parts = nullptr;
   std::int64_t x_part_count = 0;
   const void* x_bias = nullptr;
