@@ -217,12 +217,6 @@ stage_wide_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16,int8,int8-wo,fp8}" --batch-size 1 --min-duration-s 2
 }
 
-stage_aproj_gpt2() {
-  note "GPT-2 124M shape: a batch-1 step's attention projection + residual in a kernel of its own, then in the attention and c_fc kernels"
-  gpt2_ab EAQ_FUSED_ATTENTION_PROJECTION aproj-gpt2 "projection in the attention and c_fc kernels" --new-tokens 256 \
-    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
-}
-
 # Where the fused decode step spends its time (EAQ_DECODE_TIMELINE=1: the last block's clock per
 # phase).
 stage_timeline_gpt2() {
@@ -341,7 +335,6 @@ for stage in "$@"; do
     qkv-gpt2) stage_qkv_gpt2 ;;
     qgemv-gpt2) stage_qgemv_gpt2 ;;
     wide-gpt2) stage_wide_gpt2 ;;
-    aproj-gpt2) stage_aproj_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;

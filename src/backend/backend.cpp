@@ -36,16 +36,6 @@ void Backend::layer_norm_linear_attention(const DeviceTensor& x, const DeviceTen
   attention(args);
 }
 
-void Backend::decoder_block(const DecoderBlock& block, float eps, Activation activation,
-                            const AttentionArgs& args, DecoderRows& rows) {
-  layer_norm_linear_attention(rows.hidden, *block.ln_1_weight, *block.ln_1_bias, eps, rows.normed,
-                              *block.qkv, rows.qkv, args);
-  linear_residual(rows.context, *block.attn_out, rows.hidden, rows.projected, rows.hidden);
-  layer_norm_linear(rows.hidden, nullptr, *block.ln_2_weight, *block.ln_2_bias, eps, rows.normed,
-                    *block.mlp_in, activation, rows.ffn);
-  linear_residual(rows.ffn, *block.mlp_out, rows.hidden, rows.projected, rows.hidden);
-}
-
 void Backend::linear_residual(const DeviceTensor& x, const LinearWeights& weights,
                               const DeviceTensor& residual, DeviceTensor& scratch,
                               DeviceTensor& y) {

@@ -119,12 +119,6 @@ struct DecoderBlock {
   void* kv_cache = nullptr;  // [B, capacity, 2E]: K in columns [0, E), V in [E, 2E)
 };
 
-// The activation rows a decoder block runs over (one per token): hidden is the residual stream,
-// normed, context and projected are [rows, E], qkv [rows, 3E] and ffn [rows, I].
-struct DecoderRows {
-  DeviceTensor hidden, normed, qkv, context, projected, ffn;
-};
-
 // A whole decode step of a pre-LN decoder with a KV cache, as Gpt2Model::decode_step runs it op
 // by op: key_mask[b, slot] = 1 and tokens[b, slot] = ids[b]; hidden = word[ids] +
 // position[positions]; per block, qkv = ln_1(hidden) W^T + b, K and V written into the cache at
@@ -279,16 +273,6 @@ class Backend {
                                            const DeviceTensor& beta, float eps,
                                            DeviceTensor& normed, const LinearWeights& weights,
                                            DeviceTensor& qkv, const AttentionArgs& args);
-  // One pre-LayerNorm decoder block at a decode step, rows.hidden updated in place: the ops
-  //   layer_norm_linear_attention(hidden, ln_1, qkv, ..., args)   (args.out in rows.context)
-  //   linear_residual(context, attn_out, hidden, projected, hidden)
-  //   layer_norm_linear(hidden, nullptr, ln_2, normed, mlp_in, activation, ffn)
-  //   linear_residual(ffn, mlp_out, hidden, projected, hidden)
-  // Every row but hidden is scratch afterwards. The default runs the ops; CUDA at batch 1 runs
-  // three kernels for them (the attention kernel projects each head's output and the LayerNorm +
-  // mlp_in kernel adds the heads' shares up).
-  virtual void decoder_block(const DecoderBlock& block, float eps, Activation activation,
-                             const AttentionArgs& args, DecoderRows& rows);
   // A feed-forward block: mid = act(x W1^T + b1), then y = mid W2^T + b2. `mid` is scratch of
   // [rows, first.out_features] in the activation dtype; its contents afterwards are unspecified
   // (a backend may keep the intermediate in quantized form only).

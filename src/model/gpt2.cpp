@@ -30,6 +30,11 @@ struct Gpt2Model::Workspace {
   DeviceTensor logits;  // [B * L, V], allocated when full logits are first asked for
 };
 
+// The activation buffers the blocks run over: a workspace's B * L rows or a session's B rows.
+struct Gpt2Model::Rows {
+  DeviceTensor hidden, normed, qkv, context, projected, ffn;
+};
+
 // run_blocks' default: every layer runs on all rows.
 struct Gpt2Model::KeepRows {
   Rows& operator()(Rows& rows) const { return rows; }
@@ -472,7 +477,7 @@ void Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids) {
   backend_.embed(ids, wte_, &s.positions_, &wpe_, nullptr, nullptr, s.hidden_);
   Rows rows{s.hidden_, s.normed_, s.qkv_, s.context_, s.projected_, s.ffn_};
   char* qkv = static_cast<char*>(s.qkv_.data);
-  for (std::size_t layer = 0; layer < layers_.size(); ++layer) {
+  run_blocks(rows, [&](std::size_t layer, const Layer& weights) {
     char* cache = static_cast<char*>(s.kv_[layer].data);
     // Attend over the whole cache; the key mask (prompt mask, then one 1 per step) hides padding
     // and the positions not filled yet, so nothing here depends on the step number. The op
@@ -494,16 +499,16 @@ void Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids) {
     a.heads = config_.heads;
     a.head_dim = config_.head_dim();
     a.causal = false;
-    a.scale = layers_[layer].attention_scale;
+    a.scale = weights.attention_scale;
     a.append_k = qkv + e * element;
     a.append_v = qkv + 2 * e * element;
     a.append_batch_stride = 3 * e;
     a.append_slot = slot;
-    // One call a block, so a backend can keep q, k, v and the attention output on chip (CUDA at
-    // batch 1: three kernels).
-    backend_.decoder_block(s.whole_step_.blocks[layer], config_.layer_norm_eps, config_.activation,
-                           a, rows);
-  }
+    // One call, so a backend can keep q, k and v on chip (CUDA at batch 1: one kernel).
+    backend_.layer_norm_linear_attention(s.hidden_, weights.ln_1_weight, weights.ln_1_bias,
+                                         config_.layer_norm_eps, s.normed_, *weights.c_attn, s.qkv_,
+                                         a);
+  });
   backend_.layer_norm_linear(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
                              s.normed_, *lm_head_, Activation::None, s.logits_);
 }

@@ -141,7 +141,7 @@ class Gpt2Model {
  private:
   struct Layer;
   struct Workspace;
-  using Rows = DecoderRows;
+  struct Rows;
   explicit Gpt2Model(Backend& backend);
   Workspace& ensure_workspace(std::int64_t batch, std::int64_t seq);
   void release_workspace();

@@ -58,13 +58,6 @@ bool fused_qkv_attention_enabled() {
   return !cuda::env_is("EAQ_FUSED_QKV_ATTENTION", "0");
 }
 
-// EAQ_FUSED_ATTENTION_PROJECTION=0 leaves a batch-1 decode step's attention output projection and
-// residual to a kernel of their own instead of the attention kernel and the LayerNorm + c_fc GEMV
-// after it (to measure what it buys). Read at every call, so tests compare both.
-bool fused_attention_projection_enabled() {
-  return !cuda::env_is("EAQ_FUSED_ATTENTION_PROJECTION", "0");
-}
-
 cudaDataType_t cuda_type(DType dtype) {
   switch (dtype) {
     case DType::F32:
@@ -615,66 +608,6 @@ class CudaBackend final : public Backend {
       return;
     }
     Backend::layer_norm_linear_attention(x, gamma, beta, eps, normed, weights, qkv, args);
-  }
-
-  void decoder_block(const DecoderBlock& block, float eps, Activation activation,
-                     const AttentionArgs& args, DecoderRows& rows) override {
-    cuda::QkvAttentionArgs attention;
-    cuda::GemvArgs mlp_in;
-    if (fused_qkv_attention_enabled() && fused_attention_projection_enabled() &&
-        qkv_attention_args(rows.hidden, *block.ln_1_weight, *block.ln_1_bias, eps, *block.qkv,
-                           rows.qkv, args, attention) &&
-        projected_mlp_in_args(block, eps, activation, args, rows, attention, mlp_in)) {
-      ProfileScope scope(profiler_, stream_, [&] {
-        return fmt::format("layer_norm+qkv gemv+attention+projection shares q1 kv{}", args.kv_len);
-      });
-      cuda::launch_qkv_attention(traits_.activation, attention, stream_);
-      EAQ_CUDA_CHECK_LAUNCH();
-      {
-        ProfileScope sum_scope(profiler_, stream_, [&] {
-          return fmt::format("projection sum+layer_norm+gemv {} [1 x {} x {}]",
-                             layer_kind(block.mlp_in->name), mlp_in.n, mlp_in.k);
-        });
-        cuda::launch_gemv(traits_.activation, mlp_in, stream_);
-        EAQ_CUDA_CHECK_LAUNCH();
-      }
-      // The residual stream after the attention is in rows.projected; normed is free scratch.
-      linear_residual(rows.ffn, *block.mlp_out, rows.projected, rows.normed, rows.hidden);
-      return;
-    }
-    Backend::decoder_block(block, eps, activation, args, rows);
-  }
-
-  // The attention kernel's projection (float weights [E, E]: each head's share of every output
-  // into the split scratch) and the LayerNorm + mlp_in GEMV that adds the shares, the bias and the
-  // residual up (writing that row to rows.projected) when both can run this block.
-  bool projected_mlp_in_args(const DecoderBlock& block, float eps, Activation activation,
-                             const AttentionArgs& args, DecoderRows& rows,
-                             cuda::QkvAttentionArgs& attention, cuda::GemvArgs& mlp_in) {
-    const DType act = traits_.activation;
-    const CudaLinear* proj = float_layer(block.attn_out, act);
-    const CudaLinear* fc = float_layer(block.mlp_in, act);
-    const std::int64_t e = rows.hidden.numel();
-    if (proj == nullptr || fc == nullptr || proj->in_features != e || proj->out_features != e ||
-        fc->in_features != e || args.out != rows.context.data || rows.projected.numel() != e ||
-        rows.normed.numel() != e) {
-      return false;
-    }
-    const cuda::SplitNeed need{args.heads * e, 0};
-    ensure_split_scratch(need);
-    if (split_.partial_floats < need.partial_floats) return false;  // could not grow in a capture
-    attention.proj_w = proj->weight.data;
-    attention.proj_partials = split_.partials;
-    mlp_in = gemv_args(rows.hidden, *fc, rows.ffn);
-    mlp_in.ln_gamma = static_cast<const float*>(block.ln_2_weight->data);
-    mlp_in.ln_beta = static_cast<const float*>(block.ln_2_bias->data);
-    mlp_in.ln_eps = eps;
-    mlp_in.activation = activation;
-    mlp_in.x_parts = split_.partials;
-    mlp_in.x_part_count = args.heads;
-    mlp_in.x_bias = proj->bias.data;
-    mlp_in.x_sum = rows.projected.data;
-    return cuda::qkv_attention_eligible(act, attention) && cuda::gemv_x_parts_eligible(act, mlp_in);
   }
 
   // The one-kernel form's arguments when it can run this call (a batch-1 decode step: a float

@@ -9,8 +9,6 @@
 // reads overlap the previous kernel's tail and the reading (and, when asked, normalizing) of x.
 // The LayerNorm costs each block a few reductions over k values it reads anyway, and saves a
 // launch.
-#include <cooperative_groups.h>
-
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -19,7 +17,6 @@
 #include "backend/cuda/activation.cuh"
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
-#include "backend/cuda/device_query.hpp"
 #include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/kernels.hpp"
@@ -113,49 +110,8 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a) {
 // weights already filling the registers.
 constexpr int kRowVecs = 3;       // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
 constexpr int kWideRowVecs = 12;  // k <= 3072 (f16) or 1536 (f32), without a LayerNorm
-// With x_parts (kParts), the blocks of a cluster share the adding up of x: block r sums the parts
-// of elements [r k / 8, (r + 1) k / 8) and sends them to every block of its cluster, so each
-// block reads an eighth of the parts.
-constexpr int kPartsCluster = 8;
-constexpr int kPartsMaxK = 32 * kRowVecs * 8;  // f16 / bf16
-constexpr int kMaxParts = 12;                  // loaded at once: one round trip to L2, not 12
 
-// x = (parts summed in order + x_bias) + x, as launch_gemv's residual epilogue rounds it, into
-// x_row of every block of the cluster (and into x_sum by the first cluster). Every block of the
-// cluster must have arrived at the cluster barrier before.
-template <class T>
-__device__ __forceinline__ void stage_summed_row(const GemvArgs& a, float* x_row) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  namespace cg = cooperative_groups;
-  const cg::cluster_group cluster = cg::this_cluster();
-  const std::int64_t slice = a.k / kPartsCluster;
-  const std::int64_t first = cluster.block_rank() * slice;
-  const T* x = static_cast<const T*>(a.x);
-  const T* x_bias = static_cast<const T*>(a.x_bias);
-  cluster.barrier_wait();  // every block has started: its shared memory may be written
-  for (std::int64_t i = first + threadIdx.x; i < first + slice; i += kGemvThreads) {
-    float part[kMaxParts];
-#pragma unroll
-    for (int p = 0; p < kMaxParts; ++p) {
-      part[p] = p < a.x_part_count ? __ldcg(a.x_parts + p * a.k + i) : 0.0f;
-    }
-    float sum = 0.0f;
-#pragma unroll
-    for (int p = 0; p < kMaxParts; ++p) {
-      if (p < a.x_part_count) sum += part[p];
-    }
-    float out = sum + (x_bias ? to_f32(x_bias[i]) : 0.0f);
-    out += to_f32(x[i]);
-    const T rounded = from_f32<T>(out);
-    if (blockIdx.x < kPartsCluster) static_cast<T*>(a.x_sum)[i] = rounded;
-    for (int c = 0; c < kPartsCluster; ++c)
-      *cluster.map_shared_rank(x_row + i, c) = to_f32(rounded);
-  }
-  cluster.sync();  // x_row is whole in every block; no block writes another's after this
-#endif
-}
-
-template <class T, int kVecs, bool kParts = false>
+template <class T, int kVecs>
 __global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
   constexpr bool kLayerNorm = kVecs <= kRowVecs;
   constexpr int kNormVecs = kLayerNorm ? kVecs : 1;
@@ -167,11 +123,6 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
   const auto row_w = [&](std::int64_t f) {
     return reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + f * a.k);
   };
-  static_assert(!kParts || (kVecs == kRowVecs && sizeof(T) == 2), "x_parts: f16/bf16, k <= 768");
-  __shared__ float x_row[kParts ? kPartsMaxK : 1];
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if constexpr (kParts) cooperative_groups::this_cluster().barrier_arrive();
-#endif
 
   uint4 wv[kVecs];
   if (feature < a.n) {
@@ -193,17 +144,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
   allow_dependent_launch();
 
   float xv[kVecs][kPerVec];
-  if constexpr (kParts) {
-    stage_summed_row<T>(a, x_row);
-#pragma unroll
-    for (int u = 0; u < kVecs; ++u) {
-      if (lane + 32 * u >= vectors) break;
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) xv[u][e] = x_row[(lane + 32 * u) * kPerVec + e];
-    }
-  } else {
-    warp_load_row<T>(a.x, a.ln_residual, static_cast<int>(vectors), xv);
-  }
+  warp_load_row<T>(a.x, a.ln_residual, static_cast<int>(vectors), xv);
   if constexpr (kLayerNorm) {
     if (a.ln_gamma != nullptr) {
       warp_layer_norm_row<T>(xv, gv, bv, static_cast<int>(vectors), a.k, a.ln_eps, a.ln_out);
@@ -270,36 +211,7 @@ std::int64_t rows_per_launch(std::int64_t k) {
   return fit < kMaxRowsPerLaunch ? fit : kMaxRowsPerLaunch;
 }
 
-// The row kernel with x_parts: clusters of kPartsCluster blocks, under dependent launch.
-template <class T>
-void launch_parts(const GemvArgs& a, cudaStream_t stream) {
-  const auto kernel = gemv_row_kernel<T, kRowVecs, true>;
-  unsigned grid = gemv_grid(reinterpret_cast<const void*>(kernel), 0, a.n);
-  grid = (grid + kPartsCluster - 1) / kPartsCluster * kPartsCluster;  // blocks past n only stage
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(grid);
-  config.blockDim = dim3(kGemvThreads);
-  config.stream = stream;
-  cudaLaunchAttribute attributes[2] = {};
-  attributes[0].id = cudaLaunchAttributeClusterDimension;
-  attributes[0].val.clusterDim.x = kPartsCluster;
-  attributes[0].val.clusterDim.y = 1;
-  attributes[0].val.clusterDim.z = 1;
-  attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attributes[1].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attributes;
-  config.numAttrs = dependent_launch_supported() ? 2 : 1;
-  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, a));
-}
-
 }  // namespace
-
-bool gemv_x_parts_eligible(DType act, const GemvArgs& a) {
-  return (act == DType::F16 || act == DType::BF16) && thread_block_clusters_supported() &&
-         row_kernel_vecs(act, a) == kRowVecs && a.ln_gamma != nullptr && a.ln_residual == nullptr &&
-         a.x_parts != nullptr && a.x_part_count >= 1 && a.x_part_count <= kMaxParts &&
-         a.x_sum != nullptr && a.k % kPartsCluster == 0 && a.k <= kPartsMaxK;
-}
 
 int gemv_blocks_per_multiprocessor(const void* kernel, std::size_t shared) {
   static std::mutex mutex;
@@ -334,13 +246,6 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
 }
 
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
-  if (args.x_parts != nullptr) {  // the caller checked gemv_x_parts_eligible
-    if (act == DType::F16)
-      launch_parts<__half>(args, stream);
-    else
-      launch_parts<__nv_bfloat16>(args, stream);
-    return;
-  }
   if (const int vecs = row_kernel_vecs(act, args); vecs != 0) {
     EAQ_DISPATCH_FLOAT(act, {
       const auto kernel =

@@ -90,19 +90,8 @@ struct GemvArgs {
   void* ln_out = nullptr;
   std::int64_t m = 0, n = 0, k = 0;
   Activation activation = Activation::None;
-  // With x_parts (one row, F16/BF16, k <= 768, a LayerNorm), x is a Linear layer's output not added
-  // up yet, plus its residual: x = (x_parts[0] + ... + x_parts[x_part_count - 1] + x_bias) + x,
-  // rounded as launch_gemv's residual epilogue rounds (parts f32 [x_part_count <= 12, k], x_bias
-  // [k] or null); that row is written to x_sum [k] as well. qkv_attention.cu's projection writes
-  // them.
-  const float* x_parts = nullptr;
-  std::int64_t x_part_count = 0;
-  const void* x_bias = nullptr;
-  void* x_sum = nullptr;
 };
 constexpr std::int64_t kMaxGemvRows = 8;
-// Whether launch_gemv can run these arguments with x_parts.
-bool gemv_x_parts_eligible(DType act, const GemvArgs& args);
 bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, const void* w);
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream);
 
@@ -161,11 +150,6 @@ struct QkvAttentionArgs {
   bool bias_act = true;
   float static_inverse = 0.0f;
   float static_scale = 0.0f;
-  // With proj_w (float weights only), the kernel also projects the attention output: each head's
-  // share of out W_proj^T, proj_partials[h, :] = out[64 h, 64 h + 64) . W_proj[:, 64 h, 64 h + 64),
-  // f32 (proj_w [hidden, hidden]; out may be null). launch_gemv's x_parts add them up.
-  const void* proj_w = nullptr;
-  float* proj_partials = nullptr;
 };
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);
 void launch_qkv_attention(DType act, const QkvAttentionArgs& args, cudaStream_t stream);

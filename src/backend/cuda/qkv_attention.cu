@@ -17,16 +17,6 @@
 //
 // The quantized precisions' 8-bit weights (int8, fp8, int8-wo) run here too: each warp quantizes
 // its normalized x itself and computes its rows as quantized_gemv.cu's row kernel does.
-//
-// With float weights the kernel can also start the attention's output projection (kProject),
-// which saves the step the projection's own kernel (a kernel boundary costs a few us, more than
-// the projection's work). The projection is linear: head h's cluster multiplies its 64 outputs by
-// W_proj's columns [64 h, 64 h + 64), block r doing outputs [r hidden / 8, (r + 1) hidden / 8),
-// and writes that head's share of every output to proj_partials[h]. The kernel that reads the
-// projection (gemv.cu's row kernel with x_parts) adds the heads' shares up, in head order. Adding
-// them here instead, the last cluster to arrive at a counter doing the sum, was measured slower
-// than a kernel of its own (docs/results.md): a fence, an atomic and a reload in a row cost what
-// the boundary costs.
 #include <cooperative_groups.h>
 
 #include <cstdint>
@@ -55,10 +45,6 @@ constexpr int kXVecs = 3;                                  // 16-byte pieces of 
 constexpr int kTeam = kHeadDim / kPerVec;                  // threads per cache row: 8
 constexpr int kKeysPerPass = kThreads / kTeam;             // 16
 constexpr int kPreloadPasses = 3;  // cache rows a block loads before the wait: 48 keys
-// The projection (kProject): a block's hidden / 8 output rows, hidden / 32 per warp, each row's
-// 64 weights of this head read by a team of 8 lanes (4 rows a pass).
-constexpr int kProjRowsPerPass = 32 / kTeam;
-constexpr int kMaxProjPasses = 32 * kXVecs * kPerVec / kClusterBlocks / kWarps / kProjRowsPerPass;
 
 template <class T>
 __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) {
@@ -69,9 +55,8 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) 
 
 // kW: the weights' kind. Float: T; the 8-bit kinds: one byte a weight, 8 weights a piece, and
 // the projection of quantized_gemv.cu's row kernel (quant_row.cuh).
-template <class T, WeightKind kW, bool kProject>
+template <class T, WeightKind kW>
 __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArgs a, int chunk) {
-  static_assert(!kProject || kW == WeightKind::Float, "the projection takes float weights");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
   extern __shared__ float scores[];                      // [chunk]
@@ -80,7 +65,6 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   __shared__ float chunk_out[kClusterBlocks][kHeadDim];  // block 0: every block's P V
   __shared__ float chunk_max[kClusterBlocks], chunk_sum[kClusterBlocks];
   __shared__ float reduce[kWarps];
-  __shared__ float head_out[kHeadDim];  // kProject: the head's output, as `out` would hold it
 
   const cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
@@ -134,22 +118,6 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
       k_pre[p] = *reinterpret_cast<const uint4*>(k_base + j * row_stride);
       v_pre[p] = *reinterpret_cast<const uint4*>(v_base + j * row_stride);
       visible_pre[p] = a.key_mask[j] != 0;
-    }
-  }
-  // kProject: this warp's rows of the output projection, their weights of this head.
-  const int proj_rows_per_warp = static_cast<int>(hidden / (kClusterBlocks * kWarps));
-  const std::int64_t proj_row0 =
-      (static_cast<std::int64_t>(rank) * kWarps + warp) * proj_rows_per_warp;
-  uint4 proj_wv[kProject ? kMaxProjPasses : 1];
-  if constexpr (kProject) {
-#pragma unroll
-    for (int s = 0; s < kMaxProjPasses; ++s) {
-      const int r = s * kProjRowsPerPass + lane / kTeam;
-      if (r < proj_rows_per_warp) {
-        proj_wv[s] = *reinterpret_cast<const uint4*>(static_cast<const T*>(a.proj_w) +
-                                                     (proj_row0 + r) * hidden + h * kHeadDim +
-                                                     (lane % kTeam) * kPerVec);
-      }
     }
   }
   wait_for_previous_kernel();  // x comes from the kernel before
@@ -285,61 +253,32 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
 #pragma unroll
   for (int e = 0; e < kPerVec; ++e) partial[key_group][piece * kPerVec + e] = acc[e];
   __syncthreads();
-  // This block's partial (max, sum, P V) into block 0, or with kProject into every block (each
-  // needs the head's output).
-  constexpr int kReceivers = kProject ? kClusterBlocks : 1;
+  // This block's partial (max, sum, P V) into block 0.
   if (threadIdx.x < kHeadDim) {
     float pv = 0.0f;
     for (int g = 0; g < kKeysPerPass; ++g) pv += partial[g][threadIdx.x];
-    for (int c = 0; c < kReceivers; ++c)
-      *cluster.map_shared_rank(&chunk_out[rank][threadIdx.x], c) = pv;
+    *cluster.map_shared_rank(&chunk_out[rank][threadIdx.x], 0) = pv;
   }
-  if (threadIdx.x < kReceivers) {
-    *cluster.map_shared_rank(&chunk_max[rank], threadIdx.x) = block_max;
-    *cluster.map_shared_rank(&chunk_sum[rank], threadIdx.x) = block_sum;
+  if (threadIdx.x == 0) {
+    *cluster.map_shared_rank(&chunk_max[rank], 0) = block_max;
+    *cluster.map_shared_rank(&chunk_sum[rank], 0) = block_sum;
   }
-  cluster.sync();  // the receivers have every partial; the others may leave
-  if (!kProject && rank != 0) return;
-  if (threadIdx.x < kHeadDim) {
-    float m = -INFINITY;
-    for (int c = 0; c < kClusterBlocks; ++c) m = fmaxf(m, chunk_max[c]);
-    float total = 0.0f, out = 0.0f;
-    for (int c = 0; c < kClusterBlocks; ++c) {
-      const float w = chunk_max[c] == -INFINITY ? 0.0f : __expf(chunk_max[c] - m);
-      total += w * chunk_sum[c];
-      out += w * chunk_out[c][threadIdx.x];
-    }
-    const float inv = total > 0.0f ? 1.0f / total : 0.0f;  // every key hidden: zeros
-    const T rounded = from_f32<T>(out * inv);
-    if (rank == 0 && a.out != nullptr) static_cast<T*>(a.out)[h * kHeadDim + threadIdx.x] = rounded;
-    if constexpr (kProject) head_out[threadIdx.x] = to_f32(rounded);
+  cluster.sync();  // block 0 has every partial; the others may leave
+  if (rank != 0 || threadIdx.x >= kHeadDim) return;
+  float m = -INFINITY;
+  for (int c = 0; c < kClusterBlocks; ++c) m = fmaxf(m, chunk_max[c]);
+  float total = 0.0f, out = 0.0f;
+  for (int c = 0; c < kClusterBlocks; ++c) {
+    const float w = chunk_max[c] == -INFINITY ? 0.0f : __expf(chunk_max[c] - m);
+    total += w * chunk_sum[c];
+    out += w * chunk_out[c][threadIdx.x];
   }
-  if constexpr (kProject) {
-    __syncthreads();  // head_out[] is complete
-    // This head's share of the warp's projection rows: a team of 8 lanes a row.
-    const int piece_of_row = lane % kTeam;
-    float o[kPerVec];
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) o[e] = head_out[piece_of_row * kPerVec + e];
-    float* partials = a.proj_partials;
-#pragma unroll
-    for (int s = 0; s < kMaxProjPasses; ++s) {
-      const int r = s * kProjRowsPerPass + lane / kTeam;
-      if (s * kProjRowsPerPass >= proj_rows_per_warp) break;  // uniform over the warp
-      const T* wt = reinterpret_cast<const T*>(&proj_wv[s]);
-      float dot = 0.0f;
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) dot += o[e] * to_f32(wt[e]);
-      for (int offset = kTeam / 2; offset > 0; offset /= 2) {
-        dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-      }
-      if (piece_of_row == 0 && r < proj_rows_per_warp) partials[h * hidden + proj_row0 + r] = dot;
-    }
-  }
+  const float inv = total > 0.0f ? 1.0f / total : 0.0f;  // every key hidden: zeros
+  static_cast<T*>(a.out)[h * kHeadDim + threadIdx.x] = from_f32<T>(out * inv);
 #endif
 }
 
-template <class T, WeightKind kW, bool kProject = false>
+template <class T, WeightKind kW>
 void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
   const int chunk = static_cast<int>((a.capacity + kClusterBlocks - 1) / kClusterBlocks);
   cudaLaunchConfig_t config = {};
@@ -356,17 +295,14 @@ void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
   attributes[1].val.programmaticStreamSerializationAllowed = 1;
   config.attrs = attributes;
   config.numAttrs = dependent_launch_supported() ? 2 : 1;
-  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, qkv_attention_kernel<T, kW, kProject>, a, chunk));
+  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, qkv_attention_kernel<T, kW>, a, chunk));
 }
 
 template <class T>
 void launch_kind(const QkvAttentionArgs& a, cudaStream_t stream) {
   switch (a.weights) {
     case WeightKind::Float:
-      if (a.proj_w != nullptr)
-        launch_typed<T, WeightKind::Float, true>(a, stream);
-      else
-        launch_typed<T, WeightKind::Float>(a, stream);
+      launch_typed<T, WeightKind::Float>(a, stream);
       break;
     case WeightKind::Int8:
       launch_typed<T, WeightKind::Int8>(a, stream);
@@ -380,11 +316,6 @@ void launch_kind(const QkvAttentionArgs& a, cudaStream_t stream) {
   }
 }
 
-bool projection_eligible(const QkvAttentionArgs& a) {
-  return a.weights == WeightKind::Float && a.proj_partials != nullptr && aligned16(a.proj_w) &&
-         a.hidden % (kClusterBlocks * kWarps) == 0;
-}
-
 }  // namespace
 
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& a) {
@@ -395,8 +326,7 @@ bool qkv_attention_eligible(DType act, const QkvAttentionArgs& a) {
          a.capacity <= kMaxCapacity && a.ln_gamma != nullptr && a.ln_beta != nullptr &&
          a.key_mask != nullptr && a.slot != nullptr && aligned16(a.x) && aligned16(a.w) &&
          aligned16(a.cache) && aligned16(a.ln_gamma) && aligned16(a.ln_beta) &&
-         (a.weights == WeightKind::Float || a.w_scales != nullptr) &&
-         (a.proj_w == nullptr || projection_eligible(a));
+         (a.weights == WeightKind::Float || a.w_scales != nullptr);
 }
 
 void launch_qkv_attention(DType act, const QkvAttentionArgs& a, cudaStream_t stream) {
