@@ -106,31 +106,42 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a) {
 // registers: lane l owns pieces l, l + 32, ... of x, the same pieces of every W row it reads. No
 // shared memory and no block barrier; with a LayerNorm, every warp computes the row's statistics
 // with shuffles (two-pass, as the LayerNorm kernel) from its own registers. kVecs = 3 (k <= 768
-// in f16) takes a LayerNorm; kVecs = 12 (k <= 3072: the MLP projection) does not, its x and
-// weights already filling the registers.
-constexpr int kRowVecs = 3;       // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
-constexpr int kWideRowVecs = 12;  // k <= 3072 (f16) or 1536 (f32), without a LayerNorm
+// in f16) takes a LayerNorm; kVecs = 12 (k <= 3072: the MLP projection) does not.
+constexpr int kRowVecs = 3;           // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
+constexpr int kWideRowVecs = 12;      // k <= 3072 (f16) or 1536 (f32), without a LayerNorm
+constexpr int kRowFeaturesAhead = 2;  // the LayerNorm form: features a warp loads before the wait
 
+//
+// Register use decides how early a kernel starts under dependent launch: its blocks start only
+// where the previous kernel's leave room. So the wide form reads x at each feature as 16-byte
+// pieces of T, converted at each use (from L1 after the first feature), which keeps it to 4
+// blocks per multiprocessor instead of 3; and the LayerNorm form loads two features' weights per
+// warp before the wait, so c_fc's 3,072 features need 384 blocks instead of 768 (of which only
+// 528 fit at once, the rest loading their weights after the wait), which leaves the next kernel
+// room.
 template <class T, int kVecs>
-__global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
+    gemv_row_kernel(GemvArgs a) {
   constexpr bool kLayerNorm = kVecs <= kRowVecs;
   constexpr int kNormVecs = kLayerNorm ? kVecs : 1;
+  constexpr int kAhead = kLayerNorm ? kRowFeaturesAhead : 1;
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   const int lane = threadIdx.x % 32;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   const std::int64_t vectors = a.k / kPerVec;
-  const auto row_w = [&](std::int64_t f) {
-    return reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + f * a.k);
-  };
-
-  uint4 wv[kVecs];
-  if (feature < a.n) {
-    const uint4* w_row = row_w(feature);
+  const auto load_row = [&](std::int64_t f, uint4(&out)[kVecs]) {
+    const auto* w_row = reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + f * a.k);
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
-      if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
+      if (lane + 32 * u < vectors) out[u] = w_row[lane + 32 * u];
     }
+  };
+
+  uint4 wv[kAhead][kVecs];
+#pragma unroll
+  for (int r = 0; r < kAhead; ++r) {
+    if (feature + r * stride < a.n) load_row(feature + r * stride, wv[r]);
   }
   // So are the LayerNorm's gamma and beta.
   float gv[kNormVecs][kPerVec], bv[kNormVecs][kPerVec];
@@ -143,34 +154,50 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_row_kernel(GemvArgs a) {
   wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
   allow_dependent_launch();
 
-  float xv[kVecs][kPerVec];
-  warp_load_row<T>(a.x, a.ln_residual, static_cast<int>(vectors), xv);
+  // x: floats after the LayerNorm form's normalization, else its pieces, read at each feature
+  // (from L1 after the first; converted at each use).
+  float xv[kNormVecs][kPerVec];
   if constexpr (kLayerNorm) {
+    warp_load_row<T>(a.x, a.ln_residual, static_cast<int>(vectors), xv);
     if (a.ln_gamma != nullptr) {
       warp_layer_norm_row<T>(xv, gv, bv, static_cast<int>(vectors), a.k, a.ln_eps, a.ln_out);
     }
   }
   if (feature >= a.n) return;
+  const auto* x4 = static_cast<const uint4*>(a.x);
   const T* bias = static_cast<const T*>(a.bias);
   const T* residual = static_cast<const T*>(a.residual);
   T* y = static_cast<T*>(a.y);
   for (;;) {
+    uint4 xq[kLayerNorm ? 1 : kVecs];  // all of this lane's pieces in flight at once
+    if constexpr (!kLayerNorm) {
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) {
+        if (lane + 32 * u < vectors) xq[u] = x4[lane + 32 * u];
+      }
+    }
     float acc = 0.0f;
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
-      const T* wt = reinterpret_cast<const T*>(&wv[u]);
+      const T* wt = reinterpret_cast<const T*>(&wv[0][u]);
+      if constexpr (kLayerNorm) {
 #pragma unroll
-      for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
-    }
-    const std::int64_t next = feature + stride;
-    if (next < a.n) {
-      const uint4* w_row = row_w(next);
+        for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
+      } else {
+        const T* xt = reinterpret_cast<const T*>(&xq[u]);
 #pragma unroll
-      for (int u = 0; u < kVecs; ++u) {
-        if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
+        for (int e = 0; e < kPerVec; ++e) acc += to_f32(xt[e]) * to_f32(wt[e]);
       }
     }
+    const std::int64_t next = feature + stride;
+    // The next features' weights move up; one more loads before this one's reduction.
+#pragma unroll
+    for (int r = 0; r + 1 < kAhead; ++r) {
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) wv[r][u] = wv[r + 1][u];
+    }
+    if (next + (kAhead - 1) * stride < a.n) load_row(next + (kAhead - 1) * stride, wv[kAhead - 1]);
     const float total = warp_sum(acc);
     if (lane == 0) {
       float out = apply_activation(total + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
@@ -232,9 +259,10 @@ int gemv_blocks_per_multiprocessor(const void* kernel, std::size_t shared) {
   return per_sm;
 }
 
-unsigned gemv_grid(const void* kernel, std::size_t shared, std::int64_t n) {
+unsigned gemv_grid(const void* kernel, std::size_t shared, std::int64_t n, int features_per_warp) {
   const int per_sm = gemv_blocks_per_multiprocessor(kernel, shared);
-  const std::int64_t wanted = (n + kGemvWarps - 1) / kGemvWarps;
+  const std::int64_t per_block = static_cast<std::int64_t>(kGemvWarps) * features_per_warp;
+  const std::int64_t wanted = (n + per_block - 1) / per_block;
   const std::int64_t resident = static_cast<std::int64_t>(per_sm) * multiprocessor_count();
   return static_cast<unsigned>(wanted < resident ? wanted : resident);
 }
@@ -250,8 +278,13 @@ void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
     EAQ_DISPATCH_FLOAT(act, {
       const auto kernel =
           vecs == kRowVecs ? gemv_row_kernel<T, kRowVecs> : gemv_row_kernel<T, kWideRowVecs>;
-      launch_dependent(kernel, dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, args.n)),
-                       dim3(kGemvThreads), 0, stream, args);
+      // The LayerNorm form's warps each have two features' weights loaded before the wait: a
+      // grid of half as many blocks leaves the next kernel room to start early.
+      const int features_per_warp = vecs == kRowVecs ? kRowFeaturesAhead : 1;
+      launch_dependent(
+          kernel,
+          dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, args.n, features_per_warp)),
+          dim3(kGemvThreads), 0, stream, args);
     });
     return;
   }  // A few rows per launch (the accumulators stay in registers, x in shared memory).

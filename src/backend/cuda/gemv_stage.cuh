@@ -98,8 +98,9 @@ inline bool wide_row_gemv_enabled() {
   return !env_is("EAQ_WIDE_ROW_GEMV", "0");
 }
 
-// As many blocks as n features need (kGemvWarps a block), at most as many as fit on the GPU at
-// once.
-unsigned gemv_grid(const void* kernel, std::size_t shared, std::int64_t n);
+// As many blocks as n features need (kGemvWarps a block, features_per_warp a warp), at most as
+// many as fit on the GPU at once.
+unsigned gemv_grid(const void* kernel, std::size_t shared, std::int64_t n,
+                   int features_per_warp = 1);
 
 }  // namespace eaq::cuda
