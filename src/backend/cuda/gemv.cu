@@ -116,9 +116,9 @@ constexpr int kRowFeaturesAhead = 2;  // the LayerNorm form: features a warp loa
 // where the previous kernel's leave room. So the wide form reads x at each feature as 16-byte
 // pieces of T, converted at each use (from L1 after the first feature), which keeps it to 4
 // blocks per multiprocessor instead of 3; and the LayerNorm form loads two features' weights per
-// warp before the wait, so c_fc's 3,072 features need 384 blocks instead of 768 (of which only
-// 528 fit at once, the rest loading their weights after the wait), which leaves the next kernel
-// room.
+// warp before the wait, so c_fc's 3,072 features can run as 384 blocks instead of 768 (of which
+// only 528 fit at once, the rest loading their weights after the wait), which leaves the next
+// kernel room.
 template <class T, int kVecs>
 __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
     gemv_row_kernel(GemvArgs a) {
@@ -278,9 +278,12 @@ void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
     EAQ_DISPATCH_FLOAT(act, {
       const auto kernel =
           vecs == kRowVecs ? gemv_row_kernel<T, kRowVecs> : gemv_row_kernel<T, kWideRowVecs>;
-      // The LayerNorm form's warps each have two features' weights loaded before the wait: a
-      // grid of half as many blocks leaves the next kernel room to start early.
-      const int features_per_warp = vecs == kRowVecs ? kRowFeaturesAhead : 1;
+      // Two features a warp (half the blocks, leaving the next kernel room to start early) where
+      // one a warp would take more than two blocks a multiprocessor: c_fc and the LM head. The
+      // attention projection's 192 blocks start earlier beside the attention kernel as they are.
+      const std::int64_t one_each = (args.n + kGemvWarps - 1) / kGemvWarps;
+      const int features_per_warp =
+          vecs == kRowVecs && one_each > 2 * multiprocessor_count() ? kRowFeaturesAhead : 1;
       launch_dependent(
           kernel,
           dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, args.n, features_per_warp)),
