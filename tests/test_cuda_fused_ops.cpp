@@ -293,5 +293,40 @@ TEST(CudaFusedOps, SplitArgmaxOverAVocabularyMatchesTheCpu) {
   }
 }
 
+// One vocabulary row (a decode step at batch 1), which f16 and bf16 run in one block holding the
+// row as 16-byte pieces: the first of tied maxima wins (in one thread's pieces and across
+// threads), a maximum in the last piece and in the columns past it, a row of -inf only.
+TEST(CudaFusedOps, OneRowArgmaxMatchesTheCpu) {
+  for (Precision precision : {Precision::Fp16, Precision::Bf16, Precision::Fp32}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    auto cpu = make_cpu_backend(Precision::Fp32);
+    const DType act = gpu->activation_dtype();
+    const std::int64_t cols = 50257;  // 6,282 pieces of 8 and one column past them
+    const std::vector<std::vector<std::int64_t>> maxima = {
+        {40000, 100, 30000}, {50255}, {50256}, {5, 1029, 8197}, {}};
+    for (std::size_t k = 0; k < maxima.size(); ++k) {
+      HostTensor logits = test::rounded_to(test::random_f32({1, cols}, 41 + k, 4.0f), act);
+      float* v = logits.mutable_data<float>();
+      if (maxima[k].empty()) {
+        for (std::int64_t c = 0; c < cols; ++c) v[c] = -INFINITY;
+      }
+      for (std::int64_t c : maxima[k]) v[c] = 9.0f;
+      DeviceTensor d_cpu = cpu->upload(logits, DType::F32), d_gpu = gpu->upload(logits, act);
+      DeviceTensor out_cpu = cpu->allocate(DType::I32, {1});
+      DeviceTensor out_gpu = gpu->upload(HostTensor::from_i32({1}, {-7}), DType::I32);
+      cpu->argmax_rows(d_cpu, out_cpu);
+      gpu->argmax_rows(d_gpu, out_gpu);
+      const std::int32_t want = cpu->download(out_cpu).data<std::int32_t>()[0];
+      const std::int32_t got = gpu->download(out_gpu).data<std::int32_t>()[0];
+      EXPECT_EQ(got, want) << "case " << k << ", " << precision_name(precision);
+      const std::int64_t expected_column =
+          maxima[k].empty() ? 0 : *std::min_element(maxima[k].begin(), maxima[k].end());
+      EXPECT_EQ(want, expected_column) << "case " << k;
+      for (DeviceTensor* t : {&d_cpu, &out_cpu}) cpu->release(*t);
+      for (DeviceTensor* t : {&d_gpu, &out_gpu}) gpu->release(*t);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace eaq
