@@ -293,15 +293,14 @@ TEST(CudaFusedOps, SplitArgmaxOverAVocabularyMatchesTheCpu) {
   }
 }
 
-// One vocabulary row (a decode step at batch 1), which f16 and bf16 run in one block holding the
-// row as 16-byte pieces: the first of tied maxima wins (in one thread's pieces and across
-// threads), a maximum in the last piece and in the columns past it, a row of -inf only.
+// One vocabulary row (a decode step at batch 1): the first of tied maxima wins (inside a chunk and
+// across chunks), a maximum in the last columns, a row of -inf only.
 TEST(CudaFusedOps, OneRowArgmaxMatchesTheCpu) {
   for (Precision precision : {Precision::Fp16, Precision::Bf16, Precision::Fp32}) {
     EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
     auto cpu = make_cpu_backend(Precision::Fp32);
     const DType act = gpu->activation_dtype();
-    const std::int64_t cols = 50257;  // 6,282 pieces of 8 and one column past them
+    const std::int64_t cols = 50257;
     const std::vector<std::vector<std::int64_t>> maxima = {
         {40000, 100, 30000}, {50255}, {50256}, {5, 1029, 8197}, {}};
     for (std::size_t k = 0; k < maxima.size(); ++k) {

@@ -143,49 +143,6 @@ __global__ void argmax_rows_kernel(const T* x, std::int32_t* out, std::int64_t c
   if (threadIdx.x == 0) out[row] = index < cols ? index : 0;
 }
 
-// A row whose 16-byte pieces a block of 1024 threads holds at once (up to 8 each: 65,536 f16
-// logits) in one block: every load in flight together, one reduction, no partials. Splitting a
-// decode step's row over blocks costs more than it saves, as the last block to arrive waits on a
-// fence, an atomic and a reload (5.5 us per step on an H100 against ~2 here; docs/results.md).
-constexpr int kArgmaxVectorThreads = 1024;
-constexpr int kArgmaxMaxPieces = 8;
-
-template <class T>
-__global__ void __launch_bounds__(kArgmaxVectorThreads)
-    argmax_row_pieces_kernel(const T* x, std::int32_t* out, std::int64_t cols) {
-  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
-  wait_for_previous_kernel();  // the logits come from the kernel before
-  allow_dependent_launch();
-  const std::int64_t row = blockIdx.x;
-  const T* row_x = x + row * cols;
-  const auto* pieces_x = reinterpret_cast<const uint4*>(row_x);
-  const std::int64_t pieces = cols / kPerVec;
-  uint4 v[kArgmaxMaxPieces];
-#pragma unroll
-  for (int p = 0; p < kArgmaxMaxPieces; ++p) {
-    const std::int64_t i = threadIdx.x + static_cast<std::int64_t>(p) * kArgmaxVectorThreads;
-    if (i < pieces) v[p] = pieces_x[i];
-  }
-  float value = -INFINITY;
-  int index = static_cast<int>(cols);  // loses every comparison until a real column is seen
-#pragma unroll
-  for (int p = 0; p < kArgmaxMaxPieces; ++p) {
-    const std::int64_t i = threadIdx.x + static_cast<std::int64_t>(p) * kArgmaxVectorThreads;
-    if (i >= pieces) break;
-    const T* t = reinterpret_cast<const T*>(&v[p]);
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) {
-      keep_better(value, index, to_f32(t[e]), static_cast<int>(i * kPerVec + e));
-    }
-  }
-  for (std::int64_t c = pieces * kPerVec + threadIdx.x; c < cols; c += blockDim.x) {
-    keep_better(value, index, to_f32(row_x[c]), static_cast<int>(c));
-  }
-  block_keep_best(value, index);
-  // A row of NaN or -inf only: column 0, as the CPU reference.
-  if (threadIdx.x == 0) out[row] = index < cols ? index : 0;
-}
-
 constexpr std::int64_t kArgmaxChunk = 1024;  // columns per block (at least) when a row is split
 constexpr int kArgmaxThreads = 256;          // and at most this many blocks per row
 
@@ -287,13 +244,6 @@ SplitNeed argmax_split_need(std::int64_t rows, std::int64_t cols) {
 void launch_argmax_rows(DType act, const void* x, std::int32_t* out, std::int64_t rows,
                         std::int64_t cols, const SplitScratch& scratch, cudaStream_t stream) {
   if (rows == 0) return;
-  const std::int64_t element = static_cast<std::int64_t>(dtype_size(act));
-  if (rows == 1 && aligned16(x) && cols * element <= 16 * kArgmaxVectorThreads * kArgmaxMaxPieces) {
-    EAQ_DISPATCH_FLOAT(
-        act, launch_dependent(argmax_row_pieces_kernel<T>, dim3(1), dim3(kArgmaxVectorThreads), 0,
-                              stream, static_cast<const T*>(x), out, cols));
-    return;
-  }
   const SplitNeed need = argmax_split_need(rows, cols);
   const bool split = need.counters > 0 && need.partial_floats <= scratch.partial_floats &&
                      need.counters <= scratch.counter_count;

@@ -16,9 +16,8 @@ void launch_write_cache(const CacheWrite& args, cudaStream_t stream);
 void launch_mark_cache_slot(const std::int32_t* slot, std::int32_t* key_mask, std::int64_t batch,
                             std::int64_t capacity, cudaStream_t stream);
 void launch_increment(std::int32_t* values, std::int64_t count, cudaStream_t stream);
-// x: float dtype `act` [rows, cols]. One row of up to 128 KB (a decode step's vocabulary in f16 or
-// bf16) runs in one block that holds it all; otherwise a long row is split over several blocks
-// when `scratch` has room (see SplitScratch), the last block of a row picking among their winners.
+// x: float dtype `act` [rows, cols]. A long row (a vocabulary) is split over several blocks when
+// `scratch` has room (see SplitScratch), the last block of a row picking among their winners.
 void launch_argmax_rows(DType act, const void* x, std::int32_t* out, std::int64_t rows,
                         std::int64_t cols, const SplitScratch& scratch, cudaStream_t stream);
 SplitNeed argmax_split_need(std::int64_t rows, std::int64_t cols);
