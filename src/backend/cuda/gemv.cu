@@ -107,9 +107,8 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a) {
 // shared memory and no block barrier; with a LayerNorm, every warp computes the row's statistics
 // with shuffles (two-pass, as the LayerNorm kernel) from its own registers. kVecs = 3 (k <= 768
 // in f16) takes a LayerNorm; kVecs = 12 (k <= 3072: the MLP projection) does not.
-constexpr int kRowVecs = 3;           // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
-constexpr int kWideRowVecs = 12;      // k <= 3072 (f16) or 1536 (f32), without a LayerNorm
-constexpr int kRowFeaturesAhead = 2;  // the LayerNorm form: features a warp loads before the wait
+constexpr int kRowVecs = 3;       // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
+constexpr int kWideRowVecs = 12;  // k <= 3072 (f16) or 1536 (f32), without a LayerNorm
 
 //
 // Register use decides how early a kernel starts under dependent launch: its blocks start only
@@ -267,6 +266,11 @@ unsigned gemv_grid(const void* kernel, std::size_t shared, std::int64_t n, int f
   return static_cast<unsigned>(wanted < resident ? wanted : resident);
 }
 
+int row_features_per_warp(std::int64_t n) {
+  const std::int64_t one_each = (n + kGemvWarps - 1) / kGemvWarps;
+  return one_each > 2 * multiprocessor_count() ? kRowFeaturesAhead : 1;
+}
+
 bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, const void* w) {
   const std::int64_t per_vec = act == DType::F32 ? 4 : 8;
   return m >= 1 && m <= kMaxGemvRows && k % per_vec == 0 && rows_per_launch(k) >= 1 &&
@@ -278,12 +282,7 @@ void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
     EAQ_DISPATCH_FLOAT(act, {
       const auto kernel =
           vecs == kRowVecs ? gemv_row_kernel<T, kRowVecs> : gemv_row_kernel<T, kWideRowVecs>;
-      // Two features a warp (half the blocks, leaving the next kernel room to start early) where
-      // one a warp would take more than two blocks a multiprocessor: c_fc and the LM head. The
-      // attention projection's 192 blocks start earlier beside the attention kernel as they are.
-      const std::int64_t one_each = (args.n + kGemvWarps - 1) / kGemvWarps;
-      const int features_per_warp =
-          vecs == kRowVecs && one_each > 2 * multiprocessor_count() ? kRowFeaturesAhead : 1;
+      const int features_per_warp = vecs == kRowVecs ? row_features_per_warp(args.n) : 1;
       launch_dependent(
           kernel,
           dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, args.n, features_per_warp)),

@@ -103,4 +103,13 @@ inline bool wide_row_gemv_enabled() {
 unsigned gemv_grid(const void* kernel, std::size_t shared, std::int64_t n,
                    int features_per_warp = 1);
 
+// The register row kernels' LayerNorm forms (gemv.cu, quantized_gemv.cu) load this many features'
+// weights a warp before the wait.
+constexpr int kRowFeaturesAhead = 2;
+// Features a warp of those forms takes: two (half the blocks, leaving the next kernel room to
+// start early) where one a warp would take more than two blocks a multiprocessor (c_fc, the LM
+// head), else one (the attention projection's 192 blocks start earlier beside the attention
+// kernel as they are).
+int row_features_per_warp(std::int64_t n);
+
 }  // namespace eaq::cuda

@@ -169,10 +169,13 @@ constexpr int kRowVecs = 3;
 constexpr int kWideRowVecs = 12;
 constexpr int kRowPerVec = kQuantRowPerVec;
 
+// As gemv.cu's row kernel, the LayerNorm form loads two features' weights a warp before the wait
+// (see row_features_per_warp).
 template <class T, WeightKind kKind, int kVecs>
 __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(QuantizedGemvArgs a) {
   constexpr bool kLayerNorm = kVecs <= kRowVecs;
   constexpr int kNormVecs = kLayerNorm ? kVecs : 1;
+  constexpr int kAhead = kLayerNorm ? kRowFeaturesAhead : 1;
   const int lane = threadIdx.x % 32;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
@@ -186,8 +189,11 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
     }
   };
 
-  uint2 wv[kVecs];
-  if (feature < a.n) load_row(wv, feature);
+  uint2 wv[kAhead][kVecs];
+#pragma unroll
+  for (int r = 0; r < kAhead; ++r) {
+    if (feature + r * stride < a.n) load_row(wv[r], feature + r * stride);
+  }
   float gv[kNormVecs][kRowPerVec], bv[kNormVecs][kRowPerVec];
   if constexpr (kLayerNorm) {
     if (a.ln_gamma != nullptr) {
@@ -217,10 +223,16 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
-      dot_piece<kKind>(acc, wv[u], xv[u], xq[u]);
+      dot_piece<kKind>(acc, wv[0][u], xv[u], xq[u]);
     }
     const std::int64_t next = feature + stride;
-    if (next < a.n) load_row(wv, next);
+    // The next features' weights move up; one more loads before this one's reduction.
+#pragma unroll
+    for (int r = 0; r + 1 < kAhead; ++r) {
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) wv[r][u] = wv[r + 1][u];
+    }
+    if (next + (kAhead - 1) * stride < a.n) load_row(wv[kAhead - 1], next + (kAhead - 1) * stride);
     const float dot = warp_dot_total<kKind>(acc);
     if (lane == 0) {
       float out = apply_activation(
@@ -284,8 +296,10 @@ template <class T, WeightKind kKind>
 void launch_row(const QuantizedGemvArgs& a, int vecs, cudaStream_t stream) {
   const auto kernel = vecs == kRowVecs ? quantized_gemv_row_kernel<T, kKind, kRowVecs>
                                        : quantized_gemv_row_kernel<T, kKind, kWideRowVecs>;
-  launch_dependent(kernel, dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, a.n)),
-                   dim3(kGemvThreads), 0, stream, a);
+  const int features_per_warp = vecs == kRowVecs ? row_features_per_warp(a.n) : 1;
+  launch_dependent(
+      kernel, dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, a.n, features_per_warp)),
+      dim3(kGemvThreads), 0, stream, a);
 }
 
 template <class T>
