@@ -110,7 +110,6 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a) {
 constexpr int kRowVecs = 3;       // 16-byte pieces of x per lane: k <= 768 (f16) or 384 (f32)
 constexpr int kWideRowVecs = 12;  // k <= 3072 (f16) or 1536 (f32), without a LayerNorm
 
-//
 // Register use decides how early a kernel starts under dependent launch: its blocks start only
 // where the previous kernel's leave room. So the wide form reads x at each feature as 16-byte
 // pieces of T, converted at each use (from L1 after the first feature), which keeps it to 4
@@ -138,10 +137,7 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
   };
 
   uint4 wv[kAhead][kVecs];
-#pragma unroll
-  for (int r = 0; r < kAhead; ++r) {
-    if (feature + r * stride < a.n) load_row(feature + r * stride, wv[r]);
-  }
+  load_features_ahead(wv, feature, stride, a.n, load_row);
   // So are the LayerNorm's gamma and beta.
   float gv[kNormVecs][kPerVec], bv[kNormVecs][kPerVec];
   if constexpr (kLayerNorm) {
@@ -190,13 +186,7 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
       }
     }
     const std::int64_t next = feature + stride;
-    // The next features' weights move up; one more loads before this one's reduction.
-#pragma unroll
-    for (int r = 0; r + 1 < kAhead; ++r) {
-#pragma unroll
-      for (int u = 0; u < kVecs; ++u) wv[r][u] = wv[r + 1][u];
-    }
-    if (next + (kAhead - 1) * stride < a.n) load_row(next + (kAhead - 1) * stride, wv[kAhead - 1]);
+    advance_features_ahead(wv, next, stride, a.n, load_row);
     const float total = warp_sum(acc);
     if (lane == 0) {
       float out = apply_activation(total + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);

@@ -112,4 +112,30 @@ constexpr int kRowFeaturesAhead = 2;
 // kernel as they are).
 int row_features_per_warp(std::int64_t n);
 
+// A row kernel's weights for a warp's next kAhead features (feature, feature + stride, ...) in
+// registers, wv[0] the one being computed; load_row(f, wv[r]) reads feature f's pieces.
+template <class Piece, int kAhead, int kVecs, class LoadRow>
+__device__ __forceinline__ void load_features_ahead(Piece (&wv)[kAhead][kVecs],
+                                                    std::int64_t feature, std::int64_t stride,
+                                                    std::int64_t n, const LoadRow& load_row) {
+#pragma unroll
+  for (int r = 0; r < kAhead; ++r) {
+    if (feature + r * stride < n) load_row(feature + r * stride, wv[r]);
+  }
+}
+
+// Once wv[0] is used: the later features' weights move up and the one after them loads (before
+// the used feature's reduction). `next` is the feature wv[1] (or the new wv[0]) belongs to.
+template <class Piece, int kAhead, int kVecs, class LoadRow>
+__device__ __forceinline__ void advance_features_ahead(Piece (&wv)[kAhead][kVecs],
+                                                       std::int64_t next, std::int64_t stride,
+                                                       std::int64_t n, const LoadRow& load_row) {
+#pragma unroll
+  for (int r = 0; r + 1 < kAhead; ++r) {
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) wv[r][u] = wv[r + 1][u];
+  }
+  if (next + (kAhead - 1) * stride < n) load_row(next + (kAhead - 1) * stride, wv[kAhead - 1]);
+}
+
 }  // namespace eaq::cuda

@@ -180,20 +180,17 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   const int vectors = static_cast<int>(a.k / kRowPerVec);
-  const auto load_row = [&](uint2(&wv)[kVecs], std::int64_t f) {
+  const auto load_row = [&](std::int64_t f, uint2(&out)[kVecs]) {
     const uint2* w_row =
         reinterpret_cast<const uint2*>(static_cast<const unsigned char*>(a.w) + f * a.k);
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
-      if (lane + 32 * u < vectors) wv[u] = w_row[lane + 32 * u];
+      if (lane + 32 * u < vectors) out[u] = w_row[lane + 32 * u];
     }
   };
 
   uint2 wv[kAhead][kVecs];
-#pragma unroll
-  for (int r = 0; r < kAhead; ++r) {
-    if (feature + r * stride < a.n) load_row(wv[r], feature + r * stride);
-  }
+  load_features_ahead(wv, feature, stride, a.n, load_row);
   float gv[kNormVecs][kRowPerVec], bv[kNormVecs][kRowPerVec];
   if constexpr (kLayerNorm) {
     if (a.ln_gamma != nullptr) {
@@ -226,13 +223,7 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
       dot_piece<kKind>(acc, wv[0][u], xv[u], xq[u]);
     }
     const std::int64_t next = feature + stride;
-    // The next features' weights move up; one more loads before this one's reduction.
-#pragma unroll
-    for (int r = 0; r + 1 < kAhead; ++r) {
-#pragma unroll
-      for (int u = 0; u < kVecs; ++u) wv[r][u] = wv[r + 1][u];
-    }
-    if (next + (kAhead - 1) * stride < a.n) load_row(wv[kAhead - 1], next + (kAhead - 1) * stride);
+    advance_features_ahead(wv, next, stride, a.n, load_row);
     const float dot = warp_dot_total<kKind>(acc);
     if (lane == 0) {
       float out = apply_activation(
