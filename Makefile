@@ -58,10 +58,12 @@ gpu-carry: deps
 	cmake -S . -B $(GPU_BUILD_DIR) -G Ninja -DEAQ_CUDA_ARCHITECTURES=90 -DEAQ_WERROR=ON
 	cmake --build $(GPU_BUILD_DIR) -j $(JOBS)
 	mkdir -p .carry/bin
-	cp $(GPU_BUILD_DIR)/eaq $(GPU_BUILD_DIR)/eaq_tests $(GPU_BUILD_DIR)/eaq_gemm_bench .carry/bin/
-	strip .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench
+	cp $(GPU_BUILD_DIR)/eaq $(GPU_BUILD_DIR)/eaq_tests $(GPU_BUILD_DIR)/eaq_gemm_bench \
+	  $(GPU_BUILD_DIR)/eaq_energy_probe .carry/bin/
+	strip .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench .carry/bin/eaq_energy_probe
 	rm -f .carry/bin/*.gz .carry/bin/*.xz
-	xz -9e -T2 -f .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench
+	xz -9e -T2 -f .carry/bin/eaq .carry/bin/eaq_tests .carry/bin/eaq_gemm_bench \
+	  .carry/bin/eaq_energy_probe
 	# The kernel tracer for run.sh's trace-gpt2 stage, with the CUPTI it was built against.
 	g++ -std=c++17 -shared -fPIC -O2 -Wall -Wextra -Werror -I$(CUDA_HOME)/include \
 	  tools/kernel_trace.cpp -L$(CUDA_HOME)/lib64 -lcupti -o .carry/bin/libeaq_kernel_trace.so

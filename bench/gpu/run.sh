@@ -76,6 +76,14 @@ stage_gemm() {
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
 
+# Where the energy goes: synthetic kernels (HBM and L2 reads on all or fewer SMs, busy and sleeping
+# SMs, launches) between reads of the energy counter (bench/gpu/energy_probe.cpp).
+stage_energy_probe() {
+  note "energy probe (eaq_energy_probe)"
+  "$BIN/eaq_energy_probe" 2>&1 | tee "$OUT/energy_probe.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+}
+
 stage_gemv() {
   note "decode GEMVs: eaq vs cuBLASLt (eaq_gemm_bench --only gemv), dependent launch on, then off"
   "$BIN/eaq_gemm_bench" --only gemv 2>&1 | tee "$OUT/gemv_bench.txt"
@@ -338,6 +346,7 @@ for stage in "$@"; do
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;
+    energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;
   esac

@@ -1,0 +1,278 @@
+// Where a GPU's energy goes: synthetic kernels, each run for a few seconds between two reads of
+// the NVML energy counter, with the idle power measured before and after. It answers what the
+// GPT-2 decode step's energy per token is made of:
+//
+//   - reading N bytes from HBM (the weights), on all multiprocessors or on fewer;
+//   - reading the same bytes from L2 instead of HBM;
+//   - multiprocessors that are busy without memory traffic (a clock spin, an FMA loop) or resident
+//     and asleep (as blocks waiting in griddepcontrol.wait are);
+//   - kernel launches themselves, and one pass over the weights split into ~50 kernels as a
+//     decode step splits it.
+//
+//   eaq_energy_probe [--seconds S] [--only NAME]
+//
+// Each line: time per pass (median of CUDA-event batches), the bandwidth it implies, the average
+// board power over the window, the energy per pass, and the energy per pass above the idle power
+// (the mean of the idle readings before and after). "SMs" counts the distinct multiprocessors the
+// kernel's blocks ran on (read from %smid).
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "core/error.hpp"
+#include "energy_probe_kernels.hpp"
+#include "measure/energy_window.hpp"
+#include "measure/idle_baseline.hpp"
+#include "measure/nvml.hpp"
+
+namespace {
+
+using namespace eaq;
+
+struct Probe {
+  std::string name;
+  std::string what;
+  double bytes_per_pass = 0;  // HBM or L2 bytes read per pass, 0 when none
+  std::function<void(cudaStream_t)> pass;
+};
+
+struct ProbeResult {
+  double us_per_pass = 0;
+  double passes = 0;
+  double window_s = 0;
+  double joules = -1;  // < 0: unavailable
+  std::uint32_t sm_clock_mhz = 0;
+  std::size_t sms = 0;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+ProbeResult run_probe(const Probe& probe, cudaStream_t stream, const measure::GpuMeter& meter,
+                      double seconds, unsigned* sm_of_block) {
+  ProbeResult r;
+  EAQ_CUDA_CHECK(cudaMemset(sm_of_block, 0xff, probe::kMaxBlocks * sizeof(unsigned)));
+  // Warm-up and the batch size that makes one CUDA-event sample ~20 ms.
+  cudaEvent_t start, stop;
+  EAQ_CUDA_CHECK(cudaEventCreate(&start));
+  EAQ_CUDA_CHECK(cudaEventCreate(&stop));
+  int batch = 1;
+  for (;;) {
+    EAQ_CUDA_CHECK(cudaEventRecord(start, stream));
+    for (int i = 0; i < batch; ++i) probe.pass(stream);
+    EAQ_CUDA_CHECK(cudaEventRecord(stop, stream));
+    EAQ_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    EAQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (ms > 20 || batch >= (1 << 20)) break;
+    batch *= 2;
+  }
+  EAQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const measure::EnergyMark begin = measure::mark_energy(meter);
+  std::vector<double> us;
+  std::uint32_t clock = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds) {
+    EAQ_CUDA_CHECK(cudaEventRecord(start, stream));
+    for (int i = 0; i < batch; ++i) probe.pass(stream);
+    EAQ_CUDA_CHECK(cudaEventRecord(stop, stream));
+    if (us.size() == 4) clock = meter.sm_clock_mhz().optional().value_or(0);
+    EAQ_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    EAQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    us.push_back(ms * 1e3 / batch);
+    r.passes += batch;
+  }
+  EAQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const measure::EnergyMark end = measure::mark_energy(meter);
+  r.window_s = end.t_s - begin.t_s;
+  r.us_per_pass = median(us);
+  r.sm_clock_mhz = clock;
+  const measure::CounterDelta delta = measure::energy_between(begin, end);
+  if (delta.joules) r.joules = *delta.joules;
+  std::vector<unsigned> sm(probe::kMaxBlocks);
+  EAQ_CUDA_CHECK(
+      cudaMemcpy(sm.data(), sm_of_block, sm.size() * sizeof(unsigned), cudaMemcpyDeviceToHost));
+  r.sms = std::set<unsigned>(sm.begin(), sm.end()).size() -
+          (std::count(sm.begin(), sm.end(), ~0u) ? 1 : 0);
+  EAQ_CUDA_CHECK(cudaEventDestroy(start));
+  EAQ_CUDA_CHECK(cudaEventDestroy(stop));
+  return r;
+}
+
+double idle_power(const measure::GpuMeter& meter) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // let the clocks come down
+  const measure::IdleBaseline idle = measure::measure_idle_baseline(meter, std::chrono::seconds(2));
+  return idle.idle_power_w.optional().value_or(-1);
+}
+
+int run(int argc, char** argv) {
+  double seconds = 3;
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--seconds" && i + 1 < argc) {
+      seconds = std::stod(argv[++i]);
+    } else if (arg == "--only" && i + 1 < argc) {
+      only = argv[++i];
+    } else {
+      throw Error(fmt::format(
+          "eaq_energy_probe: unknown argument '{}' (expected --seconds S, --only NAME)", arg));
+    }
+  }
+  int device = 0;
+  EAQ_CUDA_CHECK(cudaGetDevice(&device));
+  cudaDeviceProp prop{};
+  EAQ_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  char bus_id[32] = {};
+  EAQ_CUDA_CHECK(cudaDeviceGetPCIBusId(bus_id, sizeof(bus_id), device));
+  const auto meter = measure::open_nvml_meter_by_pci_bus_id(bus_id);
+  if (!meter->available())
+    throw Error("eaq_energy_probe: NVML unavailable: " + meter->unavailable_reason());
+  const int sms = prop.multiProcessorCount;
+
+  // GPT-2 124M's weights in fp16 (~250 MB) and in 8 bits; 24 MB stays in the 50 MB L2.
+  const std::size_t weights_bytes = 248u << 20, half_bytes = weights_bytes / 2,
+                    resident_bytes = 24u << 20;
+  void* data = nullptr;
+  unsigned* sink = nullptr;
+  unsigned* sm_of_block = nullptr;
+  EAQ_CUDA_CHECK(cudaMalloc(&data, weights_bytes));
+  EAQ_CUDA_CHECK(cudaMalloc(&sink, 64));
+  EAQ_CUDA_CHECK(cudaMalloc(&sm_of_block, probe::kMaxBlocks * sizeof(unsigned)));
+  probe::launch_fill_random(data, weights_bytes, sms * 8, nullptr);
+  EAQ_CUDA_CHECK(cudaGetLastError());
+  EAQ_CUDA_CHECK(cudaDeviceSynchronize());
+  cudaStream_t stream;
+  EAQ_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+  const probe::Grid four_per_sm{sms * 4, 256, 0};
+  // One block of 1024 threads per multiprocessor when the grid is smaller than the GPU: the
+  // dynamic shared memory (> half of an SM's) keeps two blocks off one SM.
+  const int one_per_sm = int(prop.sharedMemPerMultiprocessor / 2 + 1024);
+  auto read_on = [&](int blocks, std::size_t bytes) {
+    return [=](cudaStream_t s) {
+      probe::launch_read_stream(data, bytes, {blocks, 1024, one_per_sm}, sink, sm_of_block, s);
+    };
+  };
+  auto read_all = [&](std::size_t bytes) {
+    return [=](cudaStream_t s) {
+      probe::launch_read_stream(data, bytes, four_per_sm, sink, sm_of_block, s);
+    };
+  };
+  int clock_khz = 0;
+  EAQ_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device));
+  const long long spin_cycles = 100LL * clock_khz / 1000;  // ~100 us at the max clock
+  auto spin_on = [&](probe::Grid grid) {
+    return [=](cudaStream_t s) { probe::launch_spin(spin_cycles, grid, sm_of_block, s); };
+  };
+  auto* const float_sink = reinterpret_cast<float*>(sink);
+  const std::vector<Probe> probes = {
+      {"hbm-all", "read 248 MB, all SMs (4 blocks of 256 per SM)", double(weights_bytes),
+       read_all(weights_bytes)},
+      {"hbm-half-bytes", "read 124 MB, all SMs", double(half_bytes), read_all(half_bytes)},
+      {"hbm-1024x1", "read 248 MB, one 1024-thread block per SM, all SMs", double(weights_bytes),
+       read_on(sms, weights_bytes)},
+      {"hbm-half-sms", "read 248 MB, half the SMs", double(weights_bytes),
+       read_on(sms / 2, weights_bytes)},
+      {"hbm-quarter-sms", "read 248 MB, a quarter of the SMs", double(weights_bytes),
+       read_on(sms / 4, weights_bytes)},
+      {"hbm-50-kernels", "read 248 MB as 50 kernels of 5 MB (a decode step's shape)",
+       double(weights_bytes),
+       [&](cudaStream_t s) {
+         const std::size_t piece = weights_bytes / 50 / 16 * 16;
+         for (int k = 0; k < 50; ++k)
+           probe::launch_read_stream(static_cast<const char*>(data) + k * piece, piece, four_per_sm,
+                                     sink, sm_of_block, s);
+       }},
+      {"l2-all", "read 24 MB 10 times (L2), all SMs", 10.0 * resident_bytes,
+       [&](cudaStream_t s) {
+         probe::launch_read_resident(data, resident_bytes, 10, four_per_sm, sink, sm_of_block, s);
+       }},
+      {"spin-all", "clock spin ~100 us, 1024 threads on every SM", 0,
+       spin_on({sms, 1024, one_per_sm})},
+      {"spin-half", "clock spin ~100 us, 1024 threads on half the SMs", 0,
+       spin_on({sms / 2, 1024, one_per_sm})},
+      {"spin-warp", "clock spin ~100 us, one warp on every SM", 0, spin_on({sms, 32, one_per_sm})},
+      {"fma-all", "FMA loop, 1024 threads on every SM", 0,
+       [&](cudaStream_t s) {
+         probe::launch_fma_loop(2000, {sms, 1024, 0}, float_sink, sm_of_block, s);
+       }},
+      {"sleep-all", "resident and asleep ~100 us, 1024 threads on every SM", 0,
+       [&](cudaStream_t s) {
+         probe::launch_sleep_resident(100000, {sms, 1024, 0}, sm_of_block, s);
+       }},
+      {"empty-launch", "an empty kernel, one block (launch cost)", 0,
+       [&](cudaStream_t s) {
+         probe::launch_empty({1, 32, 0}, s);
+       }},
+      {"empty-launch-full", "an empty kernel, 4 blocks of 256 per SM", 0,
+       [&](cudaStream_t s) { probe::launch_empty(four_per_sm, s); }},
+  };
+
+  fmt::print("GPU: {} ({} SMs, L2 {} MB), probe window {} s each\n", prop.name, sms,
+             prop.l2CacheSize >> 20, seconds);
+  const double idle_before = idle_power(*meter);
+  fmt::print("idle power before: {:.1f} W\n\n", idle_before);
+  fmt::print(
+      "| probe | what | us per pass | GB/s | SMs | SM MHz | board W | mJ per pass | mJ above idle "
+      "| pJ/byte above idle |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|---|---|\n");
+  struct Row {
+    const Probe* probe;
+    ProbeResult r;
+  };
+  std::vector<Row> rows;
+  for (const Probe& probe : probes) {
+    if (!only.empty() && probe.name != only) continue;
+    EAQ_CUDA_CHECK(cudaGetLastError());
+    rows.push_back({&probe, run_probe(probe, stream, *meter, seconds, sm_of_block)});
+    EAQ_CUDA_CHECK(cudaGetLastError());
+  }
+  const double idle_after = idle_power(*meter);
+  const double idle = (idle_before + idle_after) / 2;
+  for (const Row& row : rows) {
+    const ProbeResult& r = row.r;
+    const double bytes = row.probe->bytes_per_pass;
+    std::string energy = "unavailable (the energy counter gave no delta) | - | - | -";
+    if (r.joules >= 0) {
+      const double mj_dynamic = (r.joules - idle * r.window_s) * 1e3 / r.passes;
+      energy = fmt::format("{:.0f} | {:.4f} | {:.4f} | {}", r.joules / r.window_s,
+                           r.joules * 1e3 / r.passes, mj_dynamic,
+                           bytes > 0 ? fmt::format("{:.1f}", mj_dynamic * 1e9 / bytes) : "-");
+    }
+    fmt::print("| {} | {} | {:.2f} | {} | {} | {} | {} |\n", row.probe->name, row.probe->what,
+               r.us_per_pass, bytes > 0 ? fmt::format("{:.0f}", bytes / r.us_per_pass / 1e3) : "-",
+               r.sms, r.sm_clock_mhz, energy);
+  }
+  fmt::print("\nidle power after: {:.1f} W (the table subtracts the mean, {:.1f} W)\n", idle_after,
+             idle);
+  EAQ_CUDA_CHECK(cudaFree(data));
+  EAQ_CUDA_CHECK(cudaFree(sink));
+  EAQ_CUDA_CHECK(cudaFree(sm_of_block));
+  EAQ_CUDA_CHECK(cudaStreamDestroy(stream));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "eaq_energy_probe: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,33 @@
+// Launchers of eaq_energy_probe's synthetic kernels (energy_probe_kernels.cu). Every kernel's
+// block b writes the multiprocessor it ran on to sm_of_block[b] (b < kMaxBlocks).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+namespace eaq::probe {
+
+inline constexpr int kMaxBlocks = 4096;
+
+struct Grid {
+  int blocks = 1;
+  int threads = 256;
+  int shared_bytes = 0;  // dynamic shared memory: more than half an SM's keeps blocks one per SM
+};
+
+void launch_fill_random(void* data, std::size_t bytes, int blocks, cudaStream_t stream);
+// Reads `bytes` with 16-byte streaming loads (4 in flight per thread; 8 when shared_bytes > 0).
+void launch_read_stream(const void* data, std::size_t bytes, Grid grid, unsigned* sink,
+                        unsigned* sm_of_block, cudaStream_t stream);
+// Reads `bytes` `repeats` times with loads that keep them in L2.
+void launch_read_resident(const void* data, std::size_t bytes, int repeats, Grid grid,
+                          unsigned* sink, unsigned* sm_of_block, cudaStream_t stream);
+void launch_spin(long long cycles, Grid grid, unsigned* sm_of_block, cudaStream_t stream);
+void launch_fma_loop(int iterations, Grid grid, float* sink, unsigned* sm_of_block,
+                     cudaStream_t stream);
+void launch_sleep_resident(unsigned long long nanoseconds, Grid grid, unsigned* sm_of_block,
+                           cudaStream_t stream);
+void launch_empty(Grid grid, cudaStream_t stream);
+
+}  // namespace eaq::probe
