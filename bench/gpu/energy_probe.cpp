@@ -3,13 +3,14 @@
 // GPT-2 decode step's energy per token is made of:
 //
 //   - reading N bytes from HBM (the weights), on all multiprocessors or on fewer;
+//   - a GEMV's arithmetic on the bytes read, on the CUDA cores or on the tensor cores;
 //   - reading the same bytes from L2 instead of HBM;
 //   - multiprocessors that are busy without memory traffic (a clock spin, an FMA loop) or resident
 //     and asleep (as blocks waiting in griddepcontrol.wait are);
 //   - kernel launches themselves, and one pass over the weights split into ~50 kernels as a
 //     decode step splits it.
 //
-//   eaq_energy_probe [--seconds S] [--only NAME]
+//   eaq_energy_probe [--seconds S] [--only NAME,NAME,...]
 //
 // Each line: time per pass (median of CUDA-event batches), the bandwidth it implies, the average
 // board power over the window, the energy per pass, and the energy per pass above the idle power
@@ -129,7 +130,8 @@ int run(int argc, char** argv) {
       only = argv[++i];
     } else {
       throw Error(fmt::format(
-          "eaq_energy_probe: unknown argument '{}' (expected --seconds S, --only NAME)", arg));
+          "eaq_energy_probe: unknown argument '{}' (expected --seconds S, --only NAME,NAME,...)",
+          arg));
     }
   }
   int device = 0;
@@ -182,6 +184,17 @@ int run(int argc, char** argv) {
   const std::vector<Probe> probes = {
       {"hbm-all", "read 248 MB, all SMs (4 blocks of 256 per SM)", double(weights_bytes),
        read_all(weights_bytes)},
+      {"hbm-dot-cuda-cores", "read 248 MB as f16 weights, x . w in f32 FMAs (a GEMV's arithmetic)",
+       double(weights_bytes),
+       [&](cudaStream_t s) {
+         probe::launch_read_dot(data, weights_bytes, false, four_per_sm, sink, sm_of_block, s);
+       }},
+      {"hbm-dot-tensor-cores",
+       "read 248 MB as f16 weights, x . w on mma.sync (x in one column of 8)",
+       double(weights_bytes),
+       [&](cudaStream_t s) {
+         probe::launch_read_dot(data, weights_bytes, true, four_per_sm, sink, sm_of_block, s);
+       }},
       {"hbm-half-bytes", "read 124 MB, all SMs", double(half_bytes), read_all(half_bytes)},
       {"hbm-1024x1", "read 248 MB, one 1024-thread block per SM, all SMs", double(weights_bytes),
        read_on(sms, weights_bytes)},
@@ -236,7 +249,8 @@ int run(int argc, char** argv) {
   };
   std::vector<Row> rows;
   for (const Probe& probe : probes) {
-    if (!only.empty() && probe.name != only) continue;
+    if (!only.empty() && ("," + only + ",").find("," + probe.name + ",") == std::string::npos)
+      continue;
     EAQ_CUDA_CHECK(cudaGetLastError());
     rows.push_back({&probe, run_probe(probe, stream, *meter, seconds, sm_of_block)});
     EAQ_CUDA_CHECK(cudaGetLastError());

@@ -1,8 +1,10 @@
 // The synthetic kernels of eaq_energy_probe (energy_probe.cpp says what each one answers), with
 // host-side launchers: the .cu files build as C++17, the probe's host code needs C++20.
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "energy_probe_kernels.hpp"
 
@@ -66,6 +68,85 @@ __global__ void read_resident(const uint4* __restrict__ data, std::size_t n, int
   if (threadIdx.x == 0 && blockIdx.x < kMaxBlocks) sm_of_block[blockIdx.x] = smid();
 }
 
+// A GEMV's arithmetic on the stream: every 16-byte load is 8 f16 weights, multiplied by an x held
+// in registers and summed in f32, either on the CUDA cores (convert + FMA, as eaq's decode GEMVs
+// do) or on the tensor cores (mma.sync m16n8k16 with x in the first column of B and zeros in the
+// other seven). The loop is warp-uniform (mma.sync needs the whole warp): each warp reads chunks of
+// 1 KB, two 16-byte loads per lane, kChunks chunks in flight.
+enum class DotOn { kCudaCores, kTensorCores };
+
+__device__ void mma_f16(float (&c)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                        unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, "
+      "%9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ float dot8(uint4 w, const float (&x)[8]) {
+  const unsigned words[4] = {w.x, w.y, w.z, w.w};
+  float acc = 0;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    __half2 h;
+    memcpy(&h, &words[j], 4);
+    const float2 f = __half22float2(h);
+    acc = fmaf(f.x, x[2 * j], acc);
+    acc = fmaf(f.y, x[2 * j + 1], acc);
+  }
+  return acc;
+}
+
+template <DotOn kOn>
+__global__ void read_dot(const uint4* __restrict__ data, std::size_t n, unsigned* sink,
+                         unsigned* sm_of_block) {
+  constexpr int kChunks = 4;
+  const unsigned lane = threadIdx.x % 32;
+  const std::size_t warps = std::size_t(gridDim.x) * blockDim.x / 32;
+  const std::size_t chunks = n / 64;
+  float x[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) x[j] = 1e-3f * float(lane + j);
+  // The B fragment: lanes 0-3 hold x (column 0), the other lanes zeros.
+  unsigned b[4] = {0, 0, 0, 0};
+  if (lane < 4) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const __half2 h = __floats2half2_rn(x[2 * j], x[2 * j + 1]);
+      memcpy(&b[j], &h, 4);
+    }
+  }
+  float acc = 0;
+  float c[4] = {0, 0, 0, 0};
+  for (std::size_t chunk = blockIdx.x * std::size_t(blockDim.x) / 32 + threadIdx.x / 32;
+       chunk < chunks; chunk += kChunks * warps) {
+    uint4 w[kChunks][2];
+#pragma unroll
+    for (int u = 0; u < kChunks; ++u) {
+      const std::size_t at = (chunk + u * warps) * 64 + lane;
+      const bool in = chunk + u * warps < chunks;
+      w[u][0] = in ? __ldcs(data + at) : make_uint4(0, 0, 0, 0);
+      w[u][1] = in ? __ldcs(data + at + 32) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kChunks; ++u) {
+      if constexpr (kOn == DotOn::kCudaCores) {
+        acc += dot8(w[u][0], x) + dot8(w[u][1], x);
+      } else {
+        // Rows g and g + 8 of a 16 x 32 tile: the first mma takes each row's k pairs 0-1, the
+        // second its pairs 2-3 (any k order works when B follows it).
+        mma_f16(c, w[u][0].x, w[u][1].x, w[u][0].y, w[u][1].y, b[0], b[1]);
+        mma_f16(c, w[u][0].z, w[u][1].z, w[u][0].w, w[u][1].w, b[2], b[3]);
+      }
+    }
+  }
+  acc += c[0] + c[1] + c[2] + c[3];
+  if (acc == 1.2345f) sink[0] = 1;  // almost never: keeps the arithmetic live
+  if (threadIdx.x == 0 && blockIdx.x < kMaxBlocks) sm_of_block[blockIdx.x] = smid();
+}
+
 // Busy without memory: spins on the clock for `cycles`.
 __global__ void spin(long long cycles, unsigned* sm_of_block) {
   const long long start = clock64();
@@ -126,6 +207,18 @@ void launch_read_resident(const void* data, std::size_t bytes, int repeats, Grid
                           unsigned* sink, unsigned* sm_of_block, cudaStream_t stream) {
   read_resident<<<grid.blocks, grid.threads, 0, stream>>>(static_cast<const uint4*>(data),
                                                           bytes / 16, repeats, sink, sm_of_block);
+}
+
+void launch_read_dot(const void* data, std::size_t bytes, bool tensor_cores, Grid grid,
+                     unsigned* sink, unsigned* sm_of_block, cudaStream_t stream) {
+  const auto* d = static_cast<const uint4*>(data);
+  if (tensor_cores) {
+    read_dot<DotOn::kTensorCores>
+        <<<grid.blocks, grid.threads, 0, stream>>>(d, bytes / 16, sink, sm_of_block);
+  } else {
+    read_dot<DotOn::kCudaCores>
+        <<<grid.blocks, grid.threads, 0, stream>>>(d, bytes / 16, sink, sm_of_block);
+  }
 }
 
 void launch_spin(long long cycles, Grid grid, unsigned* sm_of_block, cudaStream_t stream) {

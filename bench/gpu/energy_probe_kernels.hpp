@@ -23,6 +23,10 @@ void launch_read_stream(const void* data, std::size_t bytes, Grid grid, unsigned
 // Reads `bytes` `repeats` times with loads that keep them in L2.
 void launch_read_resident(const void* data, std::size_t bytes, int repeats, Grid grid,
                           unsigned* sink, unsigned* sm_of_block, cudaStream_t stream);
+// Reads `bytes` as f16 weights and multiplies them by an x in registers, summing in f32 on the CUDA
+// cores (convert + FMA) or on the tensor cores (mma.sync): a GEMV's arithmetic at a stream's pace.
+void launch_read_dot(const void* data, std::size_t bytes, bool tensor_cores, Grid grid,
+                     unsigned* sink, unsigned* sm_of_block, cudaStream_t stream);
 void launch_spin(long long cycles, Grid grid, unsigned* sm_of_block, cudaStream_t stream);
 void launch_fma_loop(int iterations, Grid grid, float* sink, unsigned* sm_of_block,
                      cudaStream_t stream);
