@@ -4,7 +4,8 @@
 //
 //   - reading N bytes from HBM (the weights), on all multiprocessors or on fewer;
 //   - a GEMV's arithmetic on the bytes read, on the CUDA cores or on the tensor cores;
-//   - reading the same bytes from L2 instead of HBM;
+//   - reading the same bytes from L2 instead of HBM, and with an L2 persisting window over part of
+//     them (what stays in L2 from one pass to the next);
 //   - multiprocessors that are busy without memory traffic (a clock spin, an FMA loop) or resident
 //     and asleep (as blocks waiting in griddepcontrol.wait are);
 //   - kernel launches themselves, and one pass over the weights split into ~50 kernels as a
@@ -113,6 +114,32 @@ ProbeResult run_probe(const Probe& probe, cudaStream_t stream, const measure::Gp
   return r;
 }
 
+// An L2 access-policy window over the start of `data`: as many of its lines as the persisting
+// set-aside holds stay in L2 from one pass to the next, the rest is streamed.
+void set_l2_window(cudaStream_t stream, const cudaDeviceProp& prop, void* data, std::size_t bytes) {
+  const std::size_t set_aside = std::size_t(prop.persistingL2CacheMaxSize);
+  EAQ_CUDA_CHECK(cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, set_aside));
+  cudaStreamAttrValue value{};
+  value.accessPolicyWindow.base_ptr = data;
+  value.accessPolicyWindow.num_bytes = std::min(bytes, std::size_t(prop.accessPolicyMaxWindowSize));
+  value.accessPolicyWindow.hitRatio =
+      std::min(1.0f, 0.9f * float(set_aside) / float(value.accessPolicyWindow.num_bytes));
+  value.accessPolicyWindow.hitProp = cudaAccessPropertyPersisting;
+  value.accessPolicyWindow.missProp = cudaAccessPropertyStreaming;
+  EAQ_CUDA_CHECK(cudaStreamSetAttribute(stream, cudaStreamAttributeAccessPolicyWindow, &value));
+  fmt::print("L2 window: {:.1f} MiB, hit ratio {:.3f}, set-aside {:.1f} MiB\n",
+             value.accessPolicyWindow.num_bytes / 1048576.0, value.accessPolicyWindow.hitRatio,
+             set_aside / 1048576.0);
+}
+
+void clear_l2_window(cudaStream_t stream) {
+  cudaStreamAttrValue value{};
+  value.accessPolicyWindow.num_bytes = 0;
+  EAQ_CUDA_CHECK(cudaStreamSetAttribute(stream, cudaStreamAttributeAccessPolicyWindow, &value));
+  EAQ_CUDA_CHECK(cudaCtxResetPersistingL2Cache());
+  EAQ_CUDA_CHECK(cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, 0));
+}
+
 double idle_power(const measure::GpuMeter& meter) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // let the clocks come down
   const measure::IdleBaseline idle = measure::measure_idle_baseline(meter, std::chrono::seconds(2));
@@ -195,6 +222,17 @@ int run(int argc, char** argv) {
        [&](cudaStream_t s) {
          probe::launch_read_dot(data, weights_bytes, true, four_per_sm, sink, sm_of_block, s);
        }},
+      {"hbm-plain-loads", "read 248 MB with plain (L2-allocating) loads, all SMs",
+       double(weights_bytes),
+       [&](cudaStream_t s) {
+         probe::launch_read_resident(data, weights_bytes, 1, four_per_sm, sink, sm_of_block, s);
+       }},
+      {"hbm-l2-window",
+       "the same with an L2 persisting window over its first 128 MB (hit ratio set-aside/window)",
+       double(weights_bytes),
+       [&](cudaStream_t s) {
+         probe::launch_read_resident(data, weights_bytes, 1, four_per_sm, sink, sm_of_block, s);
+       }},
       {"hbm-half-bytes", "read 124 MB, all SMs", double(half_bytes), read_all(half_bytes)},
       {"hbm-1024x1", "read 248 MB, one 1024-thread block per SM, all SMs", double(weights_bytes),
        read_on(sms, weights_bytes)},
@@ -252,7 +290,10 @@ int run(int argc, char** argv) {
     if (!only.empty() && ("," + only + ",").find("," + probe.name + ",") == std::string::npos)
       continue;
     EAQ_CUDA_CHECK(cudaGetLastError());
+    const bool window = probe.name == "hbm-l2-window";
+    if (window) set_l2_window(stream, prop, data, weights_bytes);
     rows.push_back({&probe, run_probe(probe, stream, *meter, seconds, sm_of_block)});
+    if (window) clear_l2_window(stream);
     EAQ_CUDA_CHECK(cudaGetLastError());
   }
   const double idle_after = idle_power(*meter);
