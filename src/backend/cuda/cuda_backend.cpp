@@ -256,8 +256,6 @@ class CudaBackend final : public Backend {
           cudaMemcpyAsync(t.data, staged.raw(), t.nbytes(), cudaMemcpyHostToDevice, stream_));
       EAQ_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `staged` dies with this scope
     }
-    // Float uploads are parameters (inputs are i32): the span an L2 window may cover.
-    if (is_float_dtype(dtype)) allocator_.note_parameters(t.data, t.nbytes());
     return t;
   }
 
@@ -828,7 +826,6 @@ class CudaBackend final : public Backend {
     }
     cudaGraph_t graph = nullptr;
     EAQ_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
-    if (cuda::env_is("EAQ_L2_PERSIST", "1")) keep_parameters_in_l2(graph);
     cudaGraphExec_t exec = nullptr;
     const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
@@ -837,49 +834,6 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  // EAQ_L2_PERSIST=1 (an experiment): every kernel of `graph` gets an L2 access-policy window over
-  // the parameters, so that a fraction of their lines (as much as the L2's persisting set-aside
-  // holds) stays in L2 from one decode step to the next instead of coming from HBM each time, and
-  // the rest is marked streaming. An L2 hit costs ~1/3 of an HBM read's energy (eaq_energy_probe).
-  void keep_parameters_in_l2(cudaGraph_t graph) {
-    const std::uintptr_t begin = allocator_.parameters_begin(), end = allocator_.parameters_end();
-    if (end <= begin || props_.persistingL2CacheMaxSize <= 0 ||
-        props_.accessPolicyMaxWindowSize <= 0)
-      return;
-    const std::size_t set_aside = static_cast<std::size_t>(props_.persistingL2CacheMaxSize);
-    EAQ_CUDA_CHECK(cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, set_aside));
-    const std::size_t window = std::min<std::size_t>(
-        end - begin, static_cast<std::size_t>(props_.accessPolicyMaxWindowSize));
-    cudaLaunchAttributeValue value{};
-    value.accessPolicyWindow.base_ptr = reinterpret_cast<void*>(begin);
-    value.accessPolicyWindow.num_bytes = window;
-    // A little under the set-aside, so that persisting lines do not evict each other.
-    value.accessPolicyWindow.hitRatio = std::min(1.0f, 0.9f * float(set_aside) / float(window));
-    value.accessPolicyWindow.hitProp = cudaAccessPropertyPersisting;
-    value.accessPolicyWindow.missProp = cudaAccessPropertyStreaming;
-    std::size_t count = 0;
-    EAQ_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &count));
-    std::vector<cudaGraphNode_t> nodes(count);
-    EAQ_CUDA_CHECK(cudaGraphGetNodes(graph, nodes.data(), &count));
-    int kernels = 0;
-    for (cudaGraphNode_t node : nodes) {
-      cudaGraphNodeType type{};
-      EAQ_CUDA_CHECK(cudaGraphNodeGetType(node, &type));
-      if (type != cudaGraphNodeTypeKernel) continue;
-      EAQ_CUDA_CHECK(
-          cudaGraphKernelNodeSetAttribute(node, cudaLaunchAttributeAccessPolicyWindow, &value));
-      ++kernels;
-    }
-    if (!l2_window_reported_) {
-      fmt::print(stderr,
-                 "EAQ_L2_PERSIST: parameters span {:.1f} MiB; window {:.1f} MiB, hit ratio {:.3f}, "
-                 "set-aside {:.1f} MiB, {} kernels of the first graph\n",
-                 (end - begin) / 1048576.0, window / 1048576.0, value.accessPolicyWindow.hitRatio,
-                 set_aside / 1048576.0, kernels);
-      l2_window_reported_ = true;
-    }
-  }
-
   // A growable buffer for converted GEMM inputs (grown only outside graph capture: the first
   // forward of a shape runs before its capture).
   void ensure_scratch(std::size_t bytes) {
@@ -1019,7 +973,6 @@ class CudaBackend final : public Backend {
   float* decode_partials_ = nullptr;
   std::int64_t decode_partial_floats_ = 0;
   unsigned long long* timeline_ = nullptr;
-  bool l2_window_reported_ = false;
 };
 
 }  // namespace

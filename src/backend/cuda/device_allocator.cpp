@@ -13,18 +13,6 @@ std::size_t DeviceAllocator::rounded_size(std::size_t bytes) {
   return std::max<std::size_t>(granule, (bytes + granule - 1) / granule * granule);
 }
 
-void DeviceAllocator::note_parameters(const void* pointer, std::size_t bytes) {
-  if (pointer == nullptr || bytes == 0) return;
-  const auto begin = reinterpret_cast<std::uintptr_t>(pointer);
-  if (parameters_end_ == 0) {
-    parameters_begin_ = begin;
-    parameters_end_ = begin + bytes;
-    return;
-  }
-  parameters_begin_ = std::min(parameters_begin_, begin);
-  parameters_end_ = std::max(parameters_end_, begin + bytes);
-}
-
 void* DeviceAllocator::allocate(std::size_t bytes) {
   const std::size_t size = rounded_size(bytes);
   void* pointer = nullptr;

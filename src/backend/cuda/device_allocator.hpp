@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 #include <map>
 #include <unordered_map>
 
@@ -24,12 +23,6 @@ class DeviceAllocator {
   void release(void* pointer);
   MemoryStats stats() const { return stats_; }
 
-  // The address span of the blocks holding model parameters (weights, biases, embeddings): what
-  // an L2 access-policy window covers (cuda_backend.cpp, EAQ_L2_PERSIST). Empty when none.
-  void note_parameters(const void* pointer, std::size_t bytes);
-  std::uintptr_t parameters_begin() const { return parameters_begin_; }
-  std::uintptr_t parameters_end() const { return parameters_end_; }
-
   static std::size_t rounded_size(std::size_t bytes);
 
  private:
@@ -38,7 +31,6 @@ class DeviceAllocator {
   std::unordered_map<void*, std::size_t> requested_;
   std::multimap<std::size_t, void*> cached_;  // rounded size -> free block
   MemoryStats stats_;
-  std::uintptr_t parameters_begin_ = 0, parameters_end_ = 0;
 };
 
 }  // namespace eaq::cuda

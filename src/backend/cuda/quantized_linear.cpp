@@ -132,7 +132,6 @@ DeviceTensor QuantizedLinears::upload_bytes(const void* data, std::size_t bytes,
     EAQ_CUDA_CHECK(cudaMemcpyAsync(t.data, data, bytes, cudaMemcpyHostToDevice, context_.stream));
     EAQ_CUDA_CHECK(cudaStreamSynchronize(context_.stream));  // `data` may die with the caller
   }
-  context_.allocator->note_parameters(t.data, bytes);
   return t;
 }
 
