@@ -21,6 +21,7 @@
 #include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/warp_layer_norm.cuh"
+#include "backend/cuda/weight_load.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -38,7 +39,7 @@ __device__ __forceinline__ void load_weights(uint4 (&wv)[kChunk], const GemvArgs
 #pragma unroll
   for (int u = 0; u < kChunk; ++u) {
     const std::int64_t v = base + lane + 32 * u;
-    if (v < vectors) wv[u] = w_row[v];
+    if (v < vectors) wv[u] = load_weight(w_row + v);
   }
 }
 
@@ -132,7 +133,7 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
     const auto* w_row = reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + f * a.k);
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
-      if (lane + 32 * u < vectors) out[u] = w_row[lane + 32 * u];
+      if (lane + 32 * u < vectors) out[u] = load_weight(w_row + lane + 32 * u);
     }
   };
 

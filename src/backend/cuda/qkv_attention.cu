@@ -29,6 +29,7 @@
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/quant_row.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
+#include "backend/cuda/weight_load.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -93,7 +94,7 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
                                                      feature[r] * hidden * kWeightBytes);
 #pragma unroll
     for (int u = 0; u < kXVecs; ++u) {
-      if (lane + 32 * u < vectors) wv[r][u] = row[lane + 32 * u];
+      if (lane + 32 * u < vectors) wv[r][u] = load_weight(row + lane + 32 * u);
     }
   }
   float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];

@@ -22,6 +22,7 @@
 #include "backend/cuda/quant_device.cuh"
 #include "backend/cuda/quant_row.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
+#include "backend/cuda/weight_load.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -81,7 +82,7 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_kernel(QuantizedG
 #pragma unroll
     for (int u = 0; u < kChunk; ++u) {
       const std::int64_t v = base + lane + 32 * u;
-      if (v < vectors) wv[u] = w_row[v];
+      if (v < vectors) wv[u] = load_weight(w_row + v);
     }
   };
 
@@ -185,7 +186,7 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
         reinterpret_cast<const uint2*>(static_cast<const unsigned char*>(a.w) + f * a.k);
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
-      if (lane + 32 * u < vectors) out[u] = w_row[lane + 32 * u];
+      if (lane + 32 * u < vectors) out[u] = load_weight(w_row + lane + 32 * u);
     }
   };
 
