@@ -16,7 +16,7 @@
 // Each line: time per pass (median of CUDA-event batches), the bandwidth it implies, the average
 // board power over the window, the energy per pass, and the energy per pass above the idle power
 // (the mean of the idle readings before and after). "SMs" counts the distinct multiprocessors the
-// kernel's blocks ran on (read from %smid).
+// kernel's blocks ran on (read from %smid; "-" for the empty kernels, which record nothing).
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -310,7 +310,7 @@ int run(int argc, char** argv) {
     }
     fmt::print("| {} | {} | {:.2f} | {} | {} | {} | {} |\n", row.probe->name, row.probe->what,
                r.us_per_pass, bytes > 0 ? fmt::format("{:.0f}", bytes / r.us_per_pass / 1e3) : "-",
-               r.sms, r.sm_clock_mhz, energy);
+               r.sms > 0 ? std::to_string(r.sms) : "-", r.sm_clock_mhz, energy);
   }
   fmt::print("\nidle power after: {:.1f} W (the table subtracts the mean, {:.1f} W)\n", idle_after,
              idle);
