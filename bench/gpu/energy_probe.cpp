@@ -36,6 +36,7 @@
 #include "measure/energy_window.hpp"
 #include "measure/idle_baseline.hpp"
 #include "measure/nvml.hpp"
+#include "measure/stats.hpp"
 
 namespace {
 
@@ -56,11 +57,6 @@ struct ProbeResult {
   std::uint32_t sm_clock_mhz = 0;
   std::size_t sms = 0;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 ProbeResult run_probe(const Probe& probe, cudaStream_t stream, const measure::GpuMeter& meter,
                       double seconds, unsigned* sm_of_block) {
@@ -100,7 +96,7 @@ ProbeResult run_probe(const Probe& probe, cudaStream_t stream, const measure::Gp
   EAQ_CUDA_CHECK(cudaStreamSynchronize(stream));
   const measure::EnergyMark end = measure::mark_energy(meter);
   r.window_s = end.t_s - begin.t_s;
-  r.us_per_pass = median(us);
+  r.us_per_pass = measure::median(us);
   r.sm_clock_mhz = clock;
   const measure::CounterDelta delta = measure::energy_between(begin, end);
   if (delta.joules) r.joules = *delta.joules;
@@ -191,6 +187,7 @@ int run(int argc, char** argv) {
   // One block of 1024 threads per multiprocessor when the grid is smaller than the GPU: the
   // dynamic shared memory (> half of an SM's) keeps two blocks off one SM.
   const int one_per_sm = int(prop.sharedMemPerMultiprocessor / 2 + 1024);
+  EAQ_CUDA_CHECK(probe::allow_shared_bytes(one_per_sm));
   auto read_on = [&](int blocks, std::size_t bytes) {
     return [=](cudaStream_t s) {
       probe::launch_read_stream(data, bytes, {blocks, 1024, one_per_sm}, sink, sm_of_block, s);
@@ -200,6 +197,10 @@ int run(int argc, char** argv) {
     return [=](cudaStream_t s) {
       probe::launch_read_stream(data, bytes, four_per_sm, sink, sm_of_block, s);
     };
+  };
+  // One pass of L2-allocating loads: the same pass with and without an L2 window.
+  const auto read_plain = [&](cudaStream_t s) {
+    probe::launch_read_resident(data, weights_bytes, 1, four_per_sm, sink, sm_of_block, s);
   };
   int clock_khz = 0;
   EAQ_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device));
@@ -223,16 +224,10 @@ int run(int argc, char** argv) {
          probe::launch_read_dot(data, weights_bytes, true, four_per_sm, sink, sm_of_block, s);
        }},
       {"hbm-plain-loads", "read 248 MB with plain (L2-allocating) loads, all SMs",
-       double(weights_bytes),
-       [&](cudaStream_t s) {
-         probe::launch_read_resident(data, weights_bytes, 1, four_per_sm, sink, sm_of_block, s);
-       }},
+       double(weights_bytes), read_plain},
       {"hbm-l2-window",
        "the same with an L2 persisting window over its first 128 MB (hit ratio set-aside/window)",
-       double(weights_bytes),
-       [&](cudaStream_t s) {
-         probe::launch_read_resident(data, weights_bytes, 1, four_per_sm, sink, sm_of_block, s);
-       }},
+       double(weights_bytes), read_plain},
       {"hbm-half-bytes", "read 124 MB, all SMs", double(half_bytes), read_all(half_bytes)},
       {"hbm-1024x1", "read 248 MB, one 1024-thread block per SM, all SMs", double(weights_bytes),
        read_on(sms, weights_bytes)},

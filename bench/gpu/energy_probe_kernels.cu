@@ -185,6 +185,13 @@ __global__ void empty_kernel() {}
 
 }  // namespace
 
+cudaError_t allow_shared_bytes(int bytes) {
+  const cudaError_t status =
+      cudaFuncSetAttribute(read_stream<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (status != cudaSuccess) return status;
+  return cudaFuncSetAttribute(spin, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+}
+
 void launch_fill_random(void* data, std::size_t bytes, int blocks, cudaStream_t stream) {
   fill_random<<<blocks, 256, 0, stream>>>(static_cast<uint4*>(data), bytes / 16);
 }
@@ -193,9 +200,6 @@ void launch_read_stream(const void* data, std::size_t bytes, Grid grid, unsigned
                         unsigned* sm_of_block, cudaStream_t stream) {
   const auto* d = static_cast<const uint4*>(data);
   if (grid.shared_bytes > 0) {
-    // Loads the opt-in once per call: cheap next to a pass over megabytes.
-    cudaFuncSetAttribute(read_stream<8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         grid.shared_bytes);
     read_stream<8><<<grid.blocks, grid.threads, grid.shared_bytes, stream>>>(d, bytes / 16, sink,
                                                                              sm_of_block);
   } else {
@@ -222,7 +226,6 @@ void launch_read_dot(const void* data, std::size_t bytes, bool tensor_cores, Gri
 }
 
 void launch_spin(long long cycles, Grid grid, unsigned* sm_of_block, cudaStream_t stream) {
-  cudaFuncSetAttribute(spin, cudaFuncAttributeMaxDynamicSharedMemorySize, grid.shared_bytes);
   spin<<<grid.blocks, grid.threads, grid.shared_bytes, stream>>>(cycles, sm_of_block);
 }
 

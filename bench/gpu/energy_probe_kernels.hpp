@@ -16,6 +16,10 @@ struct Grid {
   int shared_bytes = 0;  // dynamic shared memory: more than half an SM's keeps blocks one per SM
 };
 
+// Lets the kernels launched with Grid::shared_bytes > 0 (read_stream's 8-load form, spin) take
+// up to `bytes` of dynamic shared memory; once, before any launch.
+cudaError_t allow_shared_bytes(int bytes);
+
 void launch_fill_random(void* data, std::size_t bytes, int blocks, cudaStream_t stream);
 // Reads `bytes` with 16-byte streaming loads (4 in flight per thread; 8 when shared_bytes > 0).
 void launch_read_stream(const void* data, std::size_t bytes, Grid grid, unsigned* sink,
