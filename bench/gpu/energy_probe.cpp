@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <set>
@@ -144,13 +145,24 @@ double idle_power(const measure::GpuMeter& meter) {
 
 int run(int argc, char** argv) {
   double seconds = 3;
-  std::string only;
+  std::set<std::string> only;  // probe names; empty: every probe
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--seconds" && i + 1 < argc) {
-      seconds = std::stod(argv[++i]);
+      const std::string value = argv[++i];
+      char* end = nullptr;
+      seconds = std::strtod(value.c_str(), &end);
+      if (value.empty() || *end != '\0' || !(seconds > 0)) {
+        throw Error(fmt::format("eaq_energy_probe: --seconds: expected a positive number, got '{}'",
+                                value));
+      }
     } else if (arg == "--only" && i + 1 < argc) {
-      only = argv[++i];
+      const std::string list = argv[++i];
+      for (std::size_t at = 0; at <= list.size();) {
+        const std::size_t comma = std::min(list.find(',', at), list.size());
+        only.insert(list.substr(at, comma - at));
+        at = comma + 1;
+      }
     } else {
       throw Error(fmt::format(
           "eaq_energy_probe: unknown argument '{}' (expected --seconds S, --only NAME,NAME,...)",
@@ -268,6 +280,16 @@ int run(int argc, char** argv) {
        [&](cudaStream_t s) { probe::launch_empty(four_per_sm, s); }},
   };
 
+  // --only names probes that exist: a misspelt one is an error, not an empty table.
+  std::string known;
+  for (const Probe& probe : probes) known += (known.empty() ? "" : ", ") + probe.name;
+  for (const std::string& name : only) {
+    const auto named = [&](const Probe& probe) { return probe.name == name; };
+    if (std::none_of(probes.begin(), probes.end(), named)) {
+      throw Error(
+          fmt::format("eaq_energy_probe: --only: no probe named '{}' (probes: {})", name, known));
+    }
+  }
   fmt::print("GPU: {} ({} SMs, L2 {} MB), probe window {} s each\n", prop.name, sms,
              prop.l2CacheSize >> 20, seconds);
   const double idle_before = idle_power(*meter);
@@ -282,8 +304,7 @@ int run(int argc, char** argv) {
   };
   std::vector<Row> rows;
   for (const Probe& probe : probes) {
-    if (!only.empty() && ("," + only + ",").find("," + probe.name + ",") == std::string::npos)
-      continue;
+    if (!only.empty() && only.count(probe.name) == 0) continue;
     EAQ_CUDA_CHECK(cudaGetLastError());
     const bool window = probe.name == "hbm-l2-window";
     if (window) set_l2_window(stream, prop, data, weights_bytes);
