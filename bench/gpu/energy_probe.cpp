@@ -153,8 +153,7 @@ int run(int argc, char** argv) {
       char* end = nullptr;
       seconds = std::strtod(value.c_str(), &end);
       if (value.empty() || *end != '\0' || !(seconds > 0)) {
-        throw Error(fmt::format("eaq_energy_probe: --seconds: expected a positive number, got '{}'",
-                                value));
+        throw Error(fmt::format("--seconds: expected a positive number, got '{}'", value));
       }
     } else if (arg == "--only" && i + 1 < argc) {
       const std::string list = argv[++i];
@@ -176,8 +175,7 @@ int run(int argc, char** argv) {
   char bus_id[32] = {};
   EAQ_CUDA_CHECK(cudaDeviceGetPCIBusId(bus_id, sizeof(bus_id), device));
   const auto meter = measure::open_nvml_meter_by_pci_bus_id(bus_id);
-  if (!meter->available())
-    throw Error("eaq_energy_probe: NVML unavailable: " + meter->unavailable_reason());
+  if (!meter->available()) throw Error("NVML unavailable: " + meter->unavailable_reason());
   const int sms = prop.multiProcessorCount;
 
   // GPT-2 124M's weights in fp16 (~250 MB) and in 8 bits; 24 MB stays in the 50 MB L2.
@@ -286,8 +284,7 @@ int run(int argc, char** argv) {
   for (const std::string& name : only) {
     const auto named = [&](const Probe& probe) { return probe.name == name; };
     if (std::none_of(probes.begin(), probes.end(), named)) {
-      throw Error(
-          fmt::format("eaq_energy_probe: --only: no probe named '{}' (probes: {})", name, known));
+      throw Error(fmt::format("--only: no probe named '{}' (probes: {})", name, known));
     }
   }
   fmt::print("GPU: {} ({} SMs, L2 {} MB), probe window {} s each\n", prop.name, sms,
