@@ -266,56 +266,62 @@ TEST(CudaQuantLinear, Int8StaticNeedsACalibratedScale) {
 
 // layer_norm_linear and feed_forward (fused on the GPU) against the separate ops, on the same
 // backend: the fused kernels quantize exactly what the separate ones would read back.
+// hidden 96: rows of 16-byte pieces (the piece forms of the LayerNorm and of the fused kernel);
+// 100: rows of single elements (their element forms).
 TEST(CudaQuantFused, PairsEqualTheSeparateOps) {
-  const std::int64_t m = 50, hidden = 96, inner = 384;
-  const HostTensor x = round_f16(test::random_f32({m, hidden}, 31, 2.0f));
-  const HostTensor residual = round_f16(test::random_f32({m, hidden}, 32, 2.0f));
-  HostTensor gamma = test::random_f32({hidden}, 33, 0.2f);
-  for (std::int64_t i = 0; i < hidden; ++i) gamma.mutable_data<float>()[i] += 1.0f;
-  const HostTensor beta = test::random_f32({hidden}, 34, 0.1f);
-  const HostTensor w1 = test::random_f32({inner, hidden}, 35, 0.1f);
-  const HostTensor b1 = test::random_f32({inner}, 36, 0.1f);
-  const HostTensor w2 = test::random_f32({hidden, inner}, 37, 0.05f);
-  const HostTensor b2 = test::random_f32({hidden}, 38, 0.1f);
-  for (Precision precision : kQuantized) {
-    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
-    LinearOptions o1, o2;
-    o1.name = "ffn_in";
-    o2.name = "ffn_out";
-    o1.quantize = o2.quantize = true;
-    o1.static_input_scale = 3.0f / 127.0f;
-    o2.static_input_scale = 1.0f / 127.0f;
-    auto lin1 = gpu->prepare_linear(w1, &b1, o1);
-    auto lin2 = gpu->prepare_linear(w2, &b2, o2);
-    DeviceTensor dx = gpu->upload(x, DType::F16), dr = gpu->upload(residual, DType::F16);
-    DeviceTensor dg = gpu->upload(gamma, DType::F32), db = gpu->upload(beta, DType::F32);
-    DeviceTensor out_a = gpu->allocate(DType::F16, {m, hidden}),
-                 out_b = gpu->allocate(DType::F16, {m, hidden});
-    DeviceTensor mid = gpu->allocate(DType::F16, {m, inner});
-    DeviceTensor y_a = gpu->allocate(DType::F16, {m, inner}),
-                 y_b = gpu->allocate(DType::F16, {m, inner});
-    DeviceTensor z_a = gpu->allocate(DType::F16, {m, hidden}),
-                 z_b = gpu->allocate(DType::F16, {m, hidden});
+  const std::int64_t m = 50, inner = 384;
+  for (const std::int64_t hidden : {96, 100}) {
+    const HostTensor x = round_f16(test::random_f32({m, hidden}, 31, 2.0f));
+    const HostTensor residual = round_f16(test::random_f32({m, hidden}, 32, 2.0f));
+    HostTensor gamma = test::random_f32({hidden}, 33, 0.2f);
+    for (std::int64_t i = 0; i < hidden; ++i) gamma.mutable_data<float>()[i] += 1.0f;
+    const HostTensor beta = test::random_f32({hidden}, 34, 0.1f);
+    const HostTensor w1 = test::random_f32({inner, hidden}, 35, 0.1f);
+    const HostTensor b1 = test::random_f32({inner}, 36, 0.1f);
+    const HostTensor w2 = test::random_f32({hidden, inner}, 37, 0.05f);
+    const HostTensor b2 = test::random_f32({hidden}, 38, 0.1f);
+    for (Precision precision : kQuantized) {
+      EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+      LinearOptions o1, o2;
+      o1.name = "ffn_in";
+      o2.name = "ffn_out";
+      o1.quantize = o2.quantize = true;
+      o1.static_input_scale = 3.0f / 127.0f;
+      o2.static_input_scale = 1.0f / 127.0f;
+      auto lin1 = gpu->prepare_linear(w1, &b1, o1);
+      auto lin2 = gpu->prepare_linear(w2, &b2, o2);
+      DeviceTensor dx = gpu->upload(x, DType::F16), dr = gpu->upload(residual, DType::F16);
+      DeviceTensor dg = gpu->upload(gamma, DType::F32), db = gpu->upload(beta, DType::F32);
+      DeviceTensor out_a = gpu->allocate(DType::F16, {m, hidden}),
+                   out_b = gpu->allocate(DType::F16, {m, hidden});
+      DeviceTensor mid = gpu->allocate(DType::F16, {m, inner});
+      DeviceTensor y_a = gpu->allocate(DType::F16, {m, inner}),
+                   y_b = gpu->allocate(DType::F16, {m, inner});
+      DeviceTensor z_a = gpu->allocate(DType::F16, {m, hidden}),
+                   z_b = gpu->allocate(DType::F16, {m, hidden});
 
-    gpu->layer_norm_linear(dx, &dr, dg, db, 1e-12f, out_a, *lin1, Activation::Gelu, y_a);
-    gpu->layer_norm(dx, &dr, dg, db, 1e-12f, out_b);
-    gpu->linear(out_b, *lin1, Activation::Gelu, y_b);
-    const double ln_diff = test::max_relative_error(gpu->download(out_a), gpu->download(out_b));
-    const double ln_linear_diff = test::max_relative_error(gpu->download(y_a), gpu->download(y_b));
+      gpu->layer_norm_linear(dx, &dr, dg, db, 1e-12f, out_a, *lin1, Activation::Gelu, y_a);
+      gpu->layer_norm(dx, &dr, dg, db, 1e-12f, out_b);
+      gpu->linear(out_b, *lin1, Activation::Gelu, y_b);
+      const double ln_diff = test::max_relative_error(gpu->download(out_a), gpu->download(out_b));
+      const double ln_linear_diff =
+          test::max_relative_error(gpu->download(y_a), gpu->download(y_b));
 
-    gpu->feed_forward(out_b, *lin1, Activation::Gelu, mid, *lin2, z_a);
-    gpu->linear(out_b, *lin1, Activation::Gelu, y_b);
-    gpu->linear(y_b, *lin2, Activation::None, z_b);
-    const double ffn_diff = test::max_relative_error(gpu->download(z_a), gpu->download(z_b));
-    std::printf(
-        "[ quant     ] fused %-8s layer_norm_linear: LN diff %.1e, y diff %.1e; "
-        "feed_forward diff %.1e (all expected 0)\n",
-        std::string(precision_name(precision)).c_str(), ln_diff, ln_linear_diff, ffn_diff);
-    EXPECT_EQ(ln_diff, 0.0) << precision_name(precision);
-    EXPECT_EQ(ln_linear_diff, 0.0) << precision_name(precision);
-    EXPECT_EQ(ffn_diff, 0.0) << precision_name(precision);
-    for (DeviceTensor* t : {&dx, &dr, &dg, &db, &out_a, &out_b, &mid, &y_a, &y_b, &z_a, &z_b}) {
-      gpu->release(*t);
+      gpu->feed_forward(out_b, *lin1, Activation::Gelu, mid, *lin2, z_a);
+      gpu->linear(out_b, *lin1, Activation::Gelu, y_b);
+      gpu->linear(y_b, *lin2, Activation::None, z_b);
+      const double ffn_diff = test::max_relative_error(gpu->download(z_a), gpu->download(z_b));
+      std::printf(
+          "[ quant     ] fused %-8s hidden %3lld layer_norm_linear: LN diff %.1e, y diff %.1e; "
+          "feed_forward diff %.1e (all expected 0)\n",
+          std::string(precision_name(precision)).c_str(), static_cast<long long>(hidden), ln_diff,
+          ln_linear_diff, ffn_diff);
+      EXPECT_EQ(ln_diff, 0.0) << precision_name(precision) << " hidden " << hidden;
+      EXPECT_EQ(ln_linear_diff, 0.0) << precision_name(precision) << " hidden " << hidden;
+      EXPECT_EQ(ffn_diff, 0.0) << precision_name(precision) << " hidden " << hidden;
+      for (DeviceTensor* t : {&dx, &dr, &dg, &db, &out_a, &out_b, &mid, &y_a, &y_b, &z_a, &z_b}) {
+        gpu->release(*t);
+      }
     }
   }
 }
@@ -487,8 +493,10 @@ TEST(CudaQuantKernels, DequantizeAndRequantize) {
     cudaFree(p);
   }
 }
-// eaq's int8 GEMM kernel against exact integer sums on the host, on shapes with tails in M, N
-// and K, per-token and static row scales, with and without bias and activation.
+// eaq's int8 GEMM kernels (128 x 128 tiles, and 64 x 64 tiles with K split over a cluster)
+// against exact integer sums on the host, on shapes with tails in M, N and K, per-token and
+// static row scales, with and without bias and activation, and GPT-2's prompt shapes (M = 128,
+// where K is split). Both kernels sum integers exactly: they must agree to the bit.
 TEST(CudaQuantKernels, OwnInt8GemmMatchesHost) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   struct Case {
@@ -501,7 +509,10 @@ TEST(CudaQuantKernels, OwnInt8GemmMatchesHost) {
                        Case{37, 80, 96, false, true, Activation::Gelu},
                        Case{130, 144, 80, true, false, Activation::Relu},
                        Case{300, 272, 784, false, true, Activation::GeluTanh},
-                       Case{512, 3072, 768, false, true, Activation::Gelu}}) {
+                       Case{512, 3072, 768, false, true, Activation::Gelu},
+                       Case{128, 2304, 768, false, true, Activation::None},
+                       Case{128, 768, 3072, false, true, Activation::None},
+                       Case{128, 3072, 768, true, true, Activation::GeluTanh}}) {
     std::vector<std::int8_t> x(static_cast<std::size_t>(c.m * c.k)),
         w(static_cast<std::size_t>(c.n * c.k));
     for (auto& v : x) v = static_cast<std::int8_t>(static_cast<int>(rng() % 255) - 127);
@@ -530,9 +541,14 @@ TEST(CudaQuantKernels, OwnInt8GemmMatchesHost) {
     args.activation = c.activation;
     args.y = dy;
     args.ldy = args.n_out = c.n;
-    cuda::launch_int8_gemm(DType::F16, args, nullptr);
+    cuda::launch_int8_gemm(DType::F16, args, nullptr, cuda::Int8GemmKernel::SplitK64);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << cudaGetErrorString(cudaGetLastError());
     const auto y = host_copy(dy, static_cast<std::size_t>(c.m * c.n));
+    EXPECT_EQ(cudaMemset(dy, 0, static_cast<std::size_t>(c.m * c.n) * 2), cudaSuccess);
+    cuda::launch_int8_gemm(DType::F16, args, nullptr, cuda::Int8GemmKernel::Tiles128);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << cudaGetErrorString(cudaGetLastError());
+    const auto y_tiles128 = host_copy(dy, static_cast<std::size_t>(c.m * c.n));
+    EXPECT_EQ(y, y_tiles128) << c.m << "x" << c.n << "x" << c.k << ": the two kernels differ";
     HostTensor got = HostTensor::empty(DType::F32, {c.m, c.n});
     HostTensor expected = HostTensor::empty(DType::F32, {c.m, c.n});
     for (std::int64_t i = 0; i < c.m; ++i) {
@@ -565,10 +581,10 @@ TEST(CudaQuantKernels, OwnInt8GemmMatchesHost) {
     }
     const double error = test::max_relative_error(got, expected);
     std::printf(
-        "[ quant     ] eaq int8 gemm M=%-4lld N=%-4lld K=%-4lld rel. error %.2e "
-        "(tolerance 2e-3)\n",
+        "[ quant     ] eaq int8 gemm M=%-4lld N=%-4lld K=%-4lld (%d splits of K) rel. error "
+        "%.2e (tolerance 2e-3)\n",
         static_cast<long long>(c.m), static_cast<long long>(c.n), static_cast<long long>(c.k),
-        error);
+        cuda::int8_split_k_gemm_splits(args), error);
     EXPECT_LE(error, 2e-3) << c.m << "x" << c.n << "x" << c.k;
     for (void* p : {static_cast<void*>(dx), static_cast<void*>(dw), static_cast<void*>(drs),
                     static_cast<void*>(dcs), static_cast<void*>(dbias), static_cast<void*>(dy)}) {

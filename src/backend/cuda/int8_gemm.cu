@@ -19,6 +19,8 @@
 // k 0-15 / 16-31) and b0, b1 (n rows 0-7 x k 0-15 / 16-31).
 #include <cstdint>
 
+#include "backend/cuda/device_query.hpp"
+#include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/mma_copy.cuh"
 #include "backend/cuda/quant_device.cuh"
 
@@ -68,16 +70,6 @@ __device__ __forceinline__ void load_tiles(unsigned char* shared, int stage, int
     copy16(shared_address(a_tile + swizzled(row, chunk)), a_ok ? x + a_row * k + col : x, a_ok);
     copy16(shared_address(b_tile + swizzled(row, chunk)), b_ok ? w + b_row * k + col : w, b_ok);
   }
-}
-
-// One output element: the formula of quantize.cu's DequantizeSource; 0 beyond the columns.
-__device__ __forceinline__ float dequantize(int acc, float row_scale, std::int64_t col,
-                                            std::int64_t n_out, const float* col_scales,
-                                            const float* bias, Activation activation) {
-  if (col >= n_out) return 0.0f;
-  const float v = static_cast<float>(acc) * (row_scale * col_scales[col]) +
-                  (bias != nullptr ? bias[col] : 0.0f);
-  return apply_activation(v, activation);
 }
 
 template <class T>
@@ -219,8 +211,21 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 }  // namespace
 
-void launch_int8_gemm(DType act, const Int8GemmArgs& a, cudaStream_t stream) {
+Int8GemmKernel int8_gemm_kernel_for(const Int8GemmArgs& a) {
+  static const bool split_k_off = env_is("EAQ_INT8_SPLIT_K", "0");
+  const std::int64_t tiles = ((a.m + kBlockM - 1) / kBlockM) * ((a.n + kBlockN - 1) / kBlockN);
+  return split_k_off || tiles >= multiprocessor_count() ? Int8GemmKernel::Tiles128
+                                                        : Int8GemmKernel::SplitK64;
+}
+
+void launch_int8_gemm(DType act, const Int8GemmArgs& a, cudaStream_t stream,
+                      Int8GemmKernel kernel) {
   if (a.m == 0 || a.n_out == 0) return;
+  if (kernel == Int8GemmKernel::Auto) kernel = int8_gemm_kernel_for(a);
+  if (kernel == Int8GemmKernel::SplitK64) {
+    launch_int8_split_k_gemm(act, a, stream);
+    return;
+  }
   const dim3 grid(static_cast<unsigned>((a.n + kBlockN - 1) / kBlockN),
                   static_cast<unsigned>((a.m + kBlockM - 1) / kBlockM));
   EAQ_DISPATCH_FLOAT(act, {

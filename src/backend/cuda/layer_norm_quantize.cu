@@ -1,8 +1,19 @@
 // LayerNorm fused with the quantization of its output for the Linear that reads it next (the
-// QKV and FFN-in projections of a post-LN encoder). The LayerNorm arithmetic is layer_norm.cu's
-// one-warp-per-row kernel, statement for statement, so `out` is the same; each row is then still
-// in registers, and its absolute maximum and quantized values cost no extra read.
+// QKV and FFN-in projections of an encoder, GPT-2's prompt). The LayerNorm arithmetic is
+// layer_norm.cu's, so `out` is the same bits; each row is then still in registers, and its
+// absolute maximum and quantized values cost no extra read.
+//
+// Two forms, as layer_norm.cu: rows of 16-byte pieces (the common case: the same arithmetic as
+// layer_norm_vector_kernel, through warp_layer_norm.cuh), and rows of single elements otherwise
+// (layer_norm_kernel's arithmetic). A prompt's LayerNorm is latency bound (128 rows of 768): the
+// piece form loads gamma and beta before x and stores 16-byte pieces of out and 8- or 4-byte
+// pieces of the quantized row; the element form took 15 us where the piece form of the plain
+// LayerNorm takes 2.5 (H100 kernel trace, docs/results.md).
+#include <cstdint>
+#include <type_traits>
+
 #include "backend/cuda/quant_device.cuh"
+#include "backend/cuda/warp_layer_norm.cuh"
 
 namespace eaq::cuda {
 namespace {
@@ -64,16 +75,99 @@ __global__ void layer_norm_quantize_kernel(const T* x, const T* residual, const 
   for (std::int64_t c = cols + lane; c < target.ld; c += 32) q[c] = 0;
 }
 
+// The piece form: lane l holds pieces l, l + 32, ... (kVec at most) of its warp's row.
+template <class T, int kVec>
+__global__ void layer_norm_quantize_vector_kernel(const T* x, const T* residual, const float* gamma,
+                                                  const float* beta, float eps, T* out,
+                                                  std::int64_t rows, int cols,
+                                                  QuantizeTarget target) {
+  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
+  const std::int64_t row =
+      static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const int vectors = cols / kPerVec;
+  float g[kVec][kPerVec], b[kVec][kPerVec], v[kVec][kPerVec];
+  load_layer_norm_params<kVec, kPerVec>(gamma, beta, vectors, g, b);
+  warp_load_row<T, kVec, kPerVec>(x + row * cols, residual ? residual + row * cols : nullptr,
+                                  vectors, v);
+  const RowStats st = warp_row_stats<kVec, kPerVec>(v, vectors, cols, eps);
+  auto* o = reinterpret_cast<uint4*>(out + row * cols);
+  float amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kVec; ++i) {
+    const int vec = lane + 32 * i;
+    if (vec >= vectors) break;
+    alignas(16) T stored[kPerVec];
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) {
+      stored[e] = from_f32<T>((v[i][e] - st.mean) * st.rstd * g[i][e] + b[i][e]);
+      v[i][e] = to_f32(stored[e]);  // quantize what the unfused path would read back
+      amax = fmaxf(amax, fabsf(v[i][e]));
+    }
+    o[vec] = *reinterpret_cast<const uint4*>(stored);
+  }
+  float inverse = target.static_inverse;
+  if (target.scales != nullptr) {
+    amax = warp_max(amax);
+    const float qmax = quant_max(target.format);
+    inverse = amax > 0.0f ? qmax / amax : 0.0f;
+    if (lane == 0) target.scales[row] = amax / qmax;
+  }
+  // kPerVec quantized bytes per piece: one 8-byte (f16, bf16) or 4-byte (f32) store.
+  using Bytes = std::conditional_t<kPerVec == 8, uint2, unsigned>;
+  unsigned char* q = static_cast<unsigned char*>(target.values) + row * target.ld;
+#pragma unroll
+  for (int i = 0; i < kVec; ++i) {
+    const int vec = lane + 32 * i;
+    if (vec >= vectors) break;
+    alignas(8) unsigned char bytes[kPerVec];
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) bytes[e] = quantize_value(target.format, v[i][e], inverse);
+    reinterpret_cast<Bytes*>(q)[vec] = *reinterpret_cast<const Bytes*>(bytes);
+  }
+  for (std::int64_t c = cols + lane; c < target.ld; c += 32) q[c] = 0;
+}
+
 }  // namespace
 
 bool launch_layer_norm_quantize(DType act, const void* x, const void* residual, const float* gamma,
                                 const float* beta, float eps, void* out, std::int64_t rows,
                                 std::int64_t cols, const QuantizeTarget& target,
                                 cudaStream_t stream) {
-  if (cols > 32 * 32) return false;
-  if (rows == 0) return true;
   constexpr int kWarpsPerBlock = 4;
   const auto blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  const unsigned threads = 32 * kWarpsPerBlock;
+  // The conditions of layer_norm.cu's piece form (so that `out` is its bits), and quantized rows
+  // whose pieces are aligned stores.
+  const std::int64_t per_vec = act == DType::F32 ? 4 : 8;
+  const std::int64_t vectors = cols / per_vec;
+  if (cols % per_vec == 0 && vectors <= 32 * 8 && aligned16(x) && aligned16(out) &&
+      (!residual || aligned16(residual)) && aligned16(gamma) && aligned16(beta) &&
+      target.ld % per_vec == 0 && reinterpret_cast<std::uintptr_t>(target.values) % per_vec == 0) {
+    if (rows == 0) return true;
+    EAQ_DISPATCH_FLOAT(act, {
+      const auto* xt = static_cast<const T*>(x);
+      const auto* rt = static_cast<const T*>(residual);
+      auto* ot = static_cast<T*>(out);
+      const int c = static_cast<int>(cols);
+      if (vectors <= 32)
+        layer_norm_quantize_vector_kernel<T, 1>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, target);
+      else if (vectors <= 64)
+        layer_norm_quantize_vector_kernel<T, 2>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, target);
+      else if (vectors <= 128)
+        layer_norm_quantize_vector_kernel<T, 4>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, target);
+      else
+        layer_norm_quantize_vector_kernel<T, 8>
+            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, target);
+    });
+    return true;
+  }
+  if (cols > 32 * 32) return false;
+  if (rows == 0) return true;
   EAQ_DISPATCH_FLOAT(act, {
     const auto* xt = static_cast<const T*>(x);
     const auto* rt = static_cast<const T*>(residual);

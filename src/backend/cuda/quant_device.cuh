@@ -28,6 +28,17 @@ __device__ __forceinline__ float quant_max(QuantFormat format) {
   return format == QuantFormat::E4M3 ? 448.0f : 127.0f;
 }
 
+// One output element of an int8 GEMM (int8_gemm.cu, int8_split_k_gemm.cu): the formula of
+// quantize.cu's DequantizeSource; 0 beyond the columns.
+__device__ __forceinline__ float dequantize(int acc, float row_scale, std::int64_t col,
+                                            std::int64_t n_out, const float* col_scales,
+                                            const float* bias, Activation activation) {
+  if (col >= n_out) return 0.0f;
+  const float v = static_cast<float>(acc) * (row_scale * col_scales[col]) +
+                  (bias != nullptr ? bias[col] : 0.0f);
+  return apply_activation(v, activation);
+}
+
 // The maximum over the block; `shared` holds 32 floats. Every thread gets the result.
 __device__ __forceinline__ float block_max(float v, float* shared) {
   v = warp_max(v);

@@ -84,7 +84,18 @@ struct Int8GemmArgs {
   void* y = nullptr;
   std::int64_t ldy = 0, n_out = 0;
 };
-void launch_int8_gemm(DType act, const Int8GemmArgs& args, cudaStream_t stream);
+// Two kernels compute it, to the same bits: 128 x 128 tiles (int8_gemm.cu) for grids of such
+// tiles that fill the GPU, and 64 x 64 tiles with K split over a thread-block cluster
+// (int8_split_k_gemm.cu) for fewer rows (a prompt). Auto picks as said; EAQ_INT8_SPLIT_K=0 in the
+// environment keeps the 128 x 128 kernel everywhere (to measure what the other buys).
+enum class Int8GemmKernel { Auto, Tiles128, SplitK64 };
+void launch_int8_gemm(DType act, const Int8GemmArgs& args, cudaStream_t stream,
+                      Int8GemmKernel kernel = Int8GemmKernel::Auto);
+// What Auto picks for these arguments.
+Int8GemmKernel int8_gemm_kernel_for(const Int8GemmArgs& args);
+// The split-K kernel alone, and how many splits of K it makes for these arguments.
+void launch_int8_split_k_gemm(DType act, const Int8GemmArgs& args, cudaStream_t stream);
+int int8_split_k_gemm_splits(const Int8GemmArgs& args);
 
 // The quantized Linear layers on a few rows (decode steps), one kernel each (quantized_gemv.cu):
 //   y[r, c] = act(dot(r, c) * (x_scale[r] * w_scales[c]) + bias[c]) + residual[r, c]

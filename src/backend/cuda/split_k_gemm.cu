@@ -36,6 +36,7 @@
 
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
+#include "backend/cuda/gemm_tile.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/mma_copy.cuh"
 #include "backend/cuda/quant_device.cuh"
@@ -47,8 +48,8 @@ constexpr int kBlockM = 64, kBlockN = 64, kBlockK = 64;  // K in elements: 128-b
 constexpr int kStages = 4;
 constexpr int kThreads = 128;  // 4 warps: 2 along M x 2 along N
 constexpr int kWarpM = 32, kWarpN = 32;
-constexpr int kRowBytes = kBlockK * 2;
-constexpr int kTileBytes = kBlockM * kRowBytes;  // one operand tile (kBlockM == kBlockN)
+constexpr int kTileBytes = tile64::kTileBytes;  // one operand tile (kBlockM == kBlockN)
+static_assert(kBlockM == tile64::kRows && kBlockK * 2 == tile64::kRowBytes, "gemm_tile.cuh tiles");
 constexpr int kStageBytes = 2 * kTileBytes;
 constexpr int kTileElements = kBlockM * kBlockN;
 // The pipeline's stages, then the epilogue's residual tile and bias row (in the output dtype).
@@ -57,12 +58,6 @@ constexpr int kBiasOffset = kResidualOffset + kTileElements * 2;
 constexpr int kSharedBytes = kBiasOffset + kBlockN * 2;  // ~72 KB: three blocks per SM
 constexpr int kPitch = kBlockN + 4;  // f32 tile row (floats); the padding spreads the banks
 constexpr int kMaxSplits = 8;        // the portable thread-block cluster size
-
-// Byte offset of 16-byte chunk `chunk` (0..7) of row `row` in a [64 x 128 B] tile. The 8 rows an
-// ldmatrix reads at one logical chunk land on 8 different 16-byte bank groups.
-__device__ __forceinline__ int swizzled(int row, int chunk) {
-  return row * kRowBytes + ((chunk ^ (row & 7)) << 4);
-}
 
 template <class T>
 __device__ __forceinline__ void mma(const unsigned (&a)[4], unsigned b0, unsigned b1,
@@ -79,23 +74,6 @@ __device__ __forceinline__ void mma(const unsigned (&a)[4], unsigned b0, unsigne
         "{%8, %9}, {%0, %1, %2, %3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
-// Loads k-tile `kt` of one operand (64 rows of `src`, `rows` valid, row stride k) into `tile`:
-// 64 rows x 8 chunks, four chunks per thread.
-template <class T>
-__device__ __forceinline__ void load_tile(unsigned char* tile, const T* src, std::int64_t row0,
-                                          std::int64_t rows, std::int64_t k, int kt) {
-#pragma unroll
-  for (int i = 0; i < kBlockM * 8 / kThreads; ++i) {
-    const int id = threadIdx.x + i * kThreads;
-    const int row = id / 8, chunk = id % 8;
-    const std::int64_t col = static_cast<std::int64_t>(kt) * kBlockK + chunk * 8;
-    const std::int64_t r = row0 + row;
-    const bool ok = r < rows && col < k;  // k is a multiple of 8: a chunk is all in or all out
-    // Out-of-range chunks read nothing but still need a valid address.
-    copy16(shared_address(tile + swizzled(row, chunk)), ok ? src + r * k + col : src, ok);
   }
 }
 
@@ -163,7 +141,7 @@ __global__ void __launch_bounds__(kThreads)
   // tiles. The weight copies join the first group: waiting for it waits for them too.
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles) load_tile(b_tile(s), w, n0, a.n, a.k, kt_begin + s);
+    if (s < tiles) tile64::load_tile<kThreads>(b_tile(s), w, n0, a.n, a.k * 2, kt_begin + s);
   }
   wait_for_previous_kernel();
   allow_dependent_launch();
@@ -184,7 +162,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles) load_tile(a_tile(s), x, m0, a.m, a.k, kt_begin + s);
+    if (s < tiles) tile64::load_tile<kThreads>(a_tile(s), x, m0, a.m, a.k * 2, kt_begin + s);
     commit();
   }
 
@@ -193,8 +171,8 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();              // ... for every thread's, and stage (t - 1) is free again
     const int next = t + kStages - 1;
     if (next < tiles) {
-      load_tile(a_tile(next % kStages), x, m0, a.m, a.k, kt_begin + next);
-      load_tile(b_tile(next % kStages), w, n0, a.n, a.k, kt_begin + next);
+      tile64::load_tile<kThreads>(a_tile(next % kStages), x, m0, a.m, a.k * 2, kt_begin + next);
+      tile64::load_tile<kThreads>(b_tile(next % kStages), w, n0, a.n, a.k * 2, kt_begin + next);
     }
     commit();
 
@@ -203,20 +181,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int ks = 0; ks < kBlockK / 16; ++ks) {
       unsigned af[2][4], bf[2][4];
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        // Matrices: rows 0-7 / 8-15 (lane bit 3) x chunk 2ks / 2ks+1 (lane bit 4).
-        const int row = warp_m + mi * 16 + (lane % 8) + ((lane / 8) % 2) * 8;
-        const int chunk = 2 * ks + lane / 16;
-        ldmatrix_x4(shared_address(at + swizzled(row, chunk)), af[mi]);
-      }
-#pragma unroll
-      for (int nj = 0; nj < 2; ++nj) {
-        // Matrices: n 0-7 x chunk 2ks, n 0-7 x 2ks+1, n 8-15 x 2ks, n 8-15 x 2ks+1.
-        const int row = warp_n + nj * 16 + (lane % 8) + (lane / 16) * 8;
-        const int chunk = 2 * ks + (lane / 8) % 2;
-        ldmatrix_x4(shared_address(bt + swizzled(row, chunk)), bf[nj]);
-      }
+      tile64::load_fragments(at, bt, warp_m, warp_n, ks, af, bf);
 #pragma unroll
       for (int mi = 0; mi < 2; ++mi) {
 #pragma unroll

@@ -1,0 +1,256 @@
+// eaq's int8 GEMM for a few hundred rows (a 128-token prompt), the dequantization in its epilogue:
+//   y[m, n] = act(acc[m, n] * (row_scale[m] * col_scale[n]) + bias[n]),  acc = x[m, :] . w[n, :]
+// (launch_int8_gemm's contract, quant_kernels.hpp). At M = 128 the 128 x 128 tiles of
+// int8_gemm.cu make 6 to 24 blocks for GPT-2's layers, on a 132-multiprocessor GPU: each block
+// then walks all of K alone, latency bound (the MLP projection, K = 3072, took 30 us; kernel trace
+// in docs/results.md). Here the tiles are 64 x 64 and K is split over the blocks of a
+// thread-block cluster (Hopper; gridDim.z = cluster size <= 8) until the grid covers every
+// multiprocessor, as split_k_gemm.cu does for f16. Each block leaves its i32 partial tile in
+// shared memory; after a cluster barrier every block adds one slice of rows over all the
+// cluster's tiles (distributed shared memory) and dequantizes and writes that slice. Integer sums
+// are exact, so the result is int8_gemm.cu's to the bit. Reference: the host sums of
+// test_cuda_quant.cpp, and the CPU int8 backend.
+//
+// Tensor cores through mma.sync.m16n8k32 (s8 x s8 -> s32), operands staged by a 4-stage cp.async
+// pipeline (gemm_tile.cuh: 64 rows x 128 bytes of K a tile) and read with ldmatrix; 4 warps of
+// 32 x 32. Fragment layouts as in int8_gemm.cu. The weights do not depend on the previous kernel:
+// under programmatic dependent launch each block issues its first weight tiles before it waits.
+#include <algorithm>
+#include <cstdint>
+
+#include <cooperative_groups.h>
+
+#include "backend/cuda/dependent_launch.cuh"
+#include "backend/cuda/device_query.hpp"
+#include "backend/cuda/gemm_tile.cuh"
+#include "backend/cuda/quant_device.cuh"
+
+namespace eaq::cuda {
+namespace {
+
+constexpr int kBlock = tile64::kRows;       // 64 x 64 output tile
+constexpr int kBlockK = tile64::kRowBytes;  // 128 int8 values of K per k-tile
+constexpr int kStages = 4;
+constexpr int kThreads = 128;  // 4 warps: 2 along M x 2 along N
+constexpr int kStageBytes = 2 * tile64::kTileBytes;
+constexpr int kSharedBytes = kStages * kStageBytes;  // 64 KB: three blocks per SM
+constexpr int kPitch = kBlock + 4;  // i32 partial tile row; the padding spreads the banks
+constexpr int kMaxSplits = 8;       // the portable thread-block cluster size
+static_assert(kBlock * kPitch * 4 <= kSharedBytes, "the partial tile reuses the stages");
+
+__device__ __forceinline__ void mma_s8(const unsigned (&a)[4], unsigned b0, unsigned b1,
+                                       int (&c)[4]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two consecutive outputs, as one 4-byte store for 16-bit T when the pair is aligned.
+template <class T>
+__device__ __forceinline__ void store_pair(T* out, float v0, float v1, bool both, bool aligned) {
+  if constexpr (sizeof(T) == 2) {
+    if (both && aligned) {
+      alignas(4) T pair[2] = {from_f32<T>(v0), from_f32<T>(v1)};
+      *reinterpret_cast<unsigned*>(out) = *reinterpret_cast<const unsigned*>(pair);
+      return;
+    }
+  }
+  out[0] = from_f32<T>(v0);
+  if (both) out[1] = from_f32<T>(v1);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    int8_split_k_gemm_kernel(Int8GemmArgs a, int tiles_per_split) {
+  extern __shared__ __align__(128) unsigned char shared[];
+  const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.y) * kBlock;
+  const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.x) * kBlock;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int warp_m = (warp / 2) * tile64::kWarpRows;  // 0 or 32
+  const int warp_n = (warp % 2) * tile64::kWarpRows;  // 0 or 32
+  const int k_tiles = static_cast<int>((a.k + kBlockK - 1) / kBlockK);
+  const int kt_begin = static_cast<int>(blockIdx.z) * tiles_per_split;
+  const int tiles = min(k_tiles, kt_begin + tiles_per_split) - kt_begin;
+  const auto a_tile = [&](int stage) { return shared + stage * kStageBytes; };
+  const auto b_tile = [&](int stage) { return shared + stage * kStageBytes + tile64::kTileBytes; };
+
+  int acc[2][4][4];  // [mi][ni][fragment]
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi) {
+#pragma unroll
+    for (int ni = 0; ni < 4; ++ni) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[mi][ni][r] = 0;
+    }
+  }
+
+  // Prologue: the first weight tiles, then (once the previous kernel is done) the first input
+  // tiles. The weight copies join the first group: waiting for it waits for them too.
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < tiles) tile64::load_tile<kThreads>(b_tile(s), a.w, n0, a.n, a.k, kt_begin + s);
+  }
+  wait_for_previous_kernel();
+  allow_dependent_launch();
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < tiles) tile64::load_tile<kThreads>(a_tile(s), a.x, m0, a.m, a.k, kt_begin + s);
+    commit();
+  }
+
+  for (int t = 0; t < tiles; ++t) {
+    wait_pending<kStages - 2>();  // tile t has landed (for this thread's copies)
+    __syncthreads();              // ... for every thread's, and stage (t - 1) is free again
+    const int next = t + kStages - 1;
+    if (next < tiles) {
+      tile64::load_tile<kThreads>(a_tile(next % kStages), a.x, m0, a.m, a.k, kt_begin + next);
+      tile64::load_tile<kThreads>(b_tile(next % kStages), a.w, n0, a.n, a.k, kt_begin + next);
+    }
+    commit();
+#pragma unroll
+    for (int ks = 0; ks < kBlockK / 32; ++ks) {
+      unsigned af[2][4], bf[2][4];
+      tile64::load_fragments(a_tile(t % kStages), b_tile(t % kStages), warp_m, warp_n, ks, af, bf);
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) {
+          const unsigned* bn = bf[ni / 2] + (ni % 2) * 2;
+          mma_s8(af[mi], bn[0], bn[1], acc[mi][ni]);
+        }
+      }
+    }
+  }
+  wait_pending<0>();
+
+  // The accumulators as a [64][kPitch] i32 tile over the stage buffers.
+  int* partial = reinterpret_cast<int*>(shared);
+  __syncthreads();  // every warp has finished reading the operand tiles
+  {
+    const int g = lane / 4, q = lane % 4;
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi) {
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int r = warp_m + mi * 16 + g + half * 8, c = warp_n + ni * 8 + 2 * q;
+          *reinterpret_cast<int2*>(partial + r * kPitch + c) =
+              make_int2(acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
+        }
+      }
+    }
+  }
+  const int splits = static_cast<int>(gridDim.z), rank = static_cast<int>(blockIdx.z);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  // The cluster's blocks are this tile's splits (cluster dims 1 x 1 x splits, so the rank in the
+  // cluster is blockIdx.z). All partial tiles are ready after this barrier.
+  if (splits > 1) cg::this_cluster().sync();
+#endif
+  __syncthreads();
+
+  // Epilogue over this block's rows: the splits' partials added, then int8_gemm.cu's
+  // dequantization. Two columns per thread and step, consecutive threads on consecutive columns.
+  const int r_begin = rank * kBlock / splits, r_end = (rank + 1) * kBlock / splits;
+  T* y = static_cast<T*>(a.y);
+  const bool aligned = a.ldy % 2 == 0 && reinterpret_cast<std::uintptr_t>(y) % 4 == 0;
+  constexpr int kPairsPerRow = kBlock / 2;
+#pragma unroll 1
+  for (int i = threadIdx.x; i < (r_end - r_begin) * kPairsPerRow; i += kThreads) {
+    const int r = r_begin + i / kPairsPerRow, c = (i % kPairsPerRow) * 2;
+    const std::int64_t row = m0 + r, col = n0 + c;
+    if (row >= a.m || col >= a.n_out) continue;
+    int2 sum = *reinterpret_cast<const int2*>(partial + r * kPitch + c);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (splits > 1) {
+      sum = make_int2(0, 0);
+#pragma unroll
+      for (int z = 0; z < kMaxSplits; ++z) {
+        if (z >= splits) break;
+        const int* part = cg::this_cluster().map_shared_rank(partial, z);
+        const int2 v = *reinterpret_cast<const int2*>(part + r * kPitch + c);
+        sum.x += v.x;
+        sum.y += v.y;
+      }
+    }
+#endif
+    const float rs = a.row_scales != nullptr ? a.row_scales[row] : a.static_row_scale;
+    const float v0 = dequantize(sum.x, rs, col, a.n_out, a.col_scales, a.bias, a.activation);
+    const float v1 = dequantize(sum.y, rs, col + 1, a.n_out, a.col_scales, a.bias, a.activation);
+    store_pair(y + row * a.ldy + col, v0, v1, col + 1 < a.n_out, aligned);
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // No block may leave while another still reads its tile.
+  if (splits > 1) cg::this_cluster().sync();
+#endif
+}
+
+struct Plan {
+  int splits = 1;
+  int tiles_per_split = 1;
+};
+
+// Splits K (Hopper's clusters only) until the grid covers every multiprocessor, keeping at least
+// two k-tiles per split.
+Plan plan_for(const Int8GemmArgs& a) {
+  Plan p;
+  const std::int64_t tiles = ((a.m + kBlock - 1) / kBlock) * ((a.n_out + kBlock - 1) / kBlock);
+  const int k_tiles = static_cast<int>((a.k + kBlockK - 1) / kBlockK);
+  const std::int64_t sms = multiprocessor_count();
+  std::int64_t splits = (sms + tiles - 1) / tiles;
+  splits = std::min<std::int64_t>({splits, kMaxSplits, std::max(1, k_tiles / 2)});
+  if (!thread_block_clusters_supported()) splits = 1;
+  p.tiles_per_split = (k_tiles + static_cast<int>(splits) - 1) / static_cast<int>(splits);
+  p.splits = std::max(1, (k_tiles + p.tiles_per_split - 1) / p.tiles_per_split);
+  return p;
+}
+
+template <class T>
+void launch_typed(const Int8GemmArgs& a, cudaStream_t stream) {
+  // More than the 48 KB of static shared memory: opt in once per instantiation (host-side, on
+  // the first call, which comes before any graph capture).
+  static const cudaError_t opted = cudaFuncSetAttribute(
+      int8_split_k_gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
+  (void)opted;
+  const Plan p = plan_for(a);
+  cudaLaunchConfig_t config = {};
+  config.gridDim =
+      dim3(static_cast<unsigned>((a.n_out + kBlock - 1) / kBlock),
+           static_cast<unsigned>((a.m + kBlock - 1) / kBlock), static_cast<unsigned>(p.splits));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = kSharedBytes;
+  config.stream = stream;
+  cudaLaunchAttribute attributes[2] = {};
+  unsigned count = 0;
+  if (p.splits > 1) {
+    attributes[count].id = cudaLaunchAttributeClusterDimension;
+    attributes[count].val.clusterDim.x = 1;
+    attributes[count].val.clusterDim.y = 1;
+    attributes[count].val.clusterDim.z = static_cast<unsigned>(p.splits);
+    ++count;
+  }
+  if (dependent_launch_supported()) {
+    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[count].val.programmaticStreamSerializationAllowed = 1;
+    ++count;
+  }
+  config.attrs = attributes;
+  config.numAttrs = count;
+  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, int8_split_k_gemm_kernel<T>, a, p.tiles_per_split));
+}
+
+}  // namespace
+
+int int8_split_k_gemm_splits(const Int8GemmArgs& a) {
+  return plan_for(a).splits;
+}
+
+void launch_int8_split_k_gemm(DType act, const Int8GemmArgs& a, cudaStream_t stream) {
+  if (a.m == 0 || a.n_out == 0) return;
+  EAQ_DISPATCH_FLOAT(act, launch_typed<T>(a, stream));
+}
+
+}  // namespace eaq::cuda
