@@ -79,7 +79,8 @@ void run_quantized_linear(const float* x, std::int64_t rows, const LinearWeights
   std::vector<std::int32_t> acc(static_cast<std::size_t>(rows * n));
   gemm_i8_i32(qx.data(), w.weight.data<std::int8_t>(), acc.data(), rows, n, k);
   const float* bias = w.bias.has_data() ? w.bias.data<float>() : nullptr;
-  // The dequantization the CUDA epilogue does too: acc * (s_x * s_w) + b.
+  // The dequantization the CUDA epilogue does too: acc * (s_x * s_w) + b (there one fused
+  // multiply-add, so the two can differ by a rounding).
 #pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) {
     for (std::int64_t c = 0; c < n; ++c) {

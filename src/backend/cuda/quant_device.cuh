@@ -29,14 +29,17 @@ __device__ __forceinline__ float quant_max(QuantFormat format) {
 }
 
 // One output element of an int8 GEMM (int8_gemm.cu, int8_split_k_gemm.cu): the formula of
-// quantize.cu's DequantizeSource; 0 beyond the columns.
+// quantize.cu's DequantizeSource and of the quantized GEMV (quant_row.cuh dequantize_dot); 0
+// beyond the columns. The multiply-add is one explicit fma: written as a * b + c, whether the
+// compiler fuses it depends on the code around it (a branch between the product and the sum
+// keeps it apart), so kernels meant to give the same bits could differ by a rounding.
 __device__ __forceinline__ float dequantize(int acc, float row_scale, std::int64_t col,
                                             std::int64_t n_out, const float* col_scales,
                                             const float* bias, Activation activation) {
   if (col >= n_out) return 0.0f;
-  const float v = static_cast<float>(acc) * (row_scale * col_scales[col]) +
-                  (bias != nullptr ? bias[col] : 0.0f);
-  return apply_activation(v, activation);
+  const float b = bias != nullptr ? bias[col] : 0.0f;
+  return apply_activation(__fmaf_rn(static_cast<float>(acc), row_scale * col_scales[col], b),
+                          activation);
 }
 
 // The maximum over the block; `shared` holds 32 floats. Every thread gets the result.

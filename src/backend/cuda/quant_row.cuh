@@ -158,7 +158,7 @@ __device__ __forceinline__ float dequantize_dot(float dot, float x_scale, float 
     b = bias_act ? to_f32(static_cast<const T*>(bias)[feature])
                  : static_cast<const float*>(bias)[feature];
   }
-  return dot * (x_scale * w_scale) + b;
+  return __fmaf_rn(dot, x_scale * w_scale, b);  // one fused multiply-add: see dequantize()
 }
 
 }  // namespace eaq::cuda

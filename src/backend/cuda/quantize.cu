@@ -58,7 +58,8 @@ struct DequantizeSource {
     const float rs = row_scales != nullptr ? row_scales[row] : static_row_scale;
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      v[i] = i < valid ? apply_activation(v[i] * (rs * cs[i]) + b[i], activation) : 0.0f;
+      // One explicit fma, as quant_device.cuh dequantize().
+      v[i] = i < valid ? apply_activation(__fmaf_rn(v[i], rs * cs[i], b[i]), activation) : 0.0f;
     }
   }
 };
