@@ -1,6 +1,6 @@
 // eaq's own int8 GEMM with the dequantization fused into its epilogue:
-//   y[m, n] = act(acc[m, n] * (row_scale[m] * col_scale[n]) + bias[n]),  acc = sum_k x[m, k] w[n,
-//   k]
+//   y[m, n] = act(acc[m, n] * (row_scale[m] * col_scale[n]) + bias[n]) + residual[m, n],
+//   acc = sum_k x[m, k] w[n, k]
 // x [M, K] and w [N, K] int8, both K-contiguous (the TN layout of the cuBLASLt path), y in the
 // activation dtype. Unlike cuBLASLt's IMMA kernels, which can only write i32 (or requantized
 // int8), the accumulators never leave registers: the i32 round trip through memory and the
@@ -78,8 +78,8 @@ __global__ void __launch_bounds__(kThreads, 2)
                      std::int64_t m, std::int64_t n, std::int64_t k,
                      const float* __restrict__ row_scales, float static_row_scale,
                      const float* __restrict__ col_scales, const float* __restrict__ bias,
-                     Activation activation, T* __restrict__ y, std::int64_t ldy,
-                     std::int64_t n_out) {
+                     Activation activation, T* y, std::int64_t ldy, std::int64_t n_out,
+                     const T* residual) {
   extern __shared__ __align__(128) unsigned char shared[];
   const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.y) * kBlockM;
   const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.x) * kBlockN;
@@ -164,10 +164,17 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int ni = 0; ni < 4; ++ni) {
           const std::int64_t col = n0 + warp_n + ni * 8 + 2 * t;
           T* out = tile + local_row * kPitch + warp_n + ni * 8 + 2 * t;
-          out[0] = from_f32<T>(
-              dequantize(acc[mi][ni][half * 2], rs, col, n_out, col_scales, bias, activation));
-          out[1] = from_f32<T>(dequantize(acc[mi][ni][half * 2 + 1], rs, col + 1, n_out, col_scales,
-                                          bias, activation));
+          float v0 =
+              dequantize(acc[mi][ni][half * 2], rs, col, n_out, col_scales, bias, activation);
+          float v1 = dequantize(acc[mi][ni][half * 2 + 1], rs, col + 1, n_out, col_scales, bias,
+                                activation);
+          // y may alias the residual: it is read here, y is written after the barrier below.
+          if (residual != nullptr && row < m) {
+            if (col < n_out) v0 += to_f32(residual[row * ldy + col]);
+            if (col + 1 < n_out) v1 += to_f32(residual[row * ldy + col + 1]);
+          }
+          out[0] = from_f32<T>(v0);
+          out[1] = from_f32<T>(v1);
         }
       }
     }
@@ -199,8 +206,10 @@ __global__ void __launch_bounds__(kThreads, 2)
           for (int e = 0; e < 2; ++e) {
             const std::int64_t col = n0 + warp_n + ni * 8 + 2 * t + e;
             if (col < n_out) {
-              y[row * ldy + col] = from_f32<T>(dequantize(acc[mi][ni][half * 2 + e], rs, col, n_out,
-                                                          col_scales, bias, activation));
+              float v = dequantize(acc[mi][ni][half * 2 + e], rs, col, n_out, col_scales, bias,
+                                   activation);
+              if (residual != nullptr) v += to_f32(residual[row * ldy + col]);  // read, then write
+              y[row * ldy + col] = from_f32<T>(v);
             }
           }
         }
@@ -236,7 +245,7 @@ void launch_int8_gemm(DType act, const Int8GemmArgs& a, cudaStream_t stream,
     (void)opted;
     int8_gemm_kernel<T><<<grid, kThreads, kSharedBytes, stream>>>(
         a.x, a.w, a.m, a.n, a.k, a.row_scales, a.static_row_scale, a.col_scales, a.bias,
-        a.activation, static_cast<T*>(a.y), a.ldy, a.n_out);
+        a.activation, static_cast<T*>(a.y), a.ldy, a.n_out, static_cast<const T*>(a.residual));
   });
 }
 

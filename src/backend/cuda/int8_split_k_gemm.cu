@@ -1,5 +1,6 @@
 // eaq's int8 GEMM for a few hundred rows (a 128-token prompt), the dequantization in its epilogue:
-//   y[m, n] = act(acc[m, n] * (row_scale[m] * col_scale[n]) + bias[n]),  acc = x[m, :] . w[n, :]
+//   y[m, n] = act(acc[m, n] * (row_scale[m] * col_scale[n]) + bias[n]) + residual[m, n],
+//   acc = x[m, :] . w[n, :]
 // (launch_int8_gemm's contract, quant_kernels.hpp). At M = 128 the 128 x 128 tiles of
 // int8_gemm.cu make 6 to 24 blocks for GPT-2's layers, on a 132-multiprocessor GPU: each block
 // then walks all of K alone, latency bound (the MLP projection, K = 3072, took 30 us; kernel trace
@@ -87,13 +88,32 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   // Prologue: the first weight tiles, then (once the previous kernel is done) the first input
-  // tiles. The weight copies join the first group: waiting for it waits for them too.
+  // tiles. The weight copies join the first group: waiting for it waits for them too. The
+  // epilogue's operands load here too, so that it waits on no global memory: every thread writes
+  // the same two columns of its rows (kThreads is a multiple of the 32 pairs of a row), whose
+  // weight scales and bias are constant, and the rows' scales come from the previous kernel.
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < tiles) tile64::load_tile<kThreads>(b_tile(s), a.w, n0, a.n, a.k, kt_begin + s);
   }
+  const std::int64_t my_col = n0 + (threadIdx.x % (kBlock / 2)) * 2;
+  float col_scale[2] = {0.0f, 0.0f}, bias[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    if (my_col + e < a.n_out) {
+      col_scale[e] = a.col_scales[my_col + e];
+      if (a.bias != nullptr) bias[e] = a.bias[my_col + e];
+    }
+  }
+  __shared__ float row_scale[kBlock];
   wait_for_previous_kernel();
   allow_dependent_launch();
+  if (threadIdx.x < kBlock) {
+    const std::int64_t row = m0 + threadIdx.x;
+    row_scale[threadIdx.x] = row >= a.m                ? 0.0f
+                             : a.row_scales != nullptr ? a.row_scales[row]
+                                                       : a.static_row_scale;
+  }
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < tiles) tile64::load_tile<kThreads>(a_tile(s), a.x, m0, a.m, a.k, kt_begin + s);
@@ -177,10 +197,15 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 #endif
-    const float rs = a.row_scales != nullptr ? a.row_scales[row] : a.static_row_scale;
-    const float v0 = dequantize(sum.x, rs, col, a.n_out, a.col_scales, a.bias, a.activation);
-    const float v1 = dequantize(sum.y, rs, col + 1, a.n_out, a.col_scales, a.bias, a.activation);
-    store_pair(y + row * a.ldy + col, v0, v1, col + 1 < a.n_out, aligned);
+    const bool both = col + 1 < a.n_out;
+    float v0 = dequantize_value(sum.x, row_scale[r], col_scale[0], bias[0], a.activation);
+    float v1 = dequantize_value(sum.y, row_scale[r], col_scale[1], bias[1], a.activation);
+    if (a.residual != nullptr) {  // read before y is written (they may alias)
+      const T* res = static_cast<const T*>(a.residual) + row * a.ldy + col;
+      v0 += to_f32(res[0]);
+      if (both) v1 += to_f32(res[1]);
+    }
+    store_pair(y + row * a.ldy + col, v0, v1, both, aligned);
   }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // No block may leave while another still reads its tile.

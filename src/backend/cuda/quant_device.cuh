@@ -33,12 +33,17 @@ __device__ __forceinline__ float quant_max(QuantFormat format) {
 // beyond the columns. The multiply-add is one explicit fma: written as a * b + c, whether the
 // compiler fuses it depends on the code around it (a branch between the product and the sum
 // keeps it apart), so kernels meant to give the same bits could differ by a rounding.
+__device__ __forceinline__ float dequantize_value(int acc, float row_scale, float col_scale,
+                                                  float bias, Activation activation) {
+  return apply_activation(__fmaf_rn(static_cast<float>(acc), row_scale * col_scale, bias),
+                          activation);
+}
+
 __device__ __forceinline__ float dequantize(int acc, float row_scale, std::int64_t col,
                                             std::int64_t n_out, const float* col_scales,
                                             const float* bias, Activation activation) {
   if (col >= n_out) return 0.0f;
-  const float b = bias != nullptr ? bias[col] : 0.0f;
-  return apply_activation(__fmaf_rn(static_cast<float>(acc), row_scale * col_scales[col], b),
+  return dequantize_value(acc, row_scale, col_scales[col], bias != nullptr ? bias[col] : 0.0f,
                           activation);
 }
 

@@ -68,7 +68,8 @@ bool launch_layer_norm_quantize(DType act, const void* x, const void* residual, 
                                 cudaStream_t stream);
 
 // eaq's own int8 GEMM with the dequantization in its epilogue (int8_gemm.cu):
-//   y[r, c] = act(acc[r, c] * (row_scale[r] * col_scale[c]) + bias[c]) for c < n_out,
+//   y[r, c] = act(acc[r, c] * (row_scale[r] * col_scale[c]) + bias[c]) + residual[r, c]
+// for c < n_out,
 //   acc = sum_k x[r, k] * w[c, k], x I8 [m, k] and w I8 [n, k] (n >= n_out rows, zero-padded),
 // k a multiple of 16, row_scale = row_scales ? row_scales[r] : static_row_scale, bias F32 or null,
 // y [m, ldy] in dtype `act`.
@@ -83,6 +84,9 @@ struct Int8GemmArgs {
   Activation activation = Activation::None;
   void* y = nullptr;
   std::int64_t ldy = 0, n_out = 0;
+  // Added after the activation, before the one rounding to `act` ([m, ldy], dtype `act`; may
+  // alias y: each element is read before it is written), or null.
+  const void* residual = nullptr;
 };
 // Two kernels compute it, to the same bits: 128 x 128 tiles (int8_gemm.cu) for grids of such
 // tiles that fill the GPU, and 64 x 64 tiles with K split over a thread-block cluster

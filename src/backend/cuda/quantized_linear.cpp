@@ -283,8 +283,10 @@ const LtMatmul& QuantizedLinears::plan(const QuantizedLinear& w, std::int64_t ro
 }
 
 void QuantizedLinears::run_gemm(int slot, std::int64_t rows, const QuantizedLinear& w,
-                                Activation activation, void* y, const QuantizeTarget* next) {
+                                Activation activation, void* y, const QuantizeTarget* next,
+                                const void* residual) {
   if (rows == 0) return;
+  EAQ_ASSERT(residual == nullptr || w.path == QuantizedPath::Int8Mma);
   if (w.path == QuantizedPath::Int8Mma) {
     // The GEMM writes y itself; with `next`, y (scratch) is then quantized for the next Linear.
     EAQ_ASSERT(y != nullptr);
@@ -302,6 +304,7 @@ void QuantizedLinears::run_gemm(int slot, std::int64_t rows, const QuantizedLine
     args.activation = activation;
     args.y = y;
     args.ldy = args.n_out = w.out_features;
+    args.residual = residual;
     launch_int8_gemm(context_.activation, args, context_.stream);
     EAQ_CUDA_CHECK_LAUNCH();
     if (next != nullptr) {
@@ -532,11 +535,21 @@ bool QuantizedLinears::linear_residual(const DeviceTensor& x, const LinearWeight
                                        const DeviceTensor& residual, DeviceTensor& y) {
   const QuantizedLinear* w = as_quantized(weights);
   if (w == nullptr || y.data == x.data) return false;
-  QuantizedGemvArgs g;
-  if (!gemv_args(x, *w, Activation::None, y, g)) return false;
   EAQ_ASSERT(residual.numel() == y.numel() && residual.dtype == y.dtype);
-  g.residual = residual.data;
-  run_gemv(g);
+  if (QuantizedGemvArgs g; gemv_args(x, *w, Activation::None, y, g)) {
+    g.residual = residual.data;
+    run_gemv(g);
+    return true;
+  }
+  if (w->path != QuantizedPath::Int8Mma) return false;
+  // More rows (a prompt): eaq's int8 GEMM, the residual in its epilogue instead of an add after.
+  const std::int64_t rows = x.numel() / w->in_features;
+  EAQ_ASSERT(x.dtype == context_.activation && y.numel() == rows * w->out_features);
+  if (rows == 0) return true;
+  const QuantizeTarget target = input_target(0, *w, rows);
+  launch_quantize_rows(context_.activation, x.data, rows, w->in_features, target, context_.stream);
+  EAQ_CUDA_CHECK_LAUNCH();
+  run_gemm(0, rows, *w, Activation::None, y.data, nullptr, residual.data);
   return true;
 }
 

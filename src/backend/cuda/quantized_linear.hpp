@@ -96,8 +96,9 @@ class QuantizedLinears {
   // The 8-bit weights of a QKV layer for launch_qkv_attention (w, w_scales, bias, the weight
   // kind and the static scale) when the quantized GEMV would run it; false otherwise.
   bool qkv_attention_weights(const LinearWeights& weights, QkvAttentionArgs& out) const;
-  // y = x W^T + b + residual in one kernel (the GEMV); false when it cannot run here: the caller
-  // then runs Backend's default (linear, then add).
+  // y = x W^T + b + residual with the residual in the kernel's epilogue (the GEMV, or eaq's int8
+  // GEMM); false when it cannot run here: the caller then runs Backend's default (linear, then
+  // add).
   bool linear_residual(const DeviceTensor& x, const LinearWeights& weights,
                        const DeviceTensor& residual, DeviceTensor& y);
 
@@ -111,9 +112,10 @@ class QuantizedLinears {
   // The quantized-activation buffers of slot 0/1 sized for `rows` inputs of `w`.
   QuantizeTarget input_target(int slot, const QuantizedLinear& w, std::int64_t rows);
   // y = act(x W^T + b) for x already quantized in `slot`; with `next`, the rows of the result are
-  // also quantized into it, and y is then scratch (it may be left unwritten).
+  // also quantized into it, and y is then scratch (it may be left unwritten). `residual` (eaq's
+  // int8 GEMM only) is added in the epilogue.
   void run_gemm(int slot, std::int64_t rows, const QuantizedLinear& w, Activation activation,
-                void* y, const QuantizeTarget* next);
+                void* y, const QuantizeTarget* next, const void* residual = nullptr);
   void run_weight_only(const DeviceTensor& x, const QuantizedLinear& w, Activation activation,
                        DeviceTensor& y);
   // The GEMV's arguments for y = act(x W^T + b) when it can run this call (a few rows, K a
