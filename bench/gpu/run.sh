@@ -219,6 +219,14 @@ stage_qgemv_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-int8,int8-wo,fp8}" --batch-size 1 --min-duration-s 2
 }
 
+# int8 GEMMs of a prompt (and of a batch-32 step) on 128 x 128 tiles, then on 64 x 64 tiles with K
+# split over a thread-block cluster (int8_split_k_gemm.cu).
+stage_int8split_gpt2() {
+  note "GPT-2 124M shape: int8 GEMMs on 128 x 128 tiles, then split-K 64 x 64 tiles"
+  gpt2_ab EAQ_INT8_SPLIT_K int8split-gpt2 "int8 split-K GEMM" --new-tokens 64 \
+    --precision int8 --batch-size 1,32 --min-duration-s 2
+}
+
 stage_wide_gpt2() {
   note "GPT-2 124M shape: a batch-1 step's MLP projection (k 3072) on the shared-memory GEMV, then the register one"
   gpt2_ab EAQ_WIDE_ROW_GEMV wide-gpt2 "register GEMV for k 3072" --new-tokens 256 \
@@ -343,6 +351,7 @@ for stage in "$@"; do
     qkv-gpt2) stage_qkv_gpt2 ;;
     qgemv-gpt2) stage_qgemv_gpt2 ;;
     wide-gpt2) stage_wide_gpt2 ;;
+    int8split-gpt2) stage_int8split_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;
