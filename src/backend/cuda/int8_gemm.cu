@@ -1,6 +1,6 @@
 // eaq's own int8 GEMM with the dequantization fused into its epilogue:
-//   y[m, n] = act(acc[m, n] * (row_scale[m] * col_scale[n]) + bias[n]) + residual[m, n],
-//   acc = sum_k x[m, k] w[n, k]
+//   y[m, n] = act(acc[m, n] * (row_scale[m] * col_scale[n]) + bias[n]),  acc = sum_k x[m, k] w[n,
+//   k]
 // x [M, K] and w [N, K] int8, both K-contiguous (the TN layout of the cuBLASLt path), y in the
 // activation dtype. Unlike cuBLASLt's IMMA kernels, which can only write i32 (or requantized
 // int8), the accumulators never leave registers: the i32 round trip through memory and the
@@ -23,6 +23,7 @@
 #include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/mma_copy.cuh"
 #include "backend/cuda/quant_device.cuh"
+#include "core/error.hpp"
 
 namespace eaq::cuda {
 namespace {
@@ -78,8 +79,8 @@ __global__ void __launch_bounds__(kThreads, 2)
                      std::int64_t m, std::int64_t n, std::int64_t k,
                      const float* __restrict__ row_scales, float static_row_scale,
                      const float* __restrict__ col_scales, const float* __restrict__ bias,
-                     Activation activation, T* y, std::int64_t ldy, std::int64_t n_out,
-                     const T* residual) {
+                     Activation activation, T* __restrict__ y, std::int64_t ldy,
+                     std::int64_t n_out) {
   extern __shared__ __align__(128) unsigned char shared[];
   const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.y) * kBlockM;
   const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.x) * kBlockN;
@@ -164,17 +165,10 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int ni = 0; ni < 4; ++ni) {
           const std::int64_t col = n0 + warp_n + ni * 8 + 2 * t;
           T* out = tile + local_row * kPitch + warp_n + ni * 8 + 2 * t;
-          float v0 =
-              dequantize(acc[mi][ni][half * 2], rs, col, n_out, col_scales, bias, activation);
-          float v1 = dequantize(acc[mi][ni][half * 2 + 1], rs, col + 1, n_out, col_scales, bias,
-                                activation);
-          // y may alias the residual: it is read here, y is written after the barrier below.
-          if (residual != nullptr && row < m) {
-            if (col < n_out) v0 += to_f32(residual[row * ldy + col]);
-            if (col + 1 < n_out) v1 += to_f32(residual[row * ldy + col + 1]);
-          }
-          out[0] = from_f32<T>(v0);
-          out[1] = from_f32<T>(v1);
+          out[0] = from_f32<T>(
+              dequantize(acc[mi][ni][half * 2], rs, col, n_out, col_scales, bias, activation));
+          out[1] = from_f32<T>(dequantize(acc[mi][ni][half * 2 + 1], rs, col + 1, n_out, col_scales,
+                                          bias, activation));
         }
       }
     }
@@ -206,10 +200,8 @@ __global__ void __launch_bounds__(kThreads, 2)
           for (int e = 0; e < 2; ++e) {
             const std::int64_t col = n0 + warp_n + ni * 8 + 2 * t + e;
             if (col < n_out) {
-              float v = dequantize(acc[mi][ni][half * 2 + e], rs, col, n_out, col_scales, bias,
-                                   activation);
-              if (residual != nullptr) v += to_f32(residual[row * ldy + col]);  // read, then write
-              y[row * ldy + col] = from_f32<T>(v);
+              y[row * ldy + col] = from_f32<T>(dequantize(acc[mi][ni][half * 2 + e], rs, col, n_out,
+                                                          col_scales, bias, activation));
             }
           }
         }
@@ -235,6 +227,10 @@ void launch_int8_gemm(DType act, const Int8GemmArgs& a, cudaStream_t stream,
     launch_int8_split_k_gemm(act, a, stream);
     return;
   }
+  // This kernel has no residual epilogue: read in its fragment layout, the residual made a
+  // 128-token prompt's 24 such GEMMs ~0.5 ms slower (int8split-gpt2, docs/results.md), far more
+  // than the adds it saved.
+  EAQ_CHECK(a.residual == nullptr, "launch_int8_gemm: the 128 x 128 kernel takes no residual");
   const dim3 grid(static_cast<unsigned>((a.n + kBlockN - 1) / kBlockN),
                   static_cast<unsigned>((a.m + kBlockM - 1) / kBlockM));
   EAQ_DISPATCH_FLOAT(act, {
@@ -245,7 +241,7 @@ void launch_int8_gemm(DType act, const Int8GemmArgs& a, cudaStream_t stream,
     (void)opted;
     int8_gemm_kernel<T><<<grid, kThreads, kSharedBytes, stream>>>(
         a.x, a.w, a.m, a.n, a.k, a.row_scales, a.static_row_scale, a.col_scales, a.bias,
-        a.activation, static_cast<T*>(a.y), a.ldy, a.n_out, static_cast<const T*>(a.residual));
+        a.activation, static_cast<T*>(a.y), a.ldy, a.n_out);
   });
 }
 

@@ -85,7 +85,8 @@ struct Int8GemmArgs {
   void* y = nullptr;
   std::int64_t ldy = 0, n_out = 0;
   // Added after the activation, before the one rounding to `act` ([m, ldy], dtype `act`; may
-  // alias y: each element is read before it is written), or null.
+  // alias y: each element is read before it is written), or null. The split-K kernel only (the
+  // launch fails on the 128 x 128 kernel).
   const void* residual = nullptr;
 };
 // Two kernels compute it, to the same bits: 128 x 128 tiles (int8_gemm.cu) for grids of such
