@@ -42,15 +42,6 @@ __device__ __forceinline__ int swizzled(int row, int chunk) {
   return row * kBlockK + ((chunk ^ ((row >> 1) & 3)) << 4);
 }
 
-__device__ __forceinline__ void mma_s8(const unsigned (&a)[4], unsigned b0, unsigned b1,
-                                       int (&c)[4]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // Loads the k-tile `kt` of both operands into stage `stage`: 128 rows x 4 chunks per operand,
 // two chunks of each per thread.
 __device__ __forceinline__ void load_tiles(unsigned char* shared, int stage, int kt,

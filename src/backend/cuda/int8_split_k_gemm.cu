@@ -16,13 +16,9 @@
 // pipeline (gemm_tile.cuh: 64 rows x 128 bytes of K a tile) and read with ldmatrix; 4 warps of
 // 32 x 32. Fragment layouts as in int8_gemm.cu. The weights do not depend on the previous kernel:
 // under programmatic dependent launch each block issues its first weight tiles before it waits.
-#include <algorithm>
 #include <cstdint>
 
-#include <cooperative_groups.h>
-
 #include "backend/cuda/dependent_launch.cuh"
-#include "backend/cuda/device_query.hpp"
 #include "backend/cuda/gemm_tile.cuh"
 #include "backend/cuda/quant_device.cuh"
 
@@ -32,21 +28,9 @@ namespace {
 constexpr int kBlock = tile64::kRows;       // 64 x 64 output tile
 constexpr int kBlockK = tile64::kRowBytes;  // 128 int8 values of K per k-tile
 constexpr int kStages = 4;
-constexpr int kThreads = 128;  // 4 warps: 2 along M x 2 along N
-constexpr int kStageBytes = 2 * tile64::kTileBytes;
-constexpr int kSharedBytes = kStages * kStageBytes;  // 64 KB: three blocks per SM
+constexpr int kSharedBytes = kStages * tile64::kStageBytes;  // 64 KB: three blocks per SM
 constexpr int kPitch = kBlock + 4;  // i32 partial tile row; the padding spreads the banks
-constexpr int kMaxSplits = 8;       // the portable thread-block cluster size
 static_assert(kBlock * kPitch * 4 <= kSharedBytes, "the partial tile reuses the stages");
-
-__device__ __forceinline__ void mma_s8(const unsigned (&a)[4], unsigned b0, unsigned b1,
-                                       int (&c)[4]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // Two consecutive outputs, as one 4-byte store for 16-bit T when the pair is aligned.
 template <class T>
@@ -63,39 +47,26 @@ __device__ __forceinline__ void store_pair(T* out, float v0, float v1, bool both
 }
 
 template <class T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(tile64::kThreads)
     int8_split_k_gemm_kernel(Int8GemmArgs a, int tiles_per_split) {
   extern __shared__ __align__(128) unsigned char shared[];
   const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.y) * kBlock;
   const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.x) * kBlock;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
   const int warp_m = (warp / 2) * tile64::kWarpRows;  // 0 or 32
   const int warp_n = (warp % 2) * tile64::kWarpRows;  // 0 or 32
   const int k_tiles = static_cast<int>((a.k + kBlockK - 1) / kBlockK);
   const int kt_begin = static_cast<int>(blockIdx.z) * tiles_per_split;
   const int tiles = min(k_tiles, kt_begin + tiles_per_split) - kt_begin;
-  const auto a_tile = [&](int stage) { return shared + stage * kStageBytes; };
-  const auto b_tile = [&](int stage) { return shared + stage * kStageBytes + tile64::kTileBytes; };
 
-  int acc[2][4][4];  // [mi][ni][fragment]
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi) {
-#pragma unroll
-    for (int ni = 0; ni < 4; ++ni) {
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[mi][ni][r] = 0;
-    }
-  }
+  int acc[2][4][4];  // [mi][ni][fragment], zeroed by k_loop
 
   // Prologue: the first weight tiles, then (once the previous kernel is done) the first input
-  // tiles. The weight copies join the first group: waiting for it waits for them too. The
-  // epilogue's operands load here too, so that it waits on no global memory: every thread writes
-  // the same two columns of its rows (kThreads is a multiple of the 32 pairs of a row), whose
-  // weight scales and bias are constant, and the rows' scales come from the previous kernel.
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles) tile64::load_tile<kThreads>(b_tile(s), a.w, n0, a.n, a.k, kt_begin + s);
-  }
+  // tiles. The epilogue's operands load here too, so that it waits on no global memory: every
+  // thread writes the same two columns of its rows (kThreads is a multiple of the 32 pairs of a
+  // row), whose weight scales and bias are constant, and the rows' scales come from the previous
+  // kernel.
+  tile64::load_weight_tiles_ahead<kStages>(shared, a.w, n0, a.n, a.k, kt_begin, tiles);
   const std::int64_t my_col = n0 + (threadIdx.x % (kBlock / 2)) * 2;
   float col_scale[2] = {0.0f, 0.0f}, bias[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -114,62 +85,18 @@ __global__ void __launch_bounds__(kThreads)
                              : a.row_scales != nullptr ? a.row_scales[row]
                                                        : a.static_row_scale;
   }
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles) tile64::load_tile<kThreads>(a_tile(s), a.x, m0, a.m, a.k, kt_begin + s);
-    commit();
-  }
+  tile64::load_input_tiles_ahead<kStages>(shared, a.x, m0, a.m, a.k, kt_begin, tiles);
+  tile64::k_loop<kStages>(
+      shared, a.x, m0, a.m, a.w, n0, a.n, a.k, kt_begin, tiles, warp_m, warp_n, acc,
+      [](const unsigned(&af)[4], unsigned b0, unsigned b1, int(&c)[4]) { mma_s8(af, b0, b1, c); });
 
-  for (int t = 0; t < tiles; ++t) {
-    wait_pending<kStages - 2>();  // tile t has landed (for this thread's copies)
-    __syncthreads();              // ... for every thread's, and stage (t - 1) is free again
-    const int next = t + kStages - 1;
-    if (next < tiles) {
-      tile64::load_tile<kThreads>(a_tile(next % kStages), a.x, m0, a.m, a.k, kt_begin + next);
-      tile64::load_tile<kThreads>(b_tile(next % kStages), a.w, n0, a.n, a.k, kt_begin + next);
-    }
-    commit();
-#pragma unroll
-    for (int ks = 0; ks < kBlockK / 32; ++ks) {
-      unsigned af[2][4], bf[2][4];
-      tile64::load_fragments(a_tile(t % kStages), b_tile(t % kStages), warp_m, warp_n, ks, af, bf);
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-#pragma unroll
-        for (int ni = 0; ni < 4; ++ni) {
-          const unsigned* bn = bf[ni / 2] + (ni % 2) * 2;
-          mma_s8(af[mi], bn[0], bn[1], acc[mi][ni]);
-        }
-      }
-    }
-  }
-  wait_pending<0>();
-
-  // The accumulators as a [64][kPitch] i32 tile over the stage buffers.
+  // The accumulators as a [64][kPitch] i32 tile over the stage buffers; after the cluster
+  // barrier (the cluster's blocks are this tile's splits), every split's tile is ready.
   int* partial = reinterpret_cast<int*>(shared);
   __syncthreads();  // every warp has finished reading the operand tiles
-  {
-    const int g = lane / 4, q = lane % 4;
-#pragma unroll
-    for (int mi = 0; mi < 2; ++mi) {
-#pragma unroll
-      for (int ni = 0; ni < 4; ++ni) {
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int r = warp_m + mi * 16 + g + half * 8, c = warp_n + ni * 8 + 2 * q;
-          *reinterpret_cast<int2*>(partial + r * kPitch + c) =
-              make_int2(acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
-        }
-      }
-    }
-  }
+  tile64::store_partial(partial, kPitch, acc, warp_m, warp_n);
   const int splits = static_cast<int>(gridDim.z), rank = static_cast<int>(blockIdx.z);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  namespace cg = cooperative_groups;
-  // The cluster's blocks are this tile's splits (cluster dims 1 x 1 x splits, so the rank in the
-  // cluster is blockIdx.z). All partial tiles are ready after this barrier.
-  if (splits > 1) cg::this_cluster().sync();
-#endif
+  tile64::sync_splits(splits);
   __syncthreads();
 
   // Epilogue over this block's rows: the splits' partials added, then int8_gemm.cu's
@@ -179,27 +106,15 @@ __global__ void __launch_bounds__(kThreads)
   const bool aligned = a.ldy % 2 == 0 && reinterpret_cast<std::uintptr_t>(y) % 4 == 0;
   constexpr int kPairsPerRow = kBlock / 2;
 #pragma unroll 1
-  for (int i = threadIdx.x; i < (r_end - r_begin) * kPairsPerRow; i += kThreads) {
+  for (int i = threadIdx.x; i < (r_end - r_begin) * kPairsPerRow; i += tile64::kThreads) {
     const int r = r_begin + i / kPairsPerRow, c = (i % kPairsPerRow) * 2;
     const std::int64_t row = m0 + r, col = n0 + c;
     if (row >= a.m || col >= a.n_out) continue;
-    int2 sum = *reinterpret_cast<const int2*>(partial + r * kPitch + c);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (splits > 1) {
-      sum = make_int2(0, 0);
-#pragma unroll
-      for (int z = 0; z < kMaxSplits; ++z) {
-        if (z >= splits) break;
-        const int* part = cg::this_cluster().map_shared_rank(partial, z);
-        const int2 v = *reinterpret_cast<const int2*>(part + r * kPitch + c);
-        sum.x += v.x;
-        sum.y += v.y;
-      }
-    }
-#endif
+    int sum0 = 0, sum1 = 0;
+    tile64::sum_over_splits(partial, r * kPitch + c, splits, sum0, sum1);
     const bool both = col + 1 < a.n_out;
-    float v0 = dequantize_value(sum.x, row_scale[r], col_scale[0], bias[0], a.activation);
-    float v1 = dequantize_value(sum.y, row_scale[r], col_scale[1], bias[1], a.activation);
+    float v0 = dequantize_value(sum0, row_scale[r], col_scale[0], bias[0], a.activation);
+    float v1 = dequantize_value(sum1, row_scale[r], col_scale[1], bias[1], a.activation);
     if (a.residual != nullptr) {  // read before y is written (they may alias)
       const T* res = static_cast<const T*>(a.residual) + row * a.ldy + col;
       v0 += to_f32(res[0]);
@@ -207,30 +122,13 @@ __global__ void __launch_bounds__(kThreads)
     }
     store_pair(y + row * a.ldy + col, v0, v1, both, aligned);
   }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // No block may leave while another still reads its tile.
-  if (splits > 1) cg::this_cluster().sync();
-#endif
+  tile64::sync_splits(splits);  // no block may leave while another still reads its tile
 }
 
-struct Plan {
-  int splits = 1;
-  int tiles_per_split = 1;
-};
-
-// Splits K (Hopper's clusters only) until the grid covers every multiprocessor, keeping at least
-// two k-tiles per split.
-Plan plan_for(const Int8GemmArgs& a) {
-  Plan p;
+tile64::SplitPlan plan_for(const Int8GemmArgs& a) {
   const std::int64_t tiles = ((a.m + kBlock - 1) / kBlock) * ((a.n_out + kBlock - 1) / kBlock);
-  const int k_tiles = static_cast<int>((a.k + kBlockK - 1) / kBlockK);
-  const std::int64_t sms = multiprocessor_count();
-  std::int64_t splits = (sms + tiles - 1) / tiles;
-  splits = std::min<std::int64_t>({splits, kMaxSplits, std::max(1, k_tiles / 2)});
-  if (!thread_block_clusters_supported()) splits = 1;
-  p.tiles_per_split = (k_tiles + static_cast<int>(splits) - 1) / static_cast<int>(splits);
-  p.splits = std::max(1, (k_tiles + p.tiles_per_split - 1) / p.tiles_per_split);
-  return p;
+  return tile64::plan_split(tiles, static_cast<int>((a.k + kBlockK - 1) / kBlockK),
+                            tile64::kMaxSplits);
 }
 
 template <class T>
@@ -240,31 +138,9 @@ void launch_typed(const Int8GemmArgs& a, cudaStream_t stream) {
   static const cudaError_t opted = cudaFuncSetAttribute(
       int8_split_k_gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   (void)opted;
-  const Plan p = plan_for(a);
-  cudaLaunchConfig_t config = {};
-  config.gridDim =
-      dim3(static_cast<unsigned>((a.n_out + kBlock - 1) / kBlock),
-           static_cast<unsigned>((a.m + kBlock - 1) / kBlock), static_cast<unsigned>(p.splits));
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = kSharedBytes;
-  config.stream = stream;
-  cudaLaunchAttribute attributes[2] = {};
-  unsigned count = 0;
-  if (p.splits > 1) {
-    attributes[count].id = cudaLaunchAttributeClusterDimension;
-    attributes[count].val.clusterDim.x = 1;
-    attributes[count].val.clusterDim.y = 1;
-    attributes[count].val.clusterDim.z = static_cast<unsigned>(p.splits);
-    ++count;
-  }
-  if (dependent_launch_supported()) {
-    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attributes[count].val.programmaticStreamSerializationAllowed = 1;
-    ++count;
-  }
-  config.attrs = attributes;
-  config.numAttrs = count;
-  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, int8_split_k_gemm_kernel<T>, a, p.tiles_per_split));
+  const tile64::SplitPlan p = plan_for(a);
+  tile64::launch_split(int8_split_k_gemm_kernel<T>, (a.n_out + kBlock - 1) / kBlock,
+                       (a.m + kBlock - 1) / kBlock, p, kSharedBytes, stream, a, p.tiles_per_split);
 }
 
 }  // namespace

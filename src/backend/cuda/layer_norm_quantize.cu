@@ -18,6 +18,17 @@
 namespace eaq::cuda {
 namespace {
 
+// The row's 1 / scale: the target's static one, or, for per-token scales, qmax / the row's
+// absolute maximum (`amax` is this lane's share), whose scale lane 0 writes.
+__device__ __forceinline__ float row_inverse(const QuantizeTarget& target, float amax,
+                                             std::int64_t row) {
+  if (target.scales == nullptr) return target.static_inverse;
+  amax = warp_max(amax);
+  const float qmax = quant_max(target.format);
+  if (threadIdx.x % 32 == 0) target.scales[row] = amax / qmax;
+  return amax > 0.0f ? qmax / amax : 0.0f;
+}
+
 template <class T, int kPerLane>
 __global__ void layer_norm_quantize_kernel(const T* x, const T* residual, const float* gamma,
                                            const float* beta, float eps, T* out, std::int64_t rows,
@@ -59,13 +70,7 @@ __global__ void layer_norm_quantize_kernel(const T* x, const T* residual, const 
       amax = fmaxf(amax, fabsf(v[i]));
     }
   }
-  float inverse = target.static_inverse;
-  if (target.scales != nullptr) {
-    amax = warp_max(amax);
-    const float qmax = quant_max(target.format);
-    inverse = amax > 0.0f ? qmax / amax : 0.0f;
-    if (lane == 0) target.scales[row] = amax / qmax;
-  }
+  const float inverse = row_inverse(target, amax, row);
   unsigned char* q = static_cast<unsigned char*>(target.values) + row * target.ld;
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
@@ -107,13 +112,7 @@ __global__ void layer_norm_quantize_vector_kernel(const T* x, const T* residual,
     }
     o[vec] = *reinterpret_cast<const uint4*>(stored);
   }
-  float inverse = target.static_inverse;
-  if (target.scales != nullptr) {
-    amax = warp_max(amax);
-    const float qmax = quant_max(target.format);
-    inverse = amax > 0.0f ? qmax / amax : 0.0f;
-    if (lane == 0) target.scales[row] = amax / qmax;
-  }
+  const float inverse = row_inverse(target, amax, row);
   // kPerVec quantized bytes per piece: one 8-byte (f16, bf16) or 4-byte (f32) store.
   using Bytes = std::conditional_t<kPerVec == 8, uint2, unsigned>;
   unsigned char* q = static_cast<unsigned char*>(target.values) + row * target.ld;

@@ -1,6 +1,6 @@
-// The data movement of eaq's mma.sync GEMMs (int8_gemm.cu, split_k_gemm.cu): asynchronous 16-byte
-// copies from global to shared memory (cp.async, grouped and waited for by group) and ldmatrix
-// loads of four 8 x 8 b16 matrices into mma fragments.
+// The data movement of eaq's mma.sync GEMMs (int8_gemm.cu, split_k_gemm.cu, int8_split_k_gemm.cu):
+// asynchronous 16-byte copies from global to shared memory (cp.async, grouped and waited for by
+// group) and ldmatrix loads of four 8 x 8 b16 matrices into mma fragments; and the int8 mma.
 #pragma once
 
 namespace eaq::cuda {
@@ -31,6 +31,16 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned address, unsigned (&r)[4]) 
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(address));
+}
+
+// c += a . b on the tensor cores, s8 x s8 -> s32, m16n8k32 (fragment layouts: int8_gemm.cu).
+__device__ __forceinline__ void mma_s8(const unsigned (&a)[4], unsigned b0, unsigned b1,
+                                       int (&c)[4]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 }  // namespace eaq::cuda

@@ -32,8 +32,6 @@
 #include <cstdint>
 #include <type_traits>
 
-#include <cooperative_groups.h>
-
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/gemm_tile.cuh"
@@ -46,18 +44,14 @@ namespace {
 
 constexpr int kBlockM = 64, kBlockN = 64, kBlockK = 64;  // K in elements: 128-byte rows
 constexpr int kStages = 4;
-constexpr int kThreads = 128;  // 4 warps: 2 along M x 2 along N
-constexpr int kWarpM = 32, kWarpN = 32;
-constexpr int kTileBytes = tile64::kTileBytes;  // one operand tile (kBlockM == kBlockN)
+constexpr int kThreads = tile64::kThreads;  // 4 warps: 2 along M x 2 along N
 static_assert(kBlockM == tile64::kRows && kBlockK * 2 == tile64::kRowBytes, "gemm_tile.cuh tiles");
-constexpr int kStageBytes = 2 * kTileBytes;
 constexpr int kTileElements = kBlockM * kBlockN;
 // The pipeline's stages, then the epilogue's residual tile and bias row (in the output dtype).
-constexpr int kResidualOffset = kStages * kStageBytes;  // 64 KB
+constexpr int kResidualOffset = kStages * tile64::kStageBytes;  // 64 KB
 constexpr int kBiasOffset = kResidualOffset + kTileElements * 2;
 constexpr int kSharedBytes = kBiasOffset + kBlockN * 2;  // ~72 KB: three blocks per SM
 constexpr int kPitch = kBlockN + 4;  // f32 tile row (floats); the padding spreads the banks
-constexpr int kMaxSplits = 8;        // the portable thread-block cluster size
 
 template <class T>
 __device__ __forceinline__ void mma(const unsigned (&a)[4], unsigned b0, unsigned b1,
@@ -117,32 +111,19 @@ __global__ void __launch_bounds__(kThreads)
   const T* w = static_cast<const T*>(a.w);
   const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.y) * kBlockM;
   const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.x) * kBlockN;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int warp_m = (warp / 2) * kWarpM;  // 0 or 32
-  const int warp_n = (warp % 2) * kWarpN;  // 0 or 32
+  const int warp = threadIdx.x / 32;
+  const int warp_m = (warp / 2) * tile64::kWarpRows;  // 0 or 32
+  const int warp_n = (warp % 2) * tile64::kWarpRows;  // 0 or 32
   const int k_tiles = static_cast<int>((a.k + kBlockK - 1) / kBlockK);
   const int kt_begin = static_cast<int>(blockIdx.z) * tiles_per_split;
-  const int kt_end = min(k_tiles, kt_begin + tiles_per_split);
-  const int tiles = kt_end - kt_begin;
-  const auto a_tile = [&](int stage) { return shared + stage * kStageBytes; };
-  const auto b_tile = [&](int stage) { return shared + stage * kStageBytes + kTileBytes; };
+  const int tiles = min(k_tiles, kt_begin + tiles_per_split) - kt_begin;
+  const std::int64_t row_bytes = a.k * 2;
 
-  float acc[2][4][4];  // [mi][ni][fragment]
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi) {
-#pragma unroll
-    for (int ni = 0; ni < 4; ++ni) {
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[mi][ni][r] = 0.0f;
-    }
-  }
+  float acc[2][4][4];  // [mi][ni][fragment], zeroed by k_loop
 
   // Prologue: the first weight tiles, then (once the previous kernel is done) the first input
-  // tiles. The weight copies join the first group: waiting for it waits for them too.
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles) tile64::load_tile<kThreads>(b_tile(s), w, n0, a.n, a.k * 2, kt_begin + s);
-  }
+  // tiles (the epilogue's copies join their first group).
+  tile64::load_weight_tiles_ahead<kStages>(shared, w, n0, a.n, row_bytes, kt_begin, tiles);
   wait_for_previous_kernel();
   allow_dependent_launch();
   // The rows this block writes in the end (all 64 without a split), and its epilogue operands.
@@ -160,64 +141,19 @@ __global__ void __launch_bounds__(kThreads)
       copy16(shared_address(bias_row + threadIdx.x * 8), col < a.n ? bias + col : bias, col < a.n);
     }
   }
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < tiles) tile64::load_tile<kThreads>(a_tile(s), x, m0, a.m, a.k * 2, kt_begin + s);
-    commit();
-  }
+  tile64::load_input_tiles_ahead<kStages>(shared, x, m0, a.m, row_bytes, kt_begin, tiles);
+  tile64::k_loop<kStages>(shared, x, m0, a.m, w, n0, a.n, row_bytes, kt_begin, tiles, warp_m,
+                          warp_n, acc,
+                          [](const unsigned(&af)[4], unsigned b0, unsigned b1, float(&c)[4]) {
+                            mma<T>(af, b0, b1, c);
+                          });  // (it waits for the residual and bias copies too)
 
-  for (int t = 0; t < tiles; ++t) {
-    wait_pending<kStages - 2>();  // tile t has landed (for this thread's copies)
-    __syncthreads();              // ... for every thread's, and stage (t - 1) is free again
-    const int next = t + kStages - 1;
-    if (next < tiles) {
-      tile64::load_tile<kThreads>(a_tile(next % kStages), x, m0, a.m, a.k * 2, kt_begin + next);
-      tile64::load_tile<kThreads>(b_tile(next % kStages), w, n0, a.n, a.k * 2, kt_begin + next);
-    }
-    commit();
-
-    const unsigned char* at = a_tile(t % kStages);
-    const unsigned char* bt = b_tile(t % kStages);
-#pragma unroll
-    for (int ks = 0; ks < kBlockK / 16; ++ks) {
-      unsigned af[2][4], bf[2][4];
-      tile64::load_fragments(at, bt, warp_m, warp_n, ks, af, bf);
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-#pragma unroll
-        for (int ni = 0; ni < 4; ++ni) {
-          const unsigned* bn = bf[ni / 2] + (ni % 2) * 2;
-          mma<T>(af[mi], bn[0], bn[1], acc[mi][ni]);
-        }
-      }
-    }
-  }
-  wait_pending<0>();  // (also the residual and bias copies)
-
-  // The accumulators as a [64][kPitch] f32 tile over the stage buffers.
+  // The accumulators as a [64][kPitch] f32 tile over the stage buffers; after the cluster
+  // barrier (the cluster's blocks are this tile's splits), every split's tile is ready.
   float* tile_f32 = reinterpret_cast<float*>(shared);
   __syncthreads();  // every warp has finished reading the operand tiles
-  {
-    const int g = lane / 4, q = lane % 4;
-#pragma unroll
-    for (int mi = 0; mi < 2; ++mi) {
-#pragma unroll
-      for (int ni = 0; ni < 4; ++ni) {
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int r = warp_m + mi * 16 + g + half * 8, c = warp_n + ni * 8 + 2 * q;
-          *reinterpret_cast<float2*>(tile_f32 + r * kPitch + c) =
-              make_float2(acc[mi][ni][2 * half], acc[mi][ni][2 * half + 1]);
-        }
-      }
-    }
-  }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  namespace cg = cooperative_groups;
-  // Split: the cluster's blocks are this tile's splits (cluster dims 1 x 1 x splits, so the rank
-  // in the cluster is blockIdx.z). All partial tiles are ready after this barrier.
-  if (splits > 1) cg::this_cluster().sync();
-#endif
+  tile64::store_partial(tile_f32, kPitch, acc, warp_m, warp_n);
+  tile64::sync_splits(splits);
   __syncthreads();
 
   // Epilogue over rows [r_begin, r_end): the splits' partials added in split order, then bias,
@@ -233,21 +169,8 @@ __global__ void __launch_bounds__(kThreads)
     const int r = r_begin + i / kPairsPerRow, c = (i % kPairsPerRow) * 2;
     const std::int64_t row = m0 + r, col = n0 + c;
     if (row >= a.m || col >= a.n) continue;
-    float2 sum = *reinterpret_cast<const float2*>(tile_f32 + r * kPitch + c);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (splits > 1) {
-      sum = make_float2(0.0f, 0.0f);
-#pragma unroll
-      for (int z = 0; z < kMaxSplits; ++z) {
-        if (z >= splits) break;
-        const float* part = cg::this_cluster().map_shared_rank(tile_f32, z);
-        const float2 v = *reinterpret_cast<const float2*>(part + r * kPitch + c);
-        sum.x += v.x;
-        sum.y += v.y;
-      }
-    }
-#endif
-    float v[2] = {sum.x, sum.y};
+    float v[2];
+    tile64::sum_over_splits(tile_f32, r * kPitch + c, splits, v[0], v[1]);
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       if (col + e >= a.n) continue;
@@ -265,31 +188,12 @@ __global__ void __launch_bounds__(kThreads)
       if (col + 1 < a.n) out[1] = from_f32<T>(v[1]);
     }
   }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // No block may leave while another still reads its tile.
-  if (splits > 1) cg::this_cluster().sync();
-#endif
+  tile64::sync_splits(splits);  // no block may leave while another still reads its tile
 }
 
-struct Plan {
-  int splits = 1;
-  int tiles_per_split = 1;
-};
-
-// Splits K (Hopper's clusters only) until the grid covers every multiprocessor, keeping at least
-// two k-tiles per split.
-Plan plan_for(const SplitKGemmArgs& a) {
-  Plan p;
+tile64::SplitPlan plan_for(const SplitKGemmArgs& a) {
   const std::int64_t tiles = ((a.m + kBlockM - 1) / kBlockM) * ((a.n + kBlockN - 1) / kBlockN);
-  const int k_tiles = static_cast<int>((a.k + kBlockK - 1) / kBlockK);
-  const std::int64_t sms = multiprocessor_count();
-  std::int64_t splits = (sms + tiles - 1) / tiles;
-  splits = std::min<std::int64_t>(
-      {splits, kMaxSplits, std::max(1, a.max_splits), std::max(1, k_tiles / 2)});
-  if (!thread_block_clusters_supported()) splits = 1;
-  p.tiles_per_split = (k_tiles + static_cast<int>(splits) - 1) / static_cast<int>(splits);
-  p.splits = std::max(1, (k_tiles + p.tiles_per_split - 1) / p.tiles_per_split);
-  return p;
+  return tile64::plan_split(tiles, static_cast<int>((a.k + kBlockK - 1) / kBlockK), a.max_splits);
 }
 
 template <class T>
@@ -299,33 +203,12 @@ void launch_typed(const SplitKGemmArgs& a, cudaStream_t stream) {
   static const cudaError_t opted = cudaFuncSetAttribute(
       split_k_gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   (void)opted;
-  const Plan p = plan_for(a);
+  const tile64::SplitPlan p = plan_for(a);
   const bool staged = a.n % 8 == 0 && aligned16(a.y) && (!a.bias || aligned16(a.bias)) &&
                       (!a.residual || aligned16(a.residual));
-  cudaLaunchConfig_t config = {};
-  config.gridDim =
-      dim3(static_cast<unsigned>((a.n + kBlockN - 1) / kBlockN),
-           static_cast<unsigned>((a.m + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.splits));
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = kSharedBytes;
-  config.stream = stream;
-  cudaLaunchAttribute attributes[2] = {};
-  unsigned count = 0;
-  if (p.splits > 1) {
-    attributes[count].id = cudaLaunchAttributeClusterDimension;
-    attributes[count].val.clusterDim.x = 1;
-    attributes[count].val.clusterDim.y = 1;
-    attributes[count].val.clusterDim.z = static_cast<unsigned>(p.splits);
-    ++count;
-  }
-  if (dependent_launch_supported()) {
-    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attributes[count].val.programmaticStreamSerializationAllowed = 1;
-    ++count;
-  }
-  config.attrs = attributes;
-  config.numAttrs = count;
-  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, split_k_gemm_kernel<T>, a, p.tiles_per_split, staged));
+  tile64::launch_split(split_k_gemm_kernel<T>, (a.n + kBlockN - 1) / kBlockN,
+                       (a.m + kBlockM - 1) / kBlockM, p, kSharedBytes, stream, a, p.tiles_per_split,
+                       staged);
 }
 
 }  // namespace
