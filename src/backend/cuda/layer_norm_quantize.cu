@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/quant_device.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
 
@@ -33,6 +34,7 @@ template <class T, int kPerLane>
 __global__ void layer_norm_quantize_kernel(const T* x, const T* residual, const float* gamma,
                                            const float* beta, float eps, T* out, std::int64_t rows,
                                            int cols, QuantizeTarget target) {
+  allow_dependent_launch();  // as quantize.cu's rows_kernel: the GEMM after may load its weights
   const std::int64_t row =
       static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -86,6 +88,7 @@ __global__ void layer_norm_quantize_vector_kernel(const T* x, const T* residual,
                                                   const float* beta, float eps, T* out,
                                                   std::int64_t rows, int cols,
                                                   QuantizeTarget target) {
+  allow_dependent_launch();  // as quantize.cu's rows_kernel: the GEMM after may load its weights
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   const std::int64_t row =
       static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/quant_device.cuh"
 
 namespace eaq::cuda {
@@ -70,6 +71,9 @@ struct DequantizeSource {
 template <class T, class Source>
 __global__ void rows_kernel(Source source, std::int64_t cols, bool vector, T* y,
                             QuantizeTarget target, bool quantize) {
+  // The next kernel (eaq's int8 GEMM, under dependent launch) may start now and load its weights
+  // while this one runs; it waits for this one to end before it reads what this one writes.
+  allow_dependent_launch();
   __shared__ float shared[32];
   const std::int64_t row = blockIdx.x;
   const std::int64_t chunks = (cols + 7) / 8;
