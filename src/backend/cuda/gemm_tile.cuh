@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/device_query.hpp"
 #include "backend/cuda/mma_copy.cuh"
 
@@ -77,6 +78,41 @@ __device__ __forceinline__ void load_fragments(const unsigned char* a_tile,
     const int chunk = 2 * ks + (lane / 8) % 2;
     ldmatrix_x4(shared_address(b_tile + swizzled(row, chunk)), bf[nj]);
   }
+}
+
+// Where this block works: its output tile at (m0, n0) (grid x over N, y over M), its warp's
+// 32 x 32 of it, and its split's k-tiles [kt_begin, kt_begin + tiles) of K (`row_bytes` long).
+struct BlockTile {
+  std::int64_t m0 = 0, n0 = 0;
+  int warp_m = 0, warp_n = 0;
+  int kt_begin = 0, tiles = 0;
+};
+__device__ __forceinline__ BlockTile block_tile(std::int64_t row_bytes, int tiles_per_split) {
+  BlockTile b;
+  b.m0 = static_cast<std::int64_t>(blockIdx.y) * kRows;
+  b.n0 = static_cast<std::int64_t>(blockIdx.x) * kRows;
+  const int warp = threadIdx.x / 32;
+  b.warp_m = (warp / 2) * kWarpRows;  // 0 or 32
+  b.warp_n = (warp % 2) * kWarpRows;  // 0 or 32
+  const int k_tiles = static_cast<int>((row_bytes + kRowBytes - 1) / kRowBytes);
+  b.kt_begin = static_cast<int>(blockIdx.z) * tiles_per_split;
+  b.tiles = min(k_tiles, b.kt_begin + tiles_per_split) - b.kt_begin;
+  return b;
+}
+
+// Two consecutive outputs, one 4-byte store for 16-bit T when both exist and `aligned` (out on a
+// 4-byte boundary).
+template <class T>
+__device__ __forceinline__ void store_pair(T* out, float v0, float v1, bool both, bool aligned) {
+  if constexpr (sizeof(T) == 2) {
+    if (both && aligned) {
+      alignas(4) T pair[2] = {from_f32<T>(v0), from_f32<T>(v1)};
+      *reinterpret_cast<unsigned*>(out) = *reinterpret_cast<const unsigned*>(pair);
+      return;
+    }
+  }
+  out[0] = from_f32<T>(v0);
+  if (both) out[1] = from_f32<T>(v1);
 }
 
 __device__ __forceinline__ unsigned char* input_tile(unsigned char* shared, int stage) {

@@ -203,9 +203,9 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 }  // namespace
 
-Int8GemmKernel int8_gemm_kernel_for(const Int8GemmArgs& a) {
+Int8GemmKernel int8_gemm_kernel_for(std::int64_t m, std::int64_t n) {
   static const bool split_k_off = env_is("EAQ_INT8_SPLIT_K", "0");
-  const std::int64_t tiles = ((a.m + kBlockM - 1) / kBlockM) * ((a.n + kBlockN - 1) / kBlockN);
+  const std::int64_t tiles = ((m + kBlockM - 1) / kBlockM) * ((n + kBlockN - 1) / kBlockN);
   return split_k_off || tiles >= multiprocessor_count() ? Int8GemmKernel::Tiles128
                                                         : Int8GemmKernel::SplitK64;
 }
@@ -213,7 +213,7 @@ Int8GemmKernel int8_gemm_kernel_for(const Int8GemmArgs& a) {
 void launch_int8_gemm(DType act, const Int8GemmArgs& a, cudaStream_t stream,
                       Int8GemmKernel kernel) {
   if (a.m == 0 || a.n_out == 0) return;
-  if (kernel == Int8GemmKernel::Auto) kernel = int8_gemm_kernel_for(a);
+  if (kernel == Int8GemmKernel::Auto) kernel = int8_gemm_kernel_for(a.m, a.n);
   if (kernel == Int8GemmKernel::SplitK64) {
     launch_int8_split_k_gemm(act, a, stream);
     return;

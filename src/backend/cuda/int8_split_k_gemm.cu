@@ -32,32 +32,12 @@ constexpr int kSharedBytes = kStages * tile64::kStageBytes;  // 64 KB: three blo
 constexpr int kPitch = kBlock + 4;  // i32 partial tile row; the padding spreads the banks
 static_assert(kBlock * kPitch * 4 <= kSharedBytes, "the partial tile reuses the stages");
 
-// Two consecutive outputs, as one 4-byte store for 16-bit T when the pair is aligned.
-template <class T>
-__device__ __forceinline__ void store_pair(T* out, float v0, float v1, bool both, bool aligned) {
-  if constexpr (sizeof(T) == 2) {
-    if (both && aligned) {
-      alignas(4) T pair[2] = {from_f32<T>(v0), from_f32<T>(v1)};
-      *reinterpret_cast<unsigned*>(out) = *reinterpret_cast<const unsigned*>(pair);
-      return;
-    }
-  }
-  out[0] = from_f32<T>(v0);
-  if (both) out[1] = from_f32<T>(v1);
-}
-
 template <class T>
 __global__ void __launch_bounds__(tile64::kThreads)
     int8_split_k_gemm_kernel(Int8GemmArgs a, int tiles_per_split) {
   extern __shared__ __align__(128) unsigned char shared[];
-  const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.y) * kBlock;
-  const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.x) * kBlock;
-  const int warp = threadIdx.x / 32;
-  const int warp_m = (warp / 2) * tile64::kWarpRows;  // 0 or 32
-  const int warp_n = (warp % 2) * tile64::kWarpRows;  // 0 or 32
-  const int k_tiles = static_cast<int>((a.k + kBlockK - 1) / kBlockK);
-  const int kt_begin = static_cast<int>(blockIdx.z) * tiles_per_split;
-  const int tiles = min(k_tiles, kt_begin + tiles_per_split) - kt_begin;
+  const tile64::BlockTile b = tile64::block_tile(a.k, tiles_per_split);
+  const std::int64_t m0 = b.m0, n0 = b.n0;
 
   int acc[2][4][4];  // [mi][ni][fragment], zeroed by k_loop
 
@@ -66,7 +46,7 @@ __global__ void __launch_bounds__(tile64::kThreads)
   // thread writes the same two columns of its rows (kThreads is a multiple of the 32 pairs of a
   // row), whose weight scales and bias are constant, and the rows' scales come from the previous
   // kernel.
-  tile64::load_weight_tiles_ahead<kStages>(shared, a.w, n0, a.n, a.k, kt_begin, tiles);
+  tile64::load_weight_tiles_ahead<kStages>(shared, a.w, n0, a.n, a.k, b.kt_begin, b.tiles);
   const std::int64_t my_col = n0 + (threadIdx.x % (kBlock / 2)) * 2;
   float col_scale[2] = {0.0f, 0.0f}, bias[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -85,16 +65,16 @@ __global__ void __launch_bounds__(tile64::kThreads)
                              : a.row_scales != nullptr ? a.row_scales[row]
                                                        : a.static_row_scale;
   }
-  tile64::load_input_tiles_ahead<kStages>(shared, a.x, m0, a.m, a.k, kt_begin, tiles);
+  tile64::load_input_tiles_ahead<kStages>(shared, a.x, m0, a.m, a.k, b.kt_begin, b.tiles);
   tile64::k_loop<kStages>(
-      shared, a.x, m0, a.m, a.w, n0, a.n, a.k, kt_begin, tiles, warp_m, warp_n, acc,
+      shared, a.x, m0, a.m, a.w, n0, a.n, a.k, b.kt_begin, b.tiles, b.warp_m, b.warp_n, acc,
       [](const unsigned(&af)[4], unsigned b0, unsigned b1, int(&c)[4]) { mma_s8(af, b0, b1, c); });
 
   // The accumulators as a [64][kPitch] i32 tile over the stage buffers; after the cluster
   // barrier (the cluster's blocks are this tile's splits), every split's tile is ready.
   int* partial = reinterpret_cast<int*>(shared);
   __syncthreads();  // every warp has finished reading the operand tiles
-  tile64::store_partial(partial, kPitch, acc, warp_m, warp_n);
+  tile64::store_partial(partial, kPitch, acc, b.warp_m, b.warp_n);
   const int splits = static_cast<int>(gridDim.z), rank = static_cast<int>(blockIdx.z);
   tile64::sync_splits(splits);
   __syncthreads();
@@ -120,7 +100,7 @@ __global__ void __launch_bounds__(tile64::kThreads)
       v0 += to_f32(res[0]);
       if (both) v1 += to_f32(res[1]);
     }
-    store_pair(y + row * a.ldy + col, v0, v1, both, aligned);
+    tile64::store_pair(y + row * a.ldy + col, v0, v1, both, aligned);
   }
   tile64::sync_splits(splits);  // no block may leave while another still reads its tile
 }

@@ -144,46 +144,33 @@ bool launch_layer_norm_quantize(DType act, const void* x, const void* residual, 
   // whose pieces are aligned stores.
   const std::int64_t per_vec = act == DType::F32 ? 4 : 8;
   const std::int64_t vectors = cols / per_vec;
-  if (cols % per_vec == 0 && vectors <= 32 * 8 && aligned16(x) && aligned16(out) &&
-      (!residual || aligned16(residual)) && aligned16(gamma) && aligned16(beta) &&
-      target.ld % per_vec == 0 && reinterpret_cast<std::uintptr_t>(target.values) % per_vec == 0) {
-    if (rows == 0) return true;
-    EAQ_DISPATCH_FLOAT(act, {
-      const auto* xt = static_cast<const T*>(x);
-      const auto* rt = static_cast<const T*>(residual);
-      auto* ot = static_cast<T*>(out);
-      const int c = static_cast<int>(cols);
-      if (vectors <= 32)
-        layer_norm_quantize_vector_kernel<T, 1>
-            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, target);
-      else if (vectors <= 64)
-        layer_norm_quantize_vector_kernel<T, 2>
-            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, target);
-      else if (vectors <= 128)
-        layer_norm_quantize_vector_kernel<T, 4>
-            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, target);
-      else
-        layer_norm_quantize_vector_kernel<T, 8>
-            <<<blocks, threads, 0, stream>>>(xt, rt, gamma, beta, eps, ot, rows, c, target);
-    });
-    return true;
-  }
-  if (cols > 32 * 32) return false;
+  const bool pieces = cols % per_vec == 0 && vectors <= 32 * 8 && aligned16(x) && aligned16(out) &&
+                      (!residual || aligned16(residual)) && aligned16(gamma) && aligned16(beta) &&
+                      target.ld % per_vec == 0 &&
+                      reinterpret_cast<std::uintptr_t>(target.values) % per_vec == 0;
+  if (!pieces && cols > 32 * 32) return false;
   if (rows == 0) return true;
   EAQ_DISPATCH_FLOAT(act, {
-    const auto* xt = static_cast<const T*>(x);
-    const auto* rt = static_cast<const T*>(residual);
-    auto* ot = static_cast<T*>(out);
-    const int c = static_cast<int>(cols);
-    if (cols <= 256) {
-      layer_norm_quantize_kernel<T, 8><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(
-          xt, rt, gamma, beta, eps, ot, rows, c, target);
+    const auto launch = [&](auto kernel) {
+      kernel<<<blocks, threads, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const T*>(residual), gamma, beta, eps,
+          static_cast<T*>(out), rows, static_cast<int>(cols), target);
+    };
+    if (pieces) {
+      if (vectors <= 32)
+        launch(layer_norm_quantize_vector_kernel<T, 1>);
+      else if (vectors <= 64)
+        launch(layer_norm_quantize_vector_kernel<T, 2>);
+      else if (vectors <= 128)
+        launch(layer_norm_quantize_vector_kernel<T, 4>);
+      else
+        launch(layer_norm_quantize_vector_kernel<T, 8>);
+    } else if (cols <= 256) {
+      launch(layer_norm_quantize_kernel<T, 8>);
     } else if (cols <= 512) {
-      layer_norm_quantize_kernel<T, 16><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(
-          xt, rt, gamma, beta, eps, ot, rows, c, target);
+      launch(layer_norm_quantize_kernel<T, 16>);
     } else {
-      layer_norm_quantize_kernel<T, 32><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(
-          xt, rt, gamma, beta, eps, ot, rows, c, target);
+      launch(layer_norm_quantize_kernel<T, 32>);
     }
   });
   return true;

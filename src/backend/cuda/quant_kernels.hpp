@@ -96,8 +96,8 @@ struct Int8GemmArgs {
 enum class Int8GemmKernel { Auto, Tiles128, SplitK64 };
 void launch_int8_gemm(DType act, const Int8GemmArgs& args, cudaStream_t stream,
                       Int8GemmKernel kernel = Int8GemmKernel::Auto);
-// What Auto picks for these arguments.
-Int8GemmKernel int8_gemm_kernel_for(const Int8GemmArgs& args);
+// What Auto picks for m rows and n (padded) weight rows.
+Int8GemmKernel int8_gemm_kernel_for(std::int64_t m, std::int64_t n);
 // The split-K kernel alone, and how many splits of K it makes for these arguments.
 void launch_int8_split_k_gemm(DType act, const Int8GemmArgs& args, cudaStream_t stream);
 int int8_split_k_gemm_splits(const Int8GemmArgs& args);

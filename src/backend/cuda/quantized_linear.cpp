@@ -546,10 +546,7 @@ bool QuantizedLinears::linear_residual(const DeviceTensor& x, const LinearWeight
   // of an add after, where the split-K kernel runs (the one with that epilogue).
   const std::int64_t rows = x.numel() / w->in_features;
   EAQ_ASSERT(x.dtype == context_.activation && y.numel() == rows * w->out_features);
-  Int8GemmArgs shape;
-  shape.m = rows;
-  shape.n = w->n_pad;
-  if (rows == 0 || int8_gemm_kernel_for(shape) != Int8GemmKernel::SplitK64) return false;
+  if (rows == 0 || int8_gemm_kernel_for(rows, w->n_pad) != Int8GemmKernel::SplitK64) return false;
   const QuantizeTarget target = input_target(0, *w, rows);
   launch_quantize_rows(context_.activation, x.data, rows, w->in_features, target, context_.stream);
   EAQ_CUDA_CHECK_LAUNCH();

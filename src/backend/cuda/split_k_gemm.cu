@@ -71,21 +71,6 @@ __device__ __forceinline__ void mma(const unsigned (&a)[4], unsigned b0, unsigne
   }
 }
 
-template <class T>
-struct Pair;
-template <>
-struct Pair<__half> {
-  using type = __half2;
-  static __device__ __forceinline__ type make(float a, float b) { return __floats2half2_rn(a, b); }
-};
-template <>
-struct Pair<__nv_bfloat16> {
-  using type = __nv_bfloat162;
-  static __device__ __forceinline__ type make(float a, float b) {
-    return __floats2bfloat162_rn(a, b);
-  }
-};
-
 // Copies rows [r_begin, r_end) x 64 columns of a [rows, n] matrix at (row0, col0) into a [64][64]
 // tile (zero past the matrix); n a multiple of 8 and 16-byte aligned rows.
 template <class T>
@@ -109,21 +94,15 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ __align__(128) unsigned char shared[];
   const T* x = static_cast<const T*>(a.x);
   const T* w = static_cast<const T*>(a.w);
-  const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.y) * kBlockM;
-  const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.x) * kBlockN;
-  const int warp = threadIdx.x / 32;
-  const int warp_m = (warp / 2) * tile64::kWarpRows;  // 0 or 32
-  const int warp_n = (warp % 2) * tile64::kWarpRows;  // 0 or 32
-  const int k_tiles = static_cast<int>((a.k + kBlockK - 1) / kBlockK);
-  const int kt_begin = static_cast<int>(blockIdx.z) * tiles_per_split;
-  const int tiles = min(k_tiles, kt_begin + tiles_per_split) - kt_begin;
   const std::int64_t row_bytes = a.k * 2;
+  const tile64::BlockTile b = tile64::block_tile(row_bytes, tiles_per_split);
+  const std::int64_t m0 = b.m0, n0 = b.n0;
 
   float acc[2][4][4];  // [mi][ni][fragment], zeroed by k_loop
 
   // Prologue: the first weight tiles, then (once the previous kernel is done) the first input
   // tiles (the epilogue's copies join their first group).
-  tile64::load_weight_tiles_ahead<kStages>(shared, w, n0, a.n, row_bytes, kt_begin, tiles);
+  tile64::load_weight_tiles_ahead<kStages>(shared, w, n0, a.n, row_bytes, b.kt_begin, b.tiles);
   wait_for_previous_kernel();
   allow_dependent_launch();
   // The rows this block writes in the end (all 64 without a split), and its epilogue operands.
@@ -141,9 +120,9 @@ __global__ void __launch_bounds__(kThreads)
       copy16(shared_address(bias_row + threadIdx.x * 8), col < a.n ? bias + col : bias, col < a.n);
     }
   }
-  tile64::load_input_tiles_ahead<kStages>(shared, x, m0, a.m, row_bytes, kt_begin, tiles);
-  tile64::k_loop<kStages>(shared, x, m0, a.m, w, n0, a.n, row_bytes, kt_begin, tiles, warp_m,
-                          warp_n, acc,
+  tile64::load_input_tiles_ahead<kStages>(shared, x, m0, a.m, row_bytes, b.kt_begin, b.tiles);
+  tile64::k_loop<kStages>(shared, x, m0, a.m, w, n0, a.n, row_bytes, b.kt_begin, b.tiles, b.warp_m,
+                          b.warp_n, acc,
                           [](const unsigned(&af)[4], unsigned b0, unsigned b1, float(&c)[4]) {
                             mma<T>(af, b0, b1, c);
                           });  // (it waits for the residual and bias copies too)
@@ -152,7 +131,7 @@ __global__ void __launch_bounds__(kThreads)
   // barrier (the cluster's blocks are this tile's splits), every split's tile is ready.
   float* tile_f32 = reinterpret_cast<float*>(shared);
   __syncthreads();  // every warp has finished reading the operand tiles
-  tile64::store_partial(tile_f32, kPitch, acc, warp_m, warp_n);
+  tile64::store_partial(tile_f32, kPitch, acc, b.warp_m, b.warp_n);
   tile64::sync_splits(splits);
   __syncthreads();
 
@@ -162,7 +141,7 @@ __global__ void __launch_bounds__(kThreads)
   const T* bias = static_cast<const T*>(a.bias);
   const T* residual = static_cast<const T*>(a.residual);
   T* y = static_cast<T*>(a.y);
-  const bool pairs = a.n % 2 == 0;
+  const bool aligned = a.n % 2 == 0 && reinterpret_cast<std::uintptr_t>(y) % 4 == 0;
   constexpr int kPairsPerRow = kBlockN / 2;
 #pragma unroll 1
   for (int i = threadIdx.x; i < (r_end - r_begin) * kPairsPerRow; i += kThreads) {
@@ -180,13 +159,7 @@ __global__ void __launch_bounds__(kThreads)
         v[e] += to_f32(staged ? residual_tile[r * kBlockN + c + e] : residual[row * a.n + col + e]);
       }
     }
-    T* out = y + row * a.n + col;
-    if (pairs && col + 1 < a.n) {
-      *reinterpret_cast<typename Pair<T>::type*>(out) = Pair<T>::make(v[0], v[1]);
-    } else {
-      out[0] = from_f32<T>(v[0]);
-      if (col + 1 < a.n) out[1] = from_f32<T>(v[1]);
-    }
+    tile64::store_pair(y + row * a.n + col, v[0], v[1], col + 1 < a.n, aligned);
   }
   tile64::sync_splits(splits);  // no block may leave while another still reads its tile
 }
