@@ -227,6 +227,12 @@ stage_int8split_gpt2() {
     --precision int8 --batch-size 1,32 --min-duration-s 2
 }
 
+stage_bounded_gpt2() {
+  note "GPT-2 124M shape: a batch-1 greedy step's LM head as every logit + argmax, then the bounded argmax"
+  gpt2_ab EAQ_BOUNDED_ARGMAX bounded-gpt2 "bounded argmax head" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16,int8,int8-wo,fp8}" --batch-size 1 --min-duration-s 2
+}
+
 stage_wide_gpt2() {
   note "GPT-2 124M shape: a batch-1 step's MLP projection (k 3072) on the shared-memory GEMV, then the register one"
   gpt2_ab EAQ_WIDE_ROW_GEMV wide-gpt2 "register GEMV for k 3072" --new-tokens 256 \
@@ -352,6 +358,7 @@ for stage in "$@"; do
     qgemv-gpt2) stage_qgemv_gpt2 ;;
     wide-gpt2) stage_wide_gpt2 ;;
     int8split-gpt2) stage_int8split_gpt2 ;;
+    bounded-gpt2) stage_bounded_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;

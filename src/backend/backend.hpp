@@ -257,6 +257,17 @@ class Backend {
                                  const DeviceTensor& gamma, const DeviceTensor& beta, float eps,
                                  DeviceTensor& out, const LinearWeights& weights,
                                  Activation activation, DeviceTensor& y);
+  // Greedy decoding's head for one row: next_ids[0] = the token layer_norm_linear(x, ..., weights,
+  // logits) then argmax_rows(logits, next_ids) would pick (out receives the LayerNorm), found
+  // without computing every logit where the backend can (CUDA, f16/bf16: bounded_argmax.cu, the
+  // method in argmax_bounds.hpp). Returns false, having done nothing, where it cannot; the caller
+  // then runs the two ops. The default cannot.
+  virtual bool layer_norm_linear_argmax(const DeviceTensor& x, const DeviceTensor& gamma,
+                                        const DeviceTensor& beta, float eps, DeviceTensor& out,
+                                        const LinearWeights& weights, DeviceTensor& next_ids) {
+    (void)x, (void)gamma, (void)beta, (void)eps, (void)out, (void)weights, (void)next_ids;
+    return false;
+  }
   // y = x W^T + b + residual: a Linear layer that ends in a residual connection. y may alias
   // residual. `scratch` is [rows, out_features] in the activation dtype for backends that need the
   // product apart (the default: linear into scratch, then add); its contents afterwards are

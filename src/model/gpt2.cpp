@@ -390,6 +390,16 @@ const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids
 }
 
 const DeviceTensor& Gpt2Model::decode_step(DecodeSession& s, const DeviceTensor& next_ids) {
+  step(s, next_ids, false);
+  return s.logits_;
+}
+
+const DeviceTensor& Gpt2Model::greedy_step(DecodeSession& s) {
+  if (!step(s, s.next_ids_, true)) backend_.argmax_rows(s.logits_, s.next_ids_);
+  return s.next_ids_;
+}
+
+bool Gpt2Model::step(DecodeSession& s, const DeviceTensor& next_ids, bool greedy) {
   EAQ_CHECK(&s.model_ == this, "decode_step: the session belongs to another model");
   EAQ_CHECK(s.prefilled_, "decode_step: the session has no prompt yet; call prefill first");
   EAQ_CHECK(
@@ -404,14 +414,16 @@ const DeviceTensor& Gpt2Model::decode_step(DecodeSession& s, const DeviceTensor&
   s.whole_step_.ids = &next_ids;
   const bool fused = backend_.decoder_step(s.whole_step_);
   s.whole_step_.ids = nullptr;
+  bool chose = false;
   if (fused) {
     ++s.fused_steps_;
   } else {
-    unfused_step(s, next_ids);
+    chose = unfused_step(s, next_ids, greedy);
+    if (chose) ++s.bounded_head_steps_;
   }
   backend_.increment(s.counters_);  // the next slot, and every row's next position id
   ++s.length_;
-  return s.logits_;
+  return chose;
 }
 
 DecoderStep Gpt2Model::describe_step(DecodeSession& s) const {
@@ -452,7 +464,7 @@ DecoderStep Gpt2Model::describe_step(DecodeSession& s) const {
   return step;
 }
 
-void Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids) {
+bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, bool greedy) {
   const std::int64_t batch = s.batch_, e = config_.hidden, capacity = s.capacity_;
   const DType act = backend_.activation_dtype();
   const std::size_t element = dtype_size(act);
@@ -509,8 +521,15 @@ void Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids) {
                                          config_.layer_norm_eps, s.normed_, *weights.c_attn, s.qkv_,
                                          a);
   });
+  // next_ids was read by the embedding and the token write above; the head may overwrite it.
+  if (greedy &&
+      backend_.layer_norm_linear_argmax(s.hidden_, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+                                        s.normed_, *lm_head_, s.next_ids_)) {
+    return true;
+  }
   backend_.layer_norm_linear(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
                              s.normed_, *lm_head_, Activation::None, s.logits_);
+  return false;
 }
 
 const DeviceTensor& Gpt2Model::select_greedy(DecodeSession& s) {
@@ -549,10 +568,7 @@ std::unique_ptr<CapturedGraph> Gpt2Model::capture_greedy_step(DecodeSession& s) 
   EAQ_CHECK(s.length_ < s.capacity_,
             "capture_greedy_step: the session's cache of {} positions is full", s.capacity_);
   const std::int64_t length = s.length_;
-  const auto step = [this, &s] {
-    decode_step(s, s.next_ids_);
-    select_greedy(s);
-  };
+  const auto step = [this, &s] { greedy_step(s); };
   // One step outside the capture creates what a first call creates (GEMM plans, scratch). It
   // writes the same cache position, mask bit and token the real step will write; the counters,
   // the next ids and the logits are put back.

@@ -51,6 +51,9 @@ class DecodeSession {
   // Decode steps the backend ran as one call (Backend::decoder_step) rather than op by op; the
   // replays of a captured step count once, when it was captured.
   std::int64_t fused_steps() const { return fused_steps_; }
+  // Greedy steps whose token the backend chose without computing every logit
+  // (Backend::layer_norm_linear_argmax); counted as fused_steps() is.
+  std::int64_t bounded_head_steps() const { return bounded_head_steps_; }
 
  private:
   friend class Gpt2Model;
@@ -62,7 +65,7 @@ class DecodeSession {
 
   const Gpt2Model& model_;
   Backend& backend_;
-  std::int64_t batch_ = 0, capacity_ = 0, length_ = 0, fused_steps_ = 0;
+  std::int64_t batch_ = 0, capacity_ = 0, length_ = 0, fused_steps_ = 0, bounded_head_steps_ = 0;
   bool prefilled_ = false;
   std::vector<DeviceTensor> owned_;
   DecoderStep whole_step_;        // what decode_step offers Backend::decoder_step (made once)
@@ -119,8 +122,12 @@ class Gpt2Model {
   const DeviceTensor& decode_step(DecodeSession& session, const DeviceTensor& next_ids);
   // session.next_ids() = argmax of session.logits() per row (on the device).
   const DeviceTensor& select_greedy(DecodeSession& session);
-  // A graph of decode_step(session, session.next_ids()) followed by select_greedy(session): one
-  // greedy token per launch. Call it after prefill (and select_greedy); it runs one step outside
+  // decode_step(session, session.next_ids()) then select_greedy(session): the same tokens, but a
+  // backend may choose them without computing every logit (CUDA at batch 1), and then leaves
+  // session.logits() unspecified. Returns session.next_ids().
+  const DeviceTensor& greedy_step(DecodeSession& session);
+  // A graph of greedy_step(session): one greedy token per launch. Call it after prefill (and
+  // select_greedy); it runs one step outside
   // the capture first (to create GEMM plans and scratch buffers) and then restores the session,
   // so the tokens produced are the same as without it. Each launch checks the capacity.
   std::unique_ptr<CapturedGraph> capture_greedy_step(DecodeSession& session);
@@ -160,7 +167,10 @@ class Gpt2Model {
   // decode_step's two ways: the whole step as one backend call, or op by op.
   // The session's step as one backend call (Backend::decoder_step), ids left to the caller.
   DecoderStep describe_step(DecodeSession& s) const;
-  void unfused_step(DecodeSession& s, const DeviceTensor& next_ids);
+  // One step of either way. With `greedy`, the head may write session.next_ids() itself instead
+  // of the logits (Backend::layer_norm_linear_argmax): returns whether it did.
+  bool step(DecodeSession& s, const DeviceTensor& next_ids, bool greedy);
+  bool unfused_step(DecodeSession& s, const DeviceTensor& next_ids, bool greedy);
 
   Backend& backend_;
   std::filesystem::path folder_;

@@ -66,8 +66,7 @@ HostTensor greedy_generate(Gpt2Model& model, const HostTensor& prompt_ids, const
     if (graph) {
       graph->launch();
     } else {
-      model.decode_step(*session, session->next_ids());
-      model.select_greedy(*session);
+      model.greedy_step(*session);
     }
   }
   const HostTensor history = backend.download(session->tokens());

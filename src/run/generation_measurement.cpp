@@ -126,6 +126,12 @@ report::Result run_generation_trial(const MeasureSettings& settings,
   prefill();
   model.mark_rewind_point(*session);
   std::unique_ptr<CapturedGraph> step_graph = model.capture_greedy_step(*session);
+  // How the step's head picks the token (the same token either way: argmax_bounds.hpp).
+  result.add(Section::Configuration, "greedy_head", "",
+             std::string(session->bounded_head_steps() > 0
+                             ? "bounded argmax (int8 scores of every row, exact logits of the "
+                               "candidates; EAQ_BOUNDED_ARGMAX=0 computes every logit)"
+                             : "every logit, then argmax"));
   const auto step = [&](std::int64_t i) {
     if (i > 0 && i % new_tokens == 0) model.rewind(*session);
     step_graph->launch();

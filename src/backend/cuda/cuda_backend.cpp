@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend/argmax_bounds.hpp"
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/decode_step.hpp"
 #include "backend/cuda/decoder_kernels.hpp"
@@ -54,6 +55,13 @@ bool fused_decode_enabled() {
 // EAQ_FUSED_QKV_ATTENTION=0 runs a batch-1 decode step's LayerNorm + QKV GEMV and attention as two
 // kernels instead of qkv_attention.cu's one (to measure what it buys). Read at every call, so
 // tests compare both.
+// EAQ_BOUNDED_ARGMAX=0 computes every logit of a batch-1 greedy step and takes their argmax
+// (the full LM head) instead of bounded_argmax.cu's two kernels (to measure what they buy). Read
+// at every call, so tests compare both.
+bool bounded_argmax_enabled() {
+  return !cuda::env_is("EAQ_BOUNDED_ARGMAX", "0");
+}
+
 bool fused_qkv_attention_enabled() {
   return !cuda::env_is("EAQ_FUSED_QKV_ATTENTION", "0");
 }
@@ -105,6 +113,12 @@ class CudaLinear final : public LinearWeights {
   explicit CudaLinear(cuda::DeviceAllocator& allocator) : allocator_(allocator) {}
   ~CudaLinear() override {
     for (DeviceTensor* t : {&weight, &bias, &padded_y}) allocator_.release(t->data);
+    if (argmax_head) {
+      for (DeviceTensor* t : {&argmax_head->q, &argmax_head->scale_radius, &argmax_head->upper,
+                              &argmax_head->state}) {
+        allocator_.release(t->data);
+      }
+    }
   }
 
   DeviceTensor weight;  // [padded_out, in]
@@ -121,6 +135,14 @@ class CudaLinear final : public LinearWeights {
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
   // One cuBLASLt configuration per (rows, activation), made on first use.
   mutable std::map<std::pair<std::int64_t, int>, std::unique_ptr<LtMatmul>> plans;
+  // What layer_norm_linear_argmax reads besides the weight (argmax_bounds.hpp), made on its first
+  // call outside graph capture: the int8 copy, (scale, radius) per row, the upper ends and the
+  // kernels' state.
+  struct ArgmaxHead {
+    DeviceTensor q, scale_radius, upper, state;
+    float slack = 0.0f;
+  };
+  mutable std::unique_ptr<ArgmaxHead> argmax_head;
 
  private:
   cuda::DeviceAllocator& allocator_;
@@ -468,6 +490,31 @@ class CudaBackend final : public Backend {
     return w;
   }
 
+  // The head's int8 copy and bounds for layer_norm_linear_argmax, made on the first call (its
+  // weight comes back to the host once); null during graph capture before that.
+  const CudaLinear::ArgmaxHead* argmax_head(const CudaLinear& w, DType logits) {
+    if (w.argmax_head) return w.argmax_head.get();
+    if (capturing()) return nullptr;
+    const ArgmaxBounds bounds = make_argmax_bounds(download(w.weight), logits);
+    auto head = std::make_unique<CudaLinear::ArgmaxHead>();
+    HostTensor q = HostTensor::empty(DType::I8, {bounds.rows, bounds.k});
+    std::memcpy(q.mutable_raw(), bounds.q.data(), bounds.q.size());
+    HostTensor scale_radius = HostTensor::empty(DType::F32, {bounds.rows, 2});
+    for (std::int64_t i = 0; i < bounds.rows; ++i) {
+      scale_radius.mutable_data<float>()[2 * i] = bounds.scale[static_cast<std::size_t>(i)];
+      scale_radius.mutable_data<float>()[2 * i + 1] = bounds.radius[static_cast<std::size_t>(i)];
+    }
+    head->q = upload(q, DType::I8);
+    head->scale_radius = upload(scale_radius, DType::F32);
+    head->upper = allocate(DType::F32, {bounds.rows});
+    head->state =
+        allocate(DType::U8, {static_cast<std::int64_t>(cuda::bounded_argmax_state_bytes())});
+    EAQ_CUDA_CHECK(cudaMemsetAsync(head->state.data, 0, head->state.nbytes(), stream_));
+    head->slack = bounds.slack;
+    w.argmax_head = std::move(head);
+    return w.argmax_head.get();
+  }
+
   // The float layer behind `weights` when eaq's split-K GEMM runs it on x, else null.
   const CudaLinear* split_k_layer(const DeviceTensor& x, const LinearWeights& weights) const {
     const CudaLinear* w = split_k_gemm_enabled() ? float_layer(&weights, x.dtype) : nullptr;
@@ -548,6 +595,42 @@ class CudaBackend final : public Backend {
       return;
     }
     Backend::layer_norm_linear(x, residual, gamma, beta, eps, out, weights, activation, y);
+  }
+
+  bool layer_norm_linear_argmax(const DeviceTensor& x, const DeviceTensor& gamma,
+                                const DeviceTensor& beta, float eps, DeviceTensor& out,
+                                const LinearWeights& weights, DeviceTensor& next_ids) override {
+    if (!bounded_argmax_enabled() || x.numel() != weights.in_features) return false;  // one row
+    const CudaLinear* w = gemv_layer(x, weights);
+    if (w == nullptr || w->bias.data != nullptr || w->padded_out != w->out_features ||
+        x.dtype != traits_.activation || out.data == x.data || next_ids.dtype != DType::I32) {
+      return false;
+    }
+    cuda::BoundedArgmaxArgs a;
+    a.x = x.data;
+    a.ln_gamma = static_cast<const float*>(gamma.data);
+    a.ln_beta = static_cast<const float*>(beta.data);
+    a.ln_eps = eps;
+    a.ln_out = out.data;
+    a.w = w->weight.data;
+    a.n = w->out_features;
+    a.k = w->in_features;
+    a.out = i32(next_ids);
+    if (!cuda::bounded_argmax_eligible(x.dtype, a)) return false;
+    const CudaLinear::ArgmaxHead* head = argmax_head(*w, x.dtype);
+    if (head == nullptr) return false;
+    a.q = static_cast<const signed char*>(head->q.data);
+    a.scale_radius = static_cast<const float2*>(head->scale_radius.data);
+    a.slack = head->slack;
+    a.upper = static_cast<float*>(head->upper.data);
+    a.state = head->state.data;
+    ProfileScope scope(profiler_, stream_, [&] {
+      return fmt::format("layer_norm+bounded argmax {} [1 x {} x {}]", layer_kind(w->name),
+                         w->out_features, w->in_features);
+    });
+    cuda::launch_bounded_argmax(x.dtype, a, stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+    return true;
   }
 
   void linear_residual(const DeviceTensor& x, const LinearWeights& weights,

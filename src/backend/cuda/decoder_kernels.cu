@@ -4,6 +4,7 @@
 #include <cfloat>
 #include <cmath>
 
+#include "backend/cuda/argmax_device.cuh"
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/decoder_kernels.hpp"
 #include "backend/cuda/dependent_launch.cuh"
@@ -67,36 +68,6 @@ __global__ void mark_cache_slot_kernel(const std::int32_t* slot, std::int32_t* k
 __global__ void increment_kernel(std::int32_t* values, std::int64_t count) {
   const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (i < count) values[i] += 1;
-}
-
-// The better of two (value, index) candidates: larger value, then smaller index (torch.argmax).
-__device__ __forceinline__ void keep_better(float& value, int& index, float other_value,
-                                            int other_index) {
-  if (other_value > value || (other_value == value && other_index < index)) {
-    value = other_value;
-    index = other_index;
-  }
-}
-
-// The best (value, index) of the block's threads, in every thread.
-__device__ void block_keep_best(float& value, int& index) {
-  __shared__ float best_values[32];
-  __shared__ int best_indices[32];
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    const float other_value = __shfl_xor_sync(0xffffffffu, value, offset);
-    const int other_index = __shfl_xor_sync(0xffffffffu, index, offset);
-    keep_better(value, index, other_value, other_index);
-  }
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  __syncthreads();  // the arrays may still be read by a previous call
-  if (lane == 0) {
-    best_values[warp] = value;
-    best_indices[warp] = index;
-  }
-  __syncthreads();
-  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) {
-    keep_better(value, index, best_values[w], best_indices[w]);
-  }
 }
 
 // grid (chunks, rows): block c finds the best of columns [c * chunk, (c + 1) * chunk) of its row.

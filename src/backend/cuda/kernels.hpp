@@ -154,6 +154,34 @@ struct QkvAttentionArgs {
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);
 void launch_qkv_attention(DType act, const QkvAttentionArgs& args, cudaStream_t stream);
 
+// Greedy decoding's LM head at batch 1 without every logit (bounded_argmax.cu, the method in
+// src/backend/argmax_bounds.hpp): ln_out = LayerNorm(x) as launch_gemv's LayerNorm form stores
+// it, then *out = argmax_i (ln_out . w_i) over the logits that launch_gemv would write (rounded to
+// `act`, the first index on ties, NaN never), reading the int8 copy q of every row and the f16
+// row only of the candidates. Two kernels; `state` is bounded_argmax_state_bytes() of device
+// memory, zeroed once before the first launch (each launch leaves it zeroed). x, w, ln_out [k] /
+// [n, k] in `act` (F16 or BF16), q [n, k] I8, scale_radius [n] (scale, radius) pairs, upper [n]
+// scratch. Needs k a multiple of 8, k <= 768, 16-byte aligned x, w, ln_out, gamma and beta.
+struct BoundedArgmaxArgs {
+  const void* x = nullptr;
+  const float* ln_gamma = nullptr;
+  const float* ln_beta = nullptr;
+  float ln_eps = 0.0f;
+  void* ln_out = nullptr;
+  const void* w = nullptr;
+  const signed char* q = nullptr;
+  const float2* scale_radius = nullptr;
+  float slack = 0.0f;
+  float* upper = nullptr;
+  void* state = nullptr;
+  std::int32_t* out = nullptr;
+  std::int64_t n = 0, k = 0;
+};
+std::size_t bounded_argmax_state_bytes();
+// Whether the kernels take this head and these pointers (x, w, ln_out, ln_gamma, ln_beta, n, k).
+bool bounded_argmax_eligible(DType act, const BoundedArgmaxArgs& args);
+void launch_bounded_argmax(DType act, const BoundedArgmaxArgs& args, cudaStream_t stream);
+
 // Elementwise conversion between F32, F16 and BF16.
 void launch_convert(DType from, const void* src, DType to, void* dst, std::int64_t count,
                     cudaStream_t stream);

@@ -1,0 +1,258 @@
+// Greedy decoding's LM head at batch 1 in two kernels that read the int8 copy of every row and
+// the f16 (bf16) row only of the few candidates: the method and its bound are in
+// src/backend/argmax_bounds.hpp. At GPT-2's shape the head is 77 MB of f16, a third of a decode
+// step's bytes; the int8 copy is 39 MB. The reference is the full head (gemv.cu's LayerNorm row
+// kernel) followed by argmax_rows; the tests check that both pick the same token.
+//
+// scores: gemv.cu's LayerNorm row kernel on int8 rows (quantized_gemv.cu's int8-wo arithmetic):
+//   each warp normalizes x in its registers (block 0 stores it to ln_out), takes ||x||, and for
+//   each of its rows writes upper_i = A_i + bound_i; the block's largest A_i - bound_i goes to
+//   one atomicMax.
+// select: every warp reads ln_out, compares 32 rows' upper ends at a time with that maximum and
+//   computes the f16 logit of each row that reaches it exactly as gemv.cu's row kernel does (same
+//   pieces, same order, same rounding); the last block to arrive picks the best of the blocks'
+//   bests, writes the token and zeroes the state for the next step.
+#include <cstdint>
+#include <type_traits>
+
+#include "backend/cuda/argmax_device.cuh"
+#include "backend/cuda/cuda_types.cuh"
+#include "backend/cuda/dependent_launch.cuh"
+#include "backend/cuda/gemv_stage.cuh"
+#include "backend/cuda/kernels.hpp"
+#include "backend/cuda/quant_row.cuh"
+#include "backend/cuda/warp_layer_norm.cuh"
+#include "backend/cuda/weight_load.cuh"
+#include "core/error.hpp"
+
+namespace eaq::cuda {
+namespace {
+
+constexpr int kVecs = 3;    // pieces of 8 values per lane: k <= 768
+constexpr int kPerVec = 8;  // values per piece: 16 bytes of T, 8 bytes of int8
+constexpr int kMaxSelectBlocks = 1024;
+
+// Device state between the two kernels (and zeroed for the next launch by the last block).
+struct State {
+  unsigned lower_key;  // ordered_key of the largest lower end seen; 0: none yet
+  unsigned all_rows;   // nonzero: the bounds cannot be trusted, every row is a candidate
+  unsigned arrivals;   // select blocks done
+  unsigned unused;
+  float2 best[kMaxSelectBlocks];  // each select block's (value, index as bits)
+};
+
+// Floats as unsigned integers in the same order (for atomicMax); 0 is below every number.
+__device__ __forceinline__ unsigned ordered_key(float f) {
+  const unsigned b = __float_as_uint(f);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+__device__ __forceinline__ float ordered_value(unsigned key) {
+  return __uint_as_float((key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key);
+}
+
+// The largest finite T: a bound at or past it could hide a logit rounded to infinity.
+template <class T>
+__device__ __forceinline__ float max_finite() {
+  if constexpr (std::is_same_v<T, __half>) {
+    return 65504.0f;
+  } else {
+    return 3.38953139e38f;
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(BoundedArgmaxArgs a) {
+  constexpr int kAhead = kRowFeaturesAhead;
+  const int lane = threadIdx.x % 32;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
+  std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
+  const int vectors = static_cast<int>(a.k / kPerVec);
+  // A row's int8 pieces, and its (scale, radius) in lane 0, load together ahead of use.
+  const auto load_row = [&](std::int64_t f, uint2(&w)[kVecs], float2& sr) {
+    const auto* w_row = reinterpret_cast<const uint2*>(a.q + f * a.k);
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+      if (lane + 32 * u < vectors) w[u] = load_weight(w_row + lane + 32 * u);
+    }
+    if (lane == 0) sr = a.scale_radius[f];
+  };
+  uint2 wv[kAhead][kVecs];
+  float2 sr[kAhead] = {};
+#pragma unroll
+  for (int r = 0; r < kAhead; ++r) {
+    if (feature + r * stride < a.n) load_row(feature + r * stride, wv[r], sr[r]);
+  }
+  float gv[kVecs][kPerVec], bv[kVecs][kPerVec];
+  load_layer_norm_params<kVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
+  wait_for_previous_kernel();  // the int8 rows are constant: they load while the last kernel ends
+  allow_dependent_launch();
+
+  float xv[kVecs][kPerVec];
+  warp_load_row<T>(a.x, nullptr, vectors, xv);
+  warp_layer_norm_row<T>(xv, gv, bv, vectors, a.k, a.ln_eps, a.ln_out);
+  float squares = 0.0f;
+#pragma unroll
+  for (int u = 0; u < kVecs; ++u) {
+    if (lane + 32 * u >= vectors) break;
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) squares += xv[u][e] * xv[u][e];
+  }
+  const float norm = sqrtf(warp_sum(squares)) * (1.0f + 1e-4f);
+  bool all_rows = !(norm <= 3.0e38f);  // NaN or infinity in x
+  float lower_max = -INFINITY;
+  const int no_q[2] = {0, 0};
+  for (; feature < a.n; feature += stride) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+      if (lane + 32 * u >= vectors) break;
+      dot_piece<WeightKind::Int8WeightOnly>(acc, wv[0][u], xv[u], no_q);
+    }
+    const float2 row_sr = sr[0];
+#pragma unroll
+    for (int r = 0; r + 1 < kAhead; ++r) {
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) wv[r][u] = wv[r + 1][u];
+      sr[r] = sr[r + 1];
+    }
+    const std::int64_t later = feature + kAhead * stride;
+    if (later < a.n) load_row(later, wv[kAhead - 1], sr[kAhead - 1]);
+    const float total = warp_sum(acc);
+    if (lane == 0) {
+      const float approx = total * row_sr.x;
+      const float bound = fmaf(norm, row_sr.y, a.slack);
+      // Room for the f32 rounding of approx +- bound and of their comparison.
+      const float margin = bound + (fabsf(approx) + bound) * 2.5e-7f;
+      const float upper = approx + margin;
+      a.upper[feature] = upper;
+      all_rows = all_rows || !(upper < max_finite<T>());  // also NaN
+      lower_max = fmaxf(lower_max, approx - margin);
+    }
+  }
+  // One atomic per block: the block's largest lower end.
+  __shared__ float block_lower[kGemvWarps];
+  __shared__ int block_all;
+  if (threadIdx.x == 0) block_all = 0;
+  __syncthreads();
+  if (lane == 0) {
+    block_lower[threadIdx.x / 32] = lower_max;
+    if (all_rows) block_all = 1;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float m = block_lower[0];
+    for (int w = 1; w < kGemvWarps; ++w) m = fmaxf(m, block_lower[w]);
+    auto* state = static_cast<State*>(a.state);
+    if (block_all) atomicOr(&state->all_rows, 1u);
+    if (m > -INFINITY) atomicMax(&state->lower_key, ordered_key(m));
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(BoundedArgmaxArgs a) {
+  __shared__ bool last;
+  auto* state = static_cast<State*>(a.state);
+  const int lane = threadIdx.x % 32;
+  const int vectors = static_cast<int>(a.k / kPerVec);
+  wait_for_previous_kernel();  // ln_out, upper and the state come from the scores kernel
+  allow_dependent_launch();
+
+  float xv[kVecs][kPerVec];
+  warp_load_row<T>(a.ln_out, nullptr, vectors, xv);
+  const unsigned key = __ldcg(&state->lower_key);
+  const bool all_rows = key == 0 || __ldcg(&state->all_rows) != 0;
+  const float threshold = all_rows ? -INFINITY : ordered_value(key);
+
+  float value = -INFINITY;
+  int index = static_cast<int>(a.n);  // loses every comparison until a real row is seen
+  const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
+  const std::int64_t warp = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
+  for (std::int64_t base = warp * 32; base < a.n; base += warps * 32) {
+    const std::int64_t i = base + lane;
+    const bool candidate = i < a.n && (all_rows || !(__ldcg(a.upper + i) < threshold));
+    for (unsigned mask = __ballot_sync(0xffffffffu, candidate); mask != 0; mask &= mask - 1) {
+      const std::int64_t row = base + __ffs(static_cast<int>(mask)) - 1;
+      // The logit as gemv.cu's LayerNorm row kernel computes it.
+      const auto* w_row = reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + row * a.k);
+      uint4 wv[kVecs];
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) {
+        if (lane + 32 * u < vectors) wv[u] = load_weight(w_row + lane + 32 * u);
+      }
+      float acc = 0.0f;
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) {
+        if (lane + 32 * u >= vectors) break;
+        const T* wt = reinterpret_cast<const T*>(&wv[u]);
+#pragma unroll
+        for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
+      }
+      const float logit = to_f32(from_f32<T>(warp_sum(acc) + 0.0f));  // same bits in every lane
+      keep_better(value, index, logit, static_cast<int>(row));
+    }
+  }
+  block_keep_best(value, index);
+  if (threadIdx.x == 0) {
+    state->best[blockIdx.x] = make_float2(value, __int_as_float(index));
+    __threadfence();  // the block's best is visible before its arrival is counted
+    last = atomicAdd(&state->arrivals, 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  value = -INFINITY;
+  index = static_cast<int>(a.n);
+  for (unsigned b = threadIdx.x; b < gridDim.x; b += blockDim.x) {
+    const float2 best = __ldcg(&state->best[b]);
+    keep_better(value, index, best.x, __float_as_int(best.y));
+  }
+  block_keep_best(value, index);
+  if (threadIdx.x == 0) {
+    *a.out = index < a.n ? index : 0;  // no number at all: row 0, as argmax_rows
+    state->lower_key = 0;
+    state->all_rows = 0;
+    state->arrivals = 0;
+  }
+}
+
+template <class T>
+void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
+  const auto scores = bounded_argmax_scores_kernel<T>;
+  launch_dependent(
+      scores,
+      dim3(gemv_grid(reinterpret_cast<const void*>(scores), 0, a.n, row_features_per_warp(a.n))),
+      dim3(kGemvThreads), 0, stream, a);
+  const auto select = bounded_argmax_select_kernel<T>;
+  const std::int64_t warps_needed = (a.n + 31) / 32;
+  const std::int64_t fit = gemv_grid(reinterpret_cast<const void*>(select), 0, warps_needed);
+  const std::int64_t blocks = fit < kMaxSelectBlocks ? fit : kMaxSelectBlocks;
+  launch_dependent(select, dim3(static_cast<unsigned>(blocks)), dim3(kGemvThreads), 0, stream, a);
+}
+
+}  // namespace
+
+std::size_t bounded_argmax_state_bytes() {
+  return sizeof(State);
+}
+
+bool bounded_argmax_eligible(DType act, const BoundedArgmaxArgs& a) {
+  return (act == DType::F16 || act == DType::BF16) && a.k > 0 && a.k % kPerVec == 0 &&
+         a.k / kPerVec <= 32 * kVecs && a.n > 0 && a.n < (std::int64_t{1} << 31) &&
+         aligned16(a.x) && aligned16(a.w) && aligned16(a.ln_out) && aligned16(a.ln_gamma) &&
+         aligned16(a.ln_beta);
+}
+
+void launch_bounded_argmax(DType act, const BoundedArgmaxArgs& args, cudaStream_t stream) {
+  EAQ_CHECK(bounded_argmax_eligible(act, args) && args.q != nullptr &&
+                args.scale_radius != nullptr && args.upper != nullptr && args.state != nullptr &&
+                args.out != nullptr,
+            "bounded argmax: a head of {} x {} in {} that the kernels do not take", args.n, args.k,
+            dtype_name(act));
+  if (act == DType::F16) {
+    launch_typed<__half>(args, stream);
+  } else {
+    launch_typed<__nv_bfloat16>(args, stream);
+  }
+}
+
+}  // namespace eaq::cuda
