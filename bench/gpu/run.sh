@@ -67,7 +67,7 @@ stage_test() {
   # EAQ_TEST_FILTER narrows the run (e.g. 'Cuda*' for the GPU tests alone).
   # The log is written whole before it is filtered: a pipe into `head` would end the tests early.
   "$BIN/eaq_tests" --gtest_brief=1 --gtest_filter="${EAQ_TEST_FILTER:-*}" > "$OUT/tests.log" 2>&1 || status=1
-  grep -E "^\[ (attention|encoder|default|decoder|quant|fused|split-k) |FAILED|PASSED|SKIPPED|Failure|error|Which is|Expected|actual" "$OUT/tests.log" | head -150
+  grep -E "^\[ (attention|encoder|default|decoder|quant|fused|split-k|bounded) |FAILED|PASSED|SKIPPED|Failure|error|Which is|Expected|actual" "$OUT/tests.log" | head -150
 }
 
 stage_gemm() {
