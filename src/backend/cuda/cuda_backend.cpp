@@ -602,8 +602,9 @@ class CudaBackend final : public Backend {
                                 const LinearWeights& weights, DeviceTensor& next_ids) override {
     if (!bounded_argmax_enabled() || x.numel() != weights.in_features) return false;  // one row
     const CudaLinear* w = gemv_layer(x, weights);
-    if (w == nullptr || w->bias.data != nullptr || w->padded_out != w->out_features ||
-        x.dtype != traits_.activation || out.data == x.data || next_ids.dtype != DType::I32) {
+    // The weight's padding rows (to a multiple of 8: GPT-2's 50,257) are never read.
+    if (w == nullptr || w->bias.data != nullptr || x.dtype != traits_.activation ||
+        out.data == x.data || next_ids.dtype != DType::I32) {
       return false;
     }
     cuda::BoundedArgmaxArgs a;
