@@ -60,9 +60,14 @@ __device__ __forceinline__ float max_finite() {
   }
 }
 
+// Rows of int8 a warp holds in registers ahead of use: four (where the f16 head's kernel holds
+// two), so that as many bytes are in flight as there: the first version, with two, streamed the
+// int8 copy at ~2 TB/s against the f16 head's ~2.8 (kernel trace, docs/results.md).
+constexpr int kScoresAhead = 4;
+
 template <class T>
 __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(BoundedArgmaxArgs a) {
-  constexpr int kAhead = kRowFeaturesAhead;
+  constexpr int kAhead = kScoresAhead;
   const int lane = threadIdx.x % 32;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
