@@ -228,6 +228,18 @@ TEST(CudaQuantGemv, MatchesTheGemmPathOfTheSameLayer) {
         return out;
       };
       const std::vector<HostTensor> gemv = run(nullptr), gemm = run("0");
+      // The int8 wide row (K 3072) quantized in every warp instead of once per block: the same
+      // bits as the block's.
+      std::vector<HostTensor> per_warp;
+      {
+        const ScopedEnv per_warp_switch("EAQ_BLOCK_QUANTIZE_ROW", "0");
+        per_warp = run(nullptr);
+      }
+      for (std::size_t i = 0; i < gemv.size(); ++i) {
+        EXPECT_EQ(test::max_relative_error(per_warp[i], gemv[i]), 0.0)
+            << precision_name(precision) << " per-warp quantization, output " << i << " M=" << c.m
+            << " K=" << c.k;
+      }
       const char* what[] = {"linear+gelu", "linear+residual", "layer_norm out",
                             "layer_norm+linear"};
       for (std::size_t i = 0; i < gemv.size(); ++i) {

@@ -17,6 +17,7 @@
 
 #include "backend/cuda/activation.cuh"
 #include "backend/cuda/dependent_launch.cuh"
+#include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/quant_device.cuh"
@@ -170,10 +171,72 @@ constexpr int kRowVecs = 3;
 constexpr int kWideRowVecs = 12;
 constexpr int kRowPerVec = kQuantRowPerVec;
 
+// The wide row's int8 quantization done once per block instead of once per warp (kBlockQuantize
+// below): warp w reads and quantizes its quarter of every lane's pieces, the block takes the
+// absolute maximum through shared memory, and every warp then reads the whole quantized row
+// (kVecs pieces of 8 values a lane) back from shared memory. Same arithmetic as
+// warp_quantize_row, so the same bits. Returns the row's scale.
+template <class T, int kVecs>
+__device__ float block_quantize_row(const QuantizedGemvArgs& a, int vectors, int (&q)[kVecs][2]) {
+  static_assert(kVecs % kGemvWarps == 0, "each warp takes an equal share of the pieces");
+  constexpr int kShare = kVecs / kGemvWarps;
+  constexpr int kPerPiece = 16 / static_cast<int>(sizeof(T));
+  static_assert(kPerPiece == kRowPerVec, "a piece of x holds the 8 values of a weight piece");
+  __shared__ uint2 row[32 * kVecs];
+  __shared__ float warp_amax[kGemvWarps];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  float x[kShare][kRowPerVec];
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kShare; ++j) {
+    const int v = lane + 32 * (warp * kShare + j);
+    if (v >= vectors) break;
+    const uint4 piece = static_cast<const uint4*>(a.x)[v];
+    const T* values = reinterpret_cast<const T*>(&piece);
+#pragma unroll
+    for (int e = 0; e < kRowPerVec; ++e) {
+      x[j][e] = to_f32(values[e]);
+      amax = fmaxf(amax, fabsf(x[j][e]));
+    }
+  }
+  float inverse = a.static_inverse, scale = a.static_scale;
+  if (inverse == 0.0f) {
+    amax = warp_max(amax);
+    if (lane == 0) warp_amax[warp] = amax;
+    __syncthreads();
+    amax = warp_amax[0];
+#pragma unroll
+    for (int w = 1; w < kGemvWarps; ++w) amax = fmaxf(amax, warp_amax[w]);
+    inverse = amax > 0.0f ? quant_max(QuantFormat::Int8) / amax : 0.0f;
+    scale = amax / quant_max(QuantFormat::Int8);
+  }
+#pragma unroll
+  for (int j = 0; j < kShare; ++j) {
+    const int v = lane + 32 * (warp * kShare + j);
+    if (v >= vectors) break;
+    row[v] = make_uint2(
+        static_cast<unsigned>(quantize_int8x4(x[j][0], x[j][1], x[j][2], x[j][3], inverse)),
+        static_cast<unsigned>(quantize_int8x4(x[j][4], x[j][5], x[j][6], x[j][7], inverse)));
+  }
+  __syncthreads();
+#pragma unroll
+  for (int u = 0; u < kVecs; ++u) {
+    if (lane + 32 * u >= vectors) break;
+    const uint2 piece = row[lane + 32 * u];
+    q[u][0] = static_cast<int>(piece.x);
+    q[u][1] = static_cast<int>(piece.y);
+  }
+  return scale;
+}
+
 // As gemv.cu's row kernel, the LayerNorm form loads two features' weights a warp before the wait
-// (see row_features_per_warp).
-template <class T, WeightKind kKind, int kVecs>
+// (see row_features_per_warp). kBlockQuantize (int8, the wide form only): the row is quantized
+// once per block (block_quantize_row). Per warp, quantizing the MLP projection's 3,072 values after
+// the wait made int8's projection ~1.2 us slower than int8-wo's (kernel trace, docs/results.md).
+template <class T, WeightKind kKind, int kVecs, bool kBlockQuantize = false>
 __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(QuantizedGemvArgs a) {
+  static_assert(!kBlockQuantize || (kKind == WeightKind::Int8 && kVecs > kRowVecs),
+                "block quantization is for the int8 wide form");
   constexpr bool kLayerNorm = kVecs <= kRowVecs;
   constexpr int kNormVecs = kLayerNorm ? kVecs : 1;
   constexpr int kAhead = kLayerNorm ? kRowFeaturesAhead : 1;
@@ -202,17 +265,20 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
   allow_dependent_launch();
 
   float xv[kVecs][kRowPerVec];
-  warp_load_row<T>(a.x, a.ln_residual, static_cast<int>(vectors), xv);
-  if constexpr (kLayerNorm) {
-    if (a.ln_gamma != nullptr) {
-      warp_layer_norm_row<T>(xv, gv, bv, vectors, a.k, a.ln_eps, a.ln_out);
-    }
-  }
-
   int xq[kVecs][2];
-  const float x_scale =
-      warp_quantize_row<kKind, kVecs>(xv, xq, vectors, a.static_inverse, a.static_scale);
-  if (feature >= a.n) return;
+  float x_scale;
+  if constexpr (kBlockQuantize) {
+    x_scale = block_quantize_row<T, kVecs>(a, vectors, xq);
+  } else {
+    warp_load_row<T>(a.x, a.ln_residual, static_cast<int>(vectors), xv);
+    if constexpr (kLayerNorm) {
+      if (a.ln_gamma != nullptr) {
+        warp_layer_norm_row<T>(xv, gv, bv, vectors, a.k, a.ln_eps, a.ln_out);
+      }
+    }
+    x_scale = warp_quantize_row<kKind, kVecs>(xv, xq, vectors, a.static_inverse, a.static_scale);
+  }
+  if (feature >= a.n) return;  // after the block's barriers
 
   const T* residual = static_cast<const T*>(a.residual);
   T* y = static_cast<T*>(a.y);
@@ -284,10 +350,21 @@ void launch_kind(const QuantizedGemvArgs& a, cudaStream_t stream) {
   }
 }
 
+// EAQ_BLOCK_QUANTIZE_ROW=0 quantizes the int8 wide row in every warp, as before block_quantize_row
+// (to measure what it buys). Read at every launch.
+bool block_quantize_row_enabled() {
+  return !env_is("EAQ_BLOCK_QUANTIZE_ROW", "0");
+}
+
 template <class T, WeightKind kKind>
 void launch_row(const QuantizedGemvArgs& a, int vecs, cudaStream_t stream) {
-  const auto kernel = vecs == kRowVecs ? quantized_gemv_row_kernel<T, kKind, kRowVecs>
-                                       : quantized_gemv_row_kernel<T, kKind, kWideRowVecs>;
+  auto kernel = vecs == kRowVecs ? quantized_gemv_row_kernel<T, kKind, kRowVecs>
+                                 : quantized_gemv_row_kernel<T, kKind, kWideRowVecs>;
+  if constexpr (kKind == WeightKind::Int8) {
+    if (vecs == kWideRowVecs && block_quantize_row_enabled()) {
+      kernel = quantized_gemv_row_kernel<T, kKind, kWideRowVecs, true>;
+    }
+  }
   const int features_per_warp = vecs == kRowVecs ? row_features_per_warp(a.n) : 1;
   launch_dependent(
       kernel, dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, a.n, features_per_warp)),
