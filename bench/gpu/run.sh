@@ -233,6 +233,12 @@ stage_bounded_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16,int8,int8-wo,fp8}" --batch-size 1 --min-duration-s 2
 }
 
+stage_blockquant_gpt2() {
+  note "GPT-2 124M shape: int8's batch-1 MLP projection quantizing x in every warp, then once per block"
+  gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "block quantization of the wide row" --new-tokens 256 \
+    --precision int8 --batch-size 1 --min-duration-s 2
+}
+
 stage_wide_gpt2() {
   note "GPT-2 124M shape: a batch-1 step's MLP projection (k 3072) on the shared-memory GEMV, then the register one"
   gpt2_ab EAQ_WIDE_ROW_GEMV wide-gpt2 "register GEMV for k 3072" --new-tokens 256 \
@@ -359,6 +365,7 @@ for stage in "$@"; do
     wide-gpt2) stage_wide_gpt2 ;;
     int8split-gpt2) stage_int8split_gpt2 ;;
     bounded-gpt2) stage_bounded_gpt2 ;;
+    blockquant-gpt2) stage_blockquant_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;
