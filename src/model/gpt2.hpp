@@ -127,9 +127,9 @@ class Gpt2Model {
   // session.logits() unspecified. Returns session.next_ids().
   const DeviceTensor& greedy_step(DecodeSession& session);
   // A graph of greedy_step(session): one greedy token per launch. Call it after prefill (and
-  // select_greedy); it runs one step outside
-  // the capture first (to create GEMM plans and scratch buffers) and then restores the session,
-  // so the tokens produced are the same as without it. Each launch checks the capacity.
+  // select_greedy); it runs one step outside the capture first (to create GEMM plans and scratch
+  // buffers) and then restores the session, so the tokens produced are the same as without it.
+  // Each launch checks the capacity.
   std::unique_ptr<CapturedGraph> capture_greedy_step(DecodeSession& session);
 
   // Remembers the session as it is now (typically right after prefill and select_greedy), so that

@@ -52,9 +52,6 @@ bool fused_decode_enabled() {
   return cuda::env_is("EAQ_FUSED_DECODE", "1");
 }
 
-// EAQ_FUSED_QKV_ATTENTION=0 runs a batch-1 decode step's LayerNorm + QKV GEMV and attention as two
-// kernels instead of qkv_attention.cu's one (to measure what it buys). Read at every call, so
-// tests compare both.
 // EAQ_BOUNDED_ARGMAX=0 computes every logit of a batch-1 greedy step and takes their argmax
 // (the full LM head) instead of bounded_argmax.cu's two kernels (to measure what they buy). Read
 // at every call, so tests compare both.
@@ -62,6 +59,9 @@ bool bounded_argmax_enabled() {
   return !cuda::env_is("EAQ_BOUNDED_ARGMAX", "0");
 }
 
+// EAQ_FUSED_QKV_ATTENTION=0 runs a batch-1 decode step's LayerNorm + QKV GEMV and attention as two
+// kernels instead of qkv_attention.cu's one (to measure what it buys). Read at every call, so
+// tests compare both.
 bool fused_qkv_attention_enabled() {
   return !cuda::env_is("EAQ_FUSED_QKV_ATTENTION", "0");
 }
