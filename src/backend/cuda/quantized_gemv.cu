@@ -171,17 +171,20 @@ constexpr int kRowVecs = 3;
 constexpr int kWideRowVecs = 12;
 constexpr int kRowPerVec = kQuantRowPerVec;
 
-// The wide row's int8 quantization done once per block instead of once per warp (kBlockQuantize
-// below): warp w reads and quantizes its quarter of every lane's pieces, the block takes the
-// absolute maximum through shared memory, and every warp then reads the whole quantized row
-// (kVecs pieces of 8 values a lane) back from shared memory. Same arithmetic as
-// warp_quantize_row, so the same bits. Returns the row's scale.
-template <class T, int kVecs>
-__device__ float block_quantize_row(const QuantizedGemvArgs& a, int vectors, int (&q)[kVecs][2]) {
+// The wide row's quantization (int8 or e4m3) done once per block instead of once per warp
+// (kBlockQuantize below): warp w reads and quantizes its quarter of every lane's pieces, the block
+// takes the absolute maximum through shared memory, and every warp then reads the whole quantized
+// row (kVecs pieces of 8 values a lane) back from shared memory: int8 values packed four to an
+// int into q, e4m3 values as floats into x_out. Same arithmetic as warp_quantize_row, so the same
+// bits. Returns the row's scale.
+template <class T, WeightKind kKind, int kVecs>
+__device__ float block_quantize_row(const QuantizedGemvArgs& a, int vectors,
+                                    float (&x_out)[kVecs][kRowPerVec], int (&q)[kVecs][2]) {
+  static_assert(kKind == WeightKind::Int8 || kKind == WeightKind::E4M3, "8-bit activations");
   static_assert(kVecs % kGemvWarps == 0, "each warp takes an equal share of the pieces");
+  constexpr QuantFormat format = kKind == WeightKind::E4M3 ? QuantFormat::E4M3 : QuantFormat::Int8;
   constexpr int kShare = kVecs / kGemvWarps;
-  constexpr int kPerPiece = 16 / static_cast<int>(sizeof(T));
-  static_assert(kPerPiece == kRowPerVec, "a piece of x holds the 8 values of a weight piece");
+  static_assert(16 / sizeof(T) == kRowPerVec, "a piece of x holds the 8 values of a weight piece");
   __shared__ uint2 row[32 * kVecs];
   __shared__ float warp_amax[kGemvWarps];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -207,36 +210,52 @@ __device__ float block_quantize_row(const QuantizedGemvArgs& a, int vectors, int
     amax = warp_amax[0];
 #pragma unroll
     for (int w = 1; w < kGemvWarps; ++w) amax = fmaxf(amax, warp_amax[w]);
-    inverse = amax > 0.0f ? quant_max(QuantFormat::Int8) / amax : 0.0f;
-    scale = amax / quant_max(QuantFormat::Int8);
+    inverse = amax > 0.0f ? quant_max(format) / amax : 0.0f;
+    scale = amax / quant_max(format);
   }
 #pragma unroll
   for (int j = 0; j < kShare; ++j) {
     const int v = lane + 32 * (warp * kShare + j);
     if (v >= vectors) break;
-    row[v] = make_uint2(
-        static_cast<unsigned>(quantize_int8x4(x[j][0], x[j][1], x[j][2], x[j][3], inverse)),
-        static_cast<unsigned>(quantize_int8x4(x[j][4], x[j][5], x[j][6], x[j][7], inverse)));
+    if constexpr (kKind == WeightKind::E4M3) {
+      unsigned word[2] = {0u, 0u};
+#pragma unroll
+      for (int e = 0; e < kRowPerVec; ++e) {
+        word[e / 4] |= static_cast<unsigned>(quantize_e4m3(x[j][e], inverse)) << (8 * (e % 4));
+      }
+      row[v] = make_uint2(word[0], word[1]);
+    } else {
+      row[v] = make_uint2(
+          static_cast<unsigned>(quantize_int8x4(x[j][0], x[j][1], x[j][2], x[j][3], inverse)),
+          static_cast<unsigned>(quantize_int8x4(x[j][4], x[j][5], x[j][6], x[j][7], inverse)));
+    }
   }
   __syncthreads();
 #pragma unroll
   for (int u = 0; u < kVecs; ++u) {
     if (lane + 32 * u >= vectors) break;
     const uint2 piece = row[lane + 32 * u];
-    q[u][0] = static_cast<int>(piece.x);
-    q[u][1] = static_cast<int>(piece.y);
+    if constexpr (kKind == WeightKind::E4M3) {
+      e4m3x4_to_f32(piece.x, x_out[u]);
+      e4m3x4_to_f32(piece.y, x_out[u] + 4);
+    } else {
+      q[u][0] = static_cast<int>(piece.x);
+      q[u][1] = static_cast<int>(piece.y);
+    }
   }
   return scale;
 }
 
 // As gemv.cu's row kernel, the LayerNorm form loads two features' weights a warp before the wait
-// (see row_features_per_warp). kBlockQuantize (int8, the wide form only): the row is quantized
-// once per block (block_quantize_row). Per warp, quantizing the MLP projection's 3,072 values after
-// the wait made int8's projection ~1.2 us slower than int8-wo's (kernel trace, docs/results.md).
+// (see row_features_per_warp). kBlockQuantize (int8 and fp8, the wide form only): the row is
+// quantized once per block (block_quantize_row). Per warp, quantizing the MLP projection's 3,072
+// values after the wait made int8's projection ~1.2 us slower than int8-wo's (kernel trace,
+// docs/results.md).
 template <class T, WeightKind kKind, int kVecs, bool kBlockQuantize = false>
 __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(QuantizedGemvArgs a) {
-  static_assert(!kBlockQuantize || (kKind == WeightKind::Int8 && kVecs > kRowVecs),
-                "block quantization is for the int8 wide form");
+  static_assert(!kBlockQuantize ||
+                    ((kKind == WeightKind::Int8 || kKind == WeightKind::E4M3) && kVecs > kRowVecs),
+                "block quantization is for the wide form with 8-bit activations");
   constexpr bool kLayerNorm = kVecs <= kRowVecs;
   constexpr int kNormVecs = kLayerNorm ? kVecs : 1;
   constexpr int kAhead = kLayerNorm ? kRowFeaturesAhead : 1;
@@ -268,7 +287,7 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
   int xq[kVecs][2];
   float x_scale;
   if constexpr (kBlockQuantize) {
-    x_scale = block_quantize_row<T, kVecs>(a, vectors, xq);
+    x_scale = block_quantize_row<T, kKind, kVecs>(a, vectors, xv, xq);
   } else {
     warp_load_row<T>(a.x, a.ln_residual, static_cast<int>(vectors), xv);
     if constexpr (kLayerNorm) {
@@ -350,8 +369,8 @@ void launch_kind(const QuantizedGemvArgs& a, cudaStream_t stream) {
   }
 }
 
-// EAQ_BLOCK_QUANTIZE_ROW=0 quantizes the int8 wide row in every warp, as before block_quantize_row
-// (to measure what it buys). Read at every launch.
+// EAQ_BLOCK_QUANTIZE_ROW=0 quantizes the wide row in every warp, as before block_quantize_row (to
+// measure what it buys). Read at every launch.
 bool block_quantize_row_enabled() {
   return !env_is("EAQ_BLOCK_QUANTIZE_ROW", "0");
 }
@@ -360,7 +379,7 @@ template <class T, WeightKind kKind>
 void launch_row(const QuantizedGemvArgs& a, int vecs, cudaStream_t stream) {
   auto kernel = vecs == kRowVecs ? quantized_gemv_row_kernel<T, kKind, kRowVecs>
                                  : quantized_gemv_row_kernel<T, kKind, kWideRowVecs>;
-  if constexpr (kKind == WeightKind::Int8) {
+  if constexpr (kKind == WeightKind::Int8 || kKind == WeightKind::E4M3) {
     if (vecs == kWideRowVecs && block_quantize_row_enabled()) {
       kernel = quantized_gemv_row_kernel<T, kKind, kWideRowVecs, true>;
     }
