@@ -228,8 +228,8 @@ TEST(CudaQuantGemv, MatchesTheGemmPathOfTheSameLayer) {
         return out;
       };
       const std::vector<HostTensor> gemv = run(nullptr), gemm = run("0");
-      // The int8 wide row (K 3072) quantized in every warp instead of once per block: the same
-      // bits as the block's.
+      // The wide row (K 3072) loaded and quantized in every warp instead of staged once per block:
+      // the same bits as the block's.
       std::vector<HostTensor> per_warp;
       {
         const ScopedEnv per_warp_switch("EAQ_BLOCK_QUANTIZE_ROW", "0");

@@ -234,9 +234,9 @@ stage_bounded_gpt2() {
 }
 
 stage_blockquant_gpt2() {
-  note "GPT-2 124M shape: int8's and fp8's batch-1 MLP projection quantizing x in every warp, then once per block"
-  gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "block quantization of the wide row" --new-tokens 256 \
-    --precision int8,fp8 --batch-size 1 --min-duration-s 2
+  note "GPT-2 124M shape: the 8-bit precisions' batch-1 MLP projection loading (and quantizing) x in every warp, then staged once per block"
+  gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "the wide row staged once per block" --new-tokens 256 \
+    --precision int8,int8-wo,fp8 --batch-size 1 --min-duration-s 2
 }
 
 stage_wide_gpt2() {

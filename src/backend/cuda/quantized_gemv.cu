@@ -9,8 +9,8 @@
 // block stages x in shared memory (after the LayerNorm, when asked), quantizes it there per token
 // (or with the static scale), then each warp takes dot products of 16 weights per piece: dp4a on
 // the int8 values, f32 products of the e4m3 values, or f32 products of x with the int8 values.
-// One row of k <= 3072 (batch 1) runs a register variant without shared memory or block
-// barriers, as gemv.cu's row kernel.
+// One row of k <= 3072 (batch 1) runs a register variant, as gemv.cu's row kernel: without
+// shared memory or block barriers for k <= 768, with x staged once per block for k 3072.
 #include <cuda_fp8.h>
 
 #include <cstdint>
@@ -171,91 +171,111 @@ constexpr int kRowVecs = 3;
 constexpr int kWideRowVecs = 12;
 constexpr int kRowPerVec = kQuantRowPerVec;
 
-// The wide row's quantization (int8 or e4m3) done once per block instead of once per warp
-// (kBlockQuantize below): warp w reads and quantizes its quarter of every lane's pieces, the block
-// takes the absolute maximum through shared memory, and every warp then reads the whole quantized
-// row (kVecs pieces of 8 values a lane) back from shared memory: int8 values packed four to an
-// int into q, e4m3 values as floats into x_out. Same arithmetic as warp_quantize_row, so the same
-// bits. Returns the row's scale.
+// What block_stage_row keeps in shared memory per piece of 8 values: int8 or e4m3 bytes, or
+// int8-wo's x as it came (8 values of T).
+template <WeightKind kKind>
+using StagedPiece = std::conditional_t<kKind == WeightKind::Int8WeightOnly, uint4, uint2>;
+
+// The wide row staged once per block in shared memory instead of in every warp's registers
+// (kBlockRow below): warp w reads its quarter of every lane's pieces; for int8 and e4m3 the block
+// takes the absolute maximum through shared memory and quantizes (the same arithmetic as
+// warp_quantize_row, so the same bits). Returns the row's scale (1 for int8-wo) and, in `row`, the
+// staged pieces: int8 then reads its own back into q (dp4a takes them packed, 24 registers);
+// e4m3 and int8-wo read each piece inside the dot (staged_piece_to_f32), so that no warp holds
+// the 3,072 values as floats (~96 registers).
 template <class T, WeightKind kKind, int kVecs>
-__device__ float block_quantize_row(const QuantizedGemvArgs& a, int vectors,
-                                    float (&x_out)[kVecs][kRowPerVec], int (&q)[kVecs][2]) {
-  static_assert(kKind == WeightKind::Int8 || kKind == WeightKind::E4M3, "8-bit activations");
+__device__ float block_stage_row(const QuantizedGemvArgs& a, int vectors,
+                                 const StagedPiece<kKind>*& row) {
+  static_assert(
+      kKind == WeightKind::Int8 || kKind == WeightKind::E4M3 || kKind == WeightKind::Int8WeightOnly,
+      "int8, e4m3 or int8-wo weights");
   static_assert(kVecs % kGemvWarps == 0, "each warp takes an equal share of the pieces");
-  constexpr QuantFormat format = kKind == WeightKind::E4M3 ? QuantFormat::E4M3 : QuantFormat::Int8;
-  constexpr int kShare = kVecs / kGemvWarps;
   static_assert(16 / sizeof(T) == kRowPerVec, "a piece of x holds the 8 values of a weight piece");
-  __shared__ uint2 row[32 * kVecs];
-  __shared__ float warp_amax[kGemvWarps];
+  constexpr int kShare = kVecs / kGemvWarps;
+  __shared__ StagedPiece<kKind> staged[32 * kVecs];
+  row = staged;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  float x[kShare][kRowPerVec];
-  float amax = 0.0f;
+  if constexpr (kKind == WeightKind::Int8WeightOnly) {
 #pragma unroll
-  for (int j = 0; j < kShare; ++j) {
-    const int v = lane + 32 * (warp * kShare + j);
-    if (v >= vectors) break;
-    const uint4 piece = static_cast<const uint4*>(a.x)[v];
-    const T* values = reinterpret_cast<const T*>(&piece);
-#pragma unroll
-    for (int e = 0; e < kRowPerVec; ++e) {
-      x[j][e] = to_f32(values[e]);
-      amax = fmaxf(amax, fabsf(x[j][e]));
+    for (int j = 0; j < kShare; ++j) {
+      const int v = lane + 32 * (warp * kShare + j);
+      if (v < vectors) staged[v] = static_cast<const uint4*>(a.x)[v];
     }
-  }
-  float inverse = a.static_inverse, scale = a.static_scale;
-  if (inverse == 0.0f) {
-    amax = warp_max(amax);
-    if (lane == 0) warp_amax[warp] = amax;
     __syncthreads();
-    amax = warp_amax[0];
+    return 1.0f;
+  } else {
+    constexpr QuantFormat format =
+        kKind == WeightKind::E4M3 ? QuantFormat::E4M3 : QuantFormat::Int8;
+    __shared__ float warp_amax[kGemvWarps];
+    float x[kShare][kRowPerVec];
+    float amax = 0.0f;
 #pragma unroll
-    for (int w = 1; w < kGemvWarps; ++w) amax = fmaxf(amax, warp_amax[w]);
-    inverse = amax > 0.0f ? quant_max(format) / amax : 0.0f;
-    scale = amax / quant_max(format);
-  }
-#pragma unroll
-  for (int j = 0; j < kShare; ++j) {
-    const int v = lane + 32 * (warp * kShare + j);
-    if (v >= vectors) break;
-    if constexpr (kKind == WeightKind::E4M3) {
-      unsigned word[2] = {0u, 0u};
+    for (int j = 0; j < kShare; ++j) {
+      const int v = lane + 32 * (warp * kShare + j);
+      if (v >= vectors) break;
+      const uint4 piece = static_cast<const uint4*>(a.x)[v];
+      const T* values = reinterpret_cast<const T*>(&piece);
 #pragma unroll
       for (int e = 0; e < kRowPerVec; ++e) {
-        word[e / 4] |= static_cast<unsigned>(quantize_e4m3(x[j][e], inverse)) << (8 * (e % 4));
+        x[j][e] = to_f32(values[e]);
+        amax = fmaxf(amax, fabsf(x[j][e]));
       }
-      row[v] = make_uint2(word[0], word[1]);
-    } else {
-      row[v] = make_uint2(
-          static_cast<unsigned>(quantize_int8x4(x[j][0], x[j][1], x[j][2], x[j][3], inverse)),
-          static_cast<unsigned>(quantize_int8x4(x[j][4], x[j][5], x[j][6], x[j][7], inverse)));
     }
-  }
-  __syncthreads();
+    float inverse = a.static_inverse, scale = a.static_scale;
+    if (inverse == 0.0f) {
+      amax = warp_max(amax);
+      if (lane == 0) warp_amax[warp] = amax;
+      __syncthreads();
+      amax = warp_amax[0];
 #pragma unroll
-  for (int u = 0; u < kVecs; ++u) {
-    if (lane + 32 * u >= vectors) break;
-    const uint2 piece = row[lane + 32 * u];
-    if constexpr (kKind == WeightKind::E4M3) {
-      e4m3x4_to_f32(piece.x, x_out[u]);
-      e4m3x4_to_f32(piece.y, x_out[u] + 4);
-    } else {
-      q[u][0] = static_cast<int>(piece.x);
-      q[u][1] = static_cast<int>(piece.y);
+      for (int w = 1; w < kGemvWarps; ++w) amax = fmaxf(amax, warp_amax[w]);
+      inverse = amax > 0.0f ? quant_max(format) / amax : 0.0f;
+      scale = amax / quant_max(format);
     }
+#pragma unroll
+    for (int j = 0; j < kShare; ++j) {
+      const int v = lane + 32 * (warp * kShare + j);
+      if (v >= vectors) break;
+      if constexpr (kKind == WeightKind::E4M3) {
+        unsigned word[2] = {0u, 0u};
+#pragma unroll
+        for (int e = 0; e < kRowPerVec; ++e) {
+          word[e / 4] |= static_cast<unsigned>(quantize_e4m3(x[j][e], inverse)) << (8 * (e % 4));
+        }
+        staged[v] = make_uint2(word[0], word[1]);
+      } else {
+        staged[v] = make_uint2(
+            static_cast<unsigned>(quantize_int8x4(x[j][0], x[j][1], x[j][2], x[j][3], inverse)),
+            static_cast<unsigned>(quantize_int8x4(x[j][4], x[j][5], x[j][6], x[j][7], inverse)));
+      }
+    }
+    __syncthreads();
+    return scale;
   }
-  return scale;
+}
+
+// A staged piece of x as the f32 values the per-warp path multiplies: e4m3 bytes decoded, or
+// int8-wo's values of T widened.
+template <class T, WeightKind kKind>
+__device__ __forceinline__ void staged_piece_to_f32(const StagedPiece<kKind>& piece,
+                                                    float (&x)[kRowPerVec]) {
+  if constexpr (kKind == WeightKind::E4M3) {
+    e4m3x4_to_f32(piece.x, x);
+    e4m3x4_to_f32(piece.y, x + 4);
+  } else {
+    const T* values = reinterpret_cast<const T*>(&piece);
+#pragma unroll
+    for (int e = 0; e < kRowPerVec; ++e) x[e] = to_f32(values[e]);
+  }
 }
 
 // As gemv.cu's row kernel, the LayerNorm form loads two features' weights a warp before the wait
-// (see row_features_per_warp). kBlockQuantize (int8 and fp8, the wide form only): the row is
-// quantized once per block (block_quantize_row). Per warp, quantizing the MLP projection's 3,072
-// values after the wait made int8's projection ~1.2 us slower than int8-wo's (kernel trace,
-// docs/results.md).
-template <class T, WeightKind kKind, int kVecs, bool kBlockQuantize = false>
+// (see row_features_per_warp). kBlockRow (the wide form only): the row is staged, and quantized,
+// once per block (block_stage_row). Per warp, quantizing the MLP projection's 3,072 values after
+// the wait made int8's projection ~1.2 us slower than int8-wo's (kernel trace, docs/results.md).
+template <class T, WeightKind kKind, int kVecs, bool kBlockRow = false>
 __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(QuantizedGemvArgs a) {
-  static_assert(!kBlockQuantize ||
-                    ((kKind == WeightKind::Int8 || kKind == WeightKind::E4M3) && kVecs > kRowVecs),
-                "block quantization is for the wide form with 8-bit activations");
+  static_assert(!kBlockRow || kVecs > kRowVecs, "the block stages the wide form's row");
   constexpr bool kLayerNorm = kVecs <= kRowVecs;
   constexpr int kNormVecs = kLayerNorm ? kVecs : 1;
   constexpr int kAhead = kLayerNorm ? kRowFeaturesAhead : 1;
@@ -286,8 +306,17 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
   float xv[kVecs][kRowPerVec];
   int xq[kVecs][2];
   float x_scale;
-  if constexpr (kBlockQuantize) {
-    x_scale = block_quantize_row<T, kKind, kVecs>(a, vectors, xv, xq);
+  const StagedPiece<kKind>* staged = nullptr;
+  if constexpr (kBlockRow) {
+    x_scale = block_stage_row<T, kKind, kVecs>(a, vectors, staged);
+    if constexpr (kKind == WeightKind::Int8) {
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) {
+        if (lane + 32 * u >= vectors) break;
+        xq[u][0] = static_cast<int>(staged[lane + 32 * u].x);
+        xq[u][1] = static_cast<int>(staged[lane + 32 * u].y);
+      }
+    }
   } else {
     warp_load_row<T>(a.x, a.ln_residual, static_cast<int>(vectors), xv);
     if constexpr (kLayerNorm) {
@@ -306,7 +335,13 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
-      dot_piece<kKind>(acc, wv[0][u], xv[u], xq[u]);
+      if constexpr (kBlockRow && kKind != WeightKind::Int8) {
+        float x_piece[kRowPerVec];
+        staged_piece_to_f32<T, kKind>(staged[lane + 32 * u], x_piece);
+        dot_piece<kKind>(acc, wv[0][u], x_piece, xq[u]);
+      } else {
+        dot_piece<kKind>(acc, wv[0][u], xv[u], xq[u]);
+      }
     }
     const std::int64_t next = feature + stride;
     advance_features_ahead(wv, next, stride, a.n, load_row);
@@ -369,9 +404,9 @@ void launch_kind(const QuantizedGemvArgs& a, cudaStream_t stream) {
   }
 }
 
-// EAQ_BLOCK_QUANTIZE_ROW=0 quantizes the wide row in every warp, as before block_quantize_row (to
-// measure what it buys). Read at every launch.
-bool block_quantize_row_enabled() {
+// EAQ_BLOCK_QUANTIZE_ROW=0 loads (and quantizes) the wide row in every warp, as before
+// block_stage_row (to measure what it buys). Read at every launch.
+bool block_stage_row_enabled() {
   return !env_is("EAQ_BLOCK_QUANTIZE_ROW", "0");
 }
 
@@ -379,8 +414,8 @@ template <class T, WeightKind kKind>
 void launch_row(const QuantizedGemvArgs& a, int vecs, cudaStream_t stream) {
   auto kernel = vecs == kRowVecs ? quantized_gemv_row_kernel<T, kKind, kRowVecs>
                                  : quantized_gemv_row_kernel<T, kKind, kWideRowVecs>;
-  if constexpr (kKind == WeightKind::Int8 || kKind == WeightKind::E4M3) {
-    if (vecs == kWideRowVecs && block_quantize_row_enabled()) {
+  if constexpr (kKind != WeightKind::Float) {
+    if (vecs == kWideRowVecs && block_stage_row_enabled()) {
       kernel = quantized_gemv_row_kernel<T, kKind, kWideRowVecs, true>;
     }
   }
