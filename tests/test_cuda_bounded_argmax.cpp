@@ -22,13 +22,6 @@
 namespace eaq {
 namespace {
 
-// EAQ_BOUNDED_ARGMAX for one scope.
-class BoundedArgmaxSetting {
- public:
-  explicit BoundedArgmaxSetting(bool on) { setenv("EAQ_BOUNDED_ARGMAX", on ? "1" : "0", 1); }
-  ~BoundedArgmaxSetting() { unsetenv("EAQ_BOUNDED_ARGMAX"); }
-};
-
 HostTensor normal(Shape shape, float mean, float stddev, std::mt19937& rng) {
   std::normal_distribution<float> dist(mean, stddev);
   std::vector<float> v(static_cast<std::size_t>(shape_numel(shape)));
@@ -53,8 +46,9 @@ class HeadCase {
 
   struct Picks {
     std::int64_t full = -1, bounded = -1;
-    bool took = false;         // layer_norm_linear_argmax ran
-    bool same_normed = false;  // and stored the LayerNorm as layer_norm_linear does
+    std::int64_t shifting = -1;  // bounded, with the scores kernel's first (shifting) loop
+    bool took = false;           // layer_norm_linear_argmax ran
+    bool same_normed = false;    // and stored the LayerNorm as layer_norm_linear does
   };
   Picks pick(const HostTensor& x) {
     const DType act = backend_.activation_dtype();
@@ -74,6 +68,9 @@ class HeadCase {
       p.bounded = backend_.download(ids).to_i64()[0];
       p.same_normed =
           test::max_relative_error(backend_.download(normed2), backend_.download(normed)) == 0.0;
+      const test::ScopedEnv shifting_loop("EAQ_SCORES_ROTATE", "0");
+      backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
+      p.shifting = backend_.download(ids).to_i64()[0];
     }
     for (DeviceTensor* t : {&dx, &normed, &normed2, &logits, &ids}) backend_.release(*t);
     return p;
@@ -89,6 +86,7 @@ class HeadCase {
 void expect_same(const HeadCase::Picks& p, const std::string& what) {
   EXPECT_TRUE(p.took) << what;
   EXPECT_EQ(p.bounded, p.full) << what;
+  EXPECT_EQ(p.shifting, p.full) << what << " (EAQ_SCORES_ROTATE=0)";
   EXPECT_TRUE(p.same_normed) << what;
 }
 
@@ -173,7 +171,7 @@ TEST(CudaBoundedArgmax, DeclinesWhatItDoesNotTake) {
   HeadCase head(*gpu, normal({300, 64}, 0.0f, 0.02f, rng), rng);
   EXPECT_FALSE(head.pick(normal({2, 64}, 0.0f, 1.0f, rng)).took);  // two rows
   {
-    BoundedArgmaxSetting off(false);
+    const test::ScopedEnv off("EAQ_BOUNDED_ARGMAX", "0");
     EXPECT_FALSE(head.pick(normal({1, 64}, 0.0f, 1.0f, rng)).took);
   }
   EXPECT_TRUE(head.pick(normal({1, 64}, 0.0f, 1.0f, rng)).took);

@@ -230,9 +230,10 @@ TEST(CudaFusedOps, LayerNormQkvAttentionMatchesTheCpusTwoOps) {
       };
       const QkvAttentionResult want = run(*cpu);
       const QkvAttentionResult fused = run(*gpu);
-      setenv("EAQ_FUSED_QKV_ATTENTION", "0", 1);
-      const QkvAttentionResult two_ops = run(*gpu);
-      unsetenv("EAQ_FUSED_QKV_ATTENTION");
+      const QkvAttentionResult two_ops = [&] {
+        const test::ScopedEnv two("EAQ_FUSED_QKV_ATTENTION", "0");
+        return run(*gpu);
+      }();
       const std::string where = std::string(precision_name(precision)) + " hidden " +
                                 std::to_string(e) + " capacity " + std::to_string(c.capacity) +
                                 " slot " + std::to_string(c.slot);

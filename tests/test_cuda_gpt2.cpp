@@ -185,9 +185,10 @@ TEST(CudaGpt2, QuantizedDecodeGemvMatchesTheGemmPath) {
   for (const auto& [precision, allowed] : tolerance) {
     EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
     const Outputs gemv = run_case(*gpu, c);
-    setenv("EAQ_QUANTIZED_GEMV", "0", 1);
-    const Outputs gemm = run_case(*gpu, c);
-    unsetenv("EAQ_QUANTIZED_GEMV");
+    const Outputs gemm = [&] {
+      const test::ScopedEnv gemm_path("EAQ_QUANTIZED_GEMV", "0");
+      return run_case(*gpu, c);
+    }();
     const double paths = test::max_relative_error(gemv.decode, gemm.decode);
     const double self = test::max_relative_error(gemv.decode, gemv.replayed);
     const double gemm_self = test::max_relative_error(gemm.decode, gemm.replayed);
@@ -284,15 +285,6 @@ TEST(CudaStartPrompt, MatchesTheCpu) {
 
 // --- the fused decode step (one kernel per step at batch 1, decode_step.cu) ---------------------
 
-// Sets EAQ_FUSED_DECODE for the scope: "0" runs decode steps op by op.
-class FusedDecodeSetting {
- public:
-  explicit FusedDecodeSetting(bool on) { setenv("EAQ_FUSED_DECODE", on ? "1" : "0", 1); }
-  ~FusedDecodeSetting() { unsetenv("EAQ_FUSED_DECODE"); }
-  FusedDecodeSetting(const FusedDecodeSetting&) = delete;
-  FusedDecodeSetting& operator=(const FusedDecodeSetting&) = delete;
-};
-
 // Row r of an I32 [B, L] tensor as [1, L].
 HostTensor row_of(const HostTensor& x, std::int64_t r) {
   const std::vector<std::int64_t> values = x.to_i64();
@@ -372,11 +364,11 @@ TEST(CudaGpt2, FusedDecodeStepMatchesTheCpuAndTheOpByOpStep) {
       EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
       StepLogits fused, op_by_op;
       {
-        FusedDecodeSetting on(true);
+        const test::ScopedEnv on("EAQ_FUSED_DECODE", "1");
         fused = decode_logits(*gpu, p.dir, p.ids, p.mask, p.feed, p.capacity);
       }
       {
-        FusedDecodeSetting off(false);
+        const test::ScopedEnv off("EAQ_FUSED_DECODE", "0");  // op by op
         op_by_op = decode_logits(*gpu, p.dir, p.ids, p.mask, p.feed, p.capacity);
       }
       const double tolerance = kLogitTolerance.at(precision);
@@ -404,7 +396,7 @@ TEST(CudaGpt2, QkvAttentionKernelStepMatchesTheCpuAndTheTwoKernels) {
   RandomCase c;
   const LongPrompt long_case(c.spec, 6, 4);
   auto cpu = make_cpu_backend(Precision::Fp32);
-  FusedDecodeSetting op_by_op(false);
+  const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
   for (const bool long_prompt : {false, true}) {
     const std::filesystem::path dir = long_prompt ? long_case.dir.path() : c.dir.path();
     const HostTensor ids = long_prompt ? long_case.ids : row_of(c.ids, 2);
@@ -421,9 +413,10 @@ TEST(CudaGpt2, QkvAttentionKernelStepMatchesTheCpuAndTheTwoKernels) {
     for (const auto& [precision, allowed] : tolerance) {
       EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
       const StepLogits one = decode_logits(*gpu, dir, ids, mask, feed, capacity);
-      setenv("EAQ_FUSED_QKV_ATTENTION", "0", 1);
-      const StepLogits two = decode_logits(*gpu, dir, ids, mask, feed, capacity);
-      unsetenv("EAQ_FUSED_QKV_ATTENTION");
+      const StepLogits two = [&] {
+        const test::ScopedEnv two_kernels("EAQ_FUSED_QKV_ATTENTION", "0");
+        return decode_logits(*gpu, dir, ids, mask, feed, capacity);
+      }();
       const double vs_cpu = test::max_relative_error(one.logits, expected.logits);
       const double vs_two = test::max_relative_error(one.logits, two.logits);
       std::printf(
@@ -450,7 +443,7 @@ TEST(CudaGpt2, FusedDecodeStepReplaysInAGraph) {
   auto cpu = make_cpu_backend(Precision::Fp32);
   auto cpu_model = Gpt2Model::load(c.dir.path(), *cpu);
   const HostTensor expected = greedy_generate(*cpu_model, prompt, nullptr, 32);
-  FusedDecodeSetting on(true);
+  const test::ScopedEnv on("EAQ_FUSED_DECODE", "1");
   for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
     EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
     auto model = Gpt2Model::load(c.dir.path(), *gpu);

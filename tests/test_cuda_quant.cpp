@@ -101,29 +101,6 @@ HostTensor reference_linear(Precision precision, const HostTensor& x, const Host
 
 // One Linear of each quantized precision against the host reference, on shapes that exercise
 // the padded (K, N not multiples of 16) and the direct paths.
-// Sets an environment variable for a scope (EAQ_INT8_GEMM picks the int8 GEMM path).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr) {
-      setenv(name, value, 1);
-    } else {
-      unsetenv(name);
-    }
-  }
-  ~ScopedEnv() {
-    if (old_.empty()) {
-      unsetenv(name_);
-    } else {
-      setenv(name_, old_.c_str(), 1);
-    }
-  }
-
- private:
-  const char* name_;
-  std::string old_;
-};
 
 TEST(CudaQuantLinear, EachPrecisionMatchesTheHostReference) {
   struct Shape3 {
@@ -148,7 +125,7 @@ TEST(CudaQuantLinear, EachPrecisionMatchesTheHostReference) {
     const float static_scale = 2.5f / 127.0f;  // saturates the largest inputs on purpose
     for (const Variant& variant : variants) {
       const Precision precision = variant.precision;
-      const ScopedEnv env("EAQ_INT8_GEMM", variant.int8_gemm);
+      const test::ScopedEnv env("EAQ_INT8_GEMM", variant.int8_gemm);
       EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
       LinearOptions options;
       options.name = "probe";
@@ -215,7 +192,7 @@ TEST(CudaQuantGemv, MatchesTheGemmPathOfTheSameLayer) {
       DeviceTensor normed = gpu->allocate(DType::F16, {c.m, c.k});
       DeviceTensor scratch = gpu->allocate(DType::F16, {c.m, c.n});
       const auto run = [&](const char* gemv_switch) {
-        const ScopedEnv env("EAQ_QUANTIZED_GEMV", gemv_switch);
+        const test::ScopedEnv env("EAQ_QUANTIZED_GEMV", gemv_switch);
         std::vector<HostTensor> out;
         gpu->linear(dx, *linear, Activation::Gelu, y);
         out.push_back(gpu->download(y));
@@ -232,7 +209,7 @@ TEST(CudaQuantGemv, MatchesTheGemmPathOfTheSameLayer) {
       // the same bits as the block's.
       std::vector<HostTensor> per_warp;
       {
-        const ScopedEnv per_warp_switch("EAQ_BLOCK_QUANTIZE_ROW", "0");
+        const test::ScopedEnv per_warp_switch("EAQ_BLOCK_QUANTIZE_ROW", "0");
         per_warp = run(nullptr);
       }
       for (std::size_t i = 0; i < gemv.size(); ++i) {

@@ -11,26 +11,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Sets an environment variable for one test and restores it after.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      ::setenv(name_, old_.c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::string old_;
-  bool had_ = false;
-};
-
 TEST(ModelFolder, DirectoryIsReturnedAsIs) {
   test::TempDir dir;
   EXPECT_EQ(resolve_model_path(dir.path().string()), dir.path());
@@ -43,7 +23,7 @@ TEST(ModelFolder, HubNameResolvesThroughRefsMain) {
   fs::create_directories(repo / "snapshots" / "def456");
   fs::create_directories(repo / "refs");
   test::write_text(repo / "refs" / "main", "def456\n");
-  ScopedEnv env("HF_HUB_CACHE", cache.path().string());
+  test::ScopedEnv env("HF_HUB_CACHE", cache.path().string());
   EXPECT_EQ(resolve_model_path("acme/tiny-bert"), repo / "snapshots" / "def456");
 }
 
@@ -51,14 +31,14 @@ TEST(ModelFolder, HfHomeAndSingleSnapshot) {
   test::TempDir home;
   const fs::path repo = home.path() / "hub" / "models--gpt2";
   fs::create_directories(repo / "snapshots" / "only");
-  ScopedEnv hub("HF_HUB_CACHE", (home.path() / "nowhere").string());
-  ScopedEnv env("HF_HOME", home.path().string());
+  test::ScopedEnv hub("HF_HUB_CACHE", (home.path() / "nowhere").string());
+  test::ScopedEnv env("HF_HOME", home.path().string());
   EXPECT_EQ(resolve_model_path("gpt2"), repo / "snapshots" / "only");
 }
 
 TEST(ModelFolder, MissingModelSaysWhereItLooked) {
   test::TempDir cache;
-  ScopedEnv env("HF_HUB_CACHE", cache.path().string());
+  test::ScopedEnv env("HF_HUB_CACHE", cache.path().string());
   try {
     resolve_model_path("acme/absent");
     FAIL() << "expected an error";
@@ -75,7 +55,7 @@ TEST(ModelFolder, BrokenRefsMainIsReported) {
   const fs::path repo = cache.path() / "models--acme--x";
   fs::create_directories(repo / "refs");
   test::write_text(repo / "refs" / "main", "deadbeef");
-  ScopedEnv env("HF_HUB_CACHE", cache.path().string());
+  test::ScopedEnv env("HF_HUB_CACHE", cache.path().string());
   EXPECT_THROW(resolve_model_path("acme/x"), Error);
 }
 

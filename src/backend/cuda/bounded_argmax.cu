@@ -18,6 +18,7 @@
 #include "backend/cuda/argmax_device.cuh"
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
+#include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/quant_row.cuh"
@@ -61,11 +62,16 @@ __device__ __forceinline__ float max_finite() {
 }
 
 // Rows of int8 a warp holds in registers ahead of use: four (where the f16 head's kernel holds
-// two), so that as many bytes are in flight as there: the first version, with two, streamed the
-// int8 copy at ~2 TB/s against the f16 head's ~2.8 (kernel trace, docs/results.md).
+// two), so that as many bytes are in flight as there.
 constexpr int kScoresAhead = 4;
 
-template <class T>
+// kRotate: the loop over a warp's rows is unrolled kScoresAhead times, so row r's registers take
+// the row kScoresAhead on as soon as r is used, and no registers move. The first form shifted
+// wv[1..3] down after each row, and a move of a register that a load has yet to fill waits for
+// that load: only about one row was in flight a warp, and the 39 MB streamed at ~2 TB/s against
+// the f16 head's ~2.8 (kernel trace, docs/results.md). EAQ_SCORES_ROTATE=0 keeps the shifting
+// form, to measure what this buys.
+template <class T, bool kRotate>
 __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(BoundedArgmaxArgs a) {
   constexpr int kAhead = kScoresAhead;
   const int lane = threadIdx.x % 32;
@@ -106,22 +112,17 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(Bou
   bool all_rows = !(norm <= 3.0e38f);  // NaN or infinity in x
   float lower_max = -INFINITY;
   const int no_q[2] = {0, 0};
-  for (; feature < a.n; feature += stride) {
+  const auto dot = [&](const uint2(&w)[kVecs]) {
     float acc = 0.0f;
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
-      dot_piece<WeightKind::Int8WeightOnly>(acc, wv[0][u], xv[u], no_q);
+      dot_piece<WeightKind::Int8WeightOnly>(acc, w[u], xv[u], no_q);
     }
-    const float2 row_sr = sr[0];
-#pragma unroll
-    for (int r = 0; r + 1 < kAhead; ++r) {
-#pragma unroll
-      for (int u = 0; u < kVecs; ++u) wv[r][u] = wv[r + 1][u];
-      sr[r] = sr[r + 1];
-    }
-    const std::int64_t later = feature + kAhead * stride;
-    if (later < a.n) load_row(later, wv[kAhead - 1], sr[kAhead - 1]);
+    return acc;
+  };
+  // Row f's upper end, and the warp's largest lower end so far (lane 0).
+  const auto finish = [&](std::int64_t f, float acc, float2 row_sr) {
     const float total = warp_sum(acc);
     if (lane == 0) {
       const float approx = total * row_sr.x;
@@ -129,9 +130,37 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(Bou
       // Room for the f32 rounding of approx +- bound and of their comparison.
       const float margin = bound + (fabsf(approx) + bound) * 2.5e-7f;
       const float upper = approx + margin;
-      a.upper[feature] = upper;
+      a.upper[f] = upper;
       all_rows = all_rows || !(upper < max_finite<T>());  // also NaN
       lower_max = fmaxf(lower_max, approx - margin);
+    }
+  };
+  if constexpr (kRotate) {
+    for (; feature < a.n; feature += kAhead * stride) {
+#pragma unroll
+      for (int r = 0; r < kAhead; ++r) {
+        const std::int64_t f = feature + r * stride;
+        if (f >= a.n) break;
+        const float acc = dot(wv[r]);
+        const float2 row_sr = sr[r];
+        const std::int64_t later = f + kAhead * stride;
+        if (later < a.n) load_row(later, wv[r], sr[r]);  // before the reduction: in flight longer
+        finish(f, acc, row_sr);
+      }
+    }
+  } else {
+    for (; feature < a.n; feature += stride) {
+      const float acc = dot(wv[0]);
+      const float2 row_sr = sr[0];
+#pragma unroll
+      for (int r = 0; r + 1 < kAhead; ++r) {
+#pragma unroll
+        for (int u = 0; u < kVecs; ++u) wv[r][u] = wv[r + 1][u];
+        sr[r] = sr[r + 1];
+      }
+      const std::int64_t later = feature + kAhead * stride;
+      if (later < a.n) load_row(later, wv[kAhead - 1], sr[kAhead - 1]);
+      finish(feature, acc, row_sr);
     }
   }
   // One atomic per block: the block's largest lower end.
@@ -222,7 +251,9 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(Bou
 
 template <class T>
 void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
-  const auto scores = bounded_argmax_scores_kernel<T>;
+  const bool rotate = !env_is("EAQ_SCORES_ROTATE", "0");  // read at every launch (tests flip it)
+  const auto scores =
+      rotate ? bounded_argmax_scores_kernel<T, true> : bounded_argmax_scores_kernel<T, false>;
   launch_dependent(
       scores,
       dim3(gemv_grid(reinterpret_cast<const void*>(scores), 0, a.n, row_features_per_warp(a.n))),
