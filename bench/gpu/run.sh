@@ -29,17 +29,25 @@ note() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 # A same-binary A/B on the GPT-2 124M shape: `eaq measure` with the environment variable $1 set to
 # 0, then to 1. $2 names the logs ($OUT/$2-0.log, $OUT/$2-1.log) and result folders, $3 says what
 # the switch is; the rest are measure's options (new tokens, precisions, batch sizes, duration).
+# The same measurement with a switch off (0) then on (1); EAQ_AB_ROUNDS (default 1) repeats the
+# pair, each run's log kept as $OUT/<name>-r<round>-<value>.log.
 gpt2_ab() {
   local var=$1 name=$2 what=$3
   shift 3
   [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
   rm -rf "/tmp/$name"
-  for value in 0 1; do
-    env "$var=$value" "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
-      --num_iters 100 --warmup_steps 20 --idle-seconds 1 "$@" \
-      --results-dir "/tmp/$name/$var-$value" > "$OUT/$name-$value.log" 2>&1 || status=1
-    echo "$what $value:"
-    grep -A8 "^| precision" "$OUT/$name-$value.log" | head -10
+  local round value log
+  for round in $(seq 1 "${EAQ_AB_ROUNDS:-1}"); do
+    for value in 0 1; do
+      log="$OUT/$name-r$round-$value.log"
+      env "$var=$value" "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
+        --num_iters 100 --warmup_steps 20 --idle-seconds 1 "$@" \
+        --results-dir "/tmp/$name/r$round/$var-$value" > "$log" 2>&1 || status=1
+      echo "$what $value (round $round):"
+      # The summary table (several precisions), else the run's own decode lines.
+      grep -A8 "^| precision" "$log" | head -10
+      grep -q "^| precision" "$log" || grep -E "decode_tokens_per_s|energy_per_inference_mj|dynamic_energy_per_inference_mj" "$log" | head -6
+    done
   done
 }
 
@@ -233,6 +241,12 @@ stage_bounded_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16,int8,int8-wo,fp8}" --batch-size 1 --min-duration-s 2
 }
 
+stage_scores_gpt2() {
+  note "GPT-2 124M shape: the bounded argmax's scores kernel shifting its rows ahead, then unrolled (no moves)"
+  gpt2_ab EAQ_SCORES_ROTATE scores-gpt2 "scores kernel unrolled" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,int8}" --batch-size 1 --min-duration-s 2
+}
+
 stage_blockquant_gpt2() {
   note "GPT-2 124M shape: the 8-bit precisions' batch-1 MLP projection loading (and quantizing) x in every warp, then staged once per block"
   gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "the wide row staged once per block" --new-tokens 256 \
@@ -366,6 +380,7 @@ for stage in "$@"; do
     int8split-gpt2) stage_int8split_gpt2 ;;
     bounded-gpt2) stage_bounded_gpt2 ;;
     blockquant-gpt2) stage_blockquant_gpt2 ;;
+    scores-gpt2) stage_scores_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;
