@@ -27,10 +27,9 @@ chmod +x "$BIN"/* 2>/dev/null
 note() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 # A same-binary A/B on the GPT-2 124M shape: `eaq measure` with the environment variable $1 set to
-# 0, then to 1. $2 names the logs ($OUT/$2-0.log, $OUT/$2-1.log) and result folders, $3 says what
-# the switch is; the rest are measure's options (new tokens, precisions, batch sizes, duration).
-# The same measurement with a switch off (0) then on (1); EAQ_AB_ROUNDS (default 1) repeats the
-# pair, each run's log kept as $OUT/<name>-r<round>-<value>.log.
+# 0, then to 1; EAQ_AB_ROUNDS (default 1) repeats the pair. $2 names the logs
+# ($OUT/$2-r<round>-<0|1>.log) and result folders, $3 says what the switch is; the rest are
+# measure's options (new tokens, precisions, batch sizes, duration).
 gpt2_ab() {
   local var=$1 name=$2 what=$3
   shift 3
