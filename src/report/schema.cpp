@@ -49,6 +49,9 @@ constexpr FieldSpec kSchema[] = {
      "energy_from_samples_j / num_inferences, in millijoules"},
     {"energy_window_s", M, "s", "length of the energy window"},
     {"energy_counter_update_period_ms", M, "ms", "observed update period of the energy counter"},
+    {"energy_window_edges", M, "",
+     "where the energy window starts and ends: at energy-counter updates (the loop waits for "
+     "one, then runs on until the next) or at the loop's first and last iterations"},
     {"energy_quality", M, "", "'ok' or quality flags joined by ';' (see energy_quality_notes)"},
     {"energy_source", M, "",
      "where total_energy_j comes from: nvml_counter, rapl, nvml_power_samples, nvidia-smi or none"},

@@ -26,6 +26,7 @@ constexpr std::string_view kSummaryFields[] = {
     "energy_counter_update_period_ms",
     "energy_source",
     "energy_quality",
+    "energy_window_edges",
 };
 
 std::string display_value(const Field& field) {

@@ -64,6 +64,8 @@ report::Result run_classification_trial(const MeasureSettings& settings, TrialCo
   loop.num_iters = settings.num_iters;
   loop.sync_each_iter = settings.sync_each_iter;
   loop.min_duration_s = settings.min_duration_s ? *settings.min_duration_s : energy.min_window_s();
+  loop.read_counter = energy.counter_reader();
+  loop.counter_wait_s = energy.counter_wait_s();
   energy.start_sampling();
   const TimedLoopResult timing = run_timed_loop(
       [&](std::int64_t i) { harness.run_iteration(i); }, [&] { harness.synchronize(); }, loop,
@@ -83,6 +85,7 @@ report::Result run_classification_trial(const MeasureSettings& settings, TrialCo
     report::fill_latency(result, timing.latencies_s, timing.total_time_s(), num_inferences);
   }
   report::fill_energy(result, energy.result(timing.t0_s, timing.t1_s, num_inferences));
+  result.set("energy_window_edges", describe_window_edges(loop, timing));
   if (energy.idle())
     result.set("idle_power_source", energy.idle()->idle_power_source);
   else

@@ -82,6 +82,20 @@ double EnergySession::min_window_s() const {
   return window;
 }
 
+std::function<std::optional<std::uint64_t>()> EnergySession::counter_reader() const {
+  if (!no_energy_reason_.empty() || !meter_.available()) return nullptr;
+  return [&meter = meter_]() -> std::optional<std::uint64_t> {
+    const measure::Reading<std::uint64_t> mj = meter.energy_mj();
+    return mj ? std::optional<std::uint64_t>(*mj) : std::nullopt;
+  };
+}
+
+double EnergySession::counter_wait_s() const {
+  const double period_s =
+      idle_ && idle_->counter_update_period_s ? *idle_->counter_update_period_s : 0.1;
+  return std::max(0.25, 2.5 * period_s);
+}
+
 void EnergySession::start_sampling() {
   if (sampler_) sampler_->start();
 }

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +46,12 @@ class EnergySession {
   // A window long enough for the counter to resolve (10 update periods) and for the power
   // samples to pass the quality check (11 sample intervals), or 0 when neither applies.
   double min_window_s() const;
+
+  // The GPU energy counter for TimedLoopOptions::read_counter (the window's ends at counter
+  // updates), with how long to wait for an update (2.5 update periods, at least 0.25 s); nullptr
+  // without NVML or without energy measurement.
+  std::function<std::optional<std::uint64_t>()> counter_reader() const;
+  double counter_wait_s() const;
 
   // Around the measured loop; the caller synchronizes the device before each call.
   void start_sampling();  // before the loop's first sync

@@ -112,6 +112,8 @@ report::Result run_generation_trial(const MeasureSettings& settings,
   loop.sync_each_iter = settings.sync_each_iter;
   loop.min_duration_s =
       settings.min_duration_s ? *settings.min_duration_s : prefill_energy.min_window_s();
+  loop.read_counter = prefill_energy.counter_reader();
+  loop.counter_wait_s = prefill_energy.counter_wait_s();
   prefill_energy.start_sampling();
   const TimedLoopResult prefill_timing =
       run_timed_loop([&](std::int64_t) { run_prefill(); }, [&] { backend.synchronize(); }, loop,
@@ -144,6 +146,7 @@ report::Result run_generation_trial(const MeasureSettings& settings,
   EnergySession decode_energy(context.meter, context.rapl, energy_options);
   TimedLoopOptions decode_loop = loop;
   decode_loop.num_iters = std::max<std::int64_t>(new_tokens, settings.num_iters);
+  decode_loop.read_counter = decode_energy.counter_reader();
   decode_energy.start_sampling();
   const TimedLoopResult decode_timing = run_timed_loop(
       step, [&] { backend.synchronize(); }, decode_loop, [&] { decode_energy.mark_start(); },
@@ -178,6 +181,7 @@ report::Result run_generation_trial(const MeasureSettings& settings,
     report::fill_latency(result, decode_timing.latencies_s, decode_timing.total_time_s(), tokens);
   }
   report::fill_energy(result, decode_result);
+  result.set("energy_window_edges", describe_window_edges(decode_loop, decode_timing));
   if (prefill_energy.idle())
     result.set("idle_power_source", prefill_energy.idle()->idle_power_source);
   for (const char* name : {"accuracy", "num_correct", "num_samples_accuracy"}) {
@@ -201,6 +205,8 @@ report::Result run_generation_trial(const MeasureSettings& settings,
   add_metric(result, "prefill_dynamic_energy_per_prompt_mj", "mJ",
              prefill_result.dynamic_energy_per_inference_mj);
   result.add(Section::Metrics, "prefill_energy_quality", "", prefill_result.quality.summary());
+  result.add(Section::Metrics, "prefill_energy_window_edges", "",
+             describe_window_edges(loop, prefill_timing));
   add_metric(
       result, "decode_tokens_per_s", "tokens/s",
       measure::Reading<double>::ok(static_cast<double>(tokens) / decode_timing.total_time_s()));
