@@ -1,6 +1,7 @@
 // The measured loop of the seed: iterations timed on the steady clock, with a device sync after
 // each (--sync-each-iter, the seed's behaviour) or only at the end, extended past num_iters until
-// a minimum duration has passed (--min-duration-s) so the energy counter can resolve the window.
+// a minimum duration has passed (--min-duration-s) so the energy counter can resolve the window,
+// and with its ends at energy-counter updates when given the counter (read_counter below).
 #pragma once
 
 #include <cstdint>
