@@ -63,20 +63,24 @@ TimedLoopResult run_timed_loop(const std::function<void(std::int64_t)>& iteratio
   }
   sync();
   // On to the counter's next update, one synchronized iteration at a time (with sync_each_iter
-  // off too: the update must be seen when the device has done exactly the work enqueued).
+  // off too: the update must be seen when the device has done exactly the work enqueued). The
+  // counter is read while the iteration runs, not between iterations: an NVML read takes from
+  // tens of microseconds to, now and then, milliseconds, and read between iterations it left the
+  // GPU idle inside the window (decode steps 3% slower on an H100, docs/results.md). Seen moved
+  // during iteration i, the update happened before i ended: the window ends with i.
   if (options.read_counter) {
     const std::optional<std::uint64_t> last = options.read_counter();
     const double give_up = measure::steady_now_s() + options.counter_wait_s;
     while (last && measure::steady_now_s() < give_up) {
       iteration(i);
+      const std::optional<std::uint64_t> now = options.read_counter();
       sync();
       ++i;
       if (options.sync_each_iter) {
-        const double now = measure::steady_now_s();
-        result.latencies_s.push_back(now - last_end);
-        last_end = now;
+        const double end = measure::steady_now_s();
+        result.latencies_s.push_back(end - last_end);
+        last_end = end;
       }
-      const std::optional<std::uint64_t> now = options.read_counter();
       if (!now) break;
       if (*now != *last) {
         result.ended_at_update = true;
