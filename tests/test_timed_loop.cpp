@@ -3,6 +3,7 @@
 // steady clock as NVML's does.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -67,6 +68,29 @@ TEST(TimedLoop, WindowStartsAndEndsAtCounterUpdates) {
   EXPECT_LT(counter.since_step(r.t1_s), 0.015);
   EXPECT_GT(r.iterations, 5);  // the extra iterations are part of the window
   EXPECT_EQ(r.latencies_s.size(), static_cast<std::size_t>(r.iterations));
+}
+
+// NVML reads can take milliseconds: the loop's last iterations must not wait for them (read
+// between iterations, they slowed the last ~100 ms of every GPU window to one step per read).
+TEST(TimedLoop, SlowCounterReadsDoNotSlowTheIterations) {
+  const SteppingCounter steps{.period_s = 0.05};
+  TimedLoopOptions options;
+  options.num_iters = 5;
+  options.read_counter = [steps] {
+    std::this_thread::sleep_for(20ms);
+    return steps();
+  };
+  const TimedLoopResult r =
+      run_timed_loop([](std::int64_t) { std::this_thread::sleep_for(1ms); }, no_sync, options);
+  ASSERT_TRUE(r.ended_at_update);
+  ASSERT_GT(r.latencies_s.size(), 5u);
+  double slowest = 0;
+  for (std::size_t k = 5; k < r.latencies_s.size(); ++k) {
+    slowest = std::max(slowest, r.latencies_s[k]);
+  }
+  EXPECT_LT(slowest, 0.010) << "an iteration after the planned ones waited for a 20 ms read";
+  // Seen within a read (20 ms) and an iteration of the update.
+  EXPECT_LT(steps.since_step(r.t1_s), 0.035);
 }
 
 TEST(TimedLoop, ACounterThatDoesNotMoveEndsTheWaitsAfterTheirLimit) {

@@ -1,5 +1,6 @@
 #include "run/timed_loop.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -10,20 +11,22 @@ namespace eaq::run {
 
 namespace {
 
-// Polls the counter (the device idle) until it differs from its first reading; false when it
-// cannot be read or does not move within wait_s.
-bool wait_for_counter_update(const TimedLoopOptions& options) {
+enum class CounterWait { Updated, NotMoved, Unreadable };
+
+// Polls the counter (the device idle) until it differs from its first reading, at most
+// counter_wait_s.
+CounterWait wait_for_counter_update(const TimedLoopOptions& options) {
   const std::optional<std::uint64_t> first = options.read_counter();
-  if (!first) return false;
+  if (!first) return CounterWait::Unreadable;
   const double give_up = measure::steady_now_s() + options.counter_wait_s;
   while (measure::steady_now_s() < give_up) {
-    // A read takes microseconds; 100 us apart keeps the start within 0.1 ms of the update.
+    // Reads 100 us apart keep the start within 0.1 ms (and one read) of the update.
     std::this_thread::sleep_for(std::chrono::microseconds(100));
     const std::optional<std::uint64_t> now = options.read_counter();
-    if (!now) return false;
-    if (*now != *first) return true;
+    if (!now) return CounterWait::Unreadable;
+    if (*now != *first) return CounterWait::Updated;
   }
-  return false;
+  return CounterWait::NotMoved;
 }
 
 }  // namespace
@@ -37,7 +40,9 @@ TimedLoopResult run_timed_loop(const std::function<void(std::int64_t)>& iteratio
   if (options.sync_each_iter)
     result.latencies_s.reserve(static_cast<std::size_t>(options.num_iters));
   sync();
-  if (options.read_counter) result.started_at_update = wait_for_counter_update(options);
+  const CounterWait start_wait =
+      options.read_counter ? wait_for_counter_update(options) : CounterWait::Unreadable;
+  result.started_at_update = start_wait == CounterWait::Updated;
   if (at_start) at_start();
   result.t0_s = measure::steady_now_s();
   double last_end = result.t0_s;
@@ -63,30 +68,44 @@ TimedLoopResult run_timed_loop(const std::function<void(std::int64_t)>& iteratio
   }
   sync();
   // On to the counter's next update, one synchronized iteration at a time (with sync_each_iter
-  // off too: the update must be seen when the device has done exactly the work enqueued). The
-  // counter is read while the iteration runs, not between iterations: an NVML read takes from
-  // tens of microseconds to, now and then, milliseconds, and read between iterations it left the
-  // GPU idle inside the window (decode steps 3% slower on an H100, docs/results.md). Seen moved
-  // during iteration i, the update happened before i ended: the window ends with i.
-  if (options.read_counter) {
-    const std::optional<std::uint64_t> last = options.read_counter();
+  // off too: the update must be seen when the device has done exactly the work enqueued). Another
+  // thread watches the counter, so the iterations run at their own pace: an NVML read takes up to
+  // milliseconds, and made between iterations (0859500 and before) it slowed the last ~100 ms of
+  // each window to one iteration per read (GPT-2 decode: 3-5% fewer tokens/s, docs/results.md).
+  // The window ends with the first iteration that completes after the watcher saw the update.
+  if (start_wait != CounterWait::Unreadable) {
+    // The watcher takes the first reading too: read here, it would idle the GPU inside the window.
+    std::atomic<bool> moved{false}, unreadable{false}, stop{false};
+    std::thread watcher([&] {
+      const std::optional<std::uint64_t> first = options.read_counter();
+      while (first && !stop.load()) {
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+        const std::optional<std::uint64_t> now = options.read_counter();
+        if (!now) break;
+        if (*now != *first) {
+          moved.store(true);
+          return;
+        }
+      }
+      unreadable.store(!stop.load());  // gave up on its own: unreadable
+    });
     const double give_up = measure::steady_now_s() + options.counter_wait_s;
-    while (last && measure::steady_now_s() < give_up) {
+    while (!unreadable.load() && measure::steady_now_s() < give_up) {
       iteration(i);
-      const std::optional<std::uint64_t> now = options.read_counter();
       sync();
       ++i;
       if (options.sync_each_iter) {
-        const double end = measure::steady_now_s();
-        result.latencies_s.push_back(end - last_end);
-        last_end = end;
+        const double end_s = measure::steady_now_s();
+        result.latencies_s.push_back(end_s - last_end);
+        last_end = end_s;
       }
-      if (!now) break;
-      if (*now != *last) {
+      if (moved.load()) {
         result.ended_at_update = true;
         break;
       }
     }
+    stop.store(true);
+    watcher.join();
   }
   result.t1_s = measure::steady_now_s();
   if (at_end) at_end();

@@ -19,9 +19,10 @@ struct TimedLoopOptions {
   // The energy counter, when the window should start and end where it updates (NVML's updates
   // every ~100 ms, and a plain read at either end is up to one update stale: +-5% of a 2 s
   // window). Given, the loop waits (the device idle) for the counter to move before at_start,
-  // and after its last planned iteration goes on one synchronized iteration at a time until the
-  // counter moves again, so the window's energy is exact to within one iteration. Each wait
-  // gives up after counter_wait_s (a counter that does not move). nullptr: plain ends.
+  // and after its last planned iteration goes on one synchronized iteration at a time until a
+  // watcher thread sees the counter move again, so the window's energy is exact to within one
+  // iteration and one read. Each wait gives up after counter_wait_s (a counter that does not
+  // move). read_counter must be callable from another thread. nullptr: plain ends.
   std::function<std::optional<std::uint64_t>()> read_counter;
   double counter_wait_s = 0.5;
 };
