@@ -11,17 +11,19 @@ namespace eaq::run {
 
 namespace {
 
-enum class CounterWait { Updated, NotMoved, Unreadable };
+enum class CounterWait { Updated, NotMoved, Unreadable, Stopped };
 
-// Polls the counter (the device idle) until it differs from its first reading, at most
-// counter_wait_s.
-CounterWait wait_for_counter_update(const TimedLoopOptions& options) {
+// Reads the counter every `interval` until it differs from its first reading, it cannot be read,
+// counter_wait_s has passed, or `stop` is set.
+CounterWait wait_for_counter_update(const TimedLoopOptions& options,
+                                    std::chrono::microseconds interval,
+                                    const std::atomic<bool>* stop = nullptr) {
   const std::optional<std::uint64_t> first = options.read_counter();
   if (!first) return CounterWait::Unreadable;
   const double give_up = measure::steady_now_s() + options.counter_wait_s;
   while (measure::steady_now_s() < give_up) {
-    // Reads 100 us apart keep the start within 0.1 ms (and one read) of the update.
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    if (stop && stop->load()) return CounterWait::Stopped;
+    std::this_thread::sleep_for(interval);
     const std::optional<std::uint64_t> now = options.read_counter();
     if (!now) return CounterWait::Unreadable;
     if (*now != *first) return CounterWait::Updated;
@@ -40,20 +42,25 @@ TimedLoopResult run_timed_loop(const std::function<void(std::int64_t)>& iteratio
   if (options.sync_each_iter)
     result.latencies_s.reserve(static_cast<std::size_t>(options.num_iters));
   sync();
+  // Reads 100 us apart keep the start within 0.1 ms (and one read) of the update.
   const CounterWait start_wait =
-      options.read_counter ? wait_for_counter_update(options) : CounterWait::Unreadable;
+      options.read_counter ? wait_for_counter_update(options, std::chrono::microseconds(100))
+                           : CounterWait::Unreadable;
   result.started_at_update = start_wait == CounterWait::Updated;
   if (at_start) at_start();
   result.t0_s = measure::steady_now_s();
   double last_end = result.t0_s;
+  const auto record_latency = [&] {  // after an iteration's sync
+    const double end_s = measure::steady_now_s();
+    result.latencies_s.push_back(end_s - last_end);
+    last_end = end_s;
+  };
   std::int64_t i = 0;
   while (true) {
     iteration(i);
     if (options.sync_each_iter) {
       sync();
-      const double now = measure::steady_now_s();
-      result.latencies_s.push_back(now - last_end);
-      last_end = now;
+      record_latency();
     }
     ++i;
     if (i < options.num_iters) continue;
@@ -75,32 +82,21 @@ TimedLoopResult run_timed_loop(const std::function<void(std::int64_t)>& iteratio
   // The window ends with the first iteration that completes after the watcher saw the update.
   if (start_wait != CounterWait::Unreadable) {
     // The watcher takes the first reading too: read here, it would idle the GPU inside the window.
+    // 1 ms apart: a 1 ms later end costs ~0.05% of a 2 s window, and the driver is not polled
+    // hard while the loop's thread launches and syncs.
     std::atomic<bool> moved{false}, unreadable{false}, stop{false};
     std::thread watcher([&] {
-      const std::optional<std::uint64_t> first = options.read_counter();
-      while (first && !stop.load()) {
-        // 1 ms apart: a 1 ms later end costs ~0.05% of a 2 s window, and the driver is not
-        // polled hard while the loop's thread launches and syncs.
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        const std::optional<std::uint64_t> now = options.read_counter();
-        if (!now) break;
-        if (*now != *first) {
-          moved.store(true);
-          return;
-        }
-      }
-      unreadable.store(!stop.load());  // gave up on its own: unreadable
+      const CounterWait wait =
+          wait_for_counter_update(options, std::chrono::milliseconds(1), &stop);
+      moved.store(wait == CounterWait::Updated);
+      unreadable.store(wait == CounterWait::Unreadable);
     });
     const double give_up = measure::steady_now_s() + options.counter_wait_s;
     while (!unreadable.load() && measure::steady_now_s() < give_up) {
       iteration(i);
       sync();
       ++i;
-      if (options.sync_each_iter) {
-        const double end_s = measure::steady_now_s();
-        result.latencies_s.push_back(end_s - last_end);
-        last_end = end_s;
-      }
+      if (options.sync_each_iter) record_latency();
       if (moved.load()) {
         result.ended_at_update = true;
         break;
