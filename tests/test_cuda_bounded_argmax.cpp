@@ -47,7 +47,6 @@ class HeadCase {
   struct Picks {
     std::int64_t full = -1, bounded = -1;
     std::int64_t shifting = -1;  // bounded, with the scores kernel's first (shifting) loop
-    std::int64_t kept = -1;      // bounded, with part of the int8 copy kept in L2
     bool took = false;           // layer_norm_linear_argmax ran
     bool same_normed = false;    // and stored the LayerNorm as layer_norm_linear does
   };
@@ -69,16 +68,9 @@ class HeadCase {
       p.bounded = backend_.download(ids).to_i64()[0];
       p.same_normed =
           test::max_relative_error(backend_.download(normed2), backend_.download(normed)) == 0.0;
-      {
-        const test::ScopedEnv shifting_loop("EAQ_SCORES_ROTATE", "0");
-        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-        p.shifting = backend_.download(ids).to_i64()[0];
-      }
-      // A third of the copy kept: rows on both sides of the policy's edge.
-      const std::string third_mib = fmt::format("{}", static_cast<double>(n_ * k_) / 3 / 1048576);
-      const test::ScopedEnv kept("EAQ_HEAD_L2_KEEP_MB", third_mib.c_str());
+      const test::ScopedEnv shifting_loop("EAQ_SCORES_ROTATE", "0");
       backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-      p.kept = backend_.download(ids).to_i64()[0];
+      p.shifting = backend_.download(ids).to_i64()[0];
     }
     for (DeviceTensor* t : {&dx, &normed, &normed2, &logits, &ids}) backend_.release(*t);
     return p;
@@ -95,7 +87,6 @@ void expect_same(const HeadCase::Picks& p, const std::string& what) {
   EXPECT_TRUE(p.took) << what;
   EXPECT_EQ(p.bounded, p.full) << what;
   EXPECT_EQ(p.shifting, p.full) << what << " (EAQ_SCORES_ROTATE=0)";
-  EXPECT_EQ(p.kept, p.full) << what << " (EAQ_HEAD_L2_KEEP_MB)";
   EXPECT_TRUE(p.same_normed) << what;
 }
 

@@ -71,14 +71,9 @@ constexpr int kScoresAhead = 4;
 // that load: only about one row was in flight a warp, and the 39 MB streamed at ~2 TB/s against
 // the f16 head's ~2.8 (kernel trace, docs/results.md). EAQ_SCORES_ROTATE=0 keeps the shifting
 // form, to measure what this buys.
-template <class T, bool kRotate, bool kKeep>
+template <class T, bool kRotate>
 __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(BoundedArgmaxArgs a) {
   constexpr int kAhead = kScoresAhead;
-  [[maybe_unused]] unsigned long long policy = 0;
-  if constexpr (kKeep) {
-    policy = keep_prefix_policy(a.q, static_cast<unsigned>(a.l2_keep_bytes),
-                                static_cast<unsigned>(a.n * a.k));
-  }
   const int lane = threadIdx.x % 32;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
@@ -88,13 +83,7 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(Bou
     const auto* w_row = reinterpret_cast<const uint2*>(a.q + f * a.k);
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
-      if (lane + 32 * u < vectors) {
-        if constexpr (kKeep) {
-          w[u] = load_with_policy(w_row + lane + 32 * u, policy);
-        } else {
-          w[u] = load_weight(w_row + lane + 32 * u);
-        }
-      }
+      if (lane + 32 * u < vectors) w[u] = load_weight(w_row + lane + 32 * u);
     }
     if (lane == 0) sr = a.scale_radius[f];
   };
@@ -261,16 +250,10 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(Bou
 }
 
 template <class T>
-void launch_typed(BoundedArgmaxArgs a, cudaStream_t stream) {
-  const std::int64_t q_bytes = a.n * a.k;
-  if (q_bytes >= (std::int64_t{1} << 32)) a.l2_keep_bytes = 0;  // createpolicy's sizes: 32-bit
-  if (a.l2_keep_bytes > q_bytes) a.l2_keep_bytes = q_bytes;
+void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
   const bool rotate = !env_is("EAQ_SCORES_ROTATE", "0");  // read at every launch (tests flip it)
-  const bool keep = a.l2_keep_bytes > 0;
-  const auto scores = rotate ? (keep ? bounded_argmax_scores_kernel<T, true, true>
-                                     : bounded_argmax_scores_kernel<T, true, false>)
-                             : (keep ? bounded_argmax_scores_kernel<T, false, true>
-                                     : bounded_argmax_scores_kernel<T, false, false>);
+  const auto scores =
+      rotate ? bounded_argmax_scores_kernel<T, true> : bounded_argmax_scores_kernel<T, false>;
   launch_dependent(
       scores,
       dim3(gemv_grid(reinterpret_cast<const void*>(scores), 0, a.n, row_features_per_warp(a.n))),

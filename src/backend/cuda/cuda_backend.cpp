@@ -59,13 +59,6 @@ bool bounded_argmax_enabled() {
   return !cuda::env_is("EAQ_BOUNDED_ARGMAX", "0");
 }
 
-// EAQ_HEAD_L2_KEEP_MB=N: the scores kernel asks L2 to keep the first N MiB of the LM head's int8
-// copy from one step to the next (experiment; 0, the default, streams it evict-first).
-std::int64_t head_l2_keep_bytes() {
-  const char* set = std::getenv("EAQ_HEAD_L2_KEEP_MB");
-  return set == nullptr ? 0 : static_cast<std::int64_t>(std::atof(set) * 1024 * 1024);
-}
-
 // EAQ_FUSED_QKV_ATTENTION=0 runs a batch-1 decode step's LayerNorm + QKV GEMV and attention as two
 // kernels instead of qkv_attention.cu's one (to measure what it buys). Read at every call, so
 // tests compare both.
@@ -209,11 +202,6 @@ class CudaBackend final : public Backend {
     EAQ_CUDA_CHECK(cudaSetDevice(device_));
     EAQ_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     EAQ_CUBLAS_CHECK(cublasLtCreate(&lt_));
-    if (cuda::env_is("EAQ_L2_SET_ASIDE", "1") && props_.persistingL2CacheMaxSize > 0) {
-      // Experiment: L2's persisting set-aside, which evict-last lines may need to stay.
-      EAQ_CUDA_CHECK(cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize,
-                                        static_cast<std::size_t>(props_.persistingL2CacheMaxSize)));
-    }
     workspace_ = allocator_.allocate(kWorkspaceBytes);
     traits_ = cuda_precision_traits(precision);
     if (is_quantized(precision)) {
@@ -637,7 +625,6 @@ class CudaBackend final : public Backend {
     a.slack = head->slack;
     a.upper = static_cast<float*>(head->upper.data);
     a.state = head->state.data;
-    a.l2_keep_bytes = head_l2_keep_bytes();
     ProfileScope scope(profiler_, stream_, [&] {
       return fmt::format("layer_norm+bounded argmax {} [1 x {} x {}]", layer_kind(w->name),
                          w->out_features, w->in_features);

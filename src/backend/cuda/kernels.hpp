@@ -176,9 +176,6 @@ struct BoundedArgmaxArgs {
   void* state = nullptr;
   std::int32_t* out = nullptr;
   std::int64_t n = 0, k = 0;
-  // Bytes at the start of q that the scores kernel asks L2 to keep from one step to the next
-  // (evict-last); 0 streams all of q evict-first, as the layers' weights.
-  std::int64_t l2_keep_bytes = 0;
 };
 std::size_t bounded_argmax_state_bytes();
 // Whether the kernels take this head and these pointers (x, w, ln_out, ln_gamma, ln_beta, n, k).
