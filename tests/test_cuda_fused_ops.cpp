@@ -261,6 +261,84 @@ TEST(CudaFusedOps, LayerNormQkvAttentionMatchesTheCpusTwoOps) {
   }
 }
 
+// A decode step's first op (start_decode_step: key mask, token and embedding in one kernel)
+// against the CPU's three ops and the GPU's three ops (EAQ_STEP_START_KERNEL=0), with the slot
+// at both ends of the cache and past it; then the counters' increment, which now waits for the
+// kernel before it under dependent launch.
+TEST(CudaFusedOps, StartDecodeStepMatchesTheThreeOps) {
+  for (Precision precision : {Precision::Fp16, Precision::Bf16, Precision::Fp32}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    auto cpu = make_cpu_backend(Precision::Fp32);
+    const DType act = gpu->activation_dtype();
+    const std::int64_t batch = 3, capacity = 12, vocab = 50, positions = 20;
+    for (const std::int64_t e : {768, 100}) {
+      const HostTensor word = test::rounded_to(test::random_f32({vocab, e}, 71, 1.0f), act);
+      const HostTensor position = test::rounded_to(test::random_f32({positions, e}, 72, 1.0f), act);
+      std::vector<std::int32_t> mask(batch * capacity), tokens(batch * capacity, -1);
+      for (std::size_t j = 0; j < mask.size(); ++j) mask[j] = j % 5 == 1 ? 1 : 0;
+      for (const std::int32_t slot : {0, 5, 11, 12}) {
+        struct Result {
+          HostTensor key_mask, tokens, hidden, counters;
+        };
+        const auto run = [&](Backend& b, DType table_dtype) {
+          DeviceTensor ids = b.upload(HostTensor::from_i32({batch}, {7, 0, 49}), DType::I32);
+          DeviceTensor counters =
+              b.upload(HostTensor::from_i32({1 + batch}, {slot, 3, 19, 0}), DType::I32);
+          DeviceTensor key_mask =
+              b.upload(HostTensor::from_i32({batch, capacity}, mask), DType::I32);
+          DeviceTensor token_ids =
+              b.upload(HostTensor::from_i32({batch, capacity}, tokens), DType::I32);
+          DeviceTensor word_table = b.upload(word, table_dtype);
+          DeviceTensor position_table = b.upload(position, table_dtype);
+          DeviceTensor hidden = b.allocate(table_dtype, {batch, e});
+          const DeviceTensor slot_view = counters.rows(0, 1);
+          const DeviceTensor position_ids = counters.rows(1, batch);
+          DecodeStart start;
+          start.ids = &ids;
+          start.slot = &slot_view;
+          start.key_mask = &key_mask;
+          start.tokens = &token_ids;
+          start.word_table = &word_table;
+          start.positions = &position_ids;
+          start.position_table = &position_table;
+          start.hidden = &hidden;
+          b.start_decode_step(start);
+          b.increment(counters);
+          Result r{b.download(key_mask), b.download(token_ids), b.download(hidden).to_f32(),
+                   b.download(counters)};
+          for (DeviceTensor* t :
+               {&ids, &counters, &key_mask, &token_ids, &word_table, &position_table, &hidden}) {
+            b.release(*t);
+          }
+          return r;
+        };
+        const Result want = run(*cpu, DType::F32);
+        const Result fused = run(*gpu, act);
+        const Result three_ops = [&] {
+          const test::ScopedEnv three("EAQ_STEP_START_KERNEL", "0");
+          return run(*gpu, act);
+        }();
+        const std::string where = std::string(precision_name(precision)) + " width " +
+                                  std::to_string(e) + " slot " + std::to_string(slot);
+        for (const Result* got : {&fused, &three_ops}) {
+          EXPECT_EQ(got->key_mask.to_i64(), want.key_mask.to_i64()) << where;
+          EXPECT_EQ(got->tokens.to_i64(), want.tokens.to_i64()) << where;
+          EXPECT_EQ(got->counters.to_i64(), want.counters.to_i64()) << where;
+        }
+        EXPECT_LE(test::max_relative_error(fused.hidden, want.hidden), tolerance_for(act)) << where;
+        EXPECT_EQ(max_abs_difference(fused.hidden, three_ops.hidden), 0.0) << where;
+        // The slot's column got the mark and the token; no other column changed.
+        if (slot < capacity) {
+          EXPECT_EQ(want.tokens.to_i64()[static_cast<std::size_t>(capacity + slot)], 0) << where;
+          EXPECT_EQ(want.key_mask.to_i64()[static_cast<std::size_t>(2 * capacity + slot)], 1)
+              << where;
+        }
+        EXPECT_EQ(want.counters.to_i64(), (std::vector<std::int64_t>{slot + 1, 4, 20, 1})) << where;
+      }
+    }
+  }
+}
+
 // A vocabulary row split over blocks: the first of tied maxima wins across chunks, a maximum in
 // the last column, and a second call on other data (the arrival counters went back to zero).
 TEST(CudaFusedOps, SplitArgmaxOverAVocabularyMatchesTheCpu) {

@@ -20,6 +20,26 @@ const char* activation_name(Activation activation) {
   EAQ_ASSERT(false);
 }
 
+void Backend::start_decode_step(const DecodeStart& start) {
+  mark_cache_slot(*start.slot, *start.key_mask);
+  const std::int64_t batch = start.ids->numel(), capacity = start.tokens->dim(1);
+  CacheWrite token;
+  token.src = start.ids->data;
+  token.src_batch_stride = 1;
+  token.cache = start.tokens->data;
+  token.cache_batch_stride = capacity;
+  token.cache_row_stride = 1;
+  token.capacity = capacity;
+  token.start_slot = static_cast<const std::int32_t*>(start.slot->data);
+  token.batch = batch;
+  token.rows = 1;
+  token.cols = 1;
+  token.dtype = DType::I32;
+  write_cache(token);
+  embed(start.ids->reshaped({batch}), *start.word_table, start.positions, start.position_table,
+        nullptr, nullptr, *start.hidden);
+}
+
 void Backend::layer_norm_linear(const DeviceTensor& x, const DeviceTensor* residual,
                                 const DeviceTensor& gamma, const DeviceTensor& beta, float eps,
                                 DeviceTensor& out, const LinearWeights& weights,

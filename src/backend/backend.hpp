@@ -107,6 +107,21 @@ struct CacheWrite {
   DType dtype = DType::F32;
 };
 
+// A decode step's first op: with s = *slot, key_mask[b, s] = 1 and tokens[b, s] = ids[b] for every
+// row b (nothing where s is outside [0, capacity)); then hidden[b] = word[ids[b]] +
+// position[positions[b]]. ids, positions: I32 [B]; slot: I32 [1]; key_mask, tokens: I32
+// [B, capacity]; tables: [rows, E]; hidden: [B, E].
+struct DecodeStart {
+  const DeviceTensor* ids = nullptr;
+  const DeviceTensor* slot = nullptr;
+  DeviceTensor* key_mask = nullptr;
+  DeviceTensor* tokens = nullptr;
+  const DeviceTensor* word_table = nullptr;
+  const DeviceTensor* positions = nullptr;
+  const DeviceTensor* position_table = nullptr;
+  DeviceTensor* hidden = nullptr;
+};
+
 // One pre-LN decoder block (GPT-2's) as DecoderStep lists it.
 struct DecoderBlock {
   const DeviceTensor *ln_1_weight = nullptr, *ln_1_bias = nullptr;  // F32 [E]
@@ -239,6 +254,9 @@ class Backend {
   virtual void mark_cache_slot(const DeviceTensor& slot, DeviceTensor& key_mask) = 0;
   // values[i] += 1 for every element: advances a decode step's slot and position counters.
   virtual void increment(DeviceTensor& values) = 0;
+  // DecodeStart's three writes. The default runs mark_cache_slot, write_cache and embed; CUDA
+  // runs one kernel.
+  virtual void start_decode_step(const DecodeStart& start);
   // out[r] = the column of the largest x[r, :] (the first one on ties, as torch.argmax);
   // x: float [R, C], out: I32 [R].
   virtual void argmax_rows(const DeviceTensor& x, DeviceTensor& out) = 0;

@@ -470,23 +470,16 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
   const std::size_t element = dtype_size(act);
   const auto* slot = static_cast<const std::int32_t*>(s.slot_.data);
 
-  backend_.mark_cache_slot(s.slot_, s.key_mask_);
-  CacheWrite token_write;
-  token_write.src = next_ids.data;
-  token_write.src_batch_stride = 1;
-  token_write.cache = s.tokens_.data;
-  token_write.cache_batch_stride = capacity;
-  token_write.cache_row_stride = 1;
-  token_write.capacity = capacity;
-  token_write.start_slot = slot;
-  token_write.batch = batch;
-  token_write.rows = 1;
-  token_write.cols = 1;
-  token_write.dtype = DType::I32;
-  backend_.write_cache(token_write);
-
-  const DeviceTensor ids = next_ids.reshaped({batch});
-  backend_.embed(ids, wte_, &s.positions_, &wpe_, nullptr, nullptr, s.hidden_);
+  DecodeStart start;
+  start.ids = &next_ids;
+  start.slot = &s.slot_;
+  start.key_mask = &s.key_mask_;
+  start.tokens = &s.tokens_;
+  start.word_table = &wte_;
+  start.positions = &s.positions_;
+  start.position_table = &wpe_;
+  start.hidden = &s.hidden_;
+  backend_.start_decode_step(start);
   Rows rows{s.hidden_, s.normed_, s.qkv_, s.context_, s.projected_, s.ffn_};
   char* qkv = static_cast<char*>(s.qkv_.data);
   run_blocks(rows, [&](std::size_t layer, const Layer& weights) {

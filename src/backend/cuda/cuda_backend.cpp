@@ -59,6 +59,14 @@ bool bounded_argmax_enabled() {
   return !cuda::env_is("EAQ_BOUNDED_ARGMAX", "0");
 }
 
+// EAQ_STEP_START_KERNEL=0 runs a decode step's first op as three ordinary launches
+// (mark_cache_slot, write_cache, embed) and its counter increment without dependent launch, as
+// before start_decode_step_kernel (to measure what it buys). Read at every call, so tests compare
+// both.
+bool step_start_kernel_enabled() {
+  return !cuda::env_is("EAQ_STEP_START_KERNEL", "0");
+}
+
 // EAQ_FUSED_QKV_ATTENTION=0 runs a batch-1 decode step's LayerNorm + QKV GEMV and attention as two
 // kernels instead of qkv_attention.cu's one (to measure what it buys). Read at every call, so
 // tests compare both.
@@ -793,7 +801,28 @@ class CudaBackend final : public Backend {
   }
   void increment(DeviceTensor& values) override {
     ProfileScope scope(profiler_, stream_, [] { return std::string("increment"); });
-    cuda::launch_increment(i32(values), values.numel(), stream_);
+    cuda::launch_increment(i32(values), values.numel(), step_start_kernel_enabled(), stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+  void start_decode_step(const DecodeStart& start) override {
+    if (!step_start_kernel_enabled()) {
+      Backend::start_decode_step(start);
+      return;
+    }
+    ProfileScope scope(profiler_, stream_, [] { return std::string("start_decode_step"); });
+    cuda::DecodeStartArgs a;
+    a.ids = i32(*start.ids);
+    a.slot = i32(*start.slot);
+    a.key_mask = i32(*start.key_mask);
+    a.tokens = i32(*start.tokens);
+    a.batch = start.ids->numel();
+    a.capacity = start.tokens->dim(1);
+    a.word_table = start.word_table->data;
+    a.positions = i32(*start.positions);
+    a.position_table = start.position_table->data;
+    a.hidden = start.hidden->data;
+    a.width = start.word_table->dim(1);
+    cuda::launch_start_decode_step(start.hidden->dtype, a, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
   void argmax_rows(const DeviceTensor& x, DeviceTensor& out) override {

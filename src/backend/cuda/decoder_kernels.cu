@@ -66,8 +66,36 @@ __global__ void mark_cache_slot_kernel(const std::int32_t* slot, std::int32_t* k
 }
 
 __global__ void increment_kernel(std::int32_t* values, std::int64_t count) {
+  wait_for_previous_kernel();  // the step's kernels read the counters
+  allow_dependent_launch();
   const std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x;
   if (i < count) values[i] += 1;
+}
+
+// mark_cache_slot_kernel, write_cache_kernel (one I32 a row) and embed_kernel (word + position,
+// the same sum) for row blockIdx.x: three launches in one, and this one may start early.
+template <class T>
+__global__ void start_decode_step_kernel(DecodeStartArgs a) {
+  wait_for_previous_kernel();  // the ids and counters come from the step before
+  allow_dependent_launch();
+  const std::int64_t b = blockIdx.x;
+  const std::int32_t id = a.ids[b];
+  if (threadIdx.x == 0) {
+    const std::int64_t s = *a.slot;
+    if (s >= 0 && s < a.capacity) {
+      a.key_mask[b * a.capacity + s] = 1;
+      a.tokens[b * a.capacity + s] = id;
+    }
+  }
+  const T* w = static_cast<const T*>(a.word_table) + static_cast<std::int64_t>(id) * a.width;
+  const T* p =
+      static_cast<const T*>(a.position_table) + static_cast<std::int64_t>(a.positions[b]) * a.width;
+  T* out = static_cast<T*>(a.hidden) + b * a.width;
+  for (std::int64_t c = threadIdx.x; c < a.width; c += blockDim.x) {
+    float v = to_f32(w[c]);
+    v += to_f32(p[c]);
+    out[c] = from_f32<T>(v);
+  }
 }
 
 // grid (chunks, rows): block c finds the best of columns [c * chunk, (c + 1) * chunk) of its row.
@@ -201,9 +229,23 @@ void launch_mark_cache_slot(const std::int32_t* slot, std::int32_t* key_mask, st
                                                                      capacity);
 }
 
-void launch_increment(std::int32_t* values, std::int64_t count, cudaStream_t stream) {
+void launch_increment(std::int32_t* values, std::int64_t count, bool dependent,
+                      cudaStream_t stream) {
   if (count == 0) return;
-  increment_kernel<<<blocks_for(count, 128), 128, 0, stream>>>(values, count);
+  if (dependent) {
+    launch_dependent(increment_kernel, dim3(blocks_for(count, 128)), dim3(128), 0, stream, values,
+                     count);
+  } else {
+    increment_kernel<<<blocks_for(count, 128), 128, 0, stream>>>(values, count);
+  }
+}
+
+void launch_start_decode_step(DType act, const DecodeStartArgs& args, cudaStream_t stream) {
+  if (args.batch == 0) return;
+  const int threads = args.width >= 256 ? 256 : 128;  // as launch_embed
+  EAQ_DISPATCH_FLOAT(
+      act, launch_dependent(start_decode_step_kernel<T>, dim3(static_cast<unsigned>(args.batch)),
+                            dim3(threads), 0, stream, args));
 }
 
 SplitNeed argmax_split_need(std::int64_t rows, std::int64_t cols) {

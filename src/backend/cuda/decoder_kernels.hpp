@@ -15,7 +15,24 @@ void launch_start_prompt(const PromptState& state, cudaStream_t stream);
 void launch_write_cache(const CacheWrite& args, cudaStream_t stream);
 void launch_mark_cache_slot(const std::int32_t* slot, std::int32_t* key_mask, std::int64_t batch,
                             std::int64_t capacity, cudaStream_t stream);
-void launch_increment(std::int32_t* values, std::int64_t count, cudaStream_t stream);
+// `dependent`: launched with programmatic dependent launch (the kernel waits for the one before).
+void launch_increment(std::int32_t* values, std::int64_t count, bool dependent,
+                      cudaStream_t stream);
+
+// Backend::start_decode_step (DecodeStart) in one kernel, one block a row, launched dependent.
+struct DecodeStartArgs {
+  const std::int32_t* ids = nullptr;
+  const std::int32_t* slot = nullptr;
+  std::int32_t* key_mask = nullptr;
+  std::int32_t* tokens = nullptr;
+  std::int64_t batch = 0, capacity = 0;
+  const void* word_table = nullptr;
+  const std::int32_t* positions = nullptr;
+  const void* position_table = nullptr;
+  void* hidden = nullptr;
+  std::int64_t width = 0;  // E
+};
+void launch_start_decode_step(DType act, const DecodeStartArgs& args, cudaStream_t stream);
 // x: float dtype `act` [rows, cols]. A long row (a vocabulary) is split over several blocks when
 // `scratch` has room (see SplitScratch), the last block of a row picking among their winners.
 void launch_argmax_rows(DType act, const void* x, std::int32_t* out, std::int64_t rows,
