@@ -246,6 +246,12 @@ stage_scores_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,int8}" --batch-size 1 --min-duration-s 2
 }
 
+stage_stepstart_gpt2() {
+  note "GPT-2 124M shape: a decode step's key mask, token and embedding as three launches, then as one dependent kernel"
+  gpt2_ab EAQ_STEP_START_KERNEL stepstart-gpt2 "step start in one kernel" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,int8}" --batch-size 1 --min-duration-s 2
+}
+
 stage_blockquant_gpt2() {
   note "GPT-2 124M shape: the 8-bit precisions' batch-1 MLP projection loading (and quantizing) x in every warp, then staged once per block"
   gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "the wide row staged once per block" --new-tokens 256 \
@@ -380,6 +386,7 @@ for stage in "$@"; do
     bounded-gpt2) stage_bounded_gpt2 ;;
     blockquant-gpt2) stage_blockquant_gpt2 ;;
     scores-gpt2) stage_scores_gpt2 ;;
+    stepstart-gpt2) stage_stepstart_gpt2 ;;
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;
