@@ -109,8 +109,9 @@ struct CacheWrite {
 
 // A decode step's first op: with s = *slot, key_mask[b, s] = 1 and tokens[b, s] = ids[b] for every
 // row b (nothing where s is outside [0, capacity)); then hidden[b] = word[ids[b]] +
-// position[positions[b]]. ids, positions: I32 [B]; slot: I32 [1]; key_mask, tokens: I32
-// [B, capacity]; tables: [rows, E]; hidden: [B, E].
+// position[positions[b]] (positions and position_table may be null: no position row). ids,
+// positions: I32 [B]; slot: I32 [1]; key_mask, tokens: I32 [B, capacity]; tables: [rows, E];
+// hidden: [B, E].
 struct DecodeStart {
   const DeviceTensor* ids = nullptr;
   const DeviceTensor* slot = nullptr;

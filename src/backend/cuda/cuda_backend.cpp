@@ -805,8 +805,9 @@ class CudaBackend final : public Backend {
     EAQ_CUDA_CHECK_LAUNCH();
   }
   void start_decode_step(const DecodeStart& start) override {
-    if (!step_start_kernel_enabled()) {
-      Backend::start_decode_step(start);
+    if (!step_start_kernel_enabled() || start.positions == nullptr ||
+        start.position_table == nullptr) {
+      Backend::start_decode_step(start);  // the kernel adds a position row; embed takes none
       return;
     }
     ProfileScope scope(profiler_, stream_, [] { return std::string("start_decode_step"); });
