@@ -182,8 +182,9 @@ TEST(CudaBoundedArgmax, DeclinesWhatItDoesNotTake) {
   EXPECT_FALSE(f32_head.pick(normal({1, 64}, 0.0f, 1.0f, rng)).took);
 }
 
-// Greedy tokens of a random GPT-2 at batch 1: greedy_step (bounded head) against decode_step +
-// select_greedy (every logit), in every precision whose head runs in f16 or bf16.
+// Greedy tokens of a random GPT-2 at batch 1: prefill_greedy and greedy_step (bounded head)
+// against prefill or decode_step + select_greedy (every logit), in every precision whose head runs
+// in f16 or bf16.
 TEST(CudaBoundedArgmax, Gpt2GreedyStepsGiveTheSameTokens) {
   test::TempDir dir;
   test::RandomGpt2Spec spec;
@@ -205,11 +206,17 @@ TEST(CudaBoundedArgmax, Gpt2GreedyStepsGiveTheSameTokens) {
     auto model = Gpt2Model::load(dir.path(), *gpu);
     DeviceTensor device_ids = gpu->upload(ids, DType::I32);
     std::vector<std::int64_t> tokens[2];
-    std::int64_t bounded_steps[2] = {0, 0};
+    std::int64_t bounded_steps[2] = {0, 0}, bounded_prompts[2] = {0, 0};
     for (int way = 0; way < 2; ++way) {
       auto session = model->start_session(1, 64);
-      model->prefill(*session, device_ids);
-      model->select_greedy(*session);
+      if (way == 0) {
+        model->prefill(*session, device_ids);
+        model->select_greedy(*session);
+      } else {
+        model->prefill_greedy(*session, device_ids);
+      }
+      tokens[way].push_back(gpu->download(session->next_ids()).to_i64()[0]);
+      bounded_prompts[way] = session->bounded_head_prompts();
       for (int t = 0; t < 30; ++t) {
         if (way == 0) {
           model->decode_step(*session, session->next_ids());
@@ -228,6 +235,8 @@ TEST(CudaBoundedArgmax, Gpt2GreedyStepsGiveTheSameTokens) {
     EXPECT_EQ(tokens[0], tokens[1]) << precision_name(precision);
     EXPECT_EQ(bounded_steps[0], 0);
     EXPECT_EQ(bounded_steps[1], 30) << precision_name(precision);
+    EXPECT_EQ(bounded_prompts[0], 0);
+    EXPECT_EQ(bounded_prompts[1], 1) << precision_name(precision);
     gpu->release(device_ids);
   }
 }

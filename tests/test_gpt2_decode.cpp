@@ -161,6 +161,38 @@ TEST_F(Gpt2Decode, CapturedGreedyStepEqualsDirectSteps) {
   EXPECT_ERROR_HAS(graph->launch(), "cache of 15 positions is full");
 }
 
+// prefill_greedy is prefill then select_greedy: the same first tokens (padded batch and batch 1),
+// the same cache and the same next steps. The CPU has no bounded head: it counts no prompt.
+TEST_F(Gpt2Decode, PrefillGreedyEqualsPrefillThenSelect) {
+  const HostTensor prompt = HostTensor::from_i32({2, 4}, {5, 17, 3, 40, 96, 96, 8, 21});
+  const HostTensor mask = HostTensor::from_i32({2, 4}, {1, 1, 1, 1, 0, 0, 1, 1});
+  const DeviceTensor m = upload(mask);
+  for (std::int64_t rows : {2, 1}) {
+    const HostTensor ids = rows == 2 ? prompt : HostTensor::from_i32({1, 4}, {5, 17, 3, 40});
+    auto two_ops = model_->start_session(rows, 10);
+    auto one_call = model_->start_session(rows, 10);
+    const DeviceTensor device_ids = upload(ids);
+    model_->prefill(*two_ops, device_ids, rows == 2 ? &m : nullptr);
+    const std::vector<std::int64_t> expected =
+        cpu_->download(model_->select_greedy(*two_ops)).to_i64();
+    const std::vector<std::int64_t> got =
+        cpu_->download(model_->prefill_greedy(*one_call, device_ids, rows == 2 ? &m : nullptr))
+            .to_i64();
+    EXPECT_EQ(got, expected) << rows << " rows";
+    EXPECT_EQ(one_call->length(), 4);
+    EXPECT_EQ(one_call->bounded_head_prompts(), 0);
+    for (int t = 0; t < 3; ++t) {
+      EXPECT_EQ(cpu_->download(model_->greedy_step(*one_call)).to_i64(),
+                cpu_->download(model_->greedy_step(*two_ops)).to_i64())
+          << rows << " rows, step " << t;
+    }
+  }
+  auto session = model_->start_session(1, 8);
+  EXPECT_ERROR_HAS(
+      model_->prefill_greedy(*session, upload(HostTensor::from_i32({2, 2}, {1, 2, 3, 4}))),
+      "2 prompt rows for a session of batch 1");
+}
+
 TEST_F(Gpt2Decode, RewindRepeatsTheSameTokensWithoutAnotherPrefill) {
   const HostTensor prompt = HostTensor::from_i32({2, 4}, {5, 17, 3, 40, 96, 96, 8, 21});
   const HostTensor mask = HostTensor::from_i32({2, 4}, {1, 1, 1, 1, 0, 0, 1, 1});

@@ -337,8 +337,8 @@ DeviceTensor Gpt2Model::forward_logits(const DeviceTensor& ids, const DeviceTens
 // --- incremental decoding
 // -------------------------------------------------------------------------
 
-const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids,
-                                       const DeviceTensor* mask, DeviceTensor* all_logits) {
+DeviceTensor Gpt2Model::prefill_hidden(DecodeSession& s, const DeviceTensor& ids,
+                                       const DeviceTensor* mask, bool all_positions) {
   EAQ_CHECK(&s.model_ == this, "prefill: the session belongs to another model");
   check_ids(ids, "prefill");
   const std::int64_t batch = ids.dim(0), seq = ids.dim(1);
@@ -368,25 +368,41 @@ const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids
   // Only each row's last token feeds the first generated token, so unless every position's
   // logits are asked for, the last layer's projection and MLP run on those rows alone (its keys
   // and values, which the cache keeps, are computed for every row before).
-  const bool last_rows_only = all_logits == nullptr;
+  const bool last_rows_only = !all_positions;
   sequence_forward(ws, ids, &m, ws.mask_positions, &s, last_rows_only);
+  s.length_ = seq;
+  s.prefilled_ = true;
   // Left padding puts every row's last token in the last column: LM head on those rows only (at
   // batch 1 that row is a view, no copy).
-  DeviceTensor last = s.hidden_;
-  if (batch == 1) {
-    last = ws.hidden.rows(seq - 1, 1);
-  } else if (!last_rows_only) {
-    backend_.gather_rows(ws.hidden, ws.last_rows, s.hidden_);
-  }
+  if (batch == 1) return ws.hidden.rows(seq - 1, 1);
+  if (!last_rows_only) backend_.gather_rows(ws.hidden, ws.last_rows, s.hidden_);
+  return s.hidden_;
+}
+
+const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids,
+                                       const DeviceTensor* mask, DeviceTensor* all_logits) {
+  const DeviceTensor last = prefill_hidden(s, ids, mask, all_logits != nullptr);
   backend_.layer_norm_linear(last, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
                              s.normed_, *lm_head_, Activation::None, s.logits_);
   if (all_logits != nullptr) {
-    full_logits(ws);
-    *all_logits = ws.logits;
+    full_logits(*workspace_);
+    *all_logits = workspace_->logits;
   }
-  s.length_ = seq;
-  s.prefilled_ = true;
   return s.logits_;
+}
+
+const DeviceTensor& Gpt2Model::prefill_greedy(DecodeSession& s, const DeviceTensor& ids,
+                                              const DeviceTensor* mask) {
+  const DeviceTensor last = prefill_hidden(s, ids, mask, false);
+  if (backend_.layer_norm_linear_argmax(last, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+                                        s.normed_, *lm_head_, s.next_ids_)) {
+    ++s.bounded_head_prompts_;
+    return s.next_ids_;
+  }
+  backend_.layer_norm_linear(last, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+                             s.normed_, *lm_head_, Activation::None, s.logits_);
+  backend_.argmax_rows(s.logits_, s.next_ids_);
+  return s.next_ids_;
 }
 
 const DeviceTensor& Gpt2Model::decode_step(DecodeSession& s, const DeviceTensor& next_ids) {

@@ -54,6 +54,8 @@ class DecodeSession {
   // Greedy steps whose token the backend chose without computing every logit
   // (Backend::layer_norm_linear_argmax); counted as fused_steps() is.
   std::int64_t bounded_head_steps() const { return bounded_head_steps_; }
+  // Prompts whose first token prefill_greedy chose that way.
+  std::int64_t bounded_head_prompts() const { return bounded_head_prompts_; }
 
  private:
   friend class Gpt2Model;
@@ -65,7 +67,8 @@ class DecodeSession {
 
   const Gpt2Model& model_;
   Backend& backend_;
-  std::int64_t batch_ = 0, capacity_ = 0, length_ = 0, fused_steps_ = 0, bounded_head_steps_ = 0;
+  std::int64_t batch_ = 0, capacity_ = 0, length_ = 0, fused_steps_ = 0, bounded_head_steps_ = 0,
+               bounded_head_prompts_ = 0;
   bool prefilled_ = false;
   std::vector<DeviceTensor> owned_;
   DecoderStep whole_step_;        // what decode_step offers Backend::decoder_step (made once)
@@ -117,6 +120,11 @@ class Gpt2Model {
   const DeviceTensor& prefill(DecodeSession& session, const DeviceTensor& ids,
                               const DeviceTensor* mask = nullptr,
                               DeviceTensor* all_logits = nullptr);
+  // prefill(session, ids, mask) then select_greedy(session): the same first token per row, but a
+  // backend may choose it without computing every logit (CUDA at batch 1: the bounded head of
+  // greedy_step), and then leaves session.logits() unspecified. Returns session.next_ids().
+  const DeviceTensor& prefill_greedy(DecodeSession& session, const DeviceTensor& ids,
+                                     const DeviceTensor* mask = nullptr);
   // Feeds one token per row (I32 [B], e.g. session.next_ids()) at the next cache position and
   // returns session.logits(). Stream-ordered, no host sync.
   const DeviceTensor& decode_step(DecodeSession& session, const DeviceTensor& next_ids);
@@ -164,6 +172,10 @@ class Gpt2Model {
   void sequence_forward(Workspace& ws, const DeviceTensor& ids, const DeviceTensor* mask,
                         const DeviceTensor& positions, DecodeSession* session, bool last_rows_only);
   void full_logits(Workspace& ws);
+  // prefill's work up to ln_f: the session's cache and state, and the hidden rows of each row's
+  // last token (returned: a view or the session's rows).
+  DeviceTensor prefill_hidden(DecodeSession& s, const DeviceTensor& ids, const DeviceTensor* mask,
+                              bool all_positions);
   // decode_step's two ways: the whole step as one backend call, or op by op.
   // The session's step as one backend call (Backend::decoder_step), ids left to the caller.
   DecoderStep describe_step(DecodeSession& s) const;

@@ -58,8 +58,7 @@ HostTensor greedy_generate(Gpt2Model& model, const HostTensor& prompt_ids, const
   std::unique_ptr<DecodeSession> session = model.start_session(batch, capacity);
   DeviceTensor ids = backend.upload(prompt_ids, DType::I32);
   DeviceTensor device_mask = mask ? backend.upload(*mask, DType::I32) : DeviceTensor{};
-  model.prefill(*session, ids, mask ? &device_mask : nullptr);
-  model.select_greedy(*session);
+  model.prefill_greedy(*session, ids, mask ? &device_mask : nullptr);
   std::unique_ptr<CapturedGraph> graph;
   if (options.use_graph && new_tokens > 1) graph = model.capture_greedy_step(*session);
   for (std::int64_t t = 1; t < new_tokens; ++t) {

@@ -78,11 +78,9 @@ report::Result run_generation_trial(const MeasureSettings& settings,
   auto session = model.start_session(batch, prompt_len + new_tokens);
   const bool graphs = settings.cuda_graphs && backend.is_cuda();
 
-  // Prefill: the prompt through every layer, then the first token (argmax on the device).
-  const auto prefill = [&] {
-    model.prefill(*session, prompt_ids);
-    model.select_greedy(*session);
-  };
+  // Prefill: the prompt through every layer, then the first token (chosen on the device, as
+  // every step's: the bounded head where the backend has it, else argmax over every logit).
+  const auto prefill = [&] { model.prefill_greedy(*session, prompt_ids); };
   prefill();
   backend.synchronize();
   std::unique_ptr<CapturedGraph> prefill_graph = graphs ? backend.capture(prefill) : nullptr;
@@ -128,12 +126,17 @@ report::Result run_generation_trial(const MeasureSettings& settings,
   prefill();
   model.mark_rewind_point(*session);
   std::unique_ptr<CapturedGraph> step_graph = model.capture_greedy_step(*session);
-  // How the step's head picks the token (the same token either way: argmax_bounds.hpp).
+  // How the prompt's and the steps' heads pick the token (the same token either way:
+  // argmax_bounds.hpp).
+  const auto head_kind = [](bool bounded) {
+    return std::string(bounded ? "bounded argmax (int8 scores of every row, exact logits of the "
+                                 "candidates; EAQ_BOUNDED_ARGMAX=0 computes every logit)"
+                               : "every logit, then argmax");
+  };
   result.add(Section::Configuration, "greedy_head", "",
-             std::string(session->bounded_head_steps() > 0
-                             ? "bounded argmax (int8 scores of every row, exact logits of the "
-                               "candidates; EAQ_BOUNDED_ARGMAX=0 computes every logit)"
-                             : "every logit, then argmax"));
+             head_kind(session->bounded_head_steps() > 0));
+  result.add(Section::Configuration, "greedy_head_prompt", "",
+             head_kind(session->bounded_head_prompts() > 0));
   const auto step = [&](std::int64_t i) {
     if (i > 0 && i % new_tokens == 0) model.rewind(*session);
     step_graph->launch();
