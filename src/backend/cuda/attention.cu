@@ -833,7 +833,7 @@ __host__ __device__ inline std::int64_t padded16(std::int64_t n) {
 
 template <class T, int kHeadDim>
 __global__ void __launch_bounds__(kPrefillThreads)
-    attention_prefill_kernel(AttentionArgs a, int kv_padded, int stop) {
+    attention_prefill_kernel(AttentionArgs a, int kv_padded) {
   extern __shared__ __align__(128) unsigned char smem[];
   const int ld_s = score_stride(kv_padded, kHeadDim);
   T* q_tile = reinterpret_cast<T*>(smem);                                   // [16][kHeadDim]
@@ -861,7 +861,6 @@ __global__ void __launch_bounds__(kPrefillThreads)
   const T* v_base = static_cast<const T*>(a.v) + b * a.kv_batch_stride + h * kHeadDim;
   wait_for_previous_kernel();  // q, k and v come from the previous kernel
   allow_dependent_launch();
-  if (stop == 9) return;
   // Q and K in one group, V in a second one that lands while S and the softmax run.
   load_tile<T, kHeadDim>(q_tile, q_base, a.q_row_stride, kPrefillQueries, a.q_len - i0);
   load_tile<T, kHeadDim>(k_rows, k_base, a.kv_row_stride, tile_keys, key_end);
@@ -875,7 +874,6 @@ __global__ void __launch_bounds__(kPrefillThreads)
   }
   __pipeline_wait_prior(1);
   __syncthreads();
-  if (stop == 1) return;
 
   // S = Q K^T: the warps take turns over the 16-key tiles.
   for (int n = warp; n < tile_keys / 16; n += kPrefillThreads / 32) {
@@ -887,7 +885,6 @@ __global__ void __launch_bounds__(kPrefillThreads)
     wmma::store_matrix_sync(scores + n * 16, acc, ld_s, wmma::mem_row_major);
   }
   __syncthreads();
-  if (stop == 2) return;
 
   // Exact softmax: eight neighbouring threads per row, each taking every eighth key.
   {
@@ -897,7 +894,6 @@ __global__ void __launch_bounds__(kPrefillThreads)
   }
   __pipeline_wait_prior(0);  // V
   __syncthreads();
-  if (stop == 3) return;
 
   // With a store (a prefill into a KV cache, q_len == kv_len), each tile stores the key and value
   // rows of its own 16 positions from the staged copies.
@@ -917,7 +913,6 @@ __global__ void __launch_bounds__(kPrefillThreads)
     }
   }
 
-  if (stop == 4) return;
   // O = P V: the warps take turns over the 16-column tiles of the output, staged as f32 in the
   // score rows (no longer read) before the conversion and store.
   for (int d = warp; d < kHeadDim / 16; d += kPrefillThreads / 32) {
@@ -928,7 +923,6 @@ __global__ void __launch_bounds__(kPrefillThreads)
     wmma::store_matrix_sync(scores + d * 16, acc, ld_s, wmma::mem_row_major);
   }
   __syncthreads();
-  if (stop == 5) return;
   T* out_base = static_cast<T*>(a.out) + b * a.out_batch_stride + h * kHeadDim;
   for (int idx = threadIdx.x; idx < kPrefillQueries * kHeadDim; idx += kPrefillThreads) {
     const int r = idx / kHeadDim, c = idx % kHeadDim;
@@ -948,7 +942,7 @@ void launch_prefill(const AttentionArgs& a, cudaStream_t stream) {
                   static_cast<unsigned>(a.heads), static_cast<unsigned>(a.batch));
   launch_dependent(attention_prefill_kernel<T, kHeadDim>, grid, dim3(kPrefillThreads),
                    prefill_shared_bytes<T>(kv_padded, kHeadDim), stream, a,
-                   static_cast<int>(kv_padded), std::getenv("EAQ_PREFILL_ATTN_STOP") ? std::atoi(std::getenv("EAQ_PREFILL_ATTN_STOP")) : 0);
+                   static_cast<int>(kv_padded));
 }
 
 template <class T, int kDims>
