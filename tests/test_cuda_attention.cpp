@@ -27,8 +27,8 @@ struct AttentionCase {
 
 // Runs one attention case on `backend` with buffers laid out as the models use them: fused QKV
 // rows for prefill, or separate K/V caches of capacity kv_len + 5 for decode-like cases.
-// `kernel` null: the backend's choice; else that kernel alone ("simple", "wmma", "prefill"), or an
-// empty tensor when it cannot run these arguments.
+// `kernel` null: the backend's choice; else that kernel alone ("simple", "wmma", "prefill", "mma"),
+// or an empty tensor when it cannot run these arguments.
 HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& q,
                     const HostTensor& k, const HostTensor& v, const HostTensor& mask,
                     const char* kernel) {
@@ -118,8 +118,9 @@ HostTensor run_case(Backend& backend, const AttentionCase& c, const HostTensor& 
     cuda::launch_attention_simple(act, a, nullptr);  // legacy stream: synchronizes below
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   } else if (!named.empty() && backend.is_cuda()) {
-    ran = named == "wmma" ? cuda::attention_tensor_core_eligible(act, a)
-                          : cuda::attention_prefill_eligible(act, a);
+    ran = named == "wmma"  ? cuda::attention_tensor_core_eligible(act, a)
+          : named == "mma" ? cuda::attention_prefill_mma_eligible(act, a)
+                           : cuda::attention_prefill_eligible(act, a);
     if (ran) {
       cuda::launch_attention_kernel(act, a, cuda::SplitScratch{}, kernel, nullptr);
       EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -207,8 +208,8 @@ TEST_P(CudaAttention, MatchesCpuReference) {
     EXPECT_LE(simple_error, tolerance) << c.name << " simple " << precision_name(precision);
     std::printf("[ attention ] %-26s %-5s launch=%.2e simple=%.2e", c.name,
                 std::string(precision_name(precision)).c_str(), fast_error, simple_error);
-    // Both tensor-core prefill kernels, each alone, wherever it can run (launch picks one).
-    for (const char* kernel : {"wmma", "prefill"}) {
+    // The three tensor-core prefill kernels, each alone, wherever it can run (launch picks one).
+    for (const char* kernel : {"wmma", "prefill", "mma"}) {
       if (c.append || act == DType::F32) break;
       const HostTensor alone = run_case(*gpu, c, q, k, v, mask, kernel);
       if (!alone.has_data()) continue;

@@ -645,7 +645,7 @@ void bench_prefill_attention(cudaStream_t stream, const Options& options) {
     a.causal = true;
     a.scale = 0.125f;
     const cuda::SplitScratch none;
-    for (const char* kernel : {"prefill", "wmma", "grouped", "decode"}) {
+    for (const char* kernel : {"mma", "prefill", "wmma", "grouped", "decode"}) {
       const double us = graph_time_us(
           [&](int) { cuda::launch_attention_kernel(DType::F16, a, none, kernel, stream); }, 32,
           stream, options);

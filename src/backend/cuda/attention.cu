@@ -1,6 +1,8 @@
 // Scaled dot-product attention; reference: cpu_kernels.cpp attention_f32.
 //
-// Five kernels, chosen per call by launch_attention():
+// Six kernels, chosen per call by launch_attention():
+// - mma (F16/BF16, head_dim 64, >= 16 queries, few query tiles): attention_prefill_mma.cu, one
+//   warp per 16 queries with S, P and O in registers. Prompts at small batch sizes.
 // - prefill (F16/BF16, head_dim 32/64/128, >= 16 queries, few query tiles, every visible key row
 //   fitting in shared memory): one block of four warps per (16 queries, head, batch), K and V
 //   staged whole, the warps splitting S = Q K^T by keys and O = P V by columns. Prompts at small
@@ -1037,12 +1039,16 @@ void store_kv(DType act, const AttentionArgs& a, cudaStream_t stream) {
 }  // namespace
 
 const char* attention_kernel_name(DType act, const AttentionArgs& a) {
-  if (attention_prefill_eligible(act, a)) {
-    // Few query tiles (a prompt or two): the prefill kernel. Many (an encoder batch): the
-    // tensor-core kernel's larger tiles stage each key block once for up to 64 queries.
+  if (a.q_len >= 16 && (act == DType::F16 || act == DType::BF16)) {
+    // Few query tiles (a prompt or two): a prefill kernel, the register one where it runs. Many
+    // (an encoder batch): the tensor-core kernel's larger tiles stage each key block once for up
+    // to 64 queries.
     const std::int64_t tiles =
         (a.q_len + kPrefillQueries - 1) / kPrefillQueries * a.heads * a.batch;
-    if (tiles <= 8 * static_cast<std::int64_t>(multiprocessor_count())) return "prefill";
+    if (tiles <= 8 * static_cast<std::int64_t>(multiprocessor_count())) {
+      if (attention_prefill_mma_eligible(act, a)) return "mma";
+      if (attention_prefill_eligible(act, a)) return "prefill";
+    }
   }
   if (attention_tensor_core_eligible(act, a)) return "wmma";
   if (a.head_dim <= kMaxGroupedHeadDim) {
@@ -1083,7 +1089,8 @@ void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitSc
   bool inline_append = false;
   if (kernel[0] == 'd') EAQ_DISPATCH_FLOAT(act, inline_append = decode_vec_eligible<T>(args));
   AttentionArgs a = args;
-  if (a.store_k != nullptr && !(kernel[0] == 'p' && prefill_store_eligible(act, a))) {
+  const bool stores = kernel[0] == 'p' || kernel[0] == 'm';  // the prefill kernels
+  if (a.store_k != nullptr && !(stores && prefill_store_eligible(act, a))) {
     store_kv(act, a, stream);
     a.store_k = a.store_v = nullptr;
   }
@@ -1103,6 +1110,10 @@ void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitSc
   }
   if (kernel[0] == 'g') {
     EAQ_DISPATCH_FLOAT(act, launch_grouped<T>(a, stream));
+    return;
+  }
+  if (kernel[0] == 'm') {
+    launch_attention_prefill_mma(act, a, stream);
     return;
   }
   const bool prefill = kernel[0] == 'p';

@@ -49,14 +49,19 @@ SplitNeed attention_split_need(DType act, const AttentionArgs& args);
 // for benchmarks that compare kernels on one shape.
 void launch_attention_kernel(DType act, const AttentionArgs& args, const SplitScratch& scratch,
                              const char* kernel, cudaStream_t stream);
-// "prefill", "wmma", "grouped", "decode" or "simple": what launch_attention() runs for these
-// arguments.
+// "mma", "prefill", "wmma", "grouped", "decode" or "simple": what launch_attention() runs for
+// these arguments.
 const char* attention_kernel_name(DType act, const AttentionArgs& args);
 // The simple kernel alone, for tests that compare the two.
 void launch_attention_simple(DType act, const AttentionArgs& args, cudaStream_t stream);
 bool attention_tensor_core_eligible(DType act, const AttentionArgs& args);
 // Whether the prefill kernel can run these arguments (it is chosen only for few query tiles).
 bool attention_prefill_eligible(DType act, const AttentionArgs& args);
+// The register (mma.sync) prefill kernel for head_dim 64 (attention_prefill_mma.cu): whether it
+// can run these arguments (EAQ_PREFILL_MMA=0: never, to measure what it buys), and its launch.
+// Chosen where the prefill kernel would be ("mma").
+bool attention_prefill_mma_eligible(DType act, const AttentionArgs& args);
+void launch_attention_prefill_mma(DType act, const AttentionArgs& args, cudaStream_t stream);
 
 // y = act(y) in place (for activations cuBLASLt has no epilogue for: erf GELU, tanh).
 void launch_activation(DType act, void* y, std::int64_t count, Activation activation,
