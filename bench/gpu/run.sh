@@ -252,6 +252,12 @@ stage_stepstart_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,int8}" --batch-size 1 --min-duration-s 2
 }
 
+stage_prefillmma_gpt2() {
+  note "GPT-2 124M shape: the prompt's attention on the WMMA prefill kernel, then in registers (mma.sync)"
+  gpt2_ab EAQ_PREFILL_MMA prefillmma-gpt2 "prefill attention in registers" --new-tokens 64 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
+}
+
 stage_blockquant_gpt2() {
   note "GPT-2 124M shape: the 8-bit precisions' batch-1 MLP projection loading (and quantizing) x in every warp, then staged once per block"
   gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "the wide row staged once per block" --new-tokens 256 \
@@ -390,6 +396,7 @@ for stage in "$@"; do
     profile) stage_profile ;;
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;
+    prefillmma-gpt2) stage_prefillmma_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;
