@@ -136,6 +136,19 @@ __global__ void __launch_bounds__(32) attention_prefill_mma_kernel(AttentionArgs
   };
   if (chunks > 0) issue(0);
   if (chunks > 1) issue(1);
+  // The key mask of a chunk, one key of each half per lane (its keys k0 + lane and
+  // k0 + 32 + lane), loaded a chunk ahead and shared by ballot: a load per key, used at once,
+  // would make every lane wait for each load in turn.
+  int mask_ahead[2];
+  const auto load_mask = [&](int c) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const std::int64_t key = static_cast<std::int64_t>(c) * kChunkKeys + 32 * half + lane;
+      const bool in = key < key_end;
+      mask_ahead[half] = in ? (mask != nullptr ? mask[key] : 1) : 0;
+    }
+  };
+  load_mask(0);
 
   // Q's A fragments for the four 16-wide steps over head_dim, straight from global memory.
   unsigned qa[4][4];
@@ -162,17 +175,10 @@ __global__ void __launch_bounds__(32) attention_prefill_mma_kernel(AttentionArgs
 
   for (int c = 0; c < chunks; ++c) {
     const std::int64_t k0 = static_cast<std::int64_t>(c) * kChunkKeys;
-    // This lane's keys of the chunk: k0 + 8 j + 2 t + {0, 1}; the key mask loads while the
-    // chunk lands.
-    bool key_ok[kKeyTiles][2];
-#pragma unroll
-    for (int j = 0; j < kKeyTiles; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const std::int64_t key = k0 + 8 * j + 2 * t + e;
-        key_ok[j][e] = key < key_end && (mask == nullptr || mask[key] != 0);
-      }
-    }
+    // Bit x of visible[x / 32]: key k0 + x is in the prompt and not padding.
+    const unsigned visible[2] = {__ballot_sync(0xffffffffu, mask_ahead[0] != 0),
+                                 __ballot_sync(0xffffffffu, mask_ahead[1] != 0)};
+    if (c + 1 < chunks) load_mask(c + 1);
     if (c + 1 < chunks) {
       wait_pending<1>();
     } else {
@@ -208,8 +214,11 @@ __global__ void __launch_bounds__(32) attention_prefill_mma_kernel(AttentionArgs
       for (int e = 0; e < 4; ++e) {
         const int r = e / 2;
         const std::int64_t key = k0 + 8 * j + 2 * t + (e % 2);
+        // This lane's keys of the chunk are k0 + 8 j + 2 t + {0, 1}.
+        const unsigned word = j < kKeyTiles / 2 ? visible[0] : visible[1];  // j is unrolled
+        const bool key_visible = (word >> (8 * (j % 4) + 2 * t + e % 2)) & 1u;
         const bool valid =
-            (r == 0 ? row_lo : row_hi) && key_ok[j][e % 2] && key <= (r == 0 ? limit_lo : limit_hi);
+            (r == 0 ? row_lo : row_hi) && key_visible && key <= (r == 0 ? limit_lo : limit_hi);
         s[j][e] = valid ? s[j][e] * a.scale : -INFINITY;
         chunk_max[r] = fmaxf(chunk_max[r], s[j][e]);
       }
