@@ -1,8 +1,8 @@
 // Scaled dot-product attention; reference: cpu_kernels.cpp attention_f32.
 //
 // Six kernels, chosen per call by launch_attention():
-// - mma (F16/BF16, head_dim 64, >= 16 queries, few query tiles): attention_prefill_mma.cu, one
-//   warp per 16 queries with S, P and O in registers. Prompts at small batch sizes.
+// - mma (F16/BF16, head_dim 64, >= 16 queries): attention_prefill_mma.cu, a block of four warps
+//   per 16 queries with S, P and O in registers. Prompts and encoder batches.
 // - prefill (F16/BF16, head_dim 32/64/128, >= 16 queries, few query tiles, every visible key row
 //   fitting in shared memory): one block of four warps per (16 queries, head, batch), K and V
 //   staged whole, the warps splitting S = Q K^T by keys and O = P V by columns. Prompts at small
@@ -1039,16 +1039,15 @@ void store_kv(DType act, const AttentionArgs& a, cudaStream_t stream) {
 }  // namespace
 
 const char* attention_kernel_name(DType act, const AttentionArgs& a) {
-  if (a.q_len >= 16 && (act == DType::F16 || act == DType::BF16)) {
-    // Few query tiles (a prompt or two): a prefill kernel, the register one where it runs. Many
-    // (an encoder batch): the tensor-core kernel's larger tiles stage each key block once for up
-    // to 64 queries.
+  // Prompts and encoder batches with heads of 64: the register kernel, at every batch size
+  // (eaq_gemm_bench: faster than the others at 1 to 128 rows of 128 tokens).
+  if (a.q_len >= 16 && attention_prefill_mma_eligible(act, a)) return "mma";
+  if (attention_prefill_eligible(act, a)) {
+    // Few query tiles (a prompt or two): the prefill kernel. Many (an encoder batch): the
+    // tensor-core kernel's larger tiles stage each key block once for up to 64 queries.
     const std::int64_t tiles =
         (a.q_len + kPrefillQueries - 1) / kPrefillQueries * a.heads * a.batch;
-    if (tiles <= 8 * static_cast<std::int64_t>(multiprocessor_count())) {
-      if (attention_prefill_mma_eligible(act, a)) return "mma";
-      if (attention_prefill_eligible(act, a)) return "prefill";
-    }
+    if (tiles <= 8 * static_cast<std::int64_t>(multiprocessor_count())) return "prefill";
   }
   if (attention_tensor_core_eligible(act, a)) return "wmma";
   if (a.head_dim <= kMaxGroupedHeadDim) {

@@ -59,7 +59,7 @@ bool attention_tensor_core_eligible(DType act, const AttentionArgs& args);
 bool attention_prefill_eligible(DType act, const AttentionArgs& args);
 // The register (mma.sync) prefill kernel for head_dim 64 (attention_prefill_mma.cu): whether it
 // can run these arguments (EAQ_PREFILL_MMA=0: never, to measure what it buys), and its launch.
-// Chosen where the prefill kernel would be ("mma").
+// Chosen for every prompt or encoder batch it can run ("mma").
 bool attention_prefill_mma_eligible(DType act, const AttentionArgs& args);
 void launch_attention_prefill_mma(DType act, const AttentionArgs& args, cudaStream_t stream);
 
