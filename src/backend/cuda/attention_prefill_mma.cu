@@ -25,6 +25,7 @@
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/env_switch.hpp"
+#include "backend/cuda/gemm_tile.cuh"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/mma_copy.cuh"
 
@@ -36,7 +37,7 @@ constexpr int kQueries = 16;  // one m16 tile of queries per block
 constexpr int kWarps = 4;     // each takes every fourth chunk of keys
 constexpr int kThreads = 32 * kWarps;
 constexpr int kChunkKeys = 32;                       // keys a warp stages at a time
-constexpr int kRowBytes = 128;                       // kHeadDim * 2
+constexpr int kRowBytes = tile64::kRowBytes;         // kHeadDim * 2, swizzled as gemm_tile.cuh
 constexpr int kChunkBytes = kChunkKeys * kRowBytes;  // 4 KB of K or V
 constexpr int kStageBytes = 2 * kChunkBytes;         // K, then V
 constexpr int kKeyTiles = kChunkKeys / 8;            // n8 tiles of S per chunk
@@ -46,40 +47,6 @@ constexpr int kOPitch = kHeadDim + 4;                // a merged O row (floats)
 constexpr int kSharedBytes = kWarps * 2 * kStageBytes;  // 64 KB
 static_assert(kWarps * kQueries * (kOPitch + 2) * 4 <= kSharedBytes, "the merge fits the stages");
 static_assert(kQueries * kHeadDim == kThreads * 8, "the merge writes 8 outputs a thread");
-
-// Byte offset of 16-byte piece `piece` (0..7) of row `row`: the 8 rows an ldmatrix reads at one
-// piece land on 8 different bank groups (as gemm_tile.cuh's tiles).
-__device__ __forceinline__ int swizzled(int row, int piece) {
-  return row * kRowBytes + ((piece ^ (row & 7)) << 4);
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned address, unsigned (&r)[4]) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
-// c += a . b, m16n8k16, f16 or bf16 in, f32 accumulate. Fragments (PTX ISA, g = lane / 4,
-// t = lane % 4): a0 = A[g][2t, 2t+1], a1 = A[g+8][2t..], a2 = A[g][8+2t..], a3 = A[g+8][8+2t..];
-// b0 = B[k = 2t, 2t+1][n = g], b1 = B[k = 8+2t..][n = g]; c0, c1 = C[g][2t, 2t+1],
-// c2, c3 = C[g+8][2t, 2t+1].
-template <class T>
-__device__ __forceinline__ void mma16816(const unsigned (&a)[4], unsigned b0, unsigned b1,
-                                         float (&c)[4]) {
-  if constexpr (std::is_same_v<T, __half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
 
 // Two floats rounded to T, as one 32-bit register (lo in the low half).
 template <class T>
@@ -143,8 +110,8 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_mma_kernel(Attenti
       const std::int64_t key = k0 + row;
       const bool ok = key < key_end;
       const std::int64_t offset = ok ? key * a.kv_row_stride + piece * 8 : 0;
-      copy16(shared_address(k_tile + swizzled(row, piece)), k_base + offset, ok);
-      copy16(shared_address(v_tile + swizzled(row, piece)), v_base + offset, ok);
+      copy16(shared_address(k_tile + tile64::swizzled(row, piece)), k_base + offset, ok);
+      copy16(shared_address(v_tile + tile64::swizzled(row, piece)), v_base + offset, ok);
     }
     commit();
   };
@@ -208,9 +175,9 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_mma_kernel(Attenti
         const int row = 8 * jj + (lane % 8) + (lane / 16) * 8;
         const int piece = 2 * ks + (lane / 8) % 2;
         unsigned kb[4];
-        ldmatrix_x4(shared_address(k_tile + swizzled(row, piece)), kb);
-        mma16816<T>(qa[ks], kb[0], kb[1], s[jj]);
-        mma16816<T>(qa[ks], kb[2], kb[3], s[jj + 1]);
+        ldmatrix_x4(shared_address(k_tile + tile64::swizzled(row, piece)), kb);
+        mma_f16<T>(qa[ks], kb[0], kb[1], s[jj]);
+        mma_f16<T>(qa[ks], kb[2], kb[3], s[jj + 1]);
       }
     }
 
@@ -270,9 +237,9 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_mma_kernel(Attenti
         const int row = 16 * kk + (lane % 8) + ((lane / 8) % 2) * 8;
         const int piece = d + lane / 16;
         unsigned vb[4];
-        ldmatrix_x4_trans(shared_address(v_tile + swizzled(row, piece)), vb);
-        mma16816<T>(pa, vb[0], vb[1], o[d]);
-        mma16816<T>(pa, vb[2], vb[3], o[d + 1]);
+        ldmatrix_x4_trans(shared_address(v_tile + tile64::swizzled(row, piece)), vb);
+        mma_f16<T>(pa, vb[0], vb[1], o[d]);
+        mma_f16<T>(pa, vb[2], vb[3], o[d + 1]);
       }
     }
 
@@ -286,9 +253,9 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_mma_kernel(Attenti
         const std::int64_t dst =
             b * a.store_batch_stride + j * a.store_row_stride + h * kHeadDim + piece * 8;
         *reinterpret_cast<uint4*>(static_cast<T*>(a.store_k) + dst) =
-            *reinterpret_cast<const uint4*>(k_tile + swizzled(row, piece));
+            *reinterpret_cast<const uint4*>(k_tile + tile64::swizzled(row, piece));
         *reinterpret_cast<uint4*>(static_cast<T*>(a.store_v) + dst) =
-            *reinterpret_cast<const uint4*>(v_tile + swizzled(row, piece));
+            *reinterpret_cast<const uint4*>(v_tile + tile64::swizzled(row, piece));
       }
     }
     __syncwarp();  // every lane is done with this stage before it is refilled

@@ -3,6 +3,11 @@
 // group) and ldmatrix loads of four 8 x 8 b16 matrices into mma fragments; and the int8 mma.
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <type_traits>
+
 namespace eaq::cuda {
 
 __device__ __forceinline__ unsigned shared_address(const void* p) {
@@ -31,6 +36,34 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned address, unsigned (&r)[4]) 
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(address));
+}
+
+// The same with each of the four matrices transposed: for rows that run along N (a value tile
+// [key][dim] as the B operand of P V), lane l gets rows 2 (l % 4), 2 (l % 4) + 1 of column l / 4.
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned address, unsigned (&r)[4]) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
+}
+
+// c += a . b on the tensor cores, m16n8k16, f16 or bf16 (T) -> f32 (fragment layouts:
+// split_k_gemm.cu).
+template <class T>
+__device__ __forceinline__ void mma_f16(const unsigned (&a)[4], unsigned b0, unsigned b1,
+                                        float (&c)[4]) {
+  if constexpr (std::is_same_v<T, __half>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
 }
 
 // c += a . b on the tensor cores, s8 x s8 -> s32, m16n8k32 (fragment layouts: int8_gemm.cu).

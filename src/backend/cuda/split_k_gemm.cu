@@ -53,24 +53,6 @@ constexpr int kBiasOffset = kResidualOffset + kTileElements * 2;
 constexpr int kSharedBytes = kBiasOffset + kBlockN * 2;  // ~72 KB: three blocks per SM
 constexpr int kPitch = kBlockN + 4;  // f32 tile row (floats); the padding spreads the banks
 
-template <class T>
-__device__ __forceinline__ void mma(const unsigned (&a)[4], unsigned b0, unsigned b1,
-                                    float (&c)[4]) {
-  if constexpr (std::is_same_v<T, __half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
 // Copies rows [r_begin, r_end) x 64 columns of a [rows, n] matrix at (row0, col0) into a [64][64]
 // tile (zero past the matrix); n a multiple of 8 and 16-byte aligned rows.
 template <class T>
@@ -124,7 +106,7 @@ __global__ void __launch_bounds__(kThreads)
   tile64::k_loop<kStages>(shared, x, m0, a.m, w, n0, a.n, row_bytes, b.kt_begin, b.tiles, b.warp_m,
                           b.warp_n, acc,
                           [](const unsigned(&af)[4], unsigned b0, unsigned b1, float(&c)[4]) {
-                            mma<T>(af, b0, b1, c);
+                            mma_f16<T>(af, b0, b1, c);
                           });  // (it waits for the residual and bias copies too)
 
   // The accumulators as a [64][kPitch] f32 tile over the stage buffers; after the cluster
