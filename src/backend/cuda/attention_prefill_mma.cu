@@ -1,7 +1,7 @@
 // Prefill attention for head_dim 64 in registers (mma.sync): the FlashAttention-2 arrangement,
-// with a tile's keys split over the warps of its block. References: attention.cu's prefill
-// kernel (WMMA through shared memory), which this replaces for prompts, and through it the CPU
-// backend.
+// with a tile's keys split over the warps of its block. References: attention.cu's prefill and
+// tensor-core kernels (WMMA through shared memory), which this replaces for prompts and encoder
+// batches with heads of 64, and through them the CPU backend.
 //
 // Why: the WMMA kernel takes ~8.5 us a layer for GPT-2's 128-token prompt on an H200 (kernel
 // trace, docs/results.md), most of it in the chain S -> shared memory -> softmax -> shared
