@@ -379,11 +379,20 @@ DeviceTensor Gpt2Model::prefill_hidden(DecodeSession& s, const DeviceTensor& ids
   return s.hidden_;
 }
 
-const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids,
-                                       const DeviceTensor* mask, DeviceTensor* all_logits) {
-  const DeviceTensor last = prefill_hidden(s, ids, mask, all_logits != nullptr);
+bool Gpt2Model::head(DecodeSession& s, const DeviceTensor& last, bool greedy) {
+  if (greedy &&
+      backend_.layer_norm_linear_argmax(last, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+                                        s.normed_, *lm_head_, s.next_ids_)) {
+    return true;
+  }
   backend_.layer_norm_linear(last, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
                              s.normed_, *lm_head_, Activation::None, s.logits_);
+  return false;
+}
+
+const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids,
+                                       const DeviceTensor* mask, DeviceTensor* all_logits) {
+  head(s, prefill_hidden(s, ids, mask, all_logits != nullptr), false);
   if (all_logits != nullptr) {
     full_logits(*workspace_);
     *all_logits = workspace_->logits;
@@ -393,15 +402,11 @@ const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids
 
 const DeviceTensor& Gpt2Model::prefill_greedy(DecodeSession& s, const DeviceTensor& ids,
                                               const DeviceTensor* mask) {
-  const DeviceTensor last = prefill_hidden(s, ids, mask, false);
-  if (backend_.layer_norm_linear_argmax(last, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
-                                        s.normed_, *lm_head_, s.next_ids_)) {
+  if (head(s, prefill_hidden(s, ids, mask, false), true)) {
     ++s.bounded_head_prompts_;
-    return s.next_ids_;
+  } else {
+    backend_.argmax_rows(s.logits_, s.next_ids_);
   }
-  backend_.layer_norm_linear(last, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
-                             s.normed_, *lm_head_, Activation::None, s.logits_);
-  backend_.argmax_rows(s.logits_, s.next_ids_);
   return s.next_ids_;
 }
 
@@ -531,14 +536,7 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
                                          a);
   });
   // next_ids was read by the embedding and the token write above; the head may overwrite it.
-  if (greedy &&
-      backend_.layer_norm_linear_argmax(s.hidden_, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
-                                        s.normed_, *lm_head_, s.next_ids_)) {
-    return true;
-  }
-  backend_.layer_norm_linear(s.hidden_, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
-                             s.normed_, *lm_head_, Activation::None, s.logits_);
-  return false;
+  return head(s, s.hidden_, greedy);
 }
 
 const DeviceTensor& Gpt2Model::select_greedy(DecodeSession& s) {

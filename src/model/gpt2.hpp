@@ -183,6 +183,10 @@ class Gpt2Model {
   // of the logits (Backend::layer_norm_linear_argmax): returns whether it did.
   bool step(DecodeSession& s, const DeviceTensor& next_ids, bool greedy);
   bool unfused_step(DecodeSession& s, const DeviceTensor& next_ids, bool greedy);
+  // ln_f and the LM head on `last` (one row per batch row) into the session's logits; with
+  // `greedy`, the backend may write session.next_ids() instead (Backend::layer_norm_linear_argmax):
+  // returns whether it did.
+  bool head(DecodeSession& s, const DeviceTensor& last, bool greedy);
 
   Backend& backend_;
   std::filesystem::path folder_;
