@@ -6,6 +6,7 @@
 //   - a GEMV's arithmetic on the bytes read, on the CUDA cores or on the tensor cores;
 //   - reading the same bytes from L2 instead of HBM, and with an L2 persisting window over part of
 //     them (what stays in L2 from one pass to the next);
+//   - reading them by bulk copies (TMA) into shared memory instead of by loads into registers;
 //   - multiprocessors that are busy without memory traffic (a clock spin, an FMA loop) or resident
 //     and asleep (as blocks waiting in griddepcontrol.wait are);
 //   - kernel launches themselves, and one pass over the weights split into ~50 kernels as a
@@ -198,6 +199,7 @@ int run(int argc, char** argv) {
   // dynamic shared memory (> half of an SM's) keeps two blocks off one SM.
   const int one_per_sm = int(prop.sharedMemPerMultiprocessor / 2 + 1024);
   EAQ_CUDA_CHECK(probe::allow_shared_bytes(one_per_sm));
+  EAQ_CUDA_CHECK(probe::allow_bulk_stages());
   auto read_on = [&](int blocks, std::size_t bytes) {
     return [=](cudaStream_t s) {
       probe::launch_read_stream(data, bytes, {blocks, 1024, one_per_sm}, sink, sm_of_block, s);
@@ -252,6 +254,21 @@ int run(int argc, char** argv) {
          for (int k = 0; k < 50; ++k)
            probe::launch_read_stream(static_cast<const char*>(data) + k * piece, piece, four_per_sm,
                                      sink, sm_of_block, s);
+       }},
+      {"hbm-bulk", "read 248 MB by bulk copies (TMA) into shared memory, read there, all SMs",
+       double(weights_bytes),
+       [&](cudaStream_t s) {
+         probe::launch_read_bulk(data, weights_bytes, 1, true, sms, sink, sm_of_block, s);
+       }},
+      {"hbm-bulk-only", "the same, shared memory left unread (the copies alone)",
+       double(weights_bytes),
+       [&](cudaStream_t s) {
+         probe::launch_read_bulk(data, weights_bytes, 1, false, sms, sink, sm_of_block, s);
+       }},
+      {"l2-bulk", "read 24 MB 10 times (L2) by bulk copies, read there, all SMs",
+       10.0 * resident_bytes,
+       [&](cudaStream_t s) {
+         probe::launch_read_bulk(data, resident_bytes, 10, true, sms, sink, sm_of_block, s);
        }},
       {"l2-all", "read 24 MB 10 times (L2), all SMs", 10.0 * resident_bytes,
        [&](cudaStream_t s) {

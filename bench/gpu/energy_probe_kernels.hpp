@@ -31,6 +31,12 @@ void launch_read_resident(const void* data, std::size_t bytes, int repeats, Grid
 // cores (convert + FMA) or on the tensor cores (mma.sync): a GEMV's arithmetic at a stream's pace.
 void launch_read_dot(const void* data, std::size_t bytes, bool tensor_cores, Grid grid,
                      unsigned* sink, unsigned* sm_of_block, cudaStream_t stream);
+// The bulk-copy engine (cp.async.bulk) reads `bytes` `repeats` times into shared memory, one
+// block of 256 threads per SM for `blocks` blocks; with `consume` the threads also read each
+// stage from shared memory. Hopper only; call allow_bulk_stages() once first.
+cudaError_t allow_bulk_stages();
+void launch_read_bulk(const void* data, std::size_t bytes, int repeats, bool consume, int blocks,
+                      unsigned* sink, unsigned* sm_of_block, cudaStream_t stream);
 void launch_spin(long long cycles, Grid grid, unsigned* sm_of_block, cudaStream_t stream);
 void launch_fma_loop(int iterations, Grid grid, float* sink, unsigned* sm_of_block,
                      cudaStream_t stream);
