@@ -4,6 +4,8 @@
 // bundled gpt2-mini identical to the CPU's. Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <random>
@@ -296,6 +298,7 @@ HostTensor row_of(const HostTensor& x, std::int64_t r) {
 struct StepLogits {
   HostTensor logits;  // [steps, V]: the logits after each fed token
   std::int64_t fused_steps = 0;
+  std::int64_t pending_mlp_steps = 0;
 };
 
 // Prefill of a [1, P] prompt, then one decode step per token of `feed` ([1, S]).
@@ -316,6 +319,7 @@ StepLogits decode_logits(Backend& backend, const std::filesystem::path& dir, con
   StepLogits out;
   out.logits = HostTensor::from_f32({steps, model->config().vocab_size}, all);
   out.fused_steps = session->fused_steps();
+  out.pending_mlp_steps = session->pending_mlp_steps();
   backend.release(d_ids);
   backend.release(d_mask);
   return out;
@@ -453,6 +457,123 @@ TEST(CudaGpt2, FusedDecodeStepReplaysInAGraph) {
     if (precision == Precision::Fp32) {
       EXPECT_EQ(direct.to_i64(), expected.to_i64());
     }
+  }
+}
+
+// --- the feed-forward block that leaves its sum pending (mlp_pending.cu) ------------------------
+
+std::vector<float> floats(const HostTensor& t) {
+  const HostTensor f = t.to_f32();
+  return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
+}
+
+// Shapes the one-kernel feed-forward block takes (inner a multiple of 192, heads of 64): its steps
+// against the CPU reference, against the two GEMV kernels it replaces (EAQ_MLP_PENDING=0), and
+// against itself run again: the fixed-point sum gives the same bits whatever order the blocks'
+// atomics arrive in. Teacher-forced, so every way sees the same tokens.
+TEST(CudaGpt2, PendingMlpStepMatchesTheCpuAndTheTwoKernels) {
+  RandomCase c;  // for its prompt and tokens
+  auto cpu = make_cpu_backend(Precision::Fp32);
+  const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
+  struct Shape {
+    int hidden, heads, inner;
+  };
+  for (const Shape shape : {Shape{128, 2, 384}, Shape{256, 4, 768}}) {
+    test::TempDir dir;
+    test::RandomGpt2Spec spec = c.spec;
+    spec.hidden = shape.hidden;
+    spec.heads = shape.heads;
+    spec.inner = shape.inner;
+    spec.seed = 7;
+    test::write_random_gpt2(dir.path(), spec);
+    const HostTensor ids = row_of(c.ids, 1), mask = row_of(c.mask, 1), feed = row_of(c.steps, 1);
+    const std::int64_t steps = feed.dim(1);
+    const StepLogits expected = decode_logits(*cpu, dir.path(), ids, mask, feed, 64);
+    EXPECT_EQ(expected.pending_mlp_steps, 0);  // the CPU never leaves a sum pending
+    // The sum is rounded once instead of twice (the projection's output, then the residual).
+    const std::map<Precision, double> tolerance = {{Precision::Fp16, 1e-2},
+                                                   {Precision::Bf16, 5e-2}};
+    for (const auto& [precision, allowed] : tolerance) {
+      EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+      const StepLogits one = decode_logits(*gpu, dir.path(), ids, mask, feed, 64);
+      const StepLogits again = decode_logits(*gpu, dir.path(), ids, mask, feed, 64);
+      const StepLogits two = [&] {
+        const test::ScopedEnv two_kernels("EAQ_MLP_PENDING", "0");
+        return decode_logits(*gpu, dir.path(), ids, mask, feed, 64);
+      }();
+      const double vs_cpu = test::max_relative_error(one.logits, expected.logits);
+      const double vs_two = test::max_relative_error(one.logits, two.logits);
+      std::printf(
+          "[ decoder   ] pending mlp, hidden %d inner %d, %-5s vs CPU %.2e, vs two kernels %.2e "
+          "(tolerance %.0e)\n",
+          shape.hidden, shape.inner, std::string(precision_name(precision)).c_str(), vs_cpu, vs_two,
+          allowed);
+      EXPECT_EQ(one.pending_mlp_steps, steps) << precision_name(precision);
+      EXPECT_EQ(two.pending_mlp_steps, 0) << precision_name(precision);
+      EXPECT_LE(vs_two, allowed) << precision_name(precision);
+      EXPECT_LE(vs_cpu, kLogitTolerance.at(precision)) << precision_name(precision);
+      EXPECT_EQ(floats(one.logits), floats(again.logits))
+          << precision_name(precision) << ": run to run";
+    }
+  }
+}
+
+// The same steps greedy and in a captured graph (the bounded head finishes the last sum): the
+// graph's tokens are the direct steps', and their pending sums ran.
+TEST(CudaGpt2, PendingMlpGreedyStepsReplayInAGraph) {
+  test::TempDir dir;
+  test::RandomGpt2Spec spec;
+  spec.vocab = 500;
+  spec.positions = 128;
+  spec.hidden = 128;
+  spec.heads = 2;
+  spec.layers = 3;
+  spec.inner = 384;
+  spec.weight_scale = 0.1f;
+  test::write_random_gpt2(dir.path(), spec);
+  RandomCase c;
+  const HostTensor prompt = row_of(c.ids, 0);
+  const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
+  for (Precision precision : {Precision::Fp16, Precision::Bf16}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    auto model = Gpt2Model::load(dir.path(), *gpu);
+    const HostTensor direct = greedy_generate(*model, prompt, nullptr, 32, {false});
+    const HostTensor graphed = greedy_generate(*model, prompt, nullptr, 32, {true});
+    EXPECT_EQ(direct.to_i64(), graphed.to_i64()) << precision_name(precision);
+    auto session = model->start_session(1, 64);
+    DeviceTensor d_prompt = gpu->upload(prompt, DType::I32);
+    model->prefill_greedy(*session, d_prompt);
+    for (int t = 0; t < 4; ++t) model->greedy_step(*session);
+    EXPECT_EQ(session->pending_mlp_steps(), 4) << precision_name(precision);
+    EXPECT_EQ(session->bounded_head_steps(), 4) << precision_name(precision);
+    gpu->release(d_prompt);
+  }
+}
+
+// finish_pending: x + the fixed-point sum (2^32 per unit) rounded to the activation dtype, and
+// NaN everywhere once a share could not be added (the count after the sums).
+TEST(CudaGpt2, FinishPendingAddsTheFixedPointSum) {
+  for (Precision precision : {Precision::Fp16, Precision::Bf16}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    const DType act = gpu->activation_dtype();
+    const HostTensor x = HostTensor::from_f32({1, 4}, {1.0f, -2.0f, 0.25f, 8.0f});
+    const long long unit = 1ll << 32;
+    std::vector<std::int64_t> sums = {unit / 2, -3 * unit, -unit / 4, 0, 0};
+    HostTensor pending = HostTensor::empty(DType::I64, {5});
+    std::copy(sums.begin(), sums.end(), pending.mutable_data<std::int64_t>());
+    DeviceTensor d_x = gpu->upload(x, act), d_out = gpu->allocate(act, {1, 4});
+    DeviceTensor d_pending = gpu->upload(pending, DType::I64);
+    gpu->finish_pending(d_x, d_pending, d_out);
+    EXPECT_EQ(floats(gpu->download(d_out)), (std::vector<float>{1.5f, -5.0f, 0.0f, 8.0f}))
+        << precision_name(precision);
+    pending.mutable_data<std::int64_t>()[4] = 1;  // one share past the range
+    gpu->release(d_pending);
+    d_pending = gpu->upload(pending, DType::I64);
+    gpu->finish_pending(d_x, d_pending, d_out);
+    for (float v : floats(gpu->download(d_out))) EXPECT_TRUE(std::isnan(v));
+    gpu->release(d_x);
+    gpu->release(d_out);
+    gpu->release(d_pending);
   }
 }
 

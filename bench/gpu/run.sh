@@ -258,6 +258,12 @@ stage_prefillmma_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 
+stage_mlppending_gpt2() {
+  note "GPT-2 124M shape: a batch-1 step's feed-forward block as two GEMV kernels, then as one that leaves its sum pending"
+  gpt2_ab EAQ_MLP_PENDING mlppending-gpt2 "feed-forward block in one kernel" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
+}
+
 stage_blockquant_gpt2() {
   note "GPT-2 124M shape: the 8-bit precisions' batch-1 MLP projection loading (and quantizing) x in every warp, then staged once per block"
   gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "the wide row staged once per block" --new-tokens 256 \
@@ -397,6 +403,7 @@ for stage in "$@"; do
     profile-gpt2) stage_profile_gpt2 ;;
     trace-gpt2) stage_trace_gpt2 ;;
     prefillmma-gpt2) stage_prefillmma_gpt2 ;;
+    mlppending-gpt2) stage_mlppending_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

@@ -51,9 +51,22 @@ void Backend::layer_norm_linear(const DeviceTensor& x, const DeviceTensor* resid
 void Backend::layer_norm_linear_attention(const DeviceTensor& x, const DeviceTensor& gamma,
                                           const DeviceTensor& beta, float eps, DeviceTensor& normed,
                                           const LinearWeights& weights, DeviceTensor& qkv,
-                                          const AttentionArgs& args) {
+                                          const AttentionArgs& args,
+                                          const PendingResidual* pending) {
+  EAQ_CHECK(pending == nullptr,
+            "layer_norm_linear_attention: backend '{}' never leaves a residual pending", name());
   layer_norm_linear(x, nullptr, gamma, beta, eps, normed, weights, Activation::None, qkv);
   attention(args);
+}
+
+void Backend::layer_norm_mlp_pending(const DeviceTensor&, const DeviceTensor&, const DeviceTensor&,
+                                     float, const LinearWeights&, Activation, const LinearWeights&,
+                                     DeviceTensor&) {
+  EAQ_CHECK(false, "layer_norm_mlp_pending: backend '{}' cannot leave a residual pending", name());
+}
+
+void Backend::finish_pending(const DeviceTensor&, const DeviceTensor&, DeviceTensor&) {
+  EAQ_CHECK(false, "finish_pending: backend '{}' never leaves a residual pending", name());
 }
 
 void Backend::linear_residual(const DeviceTensor& x, const LinearWeights& weights,

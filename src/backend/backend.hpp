@@ -123,6 +123,16 @@ struct DecodeStart {
   DeviceTensor* hidden = nullptr;
 };
 
+// A residual sum a batch-1 decode step leaves for the op after it. layer_norm_mlp_pending does not
+// write its output row y: it leaves y = x + pending, `pending` being an I64 [E + 1] buffer in the
+// backend's own fixed point (CUDA: pending_residual.cuh), and the next op that reads y finishes
+// the sum. Saves a kernel boundary per layer. The ops that take one:
+struct PendingResidual {
+  const DeviceTensor* in = nullptr;  // the op's x is x + *in (null: x as it is)
+  DeviceTensor* finished = nullptr;  // receives that x (activation dtype, x's shape); required
+  DeviceTensor* zero = nullptr;      // left holding a zero sum for the next layer_norm_mlp_pending
+};
+
 // One pre-LN decoder block (GPT-2's) as DecoderStep lists it.
 struct DecoderBlock {
   const DeviceTensor *ln_1_weight = nullptr, *ln_1_bias = nullptr;  // F32 [E]
@@ -281,10 +291,13 @@ class Backend {
   // without computing every logit where the backend can (CUDA, f16/bf16: bounded_argmax.cu, the
   // method in argmax_bounds.hpp). Returns false, having done nothing, where it cannot; the caller
   // then runs the two ops. The default cannot.
+  // With `pending` (PendingResidual), x is x + *pending.
   virtual bool layer_norm_linear_argmax(const DeviceTensor& x, const DeviceTensor& gamma,
                                         const DeviceTensor& beta, float eps, DeviceTensor& out,
-                                        const LinearWeights& weights, DeviceTensor& next_ids) {
+                                        const LinearWeights& weights, DeviceTensor& next_ids,
+                                        const DeviceTensor* pending = nullptr) {
     (void)x, (void)gamma, (void)beta, (void)eps, (void)out, (void)weights, (void)next_ids;
+    (void)pending;
     return false;
   }
   // y = x W^T + b + residual: a Linear layer that ends in a residual connection. y may alias
@@ -298,11 +311,32 @@ class Backend {
   // layer_norm_linear (normed receives the LayerNorm), then attention(args), whose q, append_k
   // and append_v point into qkv. normed and qkv are scratch: their contents afterwards are
   // unspecified (CUDA at batch 1 keeps them on chip and runs one kernel per layer). The default
-  // runs the two ops.
+  // runs the two ops. With `pending` (only from a backend that left one), x is first finished
+  // as PendingResidual says.
   virtual void layer_norm_linear_attention(const DeviceTensor& x, const DeviceTensor& gamma,
                                            const DeviceTensor& beta, float eps,
                                            DeviceTensor& normed, const LinearWeights& weights,
-                                           DeviceTensor& qkv, const AttentionArgs& args);
+                                           DeviceTensor& qkv, const AttentionArgs& args,
+                                           const PendingResidual* pending = nullptr);
+  // A pre-LN feed-forward block with its residual, left pending (PendingResidual): afterwards the
+  // block's output y = x + act(LayerNorm(x) W1^T + b1) W2^T + b2 (as layer_norm_linear, then
+  // linear_residual with residual x, compute it, up to the rounding of the sum) is x + pending.
+  // One row; pending must hold a zero sum (the op before zeroed it). Only where
+  // can_leave_mlp_pending says so (the default: never); else the caller runs the two ops.
+  virtual bool can_leave_mlp_pending(const DeviceTensor& x, const LinearWeights& first,
+                                     const LinearWeights& second) const {
+    (void)x, (void)first, (void)second;
+    return false;
+  }
+  virtual void layer_norm_mlp_pending(const DeviceTensor& x, const DeviceTensor& gamma,
+                                      const DeviceTensor& beta, float eps,
+                                      const LinearWeights& first, Activation activation,
+                                      const LinearWeights& second, DeviceTensor& pending);
+  // out = x + pending (PendingResidual), rounded to the activation dtype.
+  virtual void finish_pending(const DeviceTensor& x, const DeviceTensor& pending,
+                              DeviceTensor& out);
+  // The shape of a pending residual for rows of `hidden` values.
+  static Shape pending_residual_shape(std::int64_t hidden) { return {hidden + 1}; }
   // A feed-forward block: mid = act(x W1^T + b1), then y = mid W2^T + b2. `mid` is scratch of
   // [rows, first.out_features] in the activation dtype; its contents afterwards are unspecified
   // (a backend may keep the intermediate in quantized form only).

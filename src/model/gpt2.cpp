@@ -209,6 +209,10 @@ std::unique_ptr<DecodeSession> Gpt2Model::start_session(std::int64_t batch,
   s->context_ = s->own(backend_.allocate(act, {batch, c.hidden}));
   s->projected_ = s->own(backend_.allocate(act, {batch, c.hidden}));
   s->ffn_ = s->own(backend_.allocate(act, {batch, c.inner}));
+  s->finished_ = s->own(backend_.allocate(act, {batch, c.hidden}));
+  for (DeviceTensor& sum : s->pending_) {
+    sum = s->own(backend_.allocate(DType::I64, Backend::pending_residual_shape(c.hidden)));
+  }
   s->logits_ = s->own(backend_.allocate(act, {batch, c.vocab_size}));
   s->logits_backup_ = s->own(backend_.allocate(act, {batch, c.vocab_size}));
   s->whole_step_ = describe_step(*s);  // the same every step but for the ids
@@ -379,15 +383,29 @@ DeviceTensor Gpt2Model::prefill_hidden(DecodeSession& s, const DeviceTensor& ids
   return s.hidden_;
 }
 
-bool Gpt2Model::head(DecodeSession& s, const DeviceTensor& last, bool greedy) {
+bool Gpt2Model::head(DecodeSession& s, const DeviceTensor& last, bool greedy,
+                     const DeviceTensor* pending) {
   if (greedy &&
       backend_.layer_norm_linear_argmax(last, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
-                                        s.normed_, *lm_head_, s.next_ids_)) {
+                                        s.normed_, *lm_head_, s.next_ids_, pending)) {
     return true;
   }
-  backend_.layer_norm_linear(last, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
+  const DeviceTensor* row = &last;
+  if (pending != nullptr) {
+    backend_.finish_pending(last, *pending, s.finished_);
+    row = &s.finished_;
+  }
+  backend_.layer_norm_linear(*row, nullptr, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
                              s.normed_, *lm_head_, Activation::None, s.logits_);
   return false;
+}
+
+bool Gpt2Model::can_leave_mlp_pending(const DecodeSession& s) const {
+  if (s.batch_ != 1 || layers_.empty()) return false;
+  for (const Layer& layer : layers_) {
+    if (!backend_.can_leave_mlp_pending(s.hidden_, *layer.c_fc, *layer.mlp_proj)) return false;
+  }
+  return true;
 }
 
 const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids,
@@ -501,9 +519,8 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
   start.position_table = &wpe_;
   start.hidden = &s.hidden_;
   backend_.start_decode_step(start);
-  Rows rows{s.hidden_, s.normed_, s.qkv_, s.context_, s.projected_, s.ffn_};
   char* qkv = static_cast<char*>(s.qkv_.data);
-  run_blocks(rows, [&](std::size_t layer, const Layer& weights) {
+  const auto attend = [&](std::size_t layer, const Layer& weights, const PendingResidual* pending) {
     char* cache = static_cast<char*>(s.kv_[layer].data);
     // Attend over the whole cache; the key mask (prompt mask, then one 1 per step) hides padding
     // and the positions not filled yet, so nothing here depends on the step number. The op
@@ -533,10 +550,33 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
     // One call, so a backend can keep q, k and v on chip (CUDA at batch 1: one kernel).
     backend_.layer_norm_linear_attention(s.hidden_, weights.ln_1_weight, weights.ln_1_bias,
                                          config_.layer_norm_eps, s.normed_, *weights.c_attn, s.qkv_,
-                                         a);
-  });
-  // next_ids was read by the embedding and the token write above; the head may overwrite it.
-  return head(s, s.hidden_, greedy);
+                                         a, pending);
+  };
+  if (!can_leave_mlp_pending(s)) {
+    Rows rows{s.hidden_, s.normed_, s.qkv_, s.context_, s.projected_, s.ffn_};
+    run_blocks(rows,
+               [&](std::size_t layer, const Layer& weights) { attend(layer, weights, nullptr); });
+    // next_ids was read by the embedding and the token write above; the head may overwrite it.
+    return head(s, s.hidden_, greedy);
+  }
+  // run_blocks' ops, with each feed-forward block's sum left pending for the op after it: layer i
+  // adds into pending_[i % 2], which layer i's attention op zeroes (layer i - 1's sum is the other
+  // one, still being read), and layer i + 1's attention op (or the head) finishes. The attention
+  // op writes the finished row into finished_, the attention projection's residual.
+  ++s.pending_mlp_steps_;
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& layer = layers_[i];
+    PendingResidual pending;
+    pending.in = i == 0 ? nullptr : &s.pending_[(i - 1) % 2];
+    pending.finished = &s.finished_;
+    pending.zero = &s.pending_[i % 2];
+    attend(i, layer, &pending);
+    backend_.linear_residual(s.context_, *layer.attn_proj, s.finished_, s.projected_, s.hidden_);
+    backend_.layer_norm_mlp_pending(s.hidden_, layer.ln_2_weight, layer.ln_2_bias,
+                                    config_.layer_norm_eps, *layer.c_fc, config_.activation,
+                                    *layer.mlp_proj, s.pending_[i % 2]);
+  }
+  return head(s, s.hidden_, greedy, &s.pending_[(layers_.size() - 1) % 2]);
 }
 
 const DeviceTensor& Gpt2Model::select_greedy(DecodeSession& s) {

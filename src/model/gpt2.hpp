@@ -56,6 +56,10 @@ class DecodeSession {
   std::int64_t bounded_head_steps() const { return bounded_head_steps_; }
   // Prompts whose first token prefill_greedy chose that way.
   std::int64_t bounded_head_prompts() const { return bounded_head_prompts_; }
+  // Decode steps whose feed-forward blocks left their residual sums pending for the op after them
+  // (Backend::layer_norm_mlp_pending: one kernel a block instead of two); counted as fused_steps()
+  // is.
+  std::int64_t pending_mlp_steps() const { return pending_mlp_steps_; }
 
  private:
   friend class Gpt2Model;
@@ -68,7 +72,7 @@ class DecodeSession {
   const Gpt2Model& model_;
   Backend& backend_;
   std::int64_t batch_ = 0, capacity_ = 0, length_ = 0, fused_steps_ = 0, bounded_head_steps_ = 0,
-               bounded_head_prompts_ = 0;
+               bounded_head_prompts_ = 0, pending_mlp_steps_ = 0;
   bool prefilled_ = false;
   std::vector<DeviceTensor> owned_;
   DecoderStep whole_step_;        // what decode_step offers Backend::decoder_step (made once)
@@ -80,6 +84,9 @@ class DecodeSession {
   DeviceTensor key_mask_, tokens_, next_ids_;
   DeviceTensor hidden_, normed_, qkv_, context_, projected_, ffn_,
       logits_;  // one row per batch row
+  // A step that leaves its MLP sums pending (batch 1): each layer's finished input row, and the
+  // two pending sums the layers use in turn (Backend::pending_residual_shape, I64).
+  DeviceTensor finished_, pending_[2];
   // What capture_greedy_step's warm-up step changes and puts back.
   DeviceTensor next_ids_backup_, logits_backup_;
   // The state mark_rewind_point() saved, which rewind() restores.
@@ -186,7 +193,12 @@ class Gpt2Model {
   // ln_f and the LM head on `last` (one row per batch row) into the session's logits; with
   // `greedy`, the backend may write session.next_ids() instead (Backend::layer_norm_linear_argmax):
   // returns whether it did.
-  bool head(DecodeSession& s, const DeviceTensor& last, bool greedy);
+  // With `pending`, the row is last + pending (PendingResidual).
+  bool head(DecodeSession& s, const DeviceTensor& last, bool greedy,
+            const DeviceTensor* pending = nullptr);
+  // Whether this step's feed-forward blocks can leave their sums pending (batch 1, and the
+  // backend's Backend::can_leave_mlp_pending for every layer).
+  bool can_leave_mlp_pending(const DecodeSession& s) const;
 
   Backend& backend_;
   std::filesystem::path folder_;

@@ -21,6 +21,7 @@
 #include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/pending_residual.cuh"
 #include "backend/cuda/quant_row.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
 #include "backend/cuda/weight_load.cuh"
@@ -99,7 +100,11 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(Bou
   allow_dependent_launch();
 
   float xv[kVecs][kPerVec];
-  warp_load_row<T>(a.x, nullptr, vectors, xv);
+  if (a.pending != nullptr) {
+    warp_load_row_pending<T>(a.x, a.pending, vectors, xv);
+  } else {
+    warp_load_row<T>(a.x, nullptr, vectors, xv);
+  }
   warp_layer_norm_row<T>(xv, gv, bv, vectors, a.k, a.ln_eps, a.ln_out);
   float squares = 0.0f;
 #pragma unroll
@@ -275,7 +280,7 @@ bool bounded_argmax_eligible(DType act, const BoundedArgmaxArgs& a) {
   return (act == DType::F16 || act == DType::BF16) && a.k > 0 && a.k % kPerVec == 0 &&
          a.k / kPerVec <= 32 * kVecs && a.n > 0 && a.n < (std::int64_t{1} << 31) &&
          aligned16(a.x) && aligned16(a.w) && aligned16(a.ln_out) && aligned16(a.ln_gamma) &&
-         aligned16(a.ln_beta);
+         aligned16(a.ln_beta) && aligned16(a.pending);
 }
 
 void launch_bounded_argmax(DType act, const BoundedArgmaxArgs& args, cudaStream_t stream) {

@@ -74,6 +74,17 @@ bool fused_qkv_attention_enabled() {
   return !cuda::env_is("EAQ_FUSED_QKV_ATTENTION", "0");
 }
 
+// EAQ_MLP_PENDING=0 runs a batch-1 decode step's feed-forward block as its two GEMV kernels
+// instead of one that leaves the residual pending (mlp_pending.cu), to measure what it buys.
+bool mlp_pending_enabled() {
+  return !cuda::env_is("EAQ_MLP_PENDING", "0");
+}
+
+long long* i64(const DeviceTensor& t) {
+  EAQ_CHECK(t.dtype == DType::I64, "expected an I64 tensor, got {}", dtype_name(t.dtype));
+  return static_cast<long long*>(t.data);
+}
+
 cudaDataType_t cuda_type(DType dtype) {
   switch (dtype) {
     case DType::F32:
@@ -607,7 +618,8 @@ class CudaBackend final : public Backend {
 
   bool layer_norm_linear_argmax(const DeviceTensor& x, const DeviceTensor& gamma,
                                 const DeviceTensor& beta, float eps, DeviceTensor& out,
-                                const LinearWeights& weights, DeviceTensor& next_ids) override {
+                                const LinearWeights& weights, DeviceTensor& next_ids,
+                                const DeviceTensor* pending) override {
     if (!bounded_argmax_enabled() || x.numel() != weights.in_features) return false;  // one row
     const CudaLinear* w = gemv_layer(x, weights);
     // The weight's padding rows (to a multiple of 8: GPT-2's 50,257) are never read.
@@ -625,6 +637,7 @@ class CudaBackend final : public Backend {
     a.n = w->out_features;
     a.k = w->in_features;
     a.out = i32(next_ids);
+    if (pending != nullptr) a.pending = i64(*pending);
     if (!cuda::bounded_argmax_eligible(x.dtype, a)) return false;
     const CudaLinear::ArgmaxHead* head = argmax_head(*w, x.dtype);
     if (head == nullptr) return false;
@@ -688,18 +701,117 @@ class CudaBackend final : public Backend {
   void layer_norm_linear_attention(const DeviceTensor& x, const DeviceTensor& gamma,
                                    const DeviceTensor& beta, float eps, DeviceTensor& normed,
                                    const LinearWeights& weights, DeviceTensor& qkv,
-                                   const AttentionArgs& args) override {
+                                   const AttentionArgs& args,
+                                   const PendingResidual* pending) override {
+    if (pending != nullptr) {
+      EAQ_CHECK(pending->finished != nullptr && pending->finished->data != x.data &&
+                    pending->finished->numel() == x.numel() && pending->finished->dtype == x.dtype,
+                "layer_norm_linear_attention: a pending residual needs a separate row of {} "
+                "values to finish into",
+                x.numel());
+    }
     cuda::QkvAttentionArgs fused;
     if (fused_qkv_attention_enabled() &&
         qkv_attention_args(x, gamma, beta, eps, weights, qkv, args, fused)) {
-      ProfileScope scope(profiler_, stream_, [&] {
-        return fmt::format("layer_norm+qkv gemv+attention q1 kv{}", args.kv_len);
-      });
-      cuda::launch_qkv_attention(traits_.activation, fused, stream_);
-      EAQ_CUDA_CHECK_LAUNCH();
+      if (pending != nullptr) {
+        fused.pending = pending->in ? i64(*pending->in) : nullptr;
+        fused.x_out = pending->finished->data;
+        fused.pending_zero = pending->zero ? i64(*pending->zero) : nullptr;
+      }
+      if (cuda::qkv_attention_eligible(traits_.activation, fused)) {
+        ProfileScope scope(profiler_, stream_, [&] {
+          return fmt::format("layer_norm+qkv gemv+attention q1 kv{}{}", args.kv_len,
+                             pending && pending->in ? " (finishes a pending residual)" : "");
+        });
+        cuda::launch_qkv_attention(traits_.activation, fused, stream_);
+        EAQ_CUDA_CHECK_LAUNCH();
+        return;
+      }
+    }
+    if (pending == nullptr) {
+      Backend::layer_norm_linear_attention(x, gamma, beta, eps, normed, weights, qkv, args);
       return;
     }
-    Backend::layer_norm_linear_attention(x, gamma, beta, eps, normed, weights, qkv, args);
+    // The kernels one by one: finish x, zero the next sum, then the two ops on the finished row.
+    if (pending->in != nullptr) {
+      finish_pending(x, *pending->in, *pending->finished);
+    } else {
+      copy(x, *pending->finished);
+    }
+    if (pending->zero != nullptr) {
+      EAQ_CUDA_CHECK(cudaMemsetAsync(pending->zero->data, 0,
+                                     pending->zero->numel() * sizeof(long long), stream_));
+    }
+    Backend::layer_norm_linear_attention(*pending->finished, gamma, beta, eps, normed, weights, qkv,
+                                         args);
+  }
+
+  // One kernel for the feed-forward block of a batch-1 decode step in f16/bf16 (mlp_pending.cu).
+  bool mlp_pending_args(const DeviceTensor& x, const LinearWeights& first,
+                        const LinearWeights& second, cuda::MlpPendingArgs& a) const {
+    const DType act = traits_.activation;
+    const CudaLinear* w1 = float_layer(&first, act);
+    const CudaLinear* w2 = float_layer(&second, act);
+    if (!mlp_pending_enabled() || w1 == nullptr || w2 == nullptr || x.dtype != act ||
+        x.numel() != first.in_features || first.out_features != second.in_features ||
+        second.out_features != first.in_features || w1->padded_out != w1->out_features ||
+        w2->padded_out != w2->out_features) {
+      return false;
+    }
+    a.x = x.data;
+    a.w_in = w1->weight.data;
+    a.b_in = w1->bias.data;
+    a.w_out = w2->weight.data;
+    a.b_out = w2->bias.data;
+    a.hidden = first.in_features;
+    a.inner = first.out_features;
+    return true;
+  }
+
+  bool can_leave_mlp_pending(const DeviceTensor& x, const LinearWeights& first,
+                             const LinearWeights& second) const override {
+    cuda::MlpPendingArgs a;
+    // Stand-ins for what the call brings (the LayerNorm parameters and the sum are 16-byte
+    // aligned allocations): the shapes and weights decide.
+    static const float params[4] = {};
+    alignas(16) static long long sum[2];
+    a.ln_gamma = a.ln_beta = params;
+    a.pending = sum;
+    return mlp_pending_args(x, first, second, a) &&
+           cuda::mlp_pending_eligible(traits_.activation, a);
+  }
+
+  void layer_norm_mlp_pending(const DeviceTensor& x, const DeviceTensor& gamma,
+                              const DeviceTensor& beta, float eps, const LinearWeights& first,
+                              Activation activation, const LinearWeights& second,
+                              DeviceTensor& pending) override {
+    cuda::MlpPendingArgs a;
+    EAQ_CHECK(
+        mlp_pending_args(x, first, second, a) && pending.shape == pending_residual_shape(x.numel()),
+        "layer_norm_mlp_pending: a block of {} x {} this backend cannot leave pending",
+        first.in_features, first.out_features);
+    a.ln_gamma = static_cast<const float*>(gamma.data);
+    a.ln_beta = static_cast<const float*>(beta.data);
+    a.ln_eps = eps;
+    a.activation = activation;
+    a.pending = i64(pending);
+    ProfileScope scope(profiler_, stream_, [&] {
+      return fmt::format("layer_norm+mlp (pending) [1 x {} x {}] {}", a.hidden, a.inner,
+                         activation_name(activation));
+    });
+    cuda::launch_mlp_pending(traits_.activation, a, stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+
+  void finish_pending(const DeviceTensor& x, const DeviceTensor& pending,
+                      DeviceTensor& out) override {
+    EAQ_CHECK(pending.shape == pending_residual_shape(x.numel()) && out.numel() == x.numel() &&
+                  out.dtype == x.dtype,
+              "finish_pending: a row of {} values, a sum of {} and an output of {}", x.numel(),
+              shape_str(pending.shape), out.numel());
+    ProfileScope scope(profiler_, stream_, [] { return std::string("finish pending residual"); });
+    cuda::launch_finish_pending(x.dtype, x.data, i64(pending), out.data, x.numel(), stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
   }
 
   // The one-kernel form's arguments when it can run this call (a batch-1 decode step: a float

@@ -155,6 +155,12 @@ struct QkvAttentionArgs {
   bool bias_act = true;
   float static_inverse = 0.0f;
   float static_scale = 0.0f;
+  // A pending residual (pending_residual.cuh): with `pending`, x is x + pending. `x_out` (when not
+  // null) receives that x as T, and `pending_zero` (when not null, E + 1 values) is zeroed for the
+  // MLP kernel after it.
+  const long long* pending = nullptr;
+  void* x_out = nullptr;
+  long long* pending_zero = nullptr;
 };
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);
 void launch_qkv_attention(DType act, const QkvAttentionArgs& args, cudaStream_t stream);
@@ -181,11 +187,37 @@ struct BoundedArgmaxArgs {
   void* state = nullptr;
   std::int32_t* out = nullptr;
   std::int64_t n = 0, k = 0;
+  const long long* pending = nullptr;  // when not null, x is x + pending (pending_residual.cuh)
 };
 std::size_t bounded_argmax_state_bytes();
 // Whether the kernels take this head and these pointers (x, w, ln_out, ln_gamma, ln_beta, n, k).
 bool bounded_argmax_eligible(DType act, const BoundedArgmaxArgs& args);
 void launch_bounded_argmax(DType act, const BoundedArgmaxArgs& args, cudaStream_t stream);
+
+// A batch-1 decode step's feed-forward block in one kernel (mlp_pending.cu): h = act(LayerNorm(x)
+// w_in^T + b_in) rounded to `act` as launch_gemv's LayerNorm form computes it, then every share of
+// h w_out^T + b_out added into `pending` (I64 [hidden + 1], zeroed before; pending_residual.cuh),
+// so that the row after the block is x + pending. x [hidden], w_in [inner, hidden], w_out
+// [hidden, inner], biases (may be null) in `act` (F16 or BF16). Needs Hopper's clusters, hidden
+// a multiple of 64 and at most 768, inner a multiple of 192, 16-byte aligned pointers.
+struct MlpPendingArgs {
+  const void* x = nullptr;
+  const float* ln_gamma = nullptr;
+  const float* ln_beta = nullptr;
+  float ln_eps = 0.0f;
+  const void* w_in = nullptr;
+  const void* b_in = nullptr;
+  const void* w_out = nullptr;
+  const void* b_out = nullptr;
+  Activation activation = Activation::None;
+  long long* pending = nullptr;
+  std::int64_t hidden = 0, inner = 0;
+};
+bool mlp_pending_eligible(DType act, const MlpPendingArgs& args);
+void launch_mlp_pending(DType act, const MlpPendingArgs& args, cudaStream_t stream);
+// out[i] = x[i] + pending[i] rounded to `act` (F16 or BF16) for i < n (NaN where pending[n] != 0).
+void launch_finish_pending(DType act, const void* x, const long long* pending, void* out,
+                           std::int64_t n, cudaStream_t stream);
 
 // Elementwise conversion between F32, F16 and BF16.
 void launch_convert(DType from, const void* src, DType to, void* dst, std::int64_t count,

@@ -27,6 +27,7 @@
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/device_query.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/pending_residual.cuh"
 #include "backend/cuda/quant_row.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
 #include "backend/cuda/weight_load.cuh"
@@ -126,7 +127,30 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
 
   // LayerNorm of x in every warp, as the GEMV row kernel does it (two passes, shuffles only).
   float xv[kXVecs][kPerVec];
-  warp_load_row<T>(a.x, nullptr, vectors, xv);
+  if (a.pending != nullptr) {
+    warp_load_row_pending<T>(a.x, a.pending, vectors, xv);
+  } else {
+    warp_load_row<T>(a.x, nullptr, vectors, xv);
+  }
+  // The grid has one block per 16-byte piece of x (heads x 8 blocks, 8 values a piece): block g
+  // stores piece g of the finished x, and zeroes its 8 sums of the MLP's pending residual.
+  const int g = static_cast<int>(h) * kClusterBlocks + rank;
+  if (warp == 0 && lane == g % 32 && g < vectors) {
+#pragma unroll
+    for (int u = 0; u < kXVecs; ++u) {
+      if (u != g / 32 || a.x_out == nullptr) continue;
+      alignas(16) T finished[kPerVec];
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) finished[e] = from_f32<T>(xv[u][e]);
+      static_cast<uint4*>(a.x_out)[g] = *reinterpret_cast<const uint4*>(finished);
+    }
+    if (a.pending_zero != nullptr) {
+      auto* zero = reinterpret_cast<longlong2*>(a.pending_zero + std::int64_t{g} * kPerVec);
+#pragma unroll
+      for (int q = 0; q < kPerVec / 2; ++q) zero[q] = make_longlong2(0, 0);
+      if (g == 0) a.pending_zero[hidden] = 0;
+    }
+  }
   warp_layer_norm_row<T>(xv, gv, bv, vectors, hidden, a.ln_eps, nullptr);
   int xq[kXVecs][2];  // int8: the quantized row
   const float x_scale =
@@ -327,6 +351,7 @@ bool qkv_attention_eligible(DType act, const QkvAttentionArgs& a) {
          a.capacity <= kMaxCapacity && a.ln_gamma != nullptr && a.ln_beta != nullptr &&
          a.key_mask != nullptr && a.slot != nullptr && aligned16(a.x) && aligned16(a.w) &&
          aligned16(a.cache) && aligned16(a.ln_gamma) && aligned16(a.ln_beta) &&
+         aligned16(a.pending) && aligned16(a.x_out) && aligned16(a.pending_zero) &&
          (a.weights == WeightKind::Float || a.w_scales != nullptr);
 }
 
