@@ -7,12 +7,12 @@
 // Why: those two kernels meet at a kernel boundary, ~2.7 us of a ~14 us layer on an H200 (kernel
 // trace, docs/results.md), though the projection's weights are loaded long before. Here the
 // inner features are split over thread-block clusters of 8: cluster c owns features
-// [192 c, 192 c + 192), block r of it computes 24 of them (3 a warp, each lane holding three
-// 16-byte pieces of each row, loaded before the kernel waits for the previous one) and sends them
+// [192 c, 192 c + 192), block r of it computes 24 of them (6 a warp) and sends them
 // to every block of the cluster through distributed shared memory. After one cluster barrier,
 // block r multiplies the cluster's 192 values by its E/8 rows of W2 (restricted to those 192
-// columns, copied to shared memory before the wait) and adds each output's share into pending
-// with one integer atomic: 16 shares per output, in no particular order, with the same sum.
+// columns) and adds each output's share into pending with one integer atomic: 16 shares per
+// output, in no particular order, with the same sum. Both weight blocks are copied to shared
+// memory (cp.async) before the kernel waits for the previous one.
 #include <cooperative_groups.h>
 
 #include <cstdint>
@@ -26,25 +26,34 @@
 #include "backend/cuda/mma_copy.cuh"
 #include "backend/cuda/pending_residual.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
-#include "backend/cuda/weight_load.cuh"
 #include "core/error.hpp"
 
 namespace eaq::cuda {
 namespace {
 
 constexpr int kClusterBlocks = 8;  // the portable cluster size
-constexpr int kWarps = 8;
+constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
-constexpr int kUnitsPerWarp = 3;                                // inner features a warp
-constexpr int kUnitsPerBlock = kUnitsPerWarp * kWarps;          // 24
-constexpr int kClusterUnits = kUnitsPerBlock * kClusterBlocks;  // 192
-constexpr int kPerVec = 8;                                      // 16 bytes of f16 or bf16
-constexpr int kXVecs = 3;                                       // pieces of x a lane: E <= 768
-constexpr int kTeam = 8;                                        // threads per output row of W2
-constexpr int kTeamVecs = kClusterUnits / kPerVec / kTeam;      // 3 pieces of a W2 row each
-constexpr int kTeamsPerPass = kThreads / kTeam;                 // 32 outputs at a time
-constexpr int kMaxOutputsPerBlock = kXVecs * 32 * kPerVec / kClusterBlocks;  // 96
-constexpr int kMaxPasses = kMaxOutputsPerBlock / kTeamsPerPass;              // 3
+constexpr int kUnitsPerWarp = 6;                                  // inner features a warp
+constexpr int kUnitsPerBlock = kUnitsPerWarp * kWarps;            // 24
+constexpr int kClusterUnits = kUnitsPerBlock * kClusterBlocks;    // 192
+constexpr int kPerVec = 8;                                        // 16 bytes of f16 or bf16
+constexpr int kXVecs = 3;                                         // pieces of x a lane: E <= 768
+constexpr int kTeam = 8;                                          // threads per output row of W2
+constexpr int kTeamVecs = kClusterUnits / kPerVec / kTeam;        // 3 pieces of a W2 row each
+constexpr int kTeamsPerPass = kThreads / kTeam;                   // 16 outputs at a time
+constexpr int kMaxHidden = kXVecs * 32 * kPerVec;                 // 768
+constexpr int kMaxOutputsPerBlock = kMaxHidden / kClusterBlocks;  // 96
+constexpr int kMaxPasses = kMaxOutputsPerBlock / kTeamsPerPass;   // 6
+constexpr int kRowPieces = kClusterUnits / kPerVec;               // 24 pieces of a W2 row
+
+// Shared memory of a block: W1's 24 rows (E values each) and W2's E/8 rows restricted to the
+// cluster's 192 columns, both copied in before the wait.
+std::size_t stage_bytes(std::int64_t hidden, std::size_t element) {
+  return static_cast<std::size_t>(kUnitsPerBlock * hidden +
+                                  hidden / kClusterBlocks * kClusterUnits) *
+         element;
+}
 
 // Copies 16 bytes to shared memory with an L2 evict-first hint: the weights are read once a step
 // and would otherwise push the KV cache out of L2 (weight_load.cuh says why).
@@ -54,12 +63,16 @@ __device__ __forceinline__ void copy16_evict_first(unsigned dst, const void* src
                "l"(src), "l"(policy));
 }
 
+// The weights wait in shared memory rather than registers: a block then holds ~14K registers,
+// and the kernels before and after it keep room to start early beside it (with both matrices in
+// registers, 34K a block, it started only as the attention projection left and took 10.8 us:
+// docs/results.md).
 template <class T>
-__global__ void __launch_bounds__(kThreads, 1) mlp_pending_kernel(MlpPendingArgs a) {
+__global__ void __launch_bounds__(kThreads) mlp_pending_kernel(MlpPendingArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
-  extern __shared__ __align__(16) unsigned char w2_stage[];  // [outputs][kClusterUnits] of T
-  __shared__ __align__(16) float h[kClusterUnits];           // the cluster's inner features
+  extern __shared__ __align__(16) unsigned char stage[];  // W1 rows, then W2's block, of T
+  __shared__ __align__(16) float h[kClusterUnits];        // the cluster's inner features
 
   const cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
@@ -68,67 +81,70 @@ __global__ void __launch_bounds__(kThreads, 1) mlp_pending_kernel(MlpPendingArgs
   const int vectors = static_cast<int>(a.hidden / kPerVec);
   const int outputs = static_cast<int>(a.hidden / kClusterBlocks);
   const std::int64_t first_output = static_cast<std::int64_t>(rank) * outputs;
+  const std::int64_t first_unit = c * kClusterUnits + rank * kUnitsPerBlock;
   // Every block must have started before any writes into its shared memory: arrive now, wait
   // just before the first remote write.
   cluster.barrier_arrive();
 
-  // Nothing below comes from the previous kernel: W1's rows into registers, W2's block into
-  // shared memory, the biases and the LayerNorm parameters.
-  const std::int64_t unit0 = c * kClusterUnits + rank * kUnitsPerBlock + warp * kUnitsPerWarp;
-  uint4 wv[kUnitsPerWarp][kXVecs];
-#pragma unroll
-  for (int j = 0; j < kUnitsPerWarp; ++j) {
-    const auto* row =
-        reinterpret_cast<const uint4*>(static_cast<const T*>(a.w_in) + (unit0 + j) * a.hidden);
-#pragma unroll
-    for (int u = 0; u < kXVecs; ++u) {
-      if (lane + 32 * u < vectors) wv[j][u] = load_weight(row + lane + 32 * u);
-    }
-  }
+  // Nothing below comes from the previous kernel: both weight blocks into shared memory, the
+  // biases and the LayerNorm parameters into registers.
   unsigned long long policy;
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-  constexpr int kRowPieces = kClusterUnits / kPerVec;  // 24 pieces of a W2 row's 192 columns
-  const unsigned stage = shared_address(w2_stage);
+  const unsigned w1_stage = shared_address(stage);
+  const int w1_pieces = kUnitsPerBlock * vectors;  // W1's rows are contiguous in memory
+  const auto* w1 =
+      reinterpret_cast<const uint4*>(static_cast<const T*>(a.w_in) + first_unit * a.hidden);
+  for (int p = threadIdx.x; p < w1_pieces; p += kThreads) {
+    copy16_evict_first(w1_stage + 16u * static_cast<unsigned>(p), w1 + p, policy);
+  }
+  const unsigned w2_stage = w1_stage + 16u * static_cast<unsigned>(w1_pieces);
   for (int p = threadIdx.x; p < outputs * kRowPieces; p += kThreads) {
     const int o = p / kRowPieces, q = p % kRowPieces;
     const T* src = static_cast<const T*>(a.w_out) + (first_output + o) * a.inner +
                    c * kClusterUnits + q * kPerVec;
-    copy16_evict_first(stage + 16u * static_cast<unsigned>(p), src, policy);
+    copy16_evict_first(w2_stage + 16u * static_cast<unsigned>(p), src, policy);
   }
   commit();
   const T* b_in = static_cast<const T*>(a.b_in);
   float unit_bias[kUnitsPerWarp];
 #pragma unroll
-  for (int j = 0; j < kUnitsPerWarp; ++j) unit_bias[j] = b_in ? to_f32(b_in[unit0 + j]) : 0.0f;
+  for (int j = 0; j < kUnitsPerWarp; ++j) {
+    unit_bias[j] = b_in ? to_f32(b_in[first_unit + warp * kUnitsPerWarp + j]) : 0.0f;
+  }
   const T* b_out = static_cast<const T*>(a.b_out);
   float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
   load_layer_norm_params<kXVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
   wait_for_previous_kernel();  // x comes from the kernel before, and pending was zeroed there
   allow_dependent_launch();
 
-  // LayerNorm of x in every warp, then this warp's three features of h, rounded to T as the
+  // LayerNorm of x in every warp, then this warp's six features of h, rounded to T as the
   // unfused kernel stores them; lane c < 8 sends each to block c of the cluster.
   float xv[kXVecs][kPerVec];
   warp_load_row<T>(a.x, nullptr, vectors, xv);
   warp_layer_norm_row<T>(xv, gv, bv, vectors, a.hidden, a.ln_eps, nullptr);
+  wait_pending<0>();  // this thread's copies have landed
+  __syncthreads();    // and every thread's
   cluster.barrier_wait();
+  const auto* w1_rows = reinterpret_cast<const uint4*>(stage);
 #pragma unroll
   for (int j = 0; j < kUnitsPerWarp; ++j) {
+    const int unit = warp * kUnitsPerWarp + j;  // of the block's 24
     float acc = 0.0f;
 #pragma unroll
     for (int u = 0; u < kXVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
-      const T* wt = reinterpret_cast<const T*>(&wv[j][u]);
+      const uint4 raw = w1_rows[unit * vectors + lane + 32 * u];
+      const T* wt = reinterpret_cast<const T*>(&raw);
 #pragma unroll
       for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
     }
     const float value =
         to_f32(from_f32<T>(apply_activation(warp_sum(acc) + unit_bias[j], a.activation)));
-    const int t = rank * kUnitsPerBlock + warp * kUnitsPerWarp + j;
-    if (lane < kClusterBlocks) *cluster.map_shared_rank(&h[t], lane) = value;
+    if (lane < kClusterBlocks) {
+      *cluster.map_shared_rank(&h[rank * kUnitsPerBlock + unit], lane) = value;
+    }
   }
-  wait_pending<0>();  // this thread's pieces of W2 have landed
-  cluster.sync();     // h is complete in every block, and W2's block is in shared memory
+  cluster.sync();  // h is complete in every block
 
   // Output o of this block: a team of 8 threads, each taking 24 of the 192 columns.
   const int team = threadIdx.x / kTeam, piece = threadIdx.x % kTeam;
@@ -138,14 +154,14 @@ __global__ void __launch_bounds__(kThreads, 1) mlp_pending_kernel(MlpPendingArgs
     const float4 q = *reinterpret_cast<const float4*>(&h[piece * kTeamVecs * kPerVec + i]);
     hv[i] = q.x, hv[i + 1] = q.y, hv[i + 2] = q.z, hv[i + 3] = q.w;
   }
+  const auto* w2_rows = reinterpret_cast<const uint4*>(stage) + w1_pieces;
 #pragma unroll
   for (int pass = 0; pass < kMaxPasses; ++pass) {
-    const int o = team + pass * kTeamsPerPass;
     if (pass * kTeamsPerPass >= outputs) break;  // uniform over the block
+    const int o = team + pass * kTeamsPerPass;
     float acc = 0.0f;
     if (o < outputs) {
-      const auto* row =
-          reinterpret_cast<const uint4*>(w2_stage) + o * kRowPieces + piece * kTeamVecs;
+      const uint4* row = w2_rows + o * kRowPieces + piece * kTeamVecs;
 #pragma unroll
       for (int u = 0; u < kTeamVecs; ++u) {
         const uint4 raw = row[u];
@@ -182,19 +198,17 @@ __global__ void finish_pending_kernel(const T* x, const long long* pending, T* o
 
 template <class T>
 void launch_typed(const MlpPendingArgs& a, cudaStream_t stream) {
-  const int outputs = static_cast<int>(a.hidden / kClusterBlocks);
-  const std::size_t shared = static_cast<std::size_t>(outputs) * kClusterUnits * sizeof(T);
-  static const bool configured = [&] {
-    EAQ_CUDA_CHECK(
-        cudaFuncSetAttribute(mlp_pending_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(kMaxOutputsPerBlock * kClusterUnits * sizeof(T))));
+  static const bool configured = [] {
+    EAQ_CUDA_CHECK(cudaFuncSetAttribute(mlp_pending_kernel<T>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(stage_bytes(kMaxHidden, sizeof(T)))));
     return true;
   }();
   (void)configured;
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(a.inner / kClusterUnits * kClusterBlocks));
   config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = shared;
+  config.dynamicSmemBytes = stage_bytes(a.hidden, sizeof(T));
   config.stream = stream;
   cudaLaunchAttribute attributes[2] = {};
   attributes[0].id = cudaLaunchAttributeClusterDimension;
