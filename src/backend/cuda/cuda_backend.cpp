@@ -666,6 +666,9 @@ class CudaBackend final : public Backend {
       });
       cuda::GemvArgs g = gemv_args(x, *w, y);
       g.residual = residual.data;
+      // The attention projection of a step whose feed-forward blocks leave their sums pending:
+      // the one-kernel block after it loads both its matrices while this kernel waits.
+      g.early_dependents = residual.data == pending_finished_row_;
       cuda::launch_gemv(x.dtype, g, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
       return;
@@ -714,6 +717,7 @@ class CudaBackend final : public Backend {
     if (fused_qkv_attention_enabled() &&
         qkv_attention_args(x, gamma, beta, eps, weights, qkv, args, fused)) {
       if (pending != nullptr) {
+        pending_finished_row_ = pending->finished->data;
         fused.pending = pending->in ? i64(*pending->in) : nullptr;
         fused.x_out = pending->finished->data;
         fused.pending_zero = pending->zero ? i64(*pending->zero) : nullptr;
@@ -1199,6 +1203,9 @@ class CudaBackend final : public Backend {
   float* decode_partials_ = nullptr;
   std::int64_t decode_partial_floats_ = 0;
   unsigned long long* timeline_ = nullptr;
+  // The row the last layer_norm_linear_attention with a pending residual finished into: the
+  // attention projection that takes it as its residual launches the next kernel early.
+  const void* pending_finished_row_ = nullptr;
 };
 
 }  // namespace

@@ -147,8 +147,9 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
                                                  gv, bv);
     }
   }
+  if (a.early_dependents) allow_dependent_launch();
   wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
-  allow_dependent_launch();
+  if (!a.early_dependents) allow_dependent_launch();
 
   // x: floats after the LayerNorm form's normalization, else its pieces, read at each feature
   // (from L1 after the first; converted at each use).

@@ -95,6 +95,10 @@ struct GemvArgs {
   void* ln_out = nullptr;
   std::int64_t m = 0, n = 0, k = 0;
   Activation activation = Activation::None;
+  // The one-row kernels let the next kernel launch before they wait for the previous one, not
+  // after: where the next kernel has many weights to load (mlp_pending.cu after the attention
+  // projection), this gives it the previous kernel's whole run to load them in.
+  bool early_dependents = false;
 };
 constexpr std::int64_t kMaxGemvRows = 8;
 bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, const void* w);

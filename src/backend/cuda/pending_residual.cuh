@@ -40,15 +40,17 @@ __device__ __forceinline__ float pending_finish(float x, long long pending, bool
 }
 
 // warp_load_row's form for a row x + pending: this lane's pieces l, l + 32, ... of the `vectors`
-// 16-byte pieces of x (T), each finished with its 8 pending sums and rounded to T. pending is
-// written by atomics in L2: read around L1.
+// 16-byte pieces of x (T), each finished with its 8 pending sums and rounded to T. Plain loads, as
+// x's: every warp of the grid reads the same 6 KB, and through L1 each multiprocessor fetches it
+// from L2 once (read around L1, ~4,000 warps queued on 48 L2 lines: the LM head's kernel took 21
+// us longer). The atomics that wrote them finished with the previous kernel, as x's stores did.
 template <class T, int kVecs, int kPerVec>
 __device__ __forceinline__ void warp_load_row_pending(const void* x, const long long* pending,
                                                       int vectors, float (&out)[kVecs][kPerVec]) {
   static_assert(kPerVec * sizeof(T) == 16, "rows are read in 16-byte pieces");
   const int lane = threadIdx.x % 32;
   const auto* x4 = static_cast<const uint4*>(x);
-  const bool poisoned = __ldcg(pending + static_cast<std::int64_t>(vectors) * kPerVec) != 0;
+  const bool poisoned = pending[static_cast<std::int64_t>(vectors) * kPerVec] != 0;
 #pragma unroll
   for (int u = 0; u < kVecs; ++u) {
     const int v = lane + 32 * u;
@@ -58,7 +60,7 @@ __device__ __forceinline__ void warp_load_row_pending(const void* x, const long 
     const auto* p2 = reinterpret_cast<const longlong2*>(pending + v * kPerVec);
 #pragma unroll
     for (int q = 0; q < kPerVec / 2; ++q) {
-      const longlong2 p = __ldcg(p2 + q);
+      const longlong2 p = p2[q];
       out[u][2 * q] = pending_finish<T>(to_f32(xt[2 * q]), p.x, poisoned);
       out[u][2 * q + 1] = pending_finish<T>(to_f32(xt[2 * q + 1]), p.y, poisoned);
     }
