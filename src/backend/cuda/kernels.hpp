@@ -216,7 +216,6 @@ struct MlpPendingArgs {
   Activation activation = Activation::None;
   long long* pending = nullptr;
   std::int64_t hidden = 0, inner = 0;
-  int cut = 0;  // EXPERIMENT
 };
 bool mlp_pending_eligible(DType act, const MlpPendingArgs& args);
 void launch_mlp_pending(DType act, const MlpPendingArgs& args, cudaStream_t stream);

@@ -16,7 +16,6 @@
 #include <cooperative_groups.h>
 
 #include <cstdint>
-#include <cstdlib>
 
 #include "backend/cuda/activation.cuh"
 #include "backend/cuda/cuda_check.hpp"
@@ -117,14 +116,12 @@ __global__ void __launch_bounds__(kThreads) mlp_pending_kernel(MlpPendingArgs a)
   load_layer_norm_params<kXVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
   wait_for_previous_kernel();  // x comes from the kernel before, and pending was zeroed there
   allow_dependent_launch();
-  if (a.cut == 4) return;
 
   // LayerNorm of x in every warp, then this warp's six features of h, rounded to T as the
   // unfused kernel stores them; lane c < 8 sends each to block c of the cluster.
   float xv[kXVecs][kPerVec];
   warp_load_row<T>(a.x, nullptr, vectors, xv);
   warp_layer_norm_row<T>(xv, gv, bv, vectors, a.hidden, a.ln_eps, nullptr);
-  if (a.cut == 3) return;
   wait_pending<0>();  // this thread's copies have landed
   __syncthreads();    // and every thread's
   cluster.barrier_wait();
@@ -148,7 +145,6 @@ __global__ void __launch_bounds__(kThreads) mlp_pending_kernel(MlpPendingArgs a)
     }
   }
   cluster.sync();  // h is complete in every block
-  if (a.cut == 2) return;
 
   // Output o of this block: a team of 8 threads, each taking 24 of the 192 columns.
   const int team = threadIdx.x / kTeam, piece = threadIdx.x % kTeam;
@@ -181,11 +177,7 @@ __global__ void __launch_bounds__(kThreads) mlp_pending_kernel(MlpPendingArgs a)
       const std::int64_t out = first_output + o;
       // The bias once per output: in the shares of cluster 0.
       if (c == 0 && b_out) acc += to_f32(b_out[out]);
-      if (a.cut == 1) {
-        if (acc == 1234.5f) a.pending[out] = 1;
-      } else {
-        pending_add(a.pending, out, a.hidden, acc);
-      }
+      pending_add(a.pending, out, a.hidden, acc);
     }
   }
 #endif
@@ -227,9 +219,7 @@ void launch_typed(const MlpPendingArgs& a, cudaStream_t stream) {
   attributes[1].val.programmaticStreamSerializationAllowed = 1;
   config.attrs = attributes;
   config.numAttrs = dependent_launch_supported() ? 2 : 1;
-  MlpPendingArgs cut = a;
-  if (const char* v = std::getenv("EAQ_MLP_CUT")) cut.cut = std::atoi(v);
-  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, mlp_pending_kernel<T>, cut));
+  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, mlp_pending_kernel<T>, a));
 }
 
 }  // namespace
