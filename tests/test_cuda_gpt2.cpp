@@ -467,14 +467,15 @@ std::vector<float> floats(const HostTensor& t) {
   return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
 }
 
-// Shapes the one-kernel feed-forward block takes (inner a multiple of 192, heads of 64): its steps
-// against the CPU reference, against the two GEMV kernels it replaces (EAQ_MLP_PENDING=0), and
-// against itself run again: the fixed-point sum gives the same bits whatever order the blocks'
-// atomics arrive in. Teacher-forced, so every way sees the same tokens.
+// Shapes the one-kernel feed-forward block takes (inner a multiple of 192, heads of 64; opt-in
+// with EAQ_MLP_PENDING=1): its steps against the CPU reference, against the two GEMV kernels it
+// replaces (the default), and against itself run again: the fixed-point sum gives the same bits
+// whatever order the blocks' atomics arrive in. Teacher-forced, so every way sees the same tokens.
 TEST(CudaGpt2, PendingMlpStepMatchesTheCpuAndTheTwoKernels) {
   RandomCase c;  // for its prompt and tokens
   auto cpu = make_cpu_backend(Precision::Fp32);
   const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
+  const test::ScopedEnv pending_on("EAQ_MLP_PENDING", "1");
   struct Shape {
     int hidden, heads, inner;
   };
@@ -534,6 +535,7 @@ TEST(CudaGpt2, PendingMlpGreedyStepsReplayInAGraph) {
   RandomCase c;
   const HostTensor prompt = row_of(c.ids, 0);
   const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
+  const test::ScopedEnv pending_on("EAQ_MLP_PENDING", "1");
   for (Precision precision : {Precision::Fp16, Precision::Bf16}) {
     EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
     auto model = Gpt2Model::load(dir.path(), *gpu);

@@ -259,7 +259,7 @@ stage_prefillmma_gpt2() {
 }
 
 stage_mlppending_gpt2() {
-  note "GPT-2 124M shape: a batch-1 step's feed-forward block as two GEMV kernels, then as one that leaves its sum pending"
+  note "GPT-2 124M shape: a batch-1 step's feed-forward block as two GEMV kernels (the default), then as one that leaves its sum pending"
   gpt2_ab EAQ_MLP_PENDING mlppending-gpt2 "feed-forward block in one kernel" --new-tokens 256 \
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }

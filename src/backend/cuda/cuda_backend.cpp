@@ -74,10 +74,13 @@ bool fused_qkv_attention_enabled() {
   return !cuda::env_is("EAQ_FUSED_QKV_ATTENTION", "0");
 }
 
-// EAQ_MLP_PENDING=0 runs a batch-1 decode step's feed-forward block as its two GEMV kernels
-// instead of one that leaves the residual pending (mlp_pending.cu), to measure what it buys.
+// EAQ_MLP_PENDING=1 runs a batch-1 decode step's feed-forward block as one kernel that leaves
+// its residual sum pending (mlp_pending.cu) instead of its two GEMV kernels. Off by default: on an
+// H200 it made the step slower (4,094 against 4,653 fp16 tokens/s; docs/results.md, the
+// sixteenth session), because its 9.4 MB of weights have only the attention projection's run to
+// load in, where the two kernels each had the kernel before them.
 bool mlp_pending_enabled() {
-  return !cuda::env_is("EAQ_MLP_PENDING", "0");
+  return cuda::env_is("EAQ_MLP_PENDING", "1");
 }
 
 long long* i64(const DeviceTensor& t) {

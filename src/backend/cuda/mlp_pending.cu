@@ -4,6 +4,13 @@
 // the same pieces in the same order, so h has the same bits) and its wide row kernel with the
 // residual (the MLP projection), and through them the CPU backend.
 //
+// Opt-in (EAQ_MLP_PENDING=1, cuda_backend.cpp): measured slower than the two kernels on an H200
+// (docs/results.md, the sixteenth session: 4,094 against 4,653 fp16 tokens/s). Cut short after
+// each phase, the kernel showed why: its 9.4 MB of weights load only while the attention
+// projection runs (~2.7 us), so it still waits for them after the previous kernel ends, and the
+// W2 phase (~1.6 us) and the atomics (~0.3 us) come on top. Kept, tested, as the base of a layer in
+// two kernels.
+//
 // Why: those two kernels meet at a kernel boundary, ~2.7 us of a ~14 us layer on an H200 (kernel
 // trace, docs/results.md), though the projection's weights are loaded long before. Here the
 // inner features are split over thread-block clusters of 8: cluster c owns features
