@@ -7,7 +7,8 @@
 // scores: gemv.cu's LayerNorm row kernel on int8 rows (quantized_gemv.cu's int8-wo arithmetic):
 //   each warp normalizes x in its registers (block 0 stores it to ln_out), takes ||x||, and for
 //   each of its rows writes upper_i = A_i + bound_i; the block's largest A_i - bound_i goes to
-//   one atomicMax.
+//   one atomicMax. After a feed-forward block that left its sum pending (mlp_pending.cu), x is
+//   x + that sum (pending_residual.cuh).
 // select: every warp reads ln_out, compares 32 rows' upper ends at a time with that maximum and
 //   computes the f16 logit of each row that reaches it exactly as gemv.cu's row kernel does (same
 //   pieces, same order, same rounding); the last block to arrive picks the best of the blocks'

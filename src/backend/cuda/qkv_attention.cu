@@ -17,6 +17,10 @@
 //
 // The quantized precisions' 8-bit weights (int8, fp8, int8-wo) run here too: each warp quantizes
 // its normalized x itself and computes its rows as quantized_gemv.cu's row kernel does.
+//
+// After a feed-forward block that left its sum pending (mlp_pending.cu, opt-in), x is x + that
+// sum: block g of the grid stores piece g of the finished row for the attention projection and
+// zeroes its piece of the other sum (pending_residual.cuh).
 #include <cooperative_groups.h>
 
 #include <cstdint>
