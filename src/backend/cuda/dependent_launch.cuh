@@ -45,4 +45,26 @@ void launch_dependent(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, std:
   EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...));
 }
 
+// The same in thread-block clusters of `cluster_x` blocks along x (Hopper).
+template <class... KernelArgs, class... Args>
+void launch_dependent_clusters(void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
+                               unsigned cluster_x, std::size_t shared, cudaStream_t stream,
+                               Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared;
+  config.stream = stream;
+  cudaLaunchAttribute attributes[2] = {};
+  attributes[0].id = cudaLaunchAttributeClusterDimension;
+  attributes[0].val.clusterDim.x = cluster_x;
+  attributes[0].val.clusterDim.y = 1;
+  attributes[0].val.clusterDim.z = 1;
+  attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attributes[1].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attributes;
+  config.numAttrs = dependent_launch_supported() ? 2 : 1;
+  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...));
+}
+
 }  // namespace eaq::cuda

@@ -212,21 +212,9 @@ void launch_typed(const MlpPendingArgs& a, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(a.inner / kClusterUnits * kClusterBlocks));
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = stage_bytes(a.hidden, sizeof(T));
-  config.stream = stream;
-  cudaLaunchAttribute attributes[2] = {};
-  attributes[0].id = cudaLaunchAttributeClusterDimension;
-  attributes[0].val.clusterDim.x = kClusterBlocks;
-  attributes[0].val.clusterDim.y = 1;
-  attributes[0].val.clusterDim.z = 1;
-  attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attributes[1].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attributes;
-  config.numAttrs = dependent_launch_supported() ? 2 : 1;
-  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, mlp_pending_kernel<T>, a));
+  launch_dependent_clusters(
+      mlp_pending_kernel<T>, dim3(static_cast<unsigned>(a.inner / kClusterUnits * kClusterBlocks)),
+      dim3(kThreads), kClusterBlocks, stage_bytes(a.hidden, sizeof(T)), stream, a);
 }
 
 }  // namespace

@@ -310,21 +310,10 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
 template <class T, WeightKind kW>
 void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
   const int chunk = static_cast<int>((a.capacity + kClusterBlocks - 1) / kClusterBlocks);
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(kClusterBlocks, static_cast<unsigned>(a.heads));
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = static_cast<std::size_t>(chunk) * sizeof(float);
-  config.stream = stream;
-  cudaLaunchAttribute attributes[2] = {};
-  attributes[0].id = cudaLaunchAttributeClusterDimension;
-  attributes[0].val.clusterDim.x = kClusterBlocks;
-  attributes[0].val.clusterDim.y = 1;
-  attributes[0].val.clusterDim.z = 1;
-  attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attributes[1].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attributes;
-  config.numAttrs = dependent_launch_supported() ? 2 : 1;
-  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, qkv_attention_kernel<T, kW>, a, chunk));
+  launch_dependent_clusters(qkv_attention_kernel<T, kW>,
+                            dim3(kClusterBlocks, static_cast<unsigned>(a.heads)), dim3(kThreads),
+                            kClusterBlocks, static_cast<std::size_t>(chunk) * sizeof(float), stream,
+                            a, chunk);
 }
 
 template <class T>
