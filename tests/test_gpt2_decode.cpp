@@ -193,6 +193,24 @@ TEST_F(Gpt2Decode, PrefillGreedyEqualsPrefillThenSelect) {
       "2 prompt rows for a session of batch 1");
 }
 
+// The CPU reference never leaves a feed-forward block's sum pending (Backend::PendingResidual):
+// its steps run the block's two ops, and the ops of a pending sum refuse with the backend's name.
+TEST_F(Gpt2Decode, TheCpuLeavesNoResidualPending) {
+  auto session = model_->start_session(1, 10);
+  model_->prefill_greedy(*session, upload(HostTensor::from_i32({1, 4}, {5, 17, 3, 40})));
+  for (int t = 0; t < 3; ++t) model_->greedy_step(*session);
+  EXPECT_EQ(session->pending_mlp_steps(), 0);
+  DeviceTensor row =
+      cpu_->upload(HostTensor::from_f32({1, 4}, {1.0f, 2.0f, 3.0f, 4.0f}), DType::F32);
+  DeviceTensor sum = cpu_->allocate(DType::I64, Backend::pending_residual_shape(4));
+  DeviceTensor out = cpu_->allocate(DType::F32, {1, 4});
+  EXPECT_ERROR_HAS(cpu_->finish_pending(row, sum, out),
+                   "finish_pending: backend 'cpu' never leaves a residual pending");
+  cpu_->release(row);
+  cpu_->release(sum);
+  cpu_->release(out);
+}
+
 TEST_F(Gpt2Decode, RewindRepeatsTheSameTokensWithoutAnotherPrefill) {
   const HostTensor prompt = HostTensor::from_i32({2, 4}, {5, 17, 3, 40, 96, 96, 8, 21});
   const HostTensor mask = HostTensor::from_i32({2, 4}, {1, 1, 1, 1, 0, 0, 1, 1});
