@@ -717,23 +717,21 @@ class CudaBackend final : public Backend {
                 x.numel());
     }
     cuda::QkvAttentionArgs fused;
+    if (pending != nullptr) {
+      pending_finished_row_ = pending->finished->data;
+      fused.pending = pending->in ? i64(*pending->in) : nullptr;
+      fused.x_out = pending->finished->data;
+      fused.pending_zero = pending->zero ? i64(*pending->zero) : nullptr;
+    }
     if (fused_qkv_attention_enabled() &&
         qkv_attention_args(x, gamma, beta, eps, weights, qkv, args, fused)) {
-      if (pending != nullptr) {
-        pending_finished_row_ = pending->finished->data;
-        fused.pending = pending->in ? i64(*pending->in) : nullptr;
-        fused.x_out = pending->finished->data;
-        fused.pending_zero = pending->zero ? i64(*pending->zero) : nullptr;
-      }
-      if (cuda::qkv_attention_eligible(traits_.activation, fused)) {
-        ProfileScope scope(profiler_, stream_, [&] {
-          return fmt::format("layer_norm+qkv gemv+attention q1 kv{}{}", args.kv_len,
-                             pending && pending->in ? " (finishes a pending residual)" : "");
-        });
-        cuda::launch_qkv_attention(traits_.activation, fused, stream_);
-        EAQ_CUDA_CHECK_LAUNCH();
-        return;
-      }
+      ProfileScope scope(profiler_, stream_, [&] {
+        return fmt::format("layer_norm+qkv gemv+attention q1 kv{}{}", args.kv_len,
+                           pending && pending->in ? " (finishes a pending residual)" : "");
+      });
+      cuda::launch_qkv_attention(traits_.activation, fused, stream_);
+      EAQ_CUDA_CHECK_LAUNCH();
+      return;
     }
     if (pending == nullptr) {
       Backend::layer_norm_linear_attention(x, gamma, beta, eps, normed, weights, qkv, args);
@@ -778,12 +776,6 @@ class CudaBackend final : public Backend {
   bool can_leave_mlp_pending(const DeviceTensor& x, const LinearWeights& first,
                              const LinearWeights& second) const override {
     cuda::MlpPendingArgs a;
-    // Stand-ins for what the call brings (the LayerNorm parameters and the sum are 16-byte
-    // aligned allocations): the shapes and weights decide.
-    static const float params[4] = {};
-    alignas(16) static long long sum[2];
-    a.ln_gamma = a.ln_beta = params;
-    a.pending = sum;
     return mlp_pending_args(x, first, second, a) &&
            cuda::mlp_pending_eligible(traits_.activation, a);
   }

@@ -10,6 +10,8 @@
 
 #include <cuda_runtime.h>
 
+#include <utility>
+
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/device_query.hpp"
 
@@ -27,25 +29,9 @@ __device__ __forceinline__ void allow_dependent_launch() {
 #endif
 }
 
-// kernel<<<grid, block, shared, stream>>>(args...), allowed to overlap the previous kernel when
-// the device supports it.
-template <class... KernelArgs, class... Args>
-void launch_dependent(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, std::size_t shared,
-                      cudaStream_t stream, Args&&... args) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = shared;
-  config.stream = stream;
-  cudaLaunchAttribute attribute[1] = {};
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attribute;
-  config.numAttrs = dependent_launch_supported() ? 1 : 0;
-  EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...));
-}
-
-// The same in thread-block clusters of `cluster_x` blocks along x (Hopper).
+// kernel<<<grid, block, shared, stream>>>(args...) in thread-block clusters of `cluster_x` blocks
+// along x (Hopper; 0: no clusters), allowed to overlap the previous kernel when the device
+// supports it.
 template <class... KernelArgs, class... Args>
 void launch_dependent_clusters(void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
                                unsigned cluster_x, std::size_t shared, cudaStream_t stream,
@@ -56,15 +42,29 @@ void launch_dependent_clusters(void (*kernel)(KernelArgs...), dim3 grid, dim3 bl
   config.dynamicSmemBytes = shared;
   config.stream = stream;
   cudaLaunchAttribute attributes[2] = {};
-  attributes[0].id = cudaLaunchAttributeClusterDimension;
-  attributes[0].val.clusterDim.x = cluster_x;
-  attributes[0].val.clusterDim.y = 1;
-  attributes[0].val.clusterDim.z = 1;
-  attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attributes[1].val.programmaticStreamSerializationAllowed = 1;
+  unsigned count = 0;
+  if (cluster_x > 0) {
+    attributes[count].id = cudaLaunchAttributeClusterDimension;
+    attributes[count].val.clusterDim.x = cluster_x;
+    attributes[count].val.clusterDim.y = 1;
+    attributes[count].val.clusterDim.z = 1;
+    ++count;
+  }
+  if (dependent_launch_supported()) {
+    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[count].val.programmaticStreamSerializationAllowed = 1;
+    ++count;
+  }
   config.attrs = attributes;
-  config.numAttrs = dependent_launch_supported() ? 2 : 1;
+  config.numAttrs = count;
   EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...));
+}
+
+// The same without clusters.
+template <class... KernelArgs, class... Args>
+void launch_dependent(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, std::size_t shared,
+                      cudaStream_t stream, Args&&... args) {
+  launch_dependent_clusters(kernel, grid, block, 0, shared, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace eaq::cuda

@@ -217,6 +217,8 @@ struct MlpPendingArgs {
   long long* pending = nullptr;
   std::int64_t hidden = 0, inner = 0;
 };
+// Whether the kernel takes this row and these layers (x, the weights and biases, hidden, inner);
+// the launch checks the LayerNorm parameters and the sum (16-byte aligned, not null) itself.
 bool mlp_pending_eligible(DType act, const MlpPendingArgs& args);
 void launch_mlp_pending(DType act, const MlpPendingArgs& args, cudaStream_t stream);
 // out[i] = x[i] + pending[i] rounded to `act` (F16 or BF16) for i < n (NaN where pending[n] != 0).

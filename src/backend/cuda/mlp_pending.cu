@@ -223,14 +223,15 @@ bool mlp_pending_eligible(DType act, const MlpPendingArgs& a) {
   return (act == DType::F16 || act == DType::BF16) && thread_block_clusters_supported() &&
          a.hidden > 0 && a.hidden % (kClusterBlocks * kPerVec) == 0 &&
          a.hidden / kPerVec <= 32 * kXVecs && a.inner > 0 && a.inner % kClusterUnits == 0 &&
-         a.ln_gamma != nullptr && a.ln_beta != nullptr && aligned16(a.x) && aligned16(a.w_in) &&
-         aligned16(a.w_out) && aligned16(a.ln_gamma) && aligned16(a.ln_beta) &&
-         aligned16(a.pending);
+         aligned16(a.x) && aligned16(a.w_in) && aligned16(a.w_out);
 }
 
 void launch_mlp_pending(DType act, const MlpPendingArgs& a, cudaStream_t stream) {
   EAQ_CHECK(mlp_pending_eligible(act, a), "mlp_pending: a block of {} x {} in {} it does not take",
             a.hidden, a.inner, dtype_name(act));
+  EAQ_CHECK(a.ln_gamma != nullptr && a.ln_beta != nullptr && a.pending != nullptr &&
+                aligned16(a.ln_gamma) && aligned16(a.ln_beta) && aligned16(a.pending),
+            "mlp_pending: the LayerNorm parameters and the sum must be 16-byte aligned buffers");
   if (act == DType::F16) {
     launch_typed<__half>(a, stream);
   } else {
