@@ -97,8 +97,8 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(Bou
   }
   float gv[kVecs][kPerVec], bv[kVecs][kPerVec];
   load_layer_norm_params<kVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
-  wait_for_previous_kernel();  // the int8 rows are constant: they load while the last kernel ends
-  allow_dependent_launch();
+  // The int8 rows are constant: they load while the last kernel ends.
+  wait_then_allow_dependents(a.early_dependents);
 
   float xv[kVecs][kPerVec];
   if (a.pending != nullptr) {
@@ -194,8 +194,8 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(Bou
   auto* state = static_cast<State*>(a.state);
   const int lane = threadIdx.x % 32;
   const int vectors = static_cast<int>(a.k / kPerVec);
-  wait_for_previous_kernel();  // ln_out, upper and the state come from the scores kernel
-  allow_dependent_launch();
+  // ln_out, upper and the state come from the scores kernel.
+  wait_then_allow_dependents(a.early_dependents);
 
   float xv[kVecs][kPerVec];
   warp_load_row<T>(a.ln_out, nullptr, vectors, xv);

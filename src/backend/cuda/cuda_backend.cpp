@@ -20,6 +20,7 @@
 #include "backend/cuda/decode_step.hpp"
 #include "backend/cuda/decoder_kernels.hpp"
 #include "backend/cuda/device_allocator.hpp"
+#include "backend/cuda/device_query.hpp"
 #include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/lt_matmul.hpp"
@@ -578,6 +579,7 @@ class CudaBackend final : public Backend {
     g.m = x.numel() / w.in_features;
     g.n = w.out_features;
     g.k = w.in_features;
+    g.early_dependents = cuda::early_dependent_launch();
     return g;
   }
 
@@ -641,6 +643,7 @@ class CudaBackend final : public Backend {
     a.k = w->in_features;
     a.out = i32(next_ids);
     if (pending != nullptr) a.pending = i64(*pending);
+    a.early_dependents = cuda::early_dependent_launch();
     if (!cuda::bounded_argmax_eligible(x.dtype, a)) return false;
     const CudaLinear::ArgmaxHead* head = argmax_head(*w, x.dtype);
     if (head == nullptr) return false;
@@ -671,7 +674,7 @@ class CudaBackend final : public Backend {
       g.residual = residual.data;
       // The attention projection of a step whose feed-forward blocks leave their sums pending:
       // the one-kernel block after it loads both its matrices while this kernel waits.
-      g.early_dependents = residual.data == pending_finished_row_;
+      g.early_dependents = g.early_dependents || residual.data == pending_finished_row_;
       cuda::launch_gemv(x.dtype, g, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
       return;
@@ -717,6 +720,7 @@ class CudaBackend final : public Backend {
                 x.numel());
     }
     cuda::QkvAttentionArgs fused;
+    fused.early_dependents = cuda::early_dependent_launch();
     if (pending != nullptr) {
       pending_finished_row_ = pending->finished->data;
       fused.pending = pending->in ? i64(*pending->in) : nullptr;
@@ -794,6 +798,7 @@ class CudaBackend final : public Backend {
     a.ln_eps = eps;
     a.activation = activation;
     a.pending = i64(pending);
+    a.early_dependents = cuda::early_dependent_launch();
     ProfileScope scope(profiler_, stream_, [&] {
       return fmt::format("layer_norm+mlp (pending) [1 x {} x {}] {}", a.hidden, a.inner,
                          activation_name(activation));

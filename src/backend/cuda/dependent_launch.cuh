@@ -29,6 +29,19 @@ __device__ __forceinline__ void allow_dependent_launch() {
 #endif
 }
 
+// wait_for_previous_kernel() with the next kernel's launch allowed after the wait (the usual
+// order) or, with `early`, before it: then the next kernel may start while this one still waits,
+// so it has two kernels' runs to load its weights in, not one. Early is safe only where what the
+// next kernel reads before its own wait was written before this one's predecessor started; in a
+// decode step that holds because start_decode_step_kernel, the step's first, always allows its
+// successor after its wait (the slot, key mask and older cache rows that qkv_attention.cu and
+// attention.cu read early are final by then), and every other read before a wait is of weights.
+__device__ __forceinline__ void wait_then_allow_dependents(bool early) {
+  if (early) allow_dependent_launch();
+  wait_for_previous_kernel();
+  if (!early) allow_dependent_launch();
+}
+
 // kernel<<<grid, block, shared, stream>>>(args...) in thread-block clusters of `cluster_x` blocks
 // along x (Hopper; 0: no clusters), allowed to overlap the previous kernel when the device
 // supports it.

@@ -47,6 +47,10 @@ bool dependent_launch_supported() {
   return !disabled && hopper_or_newer();
 }
 
+bool early_dependent_launch() {
+  return env_is("EAQ_EARLY_LAUNCH", "1");
+}
+
 bool thread_block_clusters_supported() {
   return hopper_or_newer();
 }

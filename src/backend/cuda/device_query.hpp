@@ -8,6 +8,11 @@ int multiprocessor_count();
 // Whether the current device supports programmatic dependent launch (compute capability 9.0+),
 // and EAQ_DEPENDENT_LAUNCH=0 does not turn it off (see dependent_launch.cuh).
 bool dependent_launch_supported();
+// Whether the one-row kernels of a decode step (the GEMVs, the QKV + attention kernel, the
+// one-kernel feed-forward block, the bounded LM head) let the next kernel launch before they wait
+// for the previous one, not after (wait_then_allow_dependents in dependent_launch.cuh):
+// EAQ_EARLY_LAUNCH=1. Read at every call, so tests compare both.
+bool early_dependent_launch();
 // Whether the current device runs thread-block clusters (compute capability 9.0+).
 bool thread_block_clusters_supported();
 // Whether the current device launches cooperative kernels (all blocks resident at once).

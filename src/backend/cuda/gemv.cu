@@ -58,8 +58,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a) {
   uint4 wv[kChunk];
   if (feature < a.n) load_weights<T>(wv, a, feature, 0, vectors, lane);
   // Weights are never written by a kernel: they load while the previous kernel finishes.
-  wait_for_previous_kernel();
-  allow_dependent_launch();
+  wait_then_allow_dependents(a.early_dependents);
   stage_rows<T, kRows>(a, static_cast<const T*>(a.x), xs);
   if (feature >= a.n) return;  // after staging: every thread takes part in its barriers
 
@@ -147,9 +146,8 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
                                                  gv, bv);
     }
   }
-  if (a.early_dependents) allow_dependent_launch();
-  wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
-  if (!a.early_dependents) allow_dependent_launch();
+  // Weights are constant: they load while the previous kernel ends.
+  wait_then_allow_dependents(a.early_dependents);
 
   // x: floats after the LayerNorm form's normalization, else its pieces, read at each feature
   // (from L1 after the first; converted at each use).

@@ -95,9 +95,8 @@ struct GemvArgs {
   void* ln_out = nullptr;
   std::int64_t m = 0, n = 0, k = 0;
   Activation activation = Activation::None;
-  // The one-row kernels let the next kernel launch before they wait for the previous one, not
-  // after: where the next kernel has many weights to load (mlp_pending.cu after the attention
-  // projection), this gives it the previous kernel's whole run to load them in.
+  // Let the next kernel launch before the wait for the previous one, not after
+  // (wait_then_allow_dependents in dependent_launch.cuh).
   bool early_dependents = false;
 };
 constexpr std::int64_t kMaxGemvRows = 8;
@@ -165,6 +164,7 @@ struct QkvAttentionArgs {
   const long long* pending = nullptr;
   void* x_out = nullptr;
   long long* pending_zero = nullptr;
+  bool early_dependents = false;  // as GemvArgs::early_dependents
 };
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);
 void launch_qkv_attention(DType act, const QkvAttentionArgs& args, cudaStream_t stream);
@@ -192,6 +192,7 @@ struct BoundedArgmaxArgs {
   std::int32_t* out = nullptr;
   std::int64_t n = 0, k = 0;
   const long long* pending = nullptr;  // when not null, x is x + pending (pending_residual.cuh)
+  bool early_dependents = false;       // both kernels; as GemvArgs::early_dependents
 };
 std::size_t bounded_argmax_state_bytes();
 // Whether the kernels take this head and these pointers (x, w, ln_out, ln_gamma, ln_beta, n, k).
@@ -216,6 +217,7 @@ struct MlpPendingArgs {
   Activation activation = Activation::None;
   long long* pending = nullptr;
   std::int64_t hidden = 0, inner = 0;
+  bool early_dependents = false;  // as GemvArgs::early_dependents
 };
 // Whether the kernel takes this row and these layers (x, the weights and biases, hidden, inner);
 // the launch checks the LayerNorm parameters and the sum (16-byte aligned, not null) itself.

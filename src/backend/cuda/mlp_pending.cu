@@ -121,8 +121,8 @@ __global__ void __launch_bounds__(kThreads) mlp_pending_kernel(MlpPendingArgs a)
   const T* b_out = static_cast<const T*>(a.b_out);
   float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
   load_layer_norm_params<kXVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
-  wait_for_previous_kernel();  // x comes from the kernel before, and pending was zeroed there
-  allow_dependent_launch();
+  // x comes from the kernel before, and pending was zeroed there.
+  wait_then_allow_dependents(a.early_dependents);
 
   // LayerNorm of x in every warp, then this warp's six features of h, rounded to T as the
   // unfused kernel stores them; lane c < 8 sends each to block c of the cluster.

@@ -126,8 +126,7 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
       visible_pre[p] = a.key_mask[j] != 0;
     }
   }
-  wait_for_previous_kernel();  // x comes from the kernel before
-  allow_dependent_launch();
+  wait_then_allow_dependents(a.early_dependents);  // x comes from the kernel before
 
   // LayerNorm of x in every warp, as the GEMV row kernel does it (two passes, shuffles only).
   float xv[kXVecs][kPerVec];

@@ -89,8 +89,8 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_kernel(QuantizedG
 
   uint4 wv[kChunk];
   if (feature < a.n) load_weights(wv, feature, 0);
-  wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
-  allow_dependent_launch();
+  // Weights are constant: they load while the previous kernel ends.
+  wait_then_allow_dependents(a.early_dependents);
   stage_rows<T, kRows>(a, static_cast<const T*>(a.x), xs);
   float x_scale[kRows];
   if constexpr (kKind == WeightKind::Int8WeightOnly) {
@@ -300,8 +300,8 @@ __global__ void __launch_bounds__(kGemvThreads) quantized_gemv_row_kernel(Quanti
       load_layer_norm_params<kNormVecs, kRowPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
     }
   }
-  wait_for_previous_kernel();  // weights are constant: they load while the previous kernel ends
-  allow_dependent_launch();
+  // Weights are constant: they load while the previous kernel ends.
+  wait_then_allow_dependents(a.early_dependents);
 
   float xv[kVecs][kRowPerVec];
   int xq[kVecs][2];
