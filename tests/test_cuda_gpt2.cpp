@@ -552,6 +552,47 @@ TEST(CudaGpt2, PendingMlpGreedyStepsReplayInAGraph) {
   }
 }
 
+// --- early dependent launch (EAQ_EARLY_LAUNCH=1, wait_then_allow_dependents) -------------------
+
+// Letting the next kernel launch before the wait, not after, changes when the step's kernels
+// start, not what they compute: the same logits bit for bit, teacher-forced over a 700-token
+// cache, in every precision whose step runs the one-row kernels, with the feed-forward block as
+// two kernels and as one; and the same greedy tokens (the bounded head), direct and in a captured
+// graph. A kernel that read, before its wait, what the kernel two before it writes would differ.
+TEST(CudaGpt2, EarlyLaunchGivesTheSameBits) {
+  RandomCase c;  // for its prompt and tokens
+  test::RandomGpt2Spec spec = c.spec;
+  spec.hidden = 256;  // inner a multiple of 192: the one-kernel feed-forward block takes it
+  spec.heads = 4;
+  spec.inner = 768;
+  const LongPrompt long_case(spec, 5, 4);
+  const HostTensor feed = row_of(c.steps, 0), prompt = row_of(c.ids, 0);
+  const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
+  for (Precision precision : {Precision::Fp16, Precision::Bf16, Precision::Int8,
+                              Precision::Int8WeightOnly, Precision::Fp8}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    const std::string name(precision_name(precision));
+    for (const char* pending : {"0", "1"}) {
+      const test::ScopedEnv mlp("EAQ_MLP_PENDING", pending);
+      const auto steps = [&](const char* early) {
+        const test::ScopedEnv order("EAQ_EARLY_LAUNCH", early);
+        return decode_logits(*gpu, long_case.dir.path(), long_case.ids, long_case.mask, feed, 720);
+      };
+      const StepLogits late = steps("0"), early = steps("1");
+      EXPECT_EQ(floats(early.logits), floats(late.logits)) << name << ", pending " << pending;
+      EXPECT_EQ(early.pending_mlp_steps, late.pending_mlp_steps) << name;
+    }
+    auto model = Gpt2Model::load(long_case.dir.path(), *gpu);
+    const auto tokens = [&](const char* early, bool graph) {
+      const test::ScopedEnv order("EAQ_EARLY_LAUNCH", early);
+      return greedy_generate(*model, prompt, nullptr, 32, {graph}).to_i64();
+    };
+    const std::vector<std::int64_t> late = tokens("0", false);
+    EXPECT_EQ(tokens("1", false), late) << name;
+    EXPECT_EQ(tokens("1", true), late) << name << " in a graph";
+  }
+}
+
 // finish_pending: x + the fixed-point sum (2^32 per unit) rounded to the activation dtype, and
 // NaN everywhere once a share could not be added (the count after the sums).
 TEST(CudaGpt2, FinishPendingAddsTheFixedPointSum) {

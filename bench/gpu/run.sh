@@ -264,6 +264,12 @@ stage_mlppending_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 
+stage_earlylaunch_gpt2() {
+  note "GPT-2 124M shape: a batch-1 step's kernels letting the next launch after their wait (the default), then before it (EAQ_MLP_PENDING=${EAQ_MLP_PENDING:-0})"
+  gpt2_ab EAQ_EARLY_LAUNCH earlylaunch-gpt2 "next kernel launched before the wait" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
+}
+
 stage_blockquant_gpt2() {
   note "GPT-2 124M shape: the 8-bit precisions' batch-1 MLP projection loading (and quantizing) x in every warp, then staged once per block"
   gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "the wide row staged once per block" --new-tokens 256 \
@@ -404,6 +410,7 @@ for stage in "$@"; do
     trace-gpt2) stage_trace_gpt2 ;;
     prefillmma-gpt2) stage_prefillmma_gpt2 ;;
     mlppending-gpt2) stage_mlppending_gpt2 ;;
+    earlylaunch-gpt2) stage_earlylaunch_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;
