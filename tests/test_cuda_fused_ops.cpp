@@ -43,8 +43,9 @@ struct LinearShape {
 
 // m <= 8 runs eaq's GEMV (one row with k <= 1536 f16 / 768 f32: x in registers; otherwise x in
 // shared memory); m = 40 runs cuBLASLt (the residual as its C operand).
-const LinearShape kShapes[] = {{1, 2304, 768}, {1, 768, 3072}, {1, 96, 1536},  {3, 768, 3072},
-                               {5, 200, 64},   {8, 96, 128},   {1, 5000, 768}, {40, 256, 128}};
+const LinearShape kShapes[] = {{1, 2304, 768}, {1, 768, 3072}, {1, 96, 1536},
+                               {1, 75, 1000},  {3, 768, 3072}, {5, 200, 64},
+                               {8, 96, 128},   {1, 5000, 768}, {40, 256, 128}};
 
 struct Outputs {
   HostTensor y, normed;
@@ -85,41 +86,49 @@ FusedResults run_fused(Backend& backend, const LinearShape& s, const HostTensor&
   return r;
 }
 
+// EAQ_SPLIT_ROW_GEMV=1: one row of k > 768 without a LayerNorm (here linear_residual's) on the
+// kernel that splits k over a block's warps.
 TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
-  for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
-    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
-    auto cpu = make_cpu_backend(Precision::Fp32);
-    const DType act = gpu->activation_dtype();
-    for (const LinearShape& s : kShapes) {
-      const float w_scale = 1.0f / std::sqrt(static_cast<float>(s.k));
-      const HostTensor w = test::rounded_to(test::random_f32({s.n, s.k}, 21, w_scale), act);
-      const HostTensor bias = test::rounded_to(test::random_f32({s.n}, 22, 0.5f), act);
-      const HostTensor x = test::rounded_to(test::random_f32({s.m, s.k}, 23, 3.0f), act);
-      const HostTensor ln_residual = test::rounded_to(test::random_f32({s.m, s.k}, 24, 1.0f), act);
-      const HostTensor gamma = test::random_f32({s.k}, 25, 1.0f);
-      const HostTensor beta = test::random_f32({s.k}, 26, 0.2f);
-      const HostTensor residual = test::rounded_to(test::random_f32({s.m, s.n}, 27, 2.0f), act);
-      const FusedResults want = run_fused(*cpu, s, w, bias, x, ln_residual, gamma, beta, residual);
-      const FusedResults got = run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
-      const double errors[] = {
-          test::max_relative_error(got.ln_linear.y, want.ln_linear.y),
-          test::max_relative_error(got.ln_linear.normed, want.ln_linear.normed),
-          test::max_relative_error(got.ln_residual_linear.y, want.ln_residual_linear.y),
-          test::max_relative_error(got.ln_residual_linear.normed, want.ln_residual_linear.normed),
-          test::max_relative_error(got.linear_residual, want.linear_residual)};
-      const char* what[] = {"layer_norm_linear y", "layer_norm_linear normed",
-                            "layer_norm(x + r)_linear y", "layer_norm(x + r)_linear normed",
-                            "linear_residual (y aliases residual)"};
-      for (int i = 0; i < 5; ++i) {
-        EXPECT_LE(errors[i], tolerance_for(act)) << what[i] << ", " << precision_name(precision)
-                                                 << " m " << s.m << " n " << s.n << " k " << s.k;
+  for (const char* split : {"0", "1"}) {
+    for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
+      const test::ScopedEnv split_rows("EAQ_SPLIT_ROW_GEMV", split);
+      EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+      auto cpu = make_cpu_backend(Precision::Fp32);
+      const DType act = gpu->activation_dtype();
+      for (const LinearShape& s : kShapes) {
+        const float w_scale = 1.0f / std::sqrt(static_cast<float>(s.k));
+        const HostTensor w = test::rounded_to(test::random_f32({s.n, s.k}, 21, w_scale), act);
+        const HostTensor bias = test::rounded_to(test::random_f32({s.n}, 22, 0.5f), act);
+        const HostTensor x = test::rounded_to(test::random_f32({s.m, s.k}, 23, 3.0f), act);
+        const HostTensor ln_residual =
+            test::rounded_to(test::random_f32({s.m, s.k}, 24, 1.0f), act);
+        const HostTensor gamma = test::random_f32({s.k}, 25, 1.0f);
+        const HostTensor beta = test::random_f32({s.k}, 26, 0.2f);
+        const HostTensor residual = test::rounded_to(test::random_f32({s.m, s.n}, 27, 2.0f), act);
+        const FusedResults want =
+            run_fused(*cpu, s, w, bias, x, ln_residual, gamma, beta, residual);
+        const FusedResults got = run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
+        const double errors[] = {
+            test::max_relative_error(got.ln_linear.y, want.ln_linear.y),
+            test::max_relative_error(got.ln_linear.normed, want.ln_linear.normed),
+            test::max_relative_error(got.ln_residual_linear.y, want.ln_residual_linear.y),
+            test::max_relative_error(got.ln_residual_linear.normed, want.ln_residual_linear.normed),
+            test::max_relative_error(got.linear_residual, want.linear_residual)};
+        const char* what[] = {"layer_norm_linear y", "layer_norm_linear normed",
+                              "layer_norm(x + r)_linear y", "layer_norm(x + r)_linear normed",
+                              "linear_residual (y aliases residual)"};
+        for (int i = 0; i < 5; ++i) {
+          EXPECT_LE(errors[i], tolerance_for(act))
+              << what[i] << ", " << precision_name(precision) << " split " << split << " m " << s.m
+              << " n " << s.n << " k " << s.k;
+        }
+        std::printf(
+            "[ fused     ] split %s %-5s m %2lld n %5lld k %4lld  ln+gemv %.1e/%.1e  "
+            "ln(x+r)+gemv %.1e/%.1e  +residual %.1e\n",
+            split, std::string(precision_name(precision)).c_str(), static_cast<long long>(s.m),
+            static_cast<long long>(s.n), static_cast<long long>(s.k), errors[0], errors[1],
+            errors[2], errors[3], errors[4]);
       }
-      std::printf(
-          "[ fused     ] %-5s m %2lld n %5lld k %4lld  ln+gemv %.1e/%.1e  "
-          "ln(x+r)+gemv %.1e/%.1e  +residual %.1e\n",
-          std::string(precision_name(precision)).c_str(), static_cast<long long>(s.m),
-          static_cast<long long>(s.n), static_cast<long long>(s.k), errors[0], errors[1], errors[2],
-          errors[3], errors[4]);
     }
   }
 }

@@ -552,7 +552,7 @@ TEST(CudaGpt2, PendingMlpGreedyStepsReplayInAGraph) {
   }
 }
 
-// --- early dependent launch (EAQ_EARLY_LAUNCH=1, wait_then_allow_dependents) -------------------
+// --- early dependent launch (the default; EAQ_EARLY_LAUNCH=0 turns it off) ---------------------
 
 // Letting the next kernel launch before the wait, not after, changes when the step's kernels
 // start, not what they compute: the same logits bit for bit, teacher-forced over a 700-token

@@ -265,8 +265,14 @@ stage_mlppending_gpt2() {
 }
 
 stage_earlylaunch_gpt2() {
-  note "GPT-2 124M shape: a batch-1 step's kernels letting the next launch after their wait (the default), then before it (EAQ_MLP_PENDING=${EAQ_MLP_PENDING:-0})"
+  note "GPT-2 124M shape: a batch-1 step's kernels letting the next launch after their wait, then before it (the default; EAQ_MLP_PENDING=${EAQ_MLP_PENDING:-0})"
   gpt2_ab EAQ_EARLY_LAUNCH earlylaunch-gpt2 "next kernel launched before the wait" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
+}
+
+stage_splitrow_gpt2() {
+  note "GPT-2 124M shape: a batch-1 step's MLP projection with features over a block's warps, then with k split over them"
+  gpt2_ab EAQ_SPLIT_ROW_GEMV splitrow-gpt2 "k split over the warps" --new-tokens 256 \
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 
@@ -411,6 +417,7 @@ for stage in "$@"; do
     prefillmma-gpt2) stage_prefillmma_gpt2 ;;
     mlppending-gpt2) stage_mlppending_gpt2 ;;
     earlylaunch-gpt2) stage_earlylaunch_gpt2 ;;
+    splitrow-gpt2) stage_splitrow_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

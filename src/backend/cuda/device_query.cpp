@@ -48,7 +48,7 @@ bool dependent_launch_supported() {
 }
 
 bool early_dependent_launch() {
-  return env_is("EAQ_EARLY_LAUNCH", "1");
+  return !env_is("EAQ_EARLY_LAUNCH", "0");
 }
 
 bool thread_block_clusters_supported() {

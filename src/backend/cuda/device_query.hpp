@@ -10,8 +10,9 @@ int multiprocessor_count();
 bool dependent_launch_supported();
 // Whether the one-row kernels of a decode step (the GEMVs, the QKV + attention kernel, the
 // one-kernel feed-forward block, the bounded LM head) let the next kernel launch before they wait
-// for the previous one, not after (wait_then_allow_dependents in dependent_launch.cuh):
-// EAQ_EARLY_LAUNCH=1. Read at every call, so tests compare both.
+// for the previous one, not after (wait_then_allow_dependents in dependent_launch.cuh). On unless
+// EAQ_EARLY_LAUNCH=0: on an H200 it shortened the fp16 step from 212 to 203 us (docs/results.md,
+// the seventeenth session). Read at every call, so tests compare both.
 bool early_dependent_launch();
 // Whether the current device runs thread-block clusters (compute capability 9.0+).
 bool thread_block_clusters_supported();

@@ -198,6 +198,96 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
   }
 }
 
+// The wide form (one row, k up to 12 pieces a lane, no LayerNorm: the MLP projection) with k split
+// over the block's warps instead of features over them: warp w reads quarter w of x and of
+// kSplitFeatures features' rows, and the block adds the four partial sums in shared memory. In the
+// wide form every warp reads all of x (6 KB at k 3,072) from L2 at the same moment as the others;
+// here each block reads it once. Opt-in (EAQ_SPLIT_ROW_GEMV=1) until measured.
+constexpr int kSplitFeatures = 4;
+constexpr int kSplitVecs = kWideRowVecs / kSplitFeatures;  // pieces of x a lane: 3
+static_assert(kSplitVecs * kSplitFeatures == kWideRowVecs && kGemvWarps == kSplitFeatures,
+              "a block's warps split k in as many slices as it has features, each as wide as the "
+              "wide form's rows");
+
+template <class T>
+__global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArgs a) {
+  constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
+  __shared__ float partial[kGemvWarps][kSplitFeatures];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const std::int64_t vectors = a.k / kPerVec;
+  // Warp w's pieces are [w slice, (w + 1) slice); lane l's are begin, begin + 32, ... before end.
+  const std::int64_t slice = (vectors + kGemvWarps - 1) / kGemvWarps;
+  const std::int64_t begin = warp * slice + lane;
+  const std::int64_t end = (warp + 1) * slice < vectors ? (warp + 1) * slice : vectors;
+  const std::int64_t groups = (a.n + kSplitFeatures - 1) / kSplitFeatures;
+  const auto* w = static_cast<const uint4*>(a.w);  // rows of `vectors` pieces
+  uint4 wv[kSplitFeatures][kSplitVecs] = {};
+  const auto load_group = [&](std::int64_t group) {
+#pragma unroll
+    for (int f = 0; f < kSplitFeatures; ++f) {
+      const std::int64_t feature = group * kSplitFeatures + f;
+#pragma unroll
+      for (int u = 0; u < kSplitVecs; ++u) {
+        const std::int64_t v = begin + 32 * u;
+        if (feature < a.n && v < end) wv[f][u] = load_weight(w + feature * vectors + v);
+      }
+    }
+  };
+  std::int64_t group = blockIdx.x;  // the grid is at most `groups` blocks
+  load_group(group);
+  // Weights are constant: they load while the previous kernel ends.
+  wait_then_allow_dependents(a.early_dependents);
+
+  const auto* x4 = static_cast<const uint4*>(a.x);
+  uint4 xq[kSplitVecs];
+#pragma unroll
+  for (int u = 0; u < kSplitVecs; ++u) {
+    if (begin + 32 * u < end) xq[u] = x4[begin + 32 * u];
+  }
+  const T* bias = static_cast<const T*>(a.bias);
+  const T* residual = static_cast<const T*>(a.residual);
+  T* y = static_cast<T*>(a.y);
+  for (;;) {
+    float acc[kSplitFeatures] = {};
+#pragma unroll
+    for (int u = 0; u < kSplitVecs; ++u) {
+      if (begin + 32 * u >= end) break;
+      const T* xt = reinterpret_cast<const T*>(&xq[u]);
+#pragma unroll
+      for (int f = 0; f < kSplitFeatures; ++f) {
+        const T* wt = reinterpret_cast<const T*>(&wv[f][u]);
+#pragma unroll
+        for (int e = 0; e < kPerVec; ++e) acc[f] += to_f32(xt[e]) * to_f32(wt[e]);
+      }
+    }
+#pragma unroll
+    for (int f = 0; f < kSplitFeatures; ++f) acc[f] = warp_sum(acc[f]);
+    if (lane == 0) {
+#pragma unroll
+      for (int f = 0; f < kSplitFeatures; ++f) partial[warp][f] = acc[f];
+    }
+    __syncthreads();
+    const std::int64_t feature = group * kSplitFeatures + threadIdx.x;
+    if (threadIdx.x < kSplitFeatures && feature < a.n) {
+      float total = 0.0f;
+#pragma unroll
+      for (int s = 0; s < kGemvWarps; ++s) total += partial[s][threadIdx.x];
+      float out = apply_activation(total + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
+      if (residual) out += to_f32(residual[feature]);  // read before y (may alias)
+      y[feature] = from_f32<T>(out);
+    }
+    group += gridDim.x;
+    if (group >= groups) break;
+    load_group(group);
+    __syncthreads();  // every thread has read `partial` before the next group writes it
+  }
+}
+
+// EAQ_SPLIT_ROW_GEMV=1 runs the wide form as gemv_split_row_kernel; read at every launch.
+bool split_row_gemv_enabled() {
+  return env_is("EAQ_SPLIT_ROW_GEMV", "1");
+}
+
 template <class T, int kRows>
 void launch_rows(const GemvArgs& a, cudaStream_t stream) {
   const std::size_t shared = static_cast<std::size_t>(kRows * a.k) * sizeof(float);
@@ -269,6 +359,16 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
 
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
   if (const int vecs = row_kernel_vecs(act, args); vecs != 0) {
+    if (vecs == kWideRowVecs && split_row_gemv_enabled()) {
+      EAQ_DISPATCH_FLOAT(act, {
+        const auto kernel = gemv_split_row_kernel<T>;
+        launch_dependent(kernel,
+                         dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, args.n,
+                                        kSplitFeatures / kGemvWarps)),
+                         dim3(kGemvThreads), 0, stream, args);
+      });
+      return;
+    }
     EAQ_DISPATCH_FLOAT(act, {
       const auto kernel =
           vecs == kRowVecs ? gemv_row_kernel<T, kRowVecs> : gemv_row_kernel<T, kWideRowVecs>;
