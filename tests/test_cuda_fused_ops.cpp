@@ -86,10 +86,10 @@ FusedResults run_fused(Backend& backend, const LinearShape& s, const HostTensor&
   return r;
 }
 
-// EAQ_SPLIT_ROW_GEMV=1: one row of k > 768 without a LayerNorm (here linear_residual's) on the
-// kernel that splits k over a block's warps.
+// EAQ_SPLIT_ROW_GEMV: one row without a LayerNorm (here linear_residual's) on the kernel that
+// splits k over a block's warps when k > 768 (1, the default) or always (2), or never (0).
 TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
-  for (const char* split : {"0", "1"}) {
+  for (const char* split : {"0", "1", "2"}) {
     for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
       const test::ScopedEnv split_rows("EAQ_SPLIT_ROW_GEMV", split);
       EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);

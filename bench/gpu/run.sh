@@ -27,8 +27,8 @@ chmod +x "$BIN"/* 2>/dev/null
 note() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 # A same-binary A/B on the GPT-2 124M shape: `eaq measure` with the environment variable $1 set to
-# 0, then to 1; EAQ_AB_ROUNDS (default 1) repeats the pair. $2 names the logs
-# ($OUT/$2-r<round>-<0|1>.log) and result folders, $3 says what the switch is; the rest are
+# 0, then to 1 (or to each of EAQ_AB_VALUES); EAQ_AB_ROUNDS (default 1) repeats the pair. $2 names
+# the logs ($OUT/$2-r<round>-<value>.log) and result folders, $3 says what the switch is; the rest are
 # measure's options (new tokens, precisions, batch sizes, duration).
 gpt2_ab() {
   local var=$1 name=$2 what=$3
@@ -37,7 +37,7 @@ gpt2_ab() {
   rm -rf "/tmp/$name"
   local round value log
   for round in $(seq 1 "${EAQ_AB_ROUNDS:-1}"); do
-    for value in 0 1; do
+    for value in ${EAQ_AB_VALUES:-0 1}; do
       log="$OUT/$name-r$round-$value.log"
       env "$var=$value" "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
         --num_iters 100 --warmup_steps 20 --idle-seconds 1 "$@" \
@@ -271,8 +271,8 @@ stage_earlylaunch_gpt2() {
 }
 
 stage_splitrow_gpt2() {
-  note "GPT-2 124M shape: a batch-1 step's MLP projection with features over a block's warps, then with k split over them"
-  gpt2_ab EAQ_SPLIT_ROW_GEMV splitrow-gpt2 "k split over the warps" --new-tokens 256 \
+  note "GPT-2 124M shape: a batch-1 step's rows without a LayerNorm with features over a block's warps, then with k split over them (EAQ_SPLIT_ROW_GEMV 0, 1, 2)"
+  EAQ_AB_VALUES="${EAQ_AB_VALUES:-0 1 2}" gpt2_ab EAQ_SPLIT_ROW_GEMV splitrow-gpt2 "k split over the warps" --new-tokens 256 \
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 

@@ -198,11 +198,12 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
   }
 }
 
-// The wide form (one row, k up to 12 pieces a lane, no LayerNorm: the MLP projection) with k split
-// over the block's warps instead of features over them: warp w reads quarter w of x and of
-// kSplitFeatures features' rows, and the block adds the four partial sums in shared memory. In the
-// wide form every warp reads all of x (6 KB at k 3,072) from L2 at the same moment as the others;
-// here each block reads it once. Opt-in (EAQ_SPLIT_ROW_GEMV=1) until measured.
+// One row without a LayerNorm (k up to 12 pieces a lane: the MLP projection; the attention
+// projection) with k split over the block's warps instead of features over them: warp w reads
+// quarter w of x and of kSplitFeatures features' rows, and the block adds the four partial sums in
+// shared memory. In the row kernel every warp reads all of x (6 KB at k 3,072) from L2 at the same
+// moment as the others; here each block reads it once. On an H200 the MLP projection's fp16 step
+// went from 202 to 196 us (docs/results.md, the seventeenth session).
 constexpr int kSplitFeatures = 4;
 constexpr int kSplitVecs = kWideRowVecs / kSplitFeatures;  // pieces of x a lane: 3
 static_assert(kSplitVecs * kSplitFeatures == kWideRowVecs && kGemvWarps == kSplitFeatures,
@@ -283,9 +284,12 @@ __global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArg
   }
 }
 
-// EAQ_SPLIT_ROW_GEMV=1 runs the wide form as gemv_split_row_kernel; read at every launch.
-bool split_row_gemv_enabled() {
-  return env_is("EAQ_SPLIT_ROW_GEMV", "1");
+// Which rows gemv_split_row_kernel takes: k > 768 (the wide form's), unless EAQ_SPLIT_ROW_GEMV=0
+// (none) or 2 (every row without a LayerNorm). Read at every launch.
+bool split_row_gemv(int vecs, const GemvArgs& a) {
+  const bool layer_norm = a.ln_gamma != nullptr || a.ln_residual != nullptr;
+  if (layer_norm || env_is("EAQ_SPLIT_ROW_GEMV", "0")) return false;
+  return vecs == kWideRowVecs || env_is("EAQ_SPLIT_ROW_GEMV", "2");
 }
 
 template <class T, int kRows>
@@ -359,7 +363,7 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
 
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
   if (const int vecs = row_kernel_vecs(act, args); vecs != 0) {
-    if (vecs == kWideRowVecs && split_row_gemv_enabled()) {
+    if (split_row_gemv(vecs, args)) {
       EAQ_DISPATCH_FLOAT(act, {
         const auto kernel = gemv_split_row_kernel<T>;
         launch_dependent(kernel,
