@@ -198,37 +198,33 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
   }
 }
 
-// One row without a LayerNorm (k up to 12 pieces a lane: the MLP projection; the attention
-// projection) with k split over the block's warps instead of features over them: warp w reads
-// quarter w of x and of kSplitFeatures features' rows, and the block adds the four partial sums in
-// shared memory. In the row kernel every warp reads all of x (6 KB at k 3,072) from L2 at the same
-// moment as the others; here each block reads it once. On an H200 the MLP projection's fp16 step
-// went from 202 to 196 us (docs/results.md, the seventeenth session).
-constexpr int kSplitFeatures = 4;
-constexpr int kSplitVecs = kWideRowVecs / kSplitFeatures;  // pieces of x a lane: 3
-static_assert(kSplitVecs * kSplitFeatures == kWideRowVecs && kGemvWarps == kSplitFeatures,
-              "a block's warps split k in as many slices as it has features, each as wide as the "
-              "wide form's rows");
-
-template <class T>
+// One row (k up to 12 pieces a lane) with k split over the block's warps instead of features over
+// them: warp w reads quarter w of x and of kFeatures features' rows, and the block adds the four
+// partial sums in shared memory. In the row kernel every warp reads all of x (6 KB at k 3,072)
+// from L2 at the same moment as the others; here each block reads it once. With a LayerNorm the
+// block also adds the quarters' sums for the row's statistics (two more barriers). kVecs: pieces
+// of x a lane (3 for k <= 3,072 in 16 bits, 1 for k <= 768). On an H200 the fp16 step went from
+// 202 to 191 us with the two projections on it (docs/results.md, the seventeenth session).
+template <class T, int kVecs, int kFeatures, bool kLayerNorm>
 __global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArgs a) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
-  __shared__ float partial[kGemvWarps][kSplitFeatures];
+  __shared__ float partial[kGemvWarps][kFeatures];
+  __shared__ float row_sum[kGemvWarps], row_squares[kGemvWarps];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const std::int64_t vectors = a.k / kPerVec;
   // Warp w's pieces are [w slice, (w + 1) slice); lane l's are begin, begin + 32, ... before end.
   const std::int64_t slice = (vectors + kGemvWarps - 1) / kGemvWarps;
   const std::int64_t begin = warp * slice + lane;
   const std::int64_t end = (warp + 1) * slice < vectors ? (warp + 1) * slice : vectors;
-  const std::int64_t groups = (a.n + kSplitFeatures - 1) / kSplitFeatures;
+  const std::int64_t groups = (a.n + kFeatures - 1) / kFeatures;
   const auto* w = static_cast<const uint4*>(a.w);  // rows of `vectors` pieces
-  uint4 wv[kSplitFeatures][kSplitVecs] = {};
+  uint4 wv[kFeatures][kVecs] = {};
   const auto load_group = [&](std::int64_t group) {
 #pragma unroll
-    for (int f = 0; f < kSplitFeatures; ++f) {
-      const std::int64_t feature = group * kSplitFeatures + f;
+    for (int f = 0; f < kFeatures; ++f) {
+      const std::int64_t feature = group * kFeatures + f;
 #pragma unroll
-      for (int u = 0; u < kSplitVecs; ++u) {
+      for (int u = 0; u < kVecs; ++u) {
         const std::int64_t v = begin + 32 * u;
         if (feature < a.n && v < end) wv[f][u] = load_weight(w + feature * vectors + v);
       }
@@ -236,40 +232,110 @@ __global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArg
   };
   std::int64_t group = blockIdx.x;  // the grid is at most `groups` blocks
   load_group(group);
+  // So are the LayerNorm's gamma and beta (this lane's pieces).
+  float gv[kLayerNorm ? kVecs : 1][kPerVec], bv[kLayerNorm ? kVecs : 1][kPerVec];
+  if constexpr (kLayerNorm) {
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+      const std::int64_t v = begin + 32 * u;
+      if (v >= end) break;
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) {
+        gv[u][e] = a.ln_gamma[v * kPerVec + e];
+        bv[u][e] = a.ln_beta[v * kPerVec + e];
+      }
+    }
+  }
   // Weights are constant: they load while the previous kernel ends.
   wait_then_allow_dependents(a.early_dependents);
 
+  // This lane's pieces of x as f32 (plus ln_residual's; normalized with a LayerNorm).
+  float xv[kVecs][kPerVec] = {};
   const auto* x4 = static_cast<const uint4*>(a.x);
-  uint4 xq[kSplitVecs];
+  const auto* r4 = static_cast<const uint4*>(a.ln_residual);
 #pragma unroll
-  for (int u = 0; u < kSplitVecs; ++u) {
-    if (begin + 32 * u < end) xq[u] = x4[begin + 32 * u];
+  for (int u = 0; u < kVecs; ++u) {
+    const std::int64_t v = begin + 32 * u;
+    if (v >= end) break;
+    const uint4 xq = x4[v];
+    const T* xt = reinterpret_cast<const T*>(&xq);
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) xv[u][e] = to_f32(xt[e]);
+    if (kLayerNorm && r4 != nullptr) {
+      const uint4 rq = r4[v];
+      const T* rt = reinterpret_cast<const T*>(&rq);
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) xv[u][e] += to_f32(rt[e]);
+    }
   }
+  if constexpr (kLayerNorm) {
+    // Two passes, as warp_row_stats: the mean from the four quarters' sums, then the variance.
+    float sum = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) sum += xv[u][e];  // zero past end
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) row_sum[warp] = sum;
+    __syncthreads();
+    float total = 0.0f;
+#pragma unroll
+    for (int s = 0; s < kGemvWarps; ++s) total += row_sum[s];
+    const float mean = total / static_cast<float>(a.k);
+    float squares = 0.0f;
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+      if (begin + 32 * u >= end) break;
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) squares += (xv[u][e] - mean) * (xv[u][e] - mean);
+    }
+    squares = warp_sum(squares);
+    if (lane == 0) row_squares[warp] = squares;
+    __syncthreads();
+    float all_squares = 0.0f;
+#pragma unroll
+    for (int s = 0; s < kGemvWarps; ++s) all_squares += row_squares[s];
+    const float rstd = rsqrtf(all_squares / static_cast<float>(a.k) + a.ln_eps);
+    const bool writer = blockIdx.x == 0 && a.ln_out != nullptr;
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+      const std::int64_t v = begin + 32 * u;
+      if (v >= end) break;
+      alignas(16) T normed[kPerVec];
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) {
+        normed[e] = from_f32<T>((xv[u][e] - mean) * rstd * gv[u][e] + bv[u][e]);
+        xv[u][e] = to_f32(normed[e]);
+      }
+      if (writer) static_cast<uint4*>(a.ln_out)[v] = *reinterpret_cast<const uint4*>(normed);
+    }
+  }
+
   const T* bias = static_cast<const T*>(a.bias);
   const T* residual = static_cast<const T*>(a.residual);
   T* y = static_cast<T*>(a.y);
   for (;;) {
-    float acc[kSplitFeatures] = {};
+    float acc[kFeatures] = {};
 #pragma unroll
-    for (int u = 0; u < kSplitVecs; ++u) {
+    for (int u = 0; u < kVecs; ++u) {
       if (begin + 32 * u >= end) break;
-      const T* xt = reinterpret_cast<const T*>(&xq[u]);
 #pragma unroll
-      for (int f = 0; f < kSplitFeatures; ++f) {
+      for (int f = 0; f < kFeatures; ++f) {
         const T* wt = reinterpret_cast<const T*>(&wv[f][u]);
 #pragma unroll
-        for (int e = 0; e < kPerVec; ++e) acc[f] += to_f32(xt[e]) * to_f32(wt[e]);
+        for (int e = 0; e < kPerVec; ++e) acc[f] += xv[u][e] * to_f32(wt[e]);
       }
     }
 #pragma unroll
-    for (int f = 0; f < kSplitFeatures; ++f) acc[f] = warp_sum(acc[f]);
+    for (int f = 0; f < kFeatures; ++f) acc[f] = warp_sum(acc[f]);
     if (lane == 0) {
 #pragma unroll
-      for (int f = 0; f < kSplitFeatures; ++f) partial[warp][f] = acc[f];
+      for (int f = 0; f < kFeatures; ++f) partial[warp][f] = acc[f];
     }
     __syncthreads();
-    const std::int64_t feature = group * kSplitFeatures + threadIdx.x;
-    if (threadIdx.x < kSplitFeatures && feature < a.n) {
+    const std::int64_t feature = group * kFeatures + threadIdx.x;
+    if (threadIdx.x < kFeatures && feature < a.n) {
       float total = 0.0f;
 #pragma unroll
       for (int s = 0; s < kGemvWarps; ++s) total += partial[s][threadIdx.x];
@@ -284,12 +350,38 @@ __global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArg
   }
 }
 
-// Which rows gemv_split_row_kernel takes: k > 768 (the wide form's), unless EAQ_SPLIT_ROW_GEMV=0
-// (none) or 2 (every row without a LayerNorm). Read at every launch.
-bool split_row_gemv(int vecs, const GemvArgs& a) {
-  const bool layer_norm = a.ln_gamma != nullptr || a.ln_residual != nullptr;
-  if (layer_norm || env_is("EAQ_SPLIT_ROW_GEMV", "0")) return false;
-  return vecs == kWideRowVecs || env_is("EAQ_SPLIT_ROW_GEMV", "2");
+// Which one-row GEMVs gemv_split_row_kernel takes: those without a LayerNorm (the projections),
+// unless EAQ_SPLIT_ROW_GEMV=0 (none) or 2 (the LayerNorm forms as well; not a residual added
+// without one). Read at every launch.
+bool split_row_gemv(const GemvArgs& a) {
+  if (env_is("EAQ_SPLIT_ROW_GEMV", "0")) return false;
+  if (a.ln_gamma == nullptr) return a.ln_residual == nullptr;
+  return env_is("EAQ_SPLIT_ROW_GEMV", "2");
+}
+
+template <class T, int kVecs, int kFeatures, bool kLayerNorm>
+void launch_split_row(const GemvArgs& a, cudaStream_t stream) {
+  const auto kernel = gemv_split_row_kernel<T, kVecs, kFeatures, kLayerNorm>;
+  const std::int64_t groups = (a.n + kFeatures - 1) / kFeatures;
+  const std::int64_t resident = static_cast<std::int64_t>(gemv_blocks_per_multiprocessor(
+                                    reinterpret_cast<const void*>(kernel), 0)) *
+                                multiprocessor_count();
+  launch_dependent(kernel, dim3(static_cast<unsigned>(groups < resident ? groups : resident)),
+                   dim3(kGemvThreads), 0, stream, a);
+}
+
+// The split kernel's forms: k <= 768 (in 16 bits; a piece of x a lane) takes the attention
+// projection with four features a block and c_fc (with its LayerNorm) with eight, as many blocks
+// as the row kernel's; k <= 3,072 (three pieces a lane) the MLP projection, four features a block.
+template <class T>
+void launch_split_row_forms(int vecs, const GemvArgs& a, cudaStream_t stream) {
+  if (vecs == kWideRowVecs) {  // never with a LayerNorm (row_kernel_vecs)
+    launch_split_row<T, 3, 4, false>(a, stream);
+  } else if (a.ln_gamma != nullptr) {
+    launch_split_row<T, 1, 8, true>(a, stream);
+  } else {
+    launch_split_row<T, 1, 4, false>(a, stream);
+  }
 }
 
 template <class T, int kRows>
@@ -363,14 +455,8 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
 
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
   if (const int vecs = row_kernel_vecs(act, args); vecs != 0) {
-    if (split_row_gemv(vecs, args)) {
-      EAQ_DISPATCH_FLOAT(act, {
-        const auto kernel = gemv_split_row_kernel<T>;
-        launch_dependent(kernel,
-                         dim3(gemv_grid(reinterpret_cast<const void*>(kernel), 0, args.n,
-                                        kSplitFeatures / kGemvWarps)),
-                         dim3(kGemvThreads), 0, stream, args);
-      });
+    if (split_row_gemv(args)) {
+      EAQ_DISPATCH_FLOAT(act, { launch_split_row_forms<T>(vecs, args, stream); });
       return;
     }
     EAQ_DISPATCH_FLOAT(act, {
