@@ -43,9 +43,9 @@ struct LinearShape {
 
 // m <= 8 runs eaq's GEMV (one row with k <= 1536 f16 / 768 f32: x in registers; otherwise x in
 // shared memory); m = 40 runs cuBLASLt (the residual as its C operand).
-const LinearShape kShapes[] = {{1, 2304, 768}, {1, 768, 3072}, {1, 96, 1536},
-                               {1, 75, 1000},  {3, 768, 3072}, {5, 200, 64},
-                               {8, 96, 128},   {1, 5000, 768}, {40, 256, 128}};
+const LinearShape kShapes[] = {{1, 2304, 768}, {1, 768, 3072}, {1, 96, 1536}, {1, 75, 1000},
+                               {1, 40, 256},   {3, 768, 3072}, {5, 200, 64},  {8, 96, 128},
+                               {1, 5000, 768}, {40, 256, 128}};
 
 struct Outputs {
   HostTensor y, normed;
@@ -86,8 +86,9 @@ FusedResults run_fused(Backend& backend, const LinearShape& s, const HostTensor&
   return r;
 }
 
-// EAQ_SPLIT_ROW_GEMV: one row without a LayerNorm (here linear_residual's) on the kernel that
-// splits k over a block's warps when k > 768 (1, the default) or always (2), or never (0).
+// EAQ_SPLIT_ROW_GEMV: one row on the kernel that splits k over a block's warps without a
+// LayerNorm (1, the default: here linear_residual's), with one as well (2: layer_norm_linear's),
+// or never (0).
 TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
   for (const char* split : {"0", "1", "2"}) {
     for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
