@@ -271,8 +271,8 @@ stage_earlylaunch_gpt2() {
 }
 
 stage_splitrow_gpt2() {
-  note "GPT-2 124M shape: a batch-1 step's GEMVs with features over a block's warps (EAQ_SPLIT_ROW_GEMV=0), then with k split over them: the projections (1), and c_fc with its LayerNorm too (2)"
-  EAQ_AB_VALUES="${EAQ_AB_VALUES:-0 1 2}" gpt2_ab EAQ_SPLIT_ROW_GEMV splitrow-gpt2 "k split over the warps" --new-tokens 256 \
+  note "GPT-2 124M shape: a batch-1 step's GEMVs with features over a block's warps, then with k split over them (the default)"
+  gpt2_ab EAQ_SPLIT_ROW_GEMV splitrow-gpt2 "k split over the warps" --new-tokens 256 \
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 

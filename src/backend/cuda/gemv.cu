@@ -8,7 +8,8 @@
 // launch, see dependent_launch.cuh) and before the block stages x in shared memory, so the weight
 // reads overlap the previous kernel's tail and the reading (and, when asked, normalizing) of x.
 // The LayerNorm costs each block a few reductions over k values it reads anyway, and saves a
-// launch.
+// launch. One row (a batch-1 decode step) runs gemv_split_row_kernel instead: k split over a
+// block's warps, so that each block, not each warp, reads x.
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -204,7 +205,8 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
 // from L2 at the same moment as the others; here each block reads it once. With a LayerNorm the
 // block also adds the quarters' sums for the row's statistics (two more barriers). kVecs: pieces
 // of x a lane (3 for k <= 3,072 in 16 bits, 1 for k <= 768). On an H200 the fp16 step went from
-// 202 to 191 us with the two projections on it (docs/results.md, the seventeenth session).
+// ~4,760 to ~5,120 tokens/s with the three GEMVs of a layer on it (docs/results.md, the
+// seventeenth session).
 template <class T, int kVecs, int kFeatures, bool kLayerNorm>
 __global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArgs a) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
@@ -350,13 +352,11 @@ __global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArg
   }
 }
 
-// Which one-row GEMVs gemv_split_row_kernel takes: those without a LayerNorm (the projections),
-// unless EAQ_SPLIT_ROW_GEMV=0 (none) or 2 (the LayerNorm forms as well; not a residual added
-// without one). Read at every launch.
+// Whether gemv_split_row_kernel takes a one-row GEMV that the row kernel could: every one but a
+// residual added without a LayerNorm, unless EAQ_SPLIT_ROW_GEMV=0 (to measure what it buys). Read
+// at every launch.
 bool split_row_gemv(const GemvArgs& a) {
-  if (env_is("EAQ_SPLIT_ROW_GEMV", "0")) return false;
-  if (a.ln_gamma == nullptr) return a.ln_residual == nullptr;
-  return env_is("EAQ_SPLIT_ROW_GEMV", "2");
+  return !env_is("EAQ_SPLIT_ROW_GEMV", "0") && (a.ln_gamma != nullptr || a.ln_residual == nullptr);
 }
 
 template <class T, int kVecs, int kFeatures, bool kLayerNorm>
