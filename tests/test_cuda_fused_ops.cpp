@@ -210,8 +210,9 @@ QkvAttentionResult run_qkv_attention(Backend& backend, const QkvAttentionCase& c
 
 // The one-kernel form (CUDA, qkv_attention.cu) against the CPU's two ops and the GPU's own two
 // ops (EAQ_FUSED_QKV_ATTENTION=0): the attention output, and the cache, whose slot row gets this
-// step's k and v (the same bits as the two ops': the projection sums in the same order) while
-// every other row stays as it was. Caches of 37 to 1000 rows, the slot in different blocks'
+// step's k and v (the same bits as the two ops' on the row kernel, EAQ_SPLIT_ROW_GEMV=0, whose
+// projection sums in the same order; the split kernel sums k's quarters apart) while every other
+// row stays as it was. Caches of 37 to 1000 rows, the slot in different blocks'
 // chunks and past the end, a mask with holes.
 TEST(CudaFusedOps, LayerNormQkvAttentionMatchesTheCpusTwoOps) {
   const QkvAttentionCase cases[] = {{768, 384, 200}, {768, 1000, 999}, {768, 384, 0},
@@ -241,6 +242,7 @@ TEST(CudaFusedOps, LayerNormQkvAttentionMatchesTheCpusTwoOps) {
       const QkvAttentionResult fused = run(*gpu);
       const QkvAttentionResult two_ops = [&] {
         const test::ScopedEnv two("EAQ_FUSED_QKV_ATTENTION", "0");
+        const test::ScopedEnv row_kernel("EAQ_SPLIT_ROW_GEMV", "0");
         return run(*gpu);
       }();
       const std::string where = std::string(precision_name(precision)) + " hidden " +
