@@ -720,7 +720,6 @@ class CudaBackend final : public Backend {
                 x.numel());
     }
     cuda::QkvAttentionArgs fused;
-    fused.early_dependents = cuda::early_dependent_launch();
     if (pending != nullptr) {
       pending_finished_row_ = pending->finished->data;
       fused.pending = pending->in ? i64(*pending->in) : nullptr;
@@ -729,6 +728,8 @@ class CudaBackend final : public Backend {
     }
     if (fused_qkv_attention_enabled() &&
         qkv_attention_args(x, gamma, beta, eps, weights, qkv, args, fused)) {
+      fused.early_dependents =
+          fused.weights == cuda::WeightKind::Float && cuda::early_dependent_launch();
       ProfileScope scope(profiler_, stream_, [&] {
         return fmt::format("layer_norm+qkv gemv+attention q1 kv{}{}", args.kv_len,
                            pending && pending->in ? " (finishes a pending residual)" : "");

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "backend/cuda/cuda_check.hpp"
-#include "backend/cuda/device_query.hpp"
 #include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "quant/activation_quant.hpp"
@@ -421,7 +420,6 @@ bool QuantizedLinears::gemv_args(const DeviceTensor& x, const QuantizedLinear& w
   out.n = w.out_features;
   out.k = w.in_features;
   out.activation = activation;
-  out.early_dependents = early_dependent_launch();
   return true;
 }
 
