@@ -299,6 +299,7 @@ struct StepLogits {
   HostTensor logits;  // [steps, V]: the logits after each fed token
   std::int64_t fused_steps = 0;
   std::int64_t pending_mlp_steps = 0;
+  std::int64_t pending_attention_steps = 0;
 };
 
 // Prefill of a [1, P] prompt, then one decode step per token of `feed` ([1, S]).
@@ -320,6 +321,7 @@ StepLogits decode_logits(Backend& backend, const std::filesystem::path& dir, con
   out.logits = HostTensor::from_f32({steps, model->config().vocab_size}, all);
   out.fused_steps = session->fused_steps();
   out.pending_mlp_steps = session->pending_mlp_steps();
+  out.pending_attention_steps = session->pending_attention_steps();
   backend.release(d_ids);
   backend.release(d_mask);
   return out;
@@ -547,6 +549,78 @@ TEST(CudaGpt2, PendingMlpGreedyStepsReplayInAGraph) {
     model->prefill_greedy(*session, d_prompt);
     for (int t = 0; t < 4; ++t) model->greedy_step(*session);
     EXPECT_EQ(session->pending_mlp_steps(), 4) << precision_name(precision);
+    EXPECT_EQ(session->bounded_head_steps(), 4) << precision_name(precision);
+    gpu->release(d_prompt);
+  }
+}
+
+// --- the attention projection left pending (the default at batch 1 in f16 and bf16) ----------
+
+// Teacher-forced steps whose attention blocks leave their projection's sum pending (folded into
+// qkv_attention.cu's kernel, finished by c_fc's) against the CPU, against the projection as its
+// own kernel (EAQ_ATTENTION_PENDING=0), and against themselves run again (the fixed-point sum
+// gives the same bits whatever order the atomics arrive in); on a padded prompt and on a
+// 700-token one. fp32 steps never leave it pending.
+TEST(CudaGpt2, PendingAttentionStepMatchesTheCpuAndTheProjectionKernel) {
+  RandomCase c;
+  const LongPrompt long_case(c.spec, 8, 5);
+  auto cpu = make_cpu_backend(Precision::Fp32);
+  const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
+  for (const bool long_prompt : {false, true}) {
+    const std::filesystem::path dir = long_prompt ? long_case.dir.path() : c.dir.path();
+    const HostTensor ids = long_prompt ? long_case.ids : row_of(c.ids, 1);
+    const HostTensor mask = long_prompt ? long_case.mask : row_of(c.mask, 1);
+    const HostTensor feed = row_of(c.steps, 1);
+    const std::int64_t capacity = long_prompt ? 720 : 48, steps = feed.dim(1);
+    const StepLogits expected = decode_logits(*cpu, dir, ids, mask, feed, capacity);
+    EXPECT_EQ(expected.pending_attention_steps, 0);  // the CPU never leaves a sum pending
+    // The sum is rounded once instead of twice (the projection's output, then the residual).
+    const std::map<Precision, double> tolerance = {{Precision::Fp16, 1e-2},
+                                                   {Precision::Bf16, 5e-2}};
+    for (const auto& [precision, allowed] : tolerance) {
+      EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+      const std::string name(precision_name(precision));
+      const StepLogits one = decode_logits(*gpu, dir, ids, mask, feed, capacity);
+      const StepLogits again = decode_logits(*gpu, dir, ids, mask, feed, capacity);
+      const StepLogits own_kernel = [&] {
+        const test::ScopedEnv off("EAQ_ATTENTION_PENDING", "0");
+        return decode_logits(*gpu, dir, ids, mask, feed, capacity);
+      }();
+      const double vs_cpu = test::max_relative_error(one.logits, expected.logits);
+      const double vs_own = test::max_relative_error(one.logits, own_kernel.logits);
+      std::printf(
+          "[ decoder   ] pending attention, prompt %-4s %-5s vs CPU %.2e, vs the projection's "
+          "kernel %.2e (tolerance %.0e)\n",
+          long_prompt ? "700" : "27", name.c_str(), vs_cpu, vs_own, allowed);
+      EXPECT_EQ(one.pending_attention_steps, steps) << name;
+      EXPECT_EQ(own_kernel.pending_attention_steps, 0) << name;
+      EXPECT_LE(vs_own, allowed) << name;
+      EXPECT_LE(vs_cpu, kLogitTolerance.at(precision)) << name;
+      EXPECT_EQ(floats(one.logits), floats(again.logits)) << name << ": run to run";
+    }
+    EAQ_CUDA_BACKEND_OR_SKIP(fp32, Precision::Fp32);
+    EXPECT_EQ(decode_logits(*fp32, dir, ids, mask, feed, capacity).pending_attention_steps, 0);
+  }
+}
+
+// The same greedy and in a captured graph (the bounded head reads the last layer's row): the
+// graph's tokens are the direct steps', and their sums were left pending.
+TEST(CudaGpt2, PendingAttentionGreedyStepsReplayInAGraph) {
+  RandomCase c;
+  const HostTensor prompt = row_of(c.ids, 0);
+  const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
+  for (Precision precision : {Precision::Fp16, Precision::Bf16}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    auto model = Gpt2Model::load(c.dir.path(), *gpu);
+    const HostTensor direct = greedy_generate(*model, prompt, nullptr, 32, {false});
+    const HostTensor graphed = greedy_generate(*model, prompt, nullptr, 32, {true});
+    EXPECT_EQ(direct.to_i64(), graphed.to_i64()) << precision_name(precision);
+    auto session = model->start_session(1, 64);
+    DeviceTensor d_prompt = gpu->upload(prompt, DType::I32);
+    model->prefill_greedy(*session, d_prompt);
+    for (int t = 0; t < 4; ++t) model->greedy_step(*session);
+    EXPECT_EQ(session->pending_attention_steps(), 4) << precision_name(precision);
+    EXPECT_EQ(session->pending_mlp_steps(), 0) << precision_name(precision);
     EXPECT_EQ(session->bounded_head_steps(), 4) << precision_name(precision);
     gpu->release(d_prompt);
   }

@@ -276,6 +276,12 @@ stage_splitrow_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 
+stage_attnpending_gpt2() {
+  note "GPT-2 124M shape: a batch-1 step's attention projection as its own GEMV kernel, then folded into the QKV + attention kernel with its sum left pending (the default)"
+  gpt2_ab EAQ_ATTENTION_PENDING attnpending-gpt2 "attention projection left pending" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
+}
+
 stage_blockquant_gpt2() {
   note "GPT-2 124M shape: the 8-bit precisions' batch-1 MLP projection loading (and quantizing) x in every warp, then staged once per block"
   gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "the wide row staged once per block" --new-tokens 256 \
@@ -418,6 +424,7 @@ for stage in "$@"; do
     mlppending-gpt2) stage_mlppending_gpt2 ;;
     earlylaunch-gpt2) stage_earlylaunch_gpt2 ;;
     splitrow-gpt2) stage_splitrow_gpt2 ;;
+    attnpending-gpt2) stage_attnpending_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

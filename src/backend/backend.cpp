@@ -65,6 +65,30 @@ void Backend::layer_norm_mlp_pending(const DeviceTensor&, const DeviceTensor&, c
   EAQ_CHECK(false, "layer_norm_mlp_pending: backend '{}' cannot leave a residual pending", name());
 }
 
+void Backend::layer_norm_attention_pending(const DeviceTensor&, const DeviceTensor&,
+                                           const DeviceTensor&, float, DeviceTensor&,
+                                           const LinearWeights&, DeviceTensor&,
+                                           const AttentionArgs&, const LinearWeights&,
+                                           DeviceTensor&) {
+  EAQ_CHECK(false, "layer_norm_attention_pending: backend '{}' cannot leave a residual pending",
+            name());
+}
+
+void Backend::layer_norm_linear_pending(const DeviceTensor& x, const DeviceTensor& pending,
+                                        DeviceTensor& finished, const DeviceTensor& gamma,
+                                        const DeviceTensor& beta, float eps, DeviceTensor& out,
+                                        const LinearWeights& weights, Activation activation,
+                                        DeviceTensor& y) {
+  finish_pending(x, pending, finished);
+  layer_norm_linear(finished, nullptr, gamma, beta, eps, out, weights, activation, y);
+}
+
+void Backend::linear_residual_zeroing(const DeviceTensor&, const LinearWeights&,
+                                      const DeviceTensor&, DeviceTensor&, DeviceTensor&,
+                                      DeviceTensor&) {
+  EAQ_CHECK(false, "linear_residual_zeroing: backend '{}' never leaves a residual pending", name());
+}
+
 void Backend::finish_pending(const DeviceTensor&, const DeviceTensor&, DeviceTensor&) {
   EAQ_CHECK(false, "finish_pending: backend '{}' never leaves a residual pending", name());
 }

@@ -332,6 +332,34 @@ class Backend {
                                       const DeviceTensor& beta, float eps,
                                       const LinearWeights& first, Activation activation,
                                       const LinearWeights& second, DeviceTensor& pending);
+  // A decode step's attention block with its output projection's sum left pending: afterwards the
+  // block's output y = x + attention(...) W^T + b (as layer_norm_linear_attention, then
+  // linear_residual with residual x, compute it, up to the rounding of the sum) is x + pending.
+  // The arguments are layer_norm_linear_attention's; `projection` is the output projection. One
+  // row; pending must hold a zero sum (linear_residual_zeroing left it so). Only where
+  // can_leave_attention_pending says so (the default: never); the two ops after it are then
+  // layer_norm_linear_pending and linear_residual_zeroing. Saves a kernel boundary per layer.
+  virtual bool can_leave_attention_pending(const DeviceTensor& x, const LinearWeights& qkv,
+                                           const LinearWeights& projection) const {
+    (void)x, (void)qkv, (void)projection;
+    return false;
+  }
+  virtual void layer_norm_attention_pending(const DeviceTensor& x, const DeviceTensor& gamma,
+                                            const DeviceTensor& beta, float eps,
+                                            DeviceTensor& normed, const LinearWeights& weights,
+                                            DeviceTensor& qkv, const AttentionArgs& args,
+                                            const LinearWeights& projection, DeviceTensor& pending);
+  // layer_norm_linear(x + pending, nullptr, ...), where `finished` receives x + pending rounded
+  // to the activation dtype (as finish_pending). finished must not alias x, out or y.
+  virtual void layer_norm_linear_pending(const DeviceTensor& x, const DeviceTensor& pending,
+                                         DeviceTensor& finished, const DeviceTensor& gamma,
+                                         const DeviceTensor& beta, float eps, DeviceTensor& out,
+                                         const LinearWeights& weights, Activation activation,
+                                         DeviceTensor& y);
+  // linear_residual, and `zero` (a pending sum the op before read) left holding a zero sum.
+  virtual void linear_residual_zeroing(const DeviceTensor& x, const LinearWeights& weights,
+                                       const DeviceTensor& residual, DeviceTensor& scratch,
+                                       DeviceTensor& y, DeviceTensor& zero);
   // out = x + pending (PendingResidual), rounded to the activation dtype.
   virtual void finish_pending(const DeviceTensor& x, const DeviceTensor& pending,
                               DeviceTensor& out);

@@ -213,6 +213,8 @@ std::unique_ptr<DecodeSession> Gpt2Model::start_session(std::int64_t batch,
   for (DeviceTensor& sum : s->pending_) {
     sum = s->own(backend_.allocate(DType::I64, Backend::pending_residual_shape(c.hidden)));
   }
+  s->attention_pending_ = s->own(backend_.upload(
+      HostTensor::empty(DType::I64, Backend::pending_residual_shape(c.hidden)), DType::I64));
   s->logits_ = s->own(backend_.allocate(act, {batch, c.vocab_size}));
   s->logits_backup_ = s->own(backend_.allocate(act, {batch, c.vocab_size}));
   s->whole_step_ = describe_step(*s);  // the same every step but for the ids
@@ -408,6 +410,15 @@ bool Gpt2Model::can_leave_mlp_pending(const DecodeSession& s) const {
   return true;
 }
 
+bool Gpt2Model::can_leave_attention_pending(const DecodeSession& s) const {
+  if (s.batch_ != 1 || layers_.empty()) return false;
+  for (const Layer& layer : layers_) {
+    if (!backend_.can_leave_attention_pending(s.hidden_, *layer.c_attn, *layer.attn_proj))
+      return false;
+  }
+  return true;
+}
+
 const DeviceTensor& Gpt2Model::prefill(DecodeSession& s, const DeviceTensor& ids,
                                        const DeviceTensor* mask, DeviceTensor* all_logits) {
   head(s, prefill_hidden(s, ids, mask, all_logits != nullptr), false);
@@ -520,7 +531,7 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
   start.hidden = &s.hidden_;
   backend_.start_decode_step(start);
   char* qkv = static_cast<char*>(s.qkv_.data);
-  const auto attend = [&](std::size_t layer, const Layer& weights, const PendingResidual* pending) {
+  const auto attention_args = [&](std::size_t layer, const Layer& weights) {
     char* cache = static_cast<char*>(s.kv_[layer].data);
     // Attend over the whole cache; the key mask (prompt mask, then one 1 per step) hides padding
     // and the positions not filled yet, so nothing here depends on the step number. The op
@@ -547,11 +558,33 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
     a.append_v = qkv + 2 * e * element;
     a.append_batch_stride = 3 * e;
     a.append_slot = slot;
+    return a;
+  };
+  const auto attend = [&](std::size_t layer, const Layer& weights, const PendingResidual* pending) {
     // One call, so a backend can keep q, k and v on chip (CUDA at batch 1: one kernel).
     backend_.layer_norm_linear_attention(s.hidden_, weights.ln_1_weight, weights.ln_1_bias,
                                          config_.layer_norm_eps, s.normed_, *weights.c_attn, s.qkv_,
-                                         a, pending);
+                                         attention_args(layer, weights), pending);
   };
+  if (can_leave_attention_pending(s)) {
+    // run_blocks' ops, with each attention block's projection left pending: layer i's attention
+    // op adds it into attention_pending_, c_fc's op finishes hidden + that sum into finished_ (the
+    // MLP projection's residual), and the MLP projection's op zeroes the sum for layer i + 1.
+    ++s.pending_attention_steps_;
+    const float eps = config_.layer_norm_eps;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      const Layer& layer = layers_[i];
+      backend_.layer_norm_attention_pending(
+          s.hidden_, layer.ln_1_weight, layer.ln_1_bias, eps, s.normed_, *layer.c_attn, s.qkv_,
+          attention_args(i, layer), *layer.attn_proj, s.attention_pending_);
+      backend_.layer_norm_linear_pending(s.hidden_, s.attention_pending_, s.finished_,
+                                         layer.ln_2_weight, layer.ln_2_bias, eps, s.normed_,
+                                         *layer.c_fc, config_.activation, s.ffn_);
+      backend_.linear_residual_zeroing(s.ffn_, *layer.mlp_proj, s.finished_, s.projected_,
+                                       s.hidden_, s.attention_pending_);
+    }
+    return head(s, s.hidden_, greedy);
+  }
   if (!can_leave_mlp_pending(s)) {
     Rows rows{s.hidden_, s.normed_, s.qkv_, s.context_, s.projected_, s.ffn_};
     run_blocks(rows,

@@ -60,6 +60,9 @@ class DecodeSession {
   // (Backend::layer_norm_mlp_pending: one kernel a block instead of two); counted as fused_steps()
   // is.
   std::int64_t pending_mlp_steps() const { return pending_mlp_steps_; }
+  // Decode steps whose attention blocks left their output projection's sums pending for c_fc's op
+  // (Backend::layer_norm_attention_pending); counted as fused_steps() is.
+  std::int64_t pending_attention_steps() const { return pending_attention_steps_; }
 
  private:
   friend class Gpt2Model;
@@ -72,7 +75,7 @@ class DecodeSession {
   const Gpt2Model& model_;
   Backend& backend_;
   std::int64_t batch_ = 0, capacity_ = 0, length_ = 0, fused_steps_ = 0, bounded_head_steps_ = 0,
-               bounded_head_prompts_ = 0, pending_mlp_steps_ = 0;
+               bounded_head_prompts_ = 0, pending_mlp_steps_ = 0, pending_attention_steps_ = 0;
   bool prefilled_ = false;
   std::vector<DeviceTensor> owned_;
   DecoderStep whole_step_;        // what decode_step offers Backend::decoder_step (made once)
@@ -87,6 +90,9 @@ class DecodeSession {
   // A step that leaves its MLP sums pending (batch 1): each layer's finished input row, and the
   // two pending sums the layers use in turn (Backend::pending_residual_shape, I64).
   DeviceTensor finished_, pending_[2];
+  // A step that leaves its attention projections' sums pending (batch 1): the one sum every layer
+  // uses, zero between layers (Backend::pending_residual_shape, I64; allocated zero).
+  DeviceTensor attention_pending_;
   // What capture_greedy_step's warm-up step changes and puts back.
   DeviceTensor next_ids_backup_, logits_backup_;
   // The state mark_rewind_point() saved, which rewind() restores.
@@ -199,6 +205,9 @@ class Gpt2Model {
   // Whether this step's feed-forward blocks can leave their sums pending (batch 1, and the
   // backend's Backend::can_leave_mlp_pending for every layer).
   bool can_leave_mlp_pending(const DecodeSession& s) const;
+  // Whether a step's attention blocks leave their projection's sums pending
+  // (Backend::can_leave_attention_pending for every layer).
+  bool can_leave_attention_pending(const DecodeSession& s) const;
 
   Backend& backend_;
   std::filesystem::path folder_;

@@ -84,6 +84,14 @@ bool mlp_pending_enabled() {
   return cuda::env_is("EAQ_MLP_PENDING", "1");
 }
 
+// EAQ_ATTENTION_PENDING=0 runs a batch-1 decode step's attention projection as its own GEMV
+// kernel instead of inside the QKV + attention kernel with its sum left pending for c_fc's kernel
+// (qkv_attention.cu; to measure what it buys). Not with EAQ_MLP_PENDING=1. Read at every step, so
+// tests compare both.
+bool attention_pending_enabled() {
+  return !cuda::env_is("EAQ_ATTENTION_PENDING", "0");
+}
+
 long long* i64(const DeviceTensor& t) {
   EAQ_CHECK(t.dtype == DType::I64, "expected an I64 tensor, got {}", dtype_name(t.dtype));
   return static_cast<long long*>(t.data);
@@ -754,6 +762,110 @@ class CudaBackend final : public Backend {
     }
     Backend::layer_norm_linear_attention(*pending->finished, gamma, beta, eps, normed, weights, qkv,
                                          args);
+  }
+
+  bool can_leave_attention_pending(const DeviceTensor& x, const LinearWeights& qkv,
+                                   const LinearWeights& projection) const override {
+    const DType act = traits_.activation;
+    const std::int64_t e = x.numel();
+    return attention_pending_enabled() && !mlp_pending_enabled() &&
+           (act == DType::F16 || act == DType::BF16) && x.dtype == act &&
+           float_layer(&qkv, act) != nullptr && float_layer(&projection, act) != nullptr &&
+           qkv.in_features == e && projection.in_features == e && projection.out_features == e;
+  }
+
+  void layer_norm_attention_pending(const DeviceTensor& x, const DeviceTensor& gamma,
+                                    const DeviceTensor& beta, float eps, DeviceTensor& normed,
+                                    const LinearWeights& weights, DeviceTensor& qkv,
+                                    const AttentionArgs& args, const LinearWeights& projection,
+                                    DeviceTensor& pending) override {
+    EAQ_CHECK(can_leave_attention_pending(x, weights, projection) &&
+                  pending.shape == pending_residual_shape(x.numel()) && normed.numel() == x.numel(),
+              "layer_norm_attention_pending: an attention block of {} values this backend cannot "
+              "leave pending",
+              x.numel());
+    const CudaLinear* w_p = float_layer(&projection, traits_.activation);
+    cuda::QkvAttentionArgs fused;
+    fused.proj_w = w_p->weight.data;
+    fused.proj_bias = w_p->bias.data;
+    fused.proj_pending = i64(pending);
+    if (fused_qkv_attention_enabled() && w_p->padded_out == w_p->out_features &&
+        qkv_attention_args(x, gamma, beta, eps, weights, qkv, args, fused)) {
+      fused.early_dependents = cuda::early_dependent_launch();
+      ProfileScope scope(profiler_, stream_, [&] {
+        return fmt::format("layer_norm+qkv gemv+attention+projection (pending) q1 kv{}",
+                           args.kv_len);
+      });
+      cuda::launch_qkv_attention(traits_.activation, fused, stream_);
+      EAQ_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    // The ops one by one: the block, its projection into `normed` (scratch by now), into the sum.
+    layer_norm_linear_attention(x, gamma, beta, eps, normed, weights, qkv, args, nullptr);
+    const DeviceTensor context{args.out, x.dtype, x.shape};
+    linear(context, projection, Activation::None, normed);
+    ProfileScope scope(profiler_, stream_, [] { return std::string("add to pending residual"); });
+    cuda::launch_add_to_pending(x.dtype, normed.data, i64(pending), x.numel(), stream_);
+    EAQ_CUDA_CHECK_LAUNCH();
+  }
+
+  void layer_norm_linear_pending(const DeviceTensor& x, const DeviceTensor& pending,
+                                 DeviceTensor& finished, const DeviceTensor& gamma,
+                                 const DeviceTensor& beta, float eps, DeviceTensor& out,
+                                 const LinearWeights& weights, Activation activation,
+                                 DeviceTensor& y) override {
+    EAQ_CHECK(pending.shape == pending_residual_shape(x.numel()) && finished.numel() == x.numel() &&
+                  finished.dtype == x.dtype && finished.data != x.data &&
+                  finished.data != out.data && finished.data != y.data,
+              "layer_norm_linear_pending: a row of {} values, a sum of {} and a separate row of "
+              "{} to finish into",
+              x.numel(), shape_str(pending.shape), finished.numel());
+    const CudaLinear* w = gemv_layer(x, weights);
+    const bool separate = out.data != x.data && y.data != x.data && y.data != out.data;
+    if (w != nullptr && separate && x.dtype == traits_.activation) {
+      cuda::GemvArgs g = gemv_args(x, *w, y);
+      g.activation = activation;
+      g.ln_gamma = static_cast<const float*>(gamma.data);
+      g.ln_beta = static_cast<const float*>(beta.data);
+      g.ln_eps = eps;
+      g.ln_out = out.data;
+      g.ln_pending = i64(pending);
+      g.ln_finished = finished.data;
+      if (cuda::gemv_takes_pending(x.dtype, g)) {
+        ProfileScope scope(profiler_, stream_, [&] {
+          return fmt::format("layer_norm+gemv {} [1 x {} x {}] {} (finishes a pending residual)",
+                             layer_kind(w->name), w->out_features, w->in_features,
+                             activation_name(activation));
+        });
+        cuda::launch_gemv(x.dtype, g, stream_);
+        EAQ_CUDA_CHECK_LAUNCH();
+        return;
+      }
+    }
+    Backend::layer_norm_linear_pending(x, pending, finished, gamma, beta, eps, out, weights,
+                                       activation, y);
+  }
+
+  void linear_residual_zeroing(const DeviceTensor& x, const LinearWeights& weights,
+                               const DeviceTensor& residual, DeviceTensor& scratch, DeviceTensor& y,
+                               DeviceTensor& zero) override {
+    if (const CudaLinear* w = gemv_layer(x, weights); w != nullptr && y.data != x.data) {
+      cuda::GemvArgs g = gemv_args(x, *w, y);
+      g.residual = residual.data;
+      g.zero = i64(zero);
+      g.zero_count = zero.numel();
+      if (cuda::gemv_takes_pending(x.dtype, g)) {
+        ProfileScope scope(profiler_, stream_, [&] {
+          return fmt::format("gemv+residual {} [1 x {} x {}] (zeroes a pending residual)",
+                             layer_kind(w->name), w->out_features, w->in_features);
+        });
+        cuda::launch_gemv(x.dtype, g, stream_);
+        EAQ_CUDA_CHECK_LAUNCH();
+        return;
+      }
+    }
+    linear_residual(x, weights, residual, scratch, y);
+    EAQ_CUDA_CHECK(cudaMemsetAsync(zero.data, 0, zero.nbytes(), stream_));
   }
 
   // One kernel for the feed-forward block of a batch-1 decode step in f16/bf16 (mlp_pending.cu).

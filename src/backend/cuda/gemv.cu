@@ -21,8 +21,10 @@
 #include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/pending_residual.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
 #include "backend/cuda/weight_load.cuh"
+#include "core/error.hpp"
 
 namespace eaq::cuda {
 namespace {
@@ -250,11 +252,18 @@ __global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArg
   }
   // Weights are constant: they load while the previous kernel ends.
   wait_then_allow_dependents(a.early_dependents);
+  // A sum the kernel before read (and this one's does not touch), zeroed for the next adder.
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(kGemvThreads) + threadIdx.x;
+       i < a.zero_count; i += static_cast<std::int64_t>(gridDim.x) * kGemvThreads) {
+    a.zero[i] = 0;
+  }
 
-  // This lane's pieces of x as f32 (plus ln_residual's; normalized with a LayerNorm).
+  // This lane's pieces of x as f32 (plus ln_residual's, or finished with ln_pending's sums;
+  // normalized with a LayerNorm).
   float xv[kVecs][kPerVec] = {};
   const auto* x4 = static_cast<const uint4*>(a.x);
   const auto* r4 = static_cast<const uint4*>(a.ln_residual);
+  const bool poisoned = kLayerNorm && a.ln_pending != nullptr && a.ln_pending[a.k] != 0;
 #pragma unroll
   for (int u = 0; u < kVecs; ++u) {
     const std::int64_t v = begin + 32 * u;
@@ -268,6 +277,20 @@ __global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArg
       const T* rt = reinterpret_cast<const T*>(&rq);
 #pragma unroll
       for (int e = 0; e < kPerVec; ++e) xv[u][e] += to_f32(rt[e]);
+    }
+    if (kLayerNorm && a.ln_pending != nullptr) {
+      const auto* p2 = reinterpret_cast<const longlong2*>(a.ln_pending + v * kPerVec);
+      alignas(16) T finished[kPerVec];
+#pragma unroll
+      for (int q = 0; q < kPerVec / 2; ++q) {
+        const longlong2 p = p2[q];
+        xv[u][2 * q] = pending_finish<T>(xv[u][2 * q], p.x, poisoned);
+        xv[u][2 * q + 1] = pending_finish<T>(xv[u][2 * q + 1], p.y, poisoned);
+      }
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) finished[e] = from_f32<T>(xv[u][e]);
+      if (blockIdx.x == 0 && a.ln_finished != nullptr)
+        static_cast<uint4*>(a.ln_finished)[v] = *reinterpret_cast<const uint4*>(finished);
     }
   }
   if constexpr (kLayerNorm) {
@@ -453,7 +476,19 @@ bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, con
          aligned16(x) && aligned16(w);
 }
 
+bool gemv_takes_pending(DType act, const GemvArgs& args) {
+  return act != DType::F32 && row_kernel_vecs(act, args) != 0 && split_row_gemv(args) &&
+         aligned16(args.ln_pending) && aligned16(args.ln_finished);
+}
+
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream) {
+  const bool pending = args.ln_pending != nullptr || args.zero != nullptr;
+  EAQ_CHECK(
+      !pending || gemv_takes_pending(act, args),
+      "gemv: a pending sum (one row of {} values in {}) that the split-row kernel cannot take",
+      args.k, dtype_name(act));
+  EAQ_CHECK(args.ln_pending == nullptr || args.ln_gamma != nullptr,
+            "gemv: a pending sum to finish without a LayerNorm");
   if (const int vecs = row_kernel_vecs(act, args); vecs != 0) {
     if (split_row_gemv(args)) {
       EAQ_DISPATCH_FLOAT(act, { launch_split_row_forms<T>(vecs, args, stream); });

@@ -93,6 +93,14 @@ struct GemvArgs {
   float ln_eps = 0.0f;
   const void* ln_residual = nullptr;
   void* ln_out = nullptr;
+  // One row with a LayerNorm: x is first x + ln_pending (pending_residual.cuh, k + 1 values), and
+  // ln_finished receives that row in the activation dtype (block 0 writes it).
+  const long long* ln_pending = nullptr;
+  void* ln_finished = nullptr;
+  // One row: zero_count values of `zero` are zeroed after the wait (a pending sum the kernel
+  // before read, left zero for the one that next adds into it).
+  long long* zero = nullptr;
+  std::int64_t zero_count = 0;
   std::int64_t m = 0, n = 0, k = 0;
   Activation activation = Activation::None;
   // Let the next kernel launch before the wait for the previous one, not after
@@ -101,6 +109,9 @@ struct GemvArgs {
 };
 constexpr std::int64_t kMaxGemvRows = 8;
 bool gemv_eligible(DType act, std::int64_t m, std::int64_t k, const void* x, const void* w);
+// Whether launch_gemv takes ln_pending, ln_finished and zero for these arguments: one row that
+// gemv.cu's split-row kernel runs (not with EAQ_SPLIT_ROW_GEMV=0).
+bool gemv_takes_pending(DType act, const GemvArgs& args);
 void launch_gemv(DType act, const GemvArgs& args, cudaStream_t stream);
 
 // y[m, n] = act(x[m, :] . w[n, :] + bias[n]) + residual[m, n] on tensor cores, for the tens to few
@@ -164,6 +175,13 @@ struct QkvAttentionArgs {
   const long long* pending = nullptr;
   void* x_out = nullptr;
   long long* pending_zero = nullptr;
+  // The attention projection folded in (float weights only, not with `pending`): with
+  // `proj_pending`, each head's share of out W_p^T (plus b_p, once) is added into it (E + 1
+  // values, holding a zero sum before), so that the row after the attention block is x +
+  // proj_pending. proj_w [E, E] and proj_bias [E] (may be null) in T. `out` is still written.
+  const void* proj_w = nullptr;
+  const void* proj_bias = nullptr;
+  long long* proj_pending = nullptr;
   bool early_dependents = false;  // as GemvArgs::early_dependents
 };
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);
@@ -226,6 +244,10 @@ void launch_mlp_pending(DType act, const MlpPendingArgs& args, cudaStream_t stre
 // out[i] = x[i] + pending[i] rounded to `act` (F16 or BF16) for i < n (NaN where pending[n] != 0).
 void launch_finish_pending(DType act, const void* x, const long long* pending, void* out,
                            std::int64_t n, cudaStream_t stream);
+// pending[i] += y[i] in fixed point for i < n (pending_add: pending[n] counts what cannot be
+// added); y in `act` (F16 or BF16).
+void launch_add_to_pending(DType act, const void* y, long long* pending, std::int64_t n,
+                           cudaStream_t stream);
 
 // Elementwise conversion between F32, F16 and BF16.
 void launch_convert(DType from, const void* src, DType to, void* dst, std::int64_t count,

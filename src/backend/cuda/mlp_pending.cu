@@ -203,6 +203,17 @@ __global__ void finish_pending_kernel(const T* x, const long long* pending, T* o
   }
 }
 
+// pending += y in fixed point: where the attention block's projection ran as its own kernels.
+template <class T>
+__global__ void add_to_pending_kernel(const T* y, long long* pending, std::int64_t n) {
+  wait_for_previous_kernel();
+  allow_dependent_launch();
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    pending_add(pending, i, n, to_f32(y[i]));
+  }
+}
+
 template <class T>
 void launch_typed(const MlpPendingArgs& a, cudaStream_t stream) {
   static const bool configured = [] {
@@ -251,6 +262,20 @@ void launch_finish_pending(DType act, const void* x, const long long* pending, v
                      static_cast<__nv_bfloat16*>(out), n);
   } else {
     EAQ_CHECK(false, "finish_pending: rows in {} (f16 or bf16 only)", dtype_name(act));
+  }
+}
+
+void launch_add_to_pending(DType act, const void* y, long long* pending, std::int64_t n,
+                           cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((n + 255) / 256)), block(256);
+  if (act == DType::F16) {
+    launch_dependent(add_to_pending_kernel<__half>, grid, block, 0, stream,
+                     static_cast<const __half*>(y), pending, n);
+  } else if (act == DType::BF16) {
+    launch_dependent(add_to_pending_kernel<__nv_bfloat16>, grid, block, 0, stream,
+                     static_cast<const __nv_bfloat16*>(y), pending, n);
+  } else {
+    EAQ_CHECK(false, "add_to_pending: rows in {} (f16 or bf16 only)", dtype_name(act));
   }
 }
 

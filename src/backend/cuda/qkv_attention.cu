@@ -21,6 +21,14 @@
 // After a feed-forward block that left its sum pending (mlp_pending.cu, opt-in), x is x + that
 // sum: block g of the grid stores piece g of the finished row for the attention projection and
 // zeroes its piece of the other sum (pending_residual.cuh).
+//
+// With the attention projection folded in (kFold, float weights), every block of the cluster, not
+// block 0 alone, merges the head's softmax partials; block r then multiplies the head's output by
+// rows [r E/8, (r + 1) E/8) of W_p restricted to the head's 64 columns (loaded before the wait)
+// and adds each share into a pending sum that the next kernel (c_fc's LayerNorm) finishes. That
+// saves the kernel boundary before the projection, ~2.4 us of a ~14 us layer on an H200 (kernel
+// trace, docs/results.md): its 1.2 MB of weights are then read by the kernel that is already
+// running.
 #include <cooperative_groups.h>
 
 #include <cstdint>
@@ -51,6 +59,11 @@ constexpr int kXVecs = 3;                                  // 16-byte pieces of 
 constexpr int kTeam = kHeadDim / kPerVec;                  // threads per cache row: 8
 constexpr int kKeysPerPass = kThreads / kTeam;             // 16
 constexpr int kPreloadPasses = 3;  // cache rows a block loads before the wait: 48 keys
+// The folded projection: a team of kTeam threads per row of W_p, 16 rows a pass, E/8 <= 96 rows a
+// block.
+constexpr int kProjRowsPerPass = kThreads / kTeam;
+constexpr int kMaxProjRows = kXVecs * 32 * kPerVec / kClusterBlocks;
+constexpr int kProjPasses = kMaxProjRows / kProjRowsPerPass;
 
 template <class T>
 __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) {
@@ -61,8 +74,10 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) 
 
 // kW: the weights' kind. Float: T; the 8-bit kinds: one byte a weight, 8 weights a piece, and
 // the projection of quantized_gemv.cu's row kernel (quant_row.cuh).
-template <class T, WeightKind kW>
+// kFold: the attention projection folded in (see above).
+template <class T, WeightKind kW, bool kFold>
 __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArgs a, int chunk) {
+  static_assert(!kFold || kW == WeightKind::Float, "the folded projection reads float weights");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
   extern __shared__ float scores[];                      // [chunk]
@@ -71,6 +86,7 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   __shared__ float chunk_out[kClusterBlocks][kHeadDim];  // block 0: every block's P V
   __shared__ float chunk_max[kClusterBlocks], chunk_sum[kClusterBlocks];
   __shared__ float reduce[kWarps];
+  __shared__ float head_out[kHeadDim];  // kFold: the head's output, rounded to T
 
   const cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
@@ -112,6 +128,20 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   T* cache = static_cast<T*>(a.cache);
   const T* k_base = cache + h * kHeadDim + piece * kPerVec;
   const T* v_base = k_base + hidden;
+  // kFold: this thread's piece of each of its rows of W_p (row p 16 + key_group of the block's).
+  const int proj_rows = static_cast<int>(hidden / kClusterBlocks);
+  uint4 pw[kFold ? kProjPasses : 1];
+  if constexpr (kFold) {
+    const T* w_p = static_cast<const T*>(a.proj_w) + h * kHeadDim + piece * kPerVec;
+#pragma unroll
+    for (int p = 0; p < kProjPasses; ++p) {
+      const std::int64_t row = p * kProjRowsPerPass + key_group;
+      if (row < proj_rows) {
+        pw[p] =
+            load_weight(reinterpret_cast<const uint4*>(w_p + (rank * proj_rows + row) * hidden));
+      }
+    }
+  }
   // The first kPreloadPasses passes' key and value rows (a cache of up to 384 rows whole).
   uint4 k_pre[kPreloadPasses], v_pre[kPreloadPasses];
   bool visible_pre[kPreloadPasses];
@@ -281,35 +311,70 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
 #pragma unroll
   for (int e = 0; e < kPerVec; ++e) partial[key_group][piece * kPerVec + e] = acc[e];
   __syncthreads();
-  // This block's partial (max, sum, P V) into block 0.
+  // This block's partial (max, sum, P V) into block 0 (kFold: into every block).
+  constexpr int kReceivers = kFold ? kClusterBlocks : 1;
   if (threadIdx.x < kHeadDim) {
     float pv = 0.0f;
     for (int g = 0; g < kKeysPerPass; ++g) pv += partial[g][threadIdx.x];
-    *cluster.map_shared_rank(&chunk_out[rank][threadIdx.x], 0) = pv;
+#pragma unroll
+    for (int to = 0; to < kReceivers; ++to) {
+      *cluster.map_shared_rank(&chunk_out[rank][threadIdx.x], to) = pv;
+    }
   }
-  if (threadIdx.x == 0) {
-    *cluster.map_shared_rank(&chunk_max[rank], 0) = block_max;
-    *cluster.map_shared_rank(&chunk_sum[rank], 0) = block_sum;
+  if (threadIdx.x < kReceivers) {
+    *cluster.map_shared_rank(&chunk_max[rank], threadIdx.x) = block_max;
+    *cluster.map_shared_rank(&chunk_sum[rank], threadIdx.x) = block_sum;
   }
-  cluster.sync();  // block 0 has every partial; the others may leave
-  if (rank != 0 || threadIdx.x >= kHeadDim) return;
-  float m = -INFINITY;
-  for (int c = 0; c < kClusterBlocks; ++c) m = fmaxf(m, chunk_max[c]);
-  float total = 0.0f, out = 0.0f;
-  for (int c = 0; c < kClusterBlocks; ++c) {
-    const float w = chunk_max[c] == -INFINITY ? 0.0f : __expf(chunk_max[c] - m);
-    total += w * chunk_sum[c];
-    out += w * chunk_out[c][threadIdx.x];
+  cluster.sync();  // block 0 (kFold: every block) has every partial; the others may leave
+  if (!kFold && rank != 0) return;
+  if (threadIdx.x < kHeadDim) {
+    float m = -INFINITY;
+    for (int c = 0; c < kClusterBlocks; ++c) m = fmaxf(m, chunk_max[c]);
+    float total = 0.0f, out = 0.0f;
+    for (int c = 0; c < kClusterBlocks; ++c) {
+      const float w = chunk_max[c] == -INFINITY ? 0.0f : __expf(chunk_max[c] - m);
+      total += w * chunk_sum[c];
+      out += w * chunk_out[c][threadIdx.x];
+    }
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;  // every key hidden: zeros
+    const T rounded = from_f32<T>(out * inv);
+    if (rank == 0) static_cast<T*>(a.out)[h * kHeadDim + threadIdx.x] = rounded;
+    head_out[threadIdx.x] = to_f32(rounded);
   }
-  const float inv = total > 0.0f ? 1.0f / total : 0.0f;  // every key hidden: zeros
-  static_cast<T*>(a.out)[h * kHeadDim + threadIdx.x] = from_f32<T>(out * inv);
+  if constexpr (kFold) {
+    // The block's rows of W_p times the head's output, as the projection's GEMV would read the
+    // output (rounded to T); each row's share (with the bias in head 0's) into the pending sum.
+    __syncthreads();
+    float o[kPerVec];
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) o[e] = head_out[piece * kPerVec + e];
+    const T* proj_bias = static_cast<const T*>(a.proj_bias);
+#pragma unroll
+    for (int p = 0; p < kProjPasses; ++p) {
+      const int row = p * kProjRowsPerPass + key_group;
+      float dot = 0.0f;
+      if (row < proj_rows) {
+        const T* wt = reinterpret_cast<const T*>(&pw[p]);
+#pragma unroll
+        for (int e = 0; e < kPerVec; ++e) dot += o[e] * to_f32(wt[e]);
+      }
+      for (int offset = kTeam / 2; offset > 0; offset /= 2) {
+        dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+      }
+      if (row < proj_rows && piece == 0) {
+        const std::int64_t feature = static_cast<std::int64_t>(rank) * proj_rows + row;
+        if (h == 0 && proj_bias != nullptr) dot += to_f32(proj_bias[feature]);
+        pending_add(a.proj_pending, feature, hidden, dot);
+      }
+    }
+  }
 #endif
 }
 
-template <class T, WeightKind kW>
+template <class T, WeightKind kW, bool kFold>
 void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
   const int chunk = static_cast<int>((a.capacity + kClusterBlocks - 1) / kClusterBlocks);
-  launch_dependent_clusters(qkv_attention_kernel<T, kW>,
+  launch_dependent_clusters(qkv_attention_kernel<T, kW, kFold>,
                             dim3(kClusterBlocks, static_cast<unsigned>(a.heads)), dim3(kThreads),
                             kClusterBlocks, static_cast<std::size_t>(chunk) * sizeof(float), stream,
                             a, chunk);
@@ -319,16 +384,20 @@ template <class T>
 void launch_kind(const QkvAttentionArgs& a, cudaStream_t stream) {
   switch (a.weights) {
     case WeightKind::Float:
-      launch_typed<T, WeightKind::Float>(a, stream);
+      if (a.proj_pending != nullptr) {
+        launch_typed<T, WeightKind::Float, true>(a, stream);
+      } else {
+        launch_typed<T, WeightKind::Float, false>(a, stream);
+      }
       break;
     case WeightKind::Int8:
-      launch_typed<T, WeightKind::Int8>(a, stream);
+      launch_typed<T, WeightKind::Int8, false>(a, stream);
       break;
     case WeightKind::E4M3:
-      launch_typed<T, WeightKind::E4M3>(a, stream);
+      launch_typed<T, WeightKind::E4M3, false>(a, stream);
       break;
     case WeightKind::Int8WeightOnly:
-      launch_typed<T, WeightKind::Int8WeightOnly>(a, stream);
+      launch_typed<T, WeightKind::Int8WeightOnly, false>(a, stream);
       break;
   }
 }
@@ -344,7 +413,10 @@ bool qkv_attention_eligible(DType act, const QkvAttentionArgs& a) {
          a.key_mask != nullptr && a.slot != nullptr && aligned16(a.x) && aligned16(a.w) &&
          aligned16(a.cache) && aligned16(a.ln_gamma) && aligned16(a.ln_beta) &&
          aligned16(a.pending) && aligned16(a.x_out) && aligned16(a.pending_zero) &&
-         (a.weights == WeightKind::Float || a.w_scales != nullptr);
+         (a.weights == WeightKind::Float || a.w_scales != nullptr) &&
+         (a.proj_pending == nullptr ||
+          (a.weights == WeightKind::Float && a.pending == nullptr && a.proj_w != nullptr &&
+           aligned16(a.proj_w) && a.out != nullptr));
 }
 
 void launch_qkv_attention(DType act, const QkvAttentionArgs& a, cudaStream_t stream) {
