@@ -135,7 +135,8 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
     const T* w_p = static_cast<const T*>(a.proj_w) + h * kHeadDim + piece * kPerVec;
 #pragma unroll
     for (int p = 0; p < kProjPasses; ++p) {
-      const std::int64_t row = p * kProjRowsPerPass + key_group;
+      const std::int64_t row =
+          (a.fold_experiment == 2 ? (p + h) % kProjPasses : p) * kProjRowsPerPass + key_group;
       if (row < proj_rows) {
         pw[p] =
             load_weight(reinterpret_cast<const uint4*>(w_p + (rank * proj_rows + row) * hidden));
@@ -341,6 +342,7 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
     if (rank == 0) static_cast<T*>(a.out)[h * kHeadDim + threadIdx.x] = rounded;
     head_out[threadIdx.x] = to_f32(rounded);
   }
+  if (kFold && a.fold_experiment == 3) return;
   if constexpr (kFold) {
     // The block's rows of W_p times the head's output, as the projection's GEMV would read the
     // output (rounded to T); each row's share (with the bias in head 0's) into the pending sum.
@@ -351,7 +353,10 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
     const T* proj_bias = static_cast<const T*>(a.proj_bias);
 #pragma unroll
     for (int p = 0; p < kProjPasses; ++p) {
-      const int row = p * kProjRowsPerPass + key_group;
+      const int row =
+          (a.fold_experiment == 2 ? (p + static_cast<int>(h)) % kProjPasses : p) *
+              kProjRowsPerPass +
+          key_group;
       float dot = 0.0f;
       if (row < proj_rows) {
         const T* wt = reinterpret_cast<const T*>(&pw[p]);
@@ -364,7 +369,7 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
       if (row < proj_rows && piece == 0) {
         const std::int64_t feature = static_cast<std::int64_t>(rank) * proj_rows + row;
         if (h == 0 && proj_bias != nullptr) dot += to_f32(proj_bias[feature]);
-        pending_add(a.proj_pending, feature, hidden, dot);
+        if (a.fold_experiment != 1) pending_add(a.proj_pending, feature, hidden, dot);
       }
     }
   }
