@@ -789,7 +789,6 @@ class CudaBackend final : public Backend {
     fused.proj_w = w_p->weight.data;
     fused.proj_bias = w_p->bias.data;
     fused.proj_pending = i64(pending);
-    if (const char* e = std::getenv("EAQ_FOLD_EXPERIMENT")) fused.fold_experiment = std::atoi(e);
     if (fused_qkv_attention_enabled() && w_p->padded_out == w_p->out_features &&
         qkv_attention_args(x, gamma, beta, eps, weights, qkv, args, fused)) {
       fused.early_dependents = cuda::early_dependent_launch();

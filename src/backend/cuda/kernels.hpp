@@ -182,7 +182,6 @@ struct QkvAttentionArgs {
   const void* proj_w = nullptr;
   const void* proj_bias = nullptr;
   long long* proj_pending = nullptr;
-  int fold_experiment = 0;  // EXPERIMENT
   bool early_dependents = false;  // as GemvArgs::early_dependents
 };
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);

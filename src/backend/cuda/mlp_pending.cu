@@ -62,14 +62,6 @@ std::size_t stage_bytes(std::int64_t hidden, std::size_t element) {
          element;
 }
 
-// Copies 16 bytes to shared memory with an L2 evict-first hint: the weights are read once a step
-// and would otherwise push the KV cache out of L2 (weight_load.cuh says why).
-__device__ __forceinline__ void copy16_evict_first(unsigned dst, const void* src,
-                                                   unsigned long long policy) {
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(dst),
-               "l"(src), "l"(policy));
-}
-
 // The weights wait in shared memory rather than registers: a block then holds ~14K registers,
 // and the kernels before and after it keep room to start early beside it (with both matrices in
 // registers, 34K a block, it started only as the attention projection left and took 10.8 us:
@@ -95,8 +87,7 @@ __global__ void __launch_bounds__(kThreads) mlp_pending_kernel(MlpPendingArgs a)
 
   // Nothing below comes from the previous kernel: both weight blocks into shared memory, the
   // biases and the LayerNorm parameters into registers.
-  unsigned long long policy;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  const unsigned long long policy = evict_first_policy();
   const unsigned w1_stage = shared_address(stage);
   const int w1_pieces = kUnitsPerBlock * vectors;  // W1's rows are contiguous in memory
   const auto* w1 =

@@ -21,6 +21,21 @@ __device__ __forceinline__ void copy16(unsigned dst, const void* src, bool valid
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
 }
 
+// An L2 policy for copy16_evict_first: weights are read once a step and would otherwise push the
+// KV cache out of L2 (weight_load.cuh says why).
+__device__ __forceinline__ unsigned long long evict_first_policy() {
+  unsigned long long policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+
+// copy16 of a weight piece, with that policy.
+__device__ __forceinline__ void copy16_evict_first(unsigned dst, const void* src,
+                                                   unsigned long long policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(dst),
+               "l"(src), "l"(policy));
+}
+
 // Closes the group of copies issued since the last commit.
 __device__ __forceinline__ void commit() {
   asm volatile("cp.async.commit_group;\n" ::);

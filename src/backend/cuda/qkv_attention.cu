@@ -39,6 +39,7 @@
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/device_query.hpp"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/mma_copy.cuh"
 #include "backend/cuda/pending_residual.cuh"
 #include "backend/cuda/quant_row.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
@@ -87,6 +88,9 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   __shared__ float chunk_max[kClusterBlocks], chunk_sum[kClusterBlocks];
   __shared__ float reduce[kWarps];
   __shared__ float head_out[kHeadDim];  // kFold: the head's output, rounded to T
+  // kFold: the block's rows of W_p restricted to the head's columns, copied in before the wait
+  // (in registers they cost ~1 us more: the kernel holds ~235 registers without them).
+  __shared__ alignas(16) T proj_stage[kFold ? kMaxProjRows * kHeadDim : 8];
 
   const cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
@@ -128,20 +132,22 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   T* cache = static_cast<T*>(a.cache);
   const T* k_base = cache + h * kHeadDim + piece * kPerVec;
   const T* v_base = k_base + hidden;
-  // kFold: this thread's piece of each of its rows of W_p (row p 16 + key_group of the block's).
+  // kFold: this thread copies its piece of each of its rows of W_p (row p 16 + key_group of the
+  // block's) into proj_stage.
   const int proj_rows = static_cast<int>(hidden / kClusterBlocks);
-  uint4 pw[kFold ? kProjPasses : 1];
   if constexpr (kFold) {
     const T* w_p = static_cast<const T*>(a.proj_w) + h * kHeadDim + piece * kPerVec;
+    const unsigned long long policy = evict_first_policy();
 #pragma unroll
     for (int p = 0; p < kProjPasses; ++p) {
-      const std::int64_t row =
-          (a.fold_experiment == 2 ? (p + h) % kProjPasses : p) * kProjRowsPerPass + key_group;
+      const int row = p * kProjRowsPerPass + key_group;
       if (row < proj_rows) {
-        pw[p] =
-            load_weight(reinterpret_cast<const uint4*>(w_p + (rank * proj_rows + row) * hidden));
+        copy16_evict_first(shared_address(&proj_stage[row * kHeadDim + piece * kPerVec]),
+                           w_p + (static_cast<std::int64_t>(rank) * proj_rows + row) * hidden,
+                           policy);
       }
     }
+    commit();
   }
   // The first kPreloadPasses passes' key and value rows (a cache of up to 384 rows whole).
   uint4 k_pre[kPreloadPasses], v_pre[kPreloadPasses];
@@ -342,10 +348,10 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
     if (rank == 0) static_cast<T*>(a.out)[h * kHeadDim + threadIdx.x] = rounded;
     head_out[threadIdx.x] = to_f32(rounded);
   }
-  if (kFold && a.fold_experiment == 3) return;
   if constexpr (kFold) {
     // The block's rows of W_p times the head's output, as the projection's GEMV would read the
     // output (rounded to T); each row's share (with the bias in head 0's) into the pending sum.
+    wait_pending<0>();  // this thread's copies have landed; the barrier publishes everyone's
     __syncthreads();
     float o[kPerVec];
 #pragma unroll
@@ -353,13 +359,12 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
     const T* proj_bias = static_cast<const T*>(a.proj_bias);
 #pragma unroll
     for (int p = 0; p < kProjPasses; ++p) {
-      const int row =
-          (a.fold_experiment == 2 ? (p + static_cast<int>(h)) % kProjPasses : p) *
-              kProjRowsPerPass +
-          key_group;
+      const int row = p * kProjRowsPerPass + key_group;
       float dot = 0.0f;
       if (row < proj_rows) {
-        const T* wt = reinterpret_cast<const T*>(&pw[p]);
+        const uint4 w =
+            *reinterpret_cast<const uint4*>(&proj_stage[row * kHeadDim + piece * kPerVec]);
+        const T* wt = reinterpret_cast<const T*>(&w);
 #pragma unroll
         for (int e = 0; e < kPerVec; ++e) dot += o[e] * to_f32(wt[e]);
       }
@@ -369,7 +374,7 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
       if (row < proj_rows && piece == 0) {
         const std::int64_t feature = static_cast<std::int64_t>(rank) * proj_rows + row;
         if (h == 0 && proj_bias != nullptr) dot += to_f32(proj_bias[feature]);
-        if (a.fold_experiment != 1) pending_add(a.proj_pending, feature, hidden, dot);
+        pending_add(a.proj_pending, feature, hidden, dot);
       }
     }
   }
