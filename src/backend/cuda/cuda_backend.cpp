@@ -89,7 +89,7 @@ bool mlp_pending_enabled() {
 // (qkv_attention.cu; to measure what it buys). Not with EAQ_MLP_PENDING=1. Read at every step, so
 // tests compare both.
 bool attention_pending_enabled() {
-  return !cuda::env_is("EAQ_ATTENTION_PENDING", "0");
+  return cuda::env_is("EAQ_ATTENTION_PENDING", "1");
 }
 
 long long* i64(const DeviceTensor& t) {
@@ -652,6 +652,7 @@ class CudaBackend final : public Backend {
     a.out = i32(next_ids);
     if (pending != nullptr) a.pending = i64(*pending);
     a.early_dependents = cuda::early_dependent_launch();
+    if (const char* keep = std::getenv("EAQ_HEAD_L2")) a.l2_keep = std::strtof(keep, nullptr);
     if (!cuda::bounded_argmax_eligible(x.dtype, a)) return false;
     const CudaLinear::ArgmaxHead* head = argmax_head(*w, x.dtype);
     if (head == nullptr) return false;
