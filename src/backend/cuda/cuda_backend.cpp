@@ -652,7 +652,24 @@ class CudaBackend final : public Backend {
     a.out = i32(next_ids);
     if (pending != nullptr) a.pending = i64(*pending);
     a.early_dependents = cuda::early_dependent_launch();
-    if (const char* keep = std::getenv("EAQ_HEAD_L2")) a.l2_keep = std::strtof(keep, nullptr);
+    if (const char* keep = std::getenv("EAQ_HEAD_L2")) {
+      a.l2_keep = std::strtof(keep, nullptr);
+      static const bool set_aside = [] {
+        int device = 0, most = 0;
+        cudaGetDevice(&device);
+        cudaDeviceGetAttribute(&most, cudaDevAttrMaxPersistingL2CacheSize, device);
+        const char* part = std::getenv("EAQ_HEAD_L2_SET_ASIDE");
+        const double share = part ? std::strtod(part, nullptr) : 1.0;
+        const auto bytes = static_cast<std::size_t>(most * share);
+        const cudaError_t e = cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, bytes);
+        std::size_t got = 0;
+        cudaDeviceGetLimit(&got, cudaLimitPersistingL2CacheSize);
+        std::fprintf(stderr, "EXPERIMENT: persisting L2 max %d, asked %zu, got %zu (%s)\n", most,
+                     bytes, got, cudaGetErrorString(e));
+        return true;
+      }();
+      (void)set_aside;
+    }
     if (!cuda::bounded_argmax_eligible(x.dtype, a)) return false;
     const CudaLinear::ArgmaxHead* head = argmax_head(*w, x.dtype);
     if (head == nullptr) return false;
