@@ -386,12 +386,14 @@ AttentionBlockResult run_attention_block(Backend& backend, const AttentionBlockC
   return r;
 }
 
-// The layer with its attention projection left pending against the CPU's unfused ops: the row
+// The layer with its attention projection left pending (opt-in: EAQ_ATTENTION_PENDING=1; off by
+// default, the backend says it cannot) against the CPU's unfused ops: the row
 // after the attention block (which c_fc's kernel finishes), the MLP's activation and the layer's
 // output, the sum zero again afterwards, and the same bits run to run (the fixed-point sum does
 // not depend on the order of the atomics). Also its fallbacks: the attention block as two kernels
 // (EAQ_FUSED_QKV_ATTENTION=0) and the GEMVs on the row kernel (EAQ_SPLIT_ROW_GEMV=0).
 TEST(CudaFusedOps, AttentionBlockLeftPendingMatchesTheCpusOps) {
+  const test::ScopedEnv fold("EAQ_ATTENTION_PENDING", "1");  // opt-in
   const AttentionBlockCase cases[] = {
       {768, 3072, 200, 150}, {768, 1536, 1000, 999}, {256, 1024, 37, 5}, {128, 256, 9, 8}};
   auto cpu = make_cpu_backend(Precision::Fp32);
@@ -407,6 +409,10 @@ TEST(CudaFusedOps, AttentionBlockLeftPendingMatchesTheCpusOps) {
       const HostTensor square = HostTensor::empty(DType::F32, {c.hidden, c.hidden});
       const auto layer = gpu->prepare_linear(square, nullptr, options);
       EXPECT_TRUE(gpu->can_leave_attention_pending(row, *layer, *layer)) << where;
+      {
+        const test::ScopedEnv by_default("EAQ_ATTENTION_PENDING", nullptr);
+        EXPECT_FALSE(gpu->can_leave_attention_pending(row, *layer, *layer)) << where;
+      }
       gpu->release(row);
       const AttentionBlockResult want = run_attention_block(*cpu, c, false, 80);
       const AttentionBlockResult got = run_attention_block(*gpu, c, true, 80);

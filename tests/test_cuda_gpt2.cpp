@@ -554,11 +554,11 @@ TEST(CudaGpt2, PendingMlpGreedyStepsReplayInAGraph) {
   }
 }
 
-// --- the attention projection left pending (the default at batch 1 in f16 and bf16) ----------
+// --- the attention projection left pending (opt-in: EAQ_ATTENTION_PENDING=1) -----------------
 
 // Teacher-forced steps whose attention blocks leave their projection's sum pending (folded into
 // qkv_attention.cu's kernel, finished by c_fc's) against the CPU, against the projection as its
-// own kernel (EAQ_ATTENTION_PENDING=0), and against themselves run again (the fixed-point sum
+// own kernel (the default), and against themselves run again (the fixed-point sum
 // gives the same bits whatever order the atomics arrive in); on a padded prompt and on a
 // 700-token one. fp32 steps never leave it pending.
 TEST(CudaGpt2, PendingAttentionStepMatchesTheCpuAndTheProjectionKernel) {
@@ -580,10 +580,13 @@ TEST(CudaGpt2, PendingAttentionStepMatchesTheCpuAndTheProjectionKernel) {
     for (const auto& [precision, allowed] : tolerance) {
       EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
       const std::string name(precision_name(precision));
-      const StepLogits one = decode_logits(*gpu, dir, ids, mask, feed, capacity);
-      const StepLogits again = decode_logits(*gpu, dir, ids, mask, feed, capacity);
+      const auto folded = [&] {
+        const test::ScopedEnv on("EAQ_ATTENTION_PENDING", "1");
+        return decode_logits(*gpu, dir, ids, mask, feed, capacity);
+      };
+      const StepLogits one = folded(), again = folded();
       const StepLogits own_kernel = [&] {
-        const test::ScopedEnv off("EAQ_ATTENTION_PENDING", "0");
+        const test::ScopedEnv by_default("EAQ_ATTENTION_PENDING", nullptr);
         return decode_logits(*gpu, dir, ids, mask, feed, capacity);
       }();
       const double vs_cpu = test::max_relative_error(one.logits, expected.logits);
@@ -599,6 +602,7 @@ TEST(CudaGpt2, PendingAttentionStepMatchesTheCpuAndTheProjectionKernel) {
       EXPECT_EQ(floats(one.logits), floats(again.logits)) << name << ": run to run";
     }
     EAQ_CUDA_BACKEND_OR_SKIP(fp32, Precision::Fp32);
+    const test::ScopedEnv on("EAQ_ATTENTION_PENDING", "1");
     EXPECT_EQ(decode_logits(*fp32, dir, ids, mask, feed, capacity).pending_attention_steps, 0);
   }
 }
@@ -609,6 +613,7 @@ TEST(CudaGpt2, PendingAttentionGreedyStepsReplayInAGraph) {
   RandomCase c;
   const HostTensor prompt = row_of(c.ids, 0);
   const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
+  const test::ScopedEnv on("EAQ_ATTENTION_PENDING", "1");
   for (Precision precision : {Precision::Fp16, Precision::Bf16}) {
     EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
     auto model = Gpt2Model::load(c.dir.path(), *gpu);
@@ -631,8 +636,9 @@ TEST(CudaGpt2, PendingAttentionGreedyStepsReplayInAGraph) {
 // Letting the next kernel launch before the wait, not after, changes when the step's kernels
 // start, not what they compute: the same logits bit for bit, teacher-forced over a 700-token
 // cache, in every precision whose step runs the one-row kernels, with the feed-forward block as
-// two kernels and as one; and the same greedy tokens (the bounded head), direct and in a captured
-// graph. A kernel that read, before its wait, what the kernel two before it writes would differ.
+// two kernels and as one, and with the attention projection folded in; and the same greedy tokens
+// (the bounded head), direct and in a captured graph. A kernel that read, before its wait, what the
+// kernel two before it writes would differ.
 TEST(CudaGpt2, EarlyLaunchGivesTheSameBits) {
   RandomCase c;  // for its prompt and tokens
   test::RandomGpt2Spec spec = c.spec;
@@ -646,8 +652,12 @@ TEST(CudaGpt2, EarlyLaunchGivesTheSameBits) {
                               Precision::Int8WeightOnly, Precision::Fp8}) {
     EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
     const std::string name(precision_name(precision));
-    for (const char* pending : {"0", "1"}) {
-      const test::ScopedEnv mlp("EAQ_MLP_PENDING", pending);
+    // The step as the default ops, with the feed-forward block's sum left pending, and with the
+    // attention projection's.
+    for (const char* pending : {"none", "mlp", "attention"}) {
+      const test::ScopedEnv mlp("EAQ_MLP_PENDING", std::string(pending) == "mlp" ? "1" : "0");
+      const test::ScopedEnv attention("EAQ_ATTENTION_PENDING",
+                                      std::string(pending) == "attention" ? "1" : "0");
       const auto steps = [&](const char* early) {
         const test::ScopedEnv order("EAQ_EARLY_LAUNCH", early);
         return decode_logits(*gpu, long_case.dir.path(), long_case.ids, long_case.mask, feed, 720);
@@ -655,6 +665,7 @@ TEST(CudaGpt2, EarlyLaunchGivesTheSameBits) {
       const StepLogits late = steps("0"), early = steps("1");
       EXPECT_EQ(floats(early.logits), floats(late.logits)) << name << ", pending " << pending;
       EXPECT_EQ(early.pending_mlp_steps, late.pending_mlp_steps) << name;
+      EXPECT_EQ(early.pending_attention_steps, late.pending_attention_steps) << name;
     }
     auto model = Gpt2Model::load(long_case.dir.path(), *gpu);
     const auto tokens = [&](const char* early, bool graph) {

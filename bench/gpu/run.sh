@@ -277,7 +277,7 @@ stage_splitrow_gpt2() {
 }
 
 stage_attnpending_gpt2() {
-  note "GPT-2 124M shape: a batch-1 step's attention projection as its own GEMV kernel, then folded into the QKV + attention kernel with its sum left pending (the default)"
+  note "GPT-2 124M shape: a batch-1 step's attention projection as its own GEMV kernel (the default), then folded into the QKV + attention kernel with its sum left pending"
   gpt2_ab EAQ_ATTENTION_PENDING attnpending-gpt2 "attention projection left pending" --new-tokens 256 \
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }

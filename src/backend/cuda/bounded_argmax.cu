@@ -81,26 +81,11 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(Bou
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   const int vectors = static_cast<int>(a.k / kPerVec);
   // A row's int8 pieces, and its (scale, radius) in lane 0, load together ahead of use.
-  unsigned long long policy = 0;
-  const bool keep = a.l2_keep > 0.0f;
-  if (keep) {
-    asm volatile("createpolicy.fractional.L2::evict_last.L2::evict_first.b64 %0, %1;"
-                 : "=l"(policy)
-                 : "f"(a.l2_keep));
-  }
   const auto load_row = [&](std::int64_t f, uint2(&w)[kVecs], float2& sr) {
     const auto* w_row = reinterpret_cast<const uint2*>(a.q + f * a.k);
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
-      if (lane + 32 * u < vectors) {
-        if (keep) {
-          asm volatile("ld.global.L2::cache_hint.v2.u32 {%0, %1}, [%2], %3;"
-                       : "=r"(w[u].x), "=r"(w[u].y)
-                       : "l"(w_row + lane + 32 * u), "l"(policy));
-        } else {
-          w[u] = load_weight(w_row + lane + 32 * u);
-        }
-      }
+      if (lane + 32 * u < vectors) w[u] = load_weight(w_row + lane + 32 * u);
     }
     if (lane == 0) sr = a.scale_radius[f];
   };

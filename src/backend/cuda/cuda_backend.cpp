@@ -84,10 +84,11 @@ bool mlp_pending_enabled() {
   return cuda::env_is("EAQ_MLP_PENDING", "1");
 }
 
-// EAQ_ATTENTION_PENDING=0 runs a batch-1 decode step's attention projection as its own GEMV
-// kernel instead of inside the QKV + attention kernel with its sum left pending for c_fc's kernel
-// (qkv_attention.cu; to measure what it buys). Not with EAQ_MLP_PENDING=1. Read at every step, so
-// tests compare both.
+// EAQ_ATTENTION_PENDING=1 runs a batch-1 decode step's attention projection inside the QKV +
+// attention kernel, its sum left pending for c_fc's kernel (qkv_attention.cu), instead of as its
+// own GEMV kernel. Off by default: on an H200 it made the step slower (4,815 against 4,988 fp16
+// tokens/s; docs/results.md, the eighteenth session). Not with EAQ_MLP_PENDING=1. Read at every
+// step, so tests compare both.
 bool attention_pending_enabled() {
   return cuda::env_is("EAQ_ATTENTION_PENDING", "1");
 }
@@ -652,24 +653,6 @@ class CudaBackend final : public Backend {
     a.out = i32(next_ids);
     if (pending != nullptr) a.pending = i64(*pending);
     a.early_dependents = cuda::early_dependent_launch();
-    if (const char* keep = std::getenv("EAQ_HEAD_L2")) {
-      a.l2_keep = std::strtof(keep, nullptr);
-      static const bool set_aside = [] {
-        int device = 0, most = 0;
-        cudaGetDevice(&device);
-        cudaDeviceGetAttribute(&most, cudaDevAttrMaxPersistingL2CacheSize, device);
-        const char* part = std::getenv("EAQ_HEAD_L2_SET_ASIDE");
-        const double share = part ? std::strtod(part, nullptr) : 1.0;
-        const auto bytes = static_cast<std::size_t>(most * share);
-        const cudaError_t e = cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, bytes);
-        std::size_t got = 0;
-        cudaDeviceGetLimit(&got, cudaLimitPersistingL2CacheSize);
-        std::fprintf(stderr, "EXPERIMENT: persisting L2 max %d, asked %zu, got %zu (%s)\n", most,
-                     bytes, got, cudaGetErrorString(e));
-        return true;
-      }();
-      (void)set_aside;
-    }
     if (!cuda::bounded_argmax_eligible(x.dtype, a)) return false;
     const CudaLinear::ArgmaxHead* head = argmax_head(*w, x.dtype);
     if (head == nullptr) return false;

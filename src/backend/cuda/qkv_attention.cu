@@ -26,9 +26,12 @@
 // block 0 alone, merges the head's softmax partials; block r then multiplies the head's output by
 // rows [r E/8, (r + 1) E/8) of W_p restricted to the head's 64 columns (loaded before the wait)
 // and adds each share into a pending sum that the next kernel (c_fc's LayerNorm) finishes. That
-// saves the kernel boundary before the projection, ~2.4 us of a ~14 us layer on an H200 (kernel
-// trace, docs/results.md): its 1.2 MB of weights are then read by the kernel that is already
-// running.
+// saves the projection's kernel, ~2.4 us of a ~14 us layer on an H200 (kernel trace,
+// docs/results.md). Opt-in (EAQ_ATTENTION_PENDING=1, cuda_backend.cpp): measured slower on H200s
+// (the eighteenth session). This kernel then costs ~8.6 us instead of ~6.4 (the merge in every
+// block ~0.9 us, the projection and its atomics ~1.3 us, with W_p in registers or in shared
+// memory alike) and c_fc's ~3.7 instead of ~2.9 (it reads the 6 KB sum, and it now waits for the
+// long kernel, not for the short projection, so its weights have less time to load).
 #include <cooperative_groups.h>
 
 #include <cstdint>
