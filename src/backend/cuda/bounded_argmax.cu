@@ -118,14 +118,7 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(Bou
   bool all_rows = !(norm <= 3.0e38f);  // NaN or infinity in x
   float lower_max = -INFINITY;
   const int no_q[2] = {0, 0};
-  const bool probe = a.probe;
   const auto dot = [&](const uint2(&w)[kVecs]) {
-    if (probe) {  // EXPERIMENT: the loads without the arithmetic
-      unsigned bits = 0;
-#pragma unroll
-      for (int u = 0; u < kVecs; ++u) bits ^= w[u].x ^ w[u].y;
-      return __int_as_float(bits & 1u);
-    }
     float acc = 0.0f;
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {

@@ -653,7 +653,6 @@ class CudaBackend final : public Backend {
     a.out = i32(next_ids);
     if (pending != nullptr) a.pending = i64(*pending);
     a.early_dependents = cuda::early_dependent_launch();
-    a.probe = cuda::env_is("EAQ_SCORES_PROBE", "1");
     if (!cuda::bounded_argmax_eligible(x.dtype, a)) return false;
     const CudaLinear::ArgmaxHead* head = argmax_head(*w, x.dtype);
     if (head == nullptr) return false;

@@ -211,7 +211,6 @@ struct BoundedArgmaxArgs {
   std::int64_t n = 0, k = 0;
   const long long* pending = nullptr;  // when not null, x is x + pending (pending_residual.cuh)
   bool early_dependents = false;       // both kernels; as GemvArgs::early_dependents
-  bool probe = false;                  // EXPERIMENT
 };
 std::size_t bounded_argmax_state_bytes();
 // Whether the kernels take this head and these pointers (x, w, ln_out, ln_gamma, ln_beta, n, k).
