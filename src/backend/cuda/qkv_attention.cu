@@ -87,12 +87,12 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   extern __shared__ float scores[];                      // [chunk]
   __shared__ float head[kHeadRows];                      // q, k, v of this head (T-rounded)
   __shared__ float partial[kKeysPerPass][kHeadDim];      // P V of each key group
-  __shared__ float chunk_out[kClusterBlocks][kHeadDim];  // block 0: every block's P V
+  __shared__ float chunk_out[kClusterBlocks][kHeadDim];  // block 0 (kFold: all): every P V
   __shared__ float chunk_max[kClusterBlocks], chunk_sum[kClusterBlocks];
   __shared__ float reduce[kWarps];
   __shared__ float head_out[kHeadDim];  // kFold: the head's output, rounded to T
   // kFold: the block's rows of W_p restricted to the head's columns, copied in before the wait
-  // (in registers they cost ~1 us more: the kernel holds ~235 registers without them).
+  // (not in registers: the kernel holds ~235 without them; both forms measured the same).
   __shared__ alignas(16) T proj_stage[kFold ? kMaxProjRows * kHeadDim : 8];
 
   const cg::cluster_group cluster = cg::this_cluster();
