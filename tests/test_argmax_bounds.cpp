@@ -5,6 +5,7 @@
 // (test_cuda_bounded_argmax.cpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -46,6 +47,40 @@ float int8_score(const std::vector<float>& x, const ArgmaxBounds& b, std::int64_
   return sum * b.scale[static_cast<std::size_t>(row)];
 }
 
+// x quantized as the scores kernel quantizes it (quant_row.cuh: scale amax / 127, values
+// round(x * 127 / amax) clamped to +-127, half to even), and ||x - s_x q_x|| widened as the kernel
+// widens it.
+struct QuantizedX {
+  std::vector<int> q;
+  float scale = 0.0f, residual = 0.0f;
+};
+
+QuantizedX quantize_x(const std::vector<float>& x, double norm) {
+  float amax = 0.0f;
+  for (float v : x) amax = std::max(amax, std::fabs(v));
+  const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+  QuantizedX r;
+  r.scale = amax / 127.0f;
+  float squares = 0.0f;
+  for (float v : x) {
+    const int q = static_cast<int>(std::nearbyint(std::clamp(v * inverse, -127.0f, 127.0f)));
+    r.q.push_back(q);
+    const float d = v - r.scale * static_cast<float>(q);
+    squares = std::fma(d, d, squares);
+  }
+  r.residual = std::sqrt(squares) * (1.0f + 1e-4f) + 3e-7f * static_cast<float>(norm);
+  return r;
+}
+
+// The int8 x int8 pass's score: the exact integer sum, times the row's scale, times x's.
+float int8_int8_score(const QuantizedX& x, const ArgmaxBounds& b, std::int64_t row) {
+  std::int64_t sum = 0;
+  for (std::int64_t j = 0; j < b.k; ++j) {
+    sum += x.q[static_cast<std::size_t>(j)] * b.q[static_cast<std::size_t>(row * b.k + j)];
+  }
+  return static_cast<float>(sum) * b.scale[static_cast<std::size_t>(row)] * x.scale;
+}
+
 double norm_of(const std::vector<float>& x) {
   double s = 0.0;
   for (float v : x) s += static_cast<double>(v) * v;
@@ -66,6 +101,7 @@ TEST(ArgmaxBounds, HoldForRandomAndAimedRows) {
     ASSERT_EQ(b.q.size(), w.size());
     EXPECT_EQ(b.scale[5], 0.0f);  // a row of zeros
     EXPECT_EQ(b.radius[5], 0.0f);
+    EXPECT_EQ(b.quant_norm[5], 0.0f);
     double tightest = 0.0;  // the largest error seen, as a share of its bound
     for (int trial = 0; trial < 60; ++trial) {
       std::vector<float> x(static_cast<std::size_t>(k));
@@ -82,12 +118,20 @@ TEST(ArgmaxBounds, HoldForRandomAndAimedRows) {
         }
       }
       const double norm = norm_of(x);
+      const QuantizedX xq = quantize_x(x, norm);
       for (std::int64_t i = 0; i < rows; ++i) {
         const double logit = full_logit(x, w.data() + i * k, k, dtype);
         const double score = int8_score(x, b, i);
         const double bound = norm * b.radius[static_cast<std::size_t>(i)] + b.slack;
         ASSERT_LE(std::abs(logit - score), bound)
             << dtype_name(dtype) << " trial " << trial << " row " << i;
+        // With x quantized too: the same bound plus ||s_i q_i|| ||x - s_x q_x||.
+        const double both = int8_int8_score(xq, b, i);
+        const double wider =
+            bound + static_cast<double>(b.quant_norm[static_cast<std::size_t>(i)]) *
+                        static_cast<double>(xq.residual);
+        ASSERT_LE(std::abs(logit - both), wider)
+            << dtype_name(dtype) << " trial " << trial << " row " << i << " (x quantized)";
         if (trial >= 40 && i == trial - 40)
           tightest = std::max(tightest, std::abs(logit - score) / bound);
       }
@@ -114,6 +158,10 @@ TEST(ArgmaxBounds, RejectWhatTheyCannotBound) {
   const ArgmaxBounds ok = make_argmax_bounds(w, DType::BF16);
   EXPECT_EQ(ok.q[0], 127);
   EXPECT_FLOAT_EQ(ok.scale[1], 0.5f / 127.0f);
+  // ||s q|| of a row of eight 0.5s (every q 127), rounded up.
+  const double quant_norm = std::sqrt(8.0) * static_cast<double>(ok.scale[1]) * 127.0;
+  EXPECT_GE(ok.quant_norm[1], quant_norm);
+  EXPECT_LE(ok.quant_norm[1], quant_norm * (1.0 + 2e-6));
 }
 
 }  // namespace

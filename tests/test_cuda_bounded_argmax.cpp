@@ -1,7 +1,8 @@
-// The bounded LM head (bounded_argmax.cu) against the full head (layer_norm_linear, then
-// argmax_rows) on the GPU: the same token for random heads and rows, tied and nearly tied rows,
-// logits past f16's range and rows of NaN, and the same greedy tokens from a GPT-2 model with and
-// without it. The bound itself is checked on the host (test_argmax_bounds.cpp).
+// The bounded LM head (bounded_argmax.cu, each form of its scores kernel) against the full head
+// (layer_norm_linear, then argmax_rows) on the GPU: the same token for random heads and rows, tied
+// and nearly tied rows, logits past f16's range and rows of NaN, and the same greedy tokens from a
+// GPT-2 model with and without it. The bound itself is checked on the host
+// (test_argmax_bounds.cpp).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -47,6 +48,7 @@ class HeadCase {
   struct Picks {
     std::int64_t full = -1, bounded = -1;
     std::int64_t shifting = -1;  // bounded, with the scores kernel's first (shifting) loop
+    std::int64_t f32_x = -1;     // bounded, with x in f32 (EAQ_SCORES_INT8=0), not int8
     bool took = false;           // layer_norm_linear_argmax ran
     bool same_normed = false;    // and stored the LayerNorm as layer_norm_linear does
   };
@@ -68,9 +70,14 @@ class HeadCase {
       p.bounded = backend_.download(ids).to_i64()[0];
       p.same_normed =
           test::max_relative_error(backend_.download(normed2), backend_.download(normed)) == 0.0;
-      const test::ScopedEnv shifting_loop("EAQ_SCORES_ROTATE", "0");
+      {
+        const test::ScopedEnv shifting_loop("EAQ_SCORES_ROTATE", "0");
+        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
+        p.shifting = backend_.download(ids).to_i64()[0];
+      }
+      const test::ScopedEnv f32_x("EAQ_SCORES_INT8", "0");
       backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-      p.shifting = backend_.download(ids).to_i64()[0];
+      p.f32_x = backend_.download(ids).to_i64()[0];
     }
     for (DeviceTensor* t : {&dx, &normed, &normed2, &logits, &ids}) backend_.release(*t);
     return p;
@@ -87,6 +94,7 @@ void expect_same(const HeadCase::Picks& p, const std::string& what) {
   EXPECT_TRUE(p.took) << what;
   EXPECT_EQ(p.bounded, p.full) << what;
   EXPECT_EQ(p.shifting, p.full) << what << " (EAQ_SCORES_ROTATE=0)";
+  EXPECT_EQ(p.f32_x, p.full) << what << " (EAQ_SCORES_INT8=0)";
   EXPECT_TRUE(p.same_normed) << what;
 }
 

@@ -49,6 +49,7 @@ ArgmaxBounds make_argmax_bounds(const HostTensor& weight, DType logits) {
   b.q.resize(static_cast<std::size_t>(b.rows * b.k));
   b.scale.resize(static_cast<std::size_t>(b.rows));
   b.radius.resize(static_cast<std::size_t>(b.rows));
+  b.quant_norm.resize(static_cast<std::size_t>(b.rows));
   b.slack = 1e-6f;  // > 2^-25, half the spacing of f16's subnormals
   for (std::int64_t i = 0; i < b.rows; ++i) {
     const float* row = w.data<float>() + i * b.k;
@@ -72,6 +73,7 @@ ArgmaxBounds make_argmax_bounds(const HostTensor& weight, DType logits) {
     const double radius =
         std::sqrt(error2) + kappa * std::sqrt(norm2) + 2.0 * kSumError * std::sqrt(quant2);
     b.radius[static_cast<std::size_t>(i)] = round_up(radius * (1.0 + 1e-6));
+    b.quant_norm[static_cast<std::size_t>(i)] = round_up(std::sqrt(quant2) * (1.0 + 1e-6));
   }
   return b;
 }

@@ -15,6 +15,11 @@
 // - ||x|| * 2e-4 * ||s_i q_i||_2 bounds the int8 pass's own f32 sum and its scaling;
 // - slack covers the absolute part of rounding near zero (f16's subnormals are 2^-24 apart).
 // radius[i] is rounded up. The kernel multiplies ||x|| by (1 + 1e-4) for its own rounding.
+//
+// A pass that also quantizes x (symmetric int8, one scale s_x for the row: an exact int32 dot
+// product of q_i with q_x, then times s_i s_x) is off by at most ||s_i q_i||_2 * ||x - s_x q_x||_2
+// more (Cauchy-Schwarz again): quant_norm[i] = ||s_i q_i||_2, rounded up, and the kernel computes
+// ||x - s_x q_x|| from the row it quantized. Its two f32 products are within the 2e-4 term above.
 #pragma once
 
 #include <cstdint>
@@ -28,10 +33,11 @@ namespace eaq {
 struct ArgmaxBounds {
   std::int64_t rows = 0;
   std::int64_t k = 0;
-  std::vector<std::int8_t> q;  // [rows, k]: round(w / scale), symmetric per row
-  std::vector<float> scale;    // [rows]: max |w_i| / 127 (0 for a row of zeros)
-  std::vector<float> radius;   // [rows]: see above
-  float slack = 0.0f;          // the same for every row
+  std::vector<std::int8_t> q;     // [rows, k]: round(w / scale), symmetric per row
+  std::vector<float> scale;       // [rows]: max |w_i| / 127 (0 for a row of zeros)
+  std::vector<float> radius;      // [rows]: see above
+  std::vector<float> quant_norm;  // [rows]: ||s_i q_i||_2, rounded up
+  float slack = 0.0f;             // the same for every row
 };
 
 // The relative rounding allowance kappa_T for logits stored as `logits` (F16 or BF16).

@@ -4,9 +4,12 @@
 // step's bytes; the int8 copy is 39 MB. The reference is the full head (gemv.cu's LayerNorm row
 // kernel) followed by argmax_rows; the tests check that both pick the same token.
 //
-// scores: gemv.cu's LayerNorm row kernel on int8 rows (quantized_gemv.cu's int8-wo arithmetic):
-//   each warp normalizes x in its registers (block 0 stores it to ln_out), takes ||x||, and for
-//   each of its rows writes upper_i = A_i + bound_i; the block's largest A_i - bound_i goes to
+// scores: gemv.cu's LayerNorm row kernel on int8 rows: each warp normalizes x in its registers
+//   (block 0 stores it to ln_out), takes ||x||, quantizes x to int8 (quant_row.cuh) and takes
+//   ||x - s_x q_x||, and for each of its rows writes upper_i = A_i + bound_i, A_i from an int8 x
+//   int8 dot product (dp4a; EAQ_SCORES_INT8=0: int8 weights times f32 x, quantized_gemv.cu's
+//   int8-wo arithmetic, whose per-value conversions cost ~2.9 us of the kernel's ~14 on an H200:
+//   docs/results.md, the eighteenth session); the block's largest A_i - bound_i goes to
 //   one atomicMax. After a feed-forward block that left its sum pending (mlp_pending.cu), x is
 //   x + that sum (pending_residual.cuh).
 // select: every warp reads ln_out, compares 32 rows' upper ends at a time with that maximum and
@@ -73,27 +76,36 @@ constexpr int kScoresAhead = 4;
 // that load: only about one row was in flight a warp, and the 39 MB streamed at ~2 TB/s against
 // the f16 head's ~2.8 (kernel trace, docs/results.md). EAQ_SCORES_ROTATE=0 keeps the shifting
 // form, to measure what this buys.
-template <class T, bool kRotate>
-__global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(BoundedArgmaxArgs a) {
+// kInt8Dot: x quantized, dp4a (see the top of the file). At most 128 registers: four blocks a
+// multiprocessor, as many rows in flight as that allows.
+template <class T, bool kRotate, bool kInt8Dot>
+__global__ void __launch_bounds__(kGemvThreads, 4)
+    bounded_argmax_scores_kernel(BoundedArgmaxArgs a) {
+  static_assert(kRotate || !kInt8Dot, "the int8 x int8 form has the rotating loop only");
   constexpr int kAhead = kScoresAhead;
   const int lane = threadIdx.x % 32;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   const int vectors = static_cast<int>(a.k / kPerVec);
-  // A row's int8 pieces, and its (scale, radius) in lane 0, load together ahead of use.
-  const auto load_row = [&](std::int64_t f, uint2(&w)[kVecs], float2& sr) {
+  // A row's int8 pieces, and its (scale, radius) and quant_norm in lane 0, load together ahead of
+  // use.
+  const auto load_row = [&](std::int64_t f, uint2(&w)[kVecs], float2& sr, float& qn) {
     const auto* w_row = reinterpret_cast<const uint2*>(a.q + f * a.k);
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u < vectors) w[u] = load_weight(w_row + lane + 32 * u);
     }
-    if (lane == 0) sr = a.scale_radius[f];
+    if (lane == 0) {
+      sr = a.scale_radius[f];
+      if constexpr (kInt8Dot) qn = a.quant_norm[f];
+    }
   };
   uint2 wv[kAhead][kVecs];
   float2 sr[kAhead] = {};
+  float qn[kAhead] = {};
 #pragma unroll
   for (int r = 0; r < kAhead; ++r) {
-    if (feature + r * stride < a.n) load_row(feature + r * stride, wv[r], sr[r]);
+    if (feature + r * stride < a.n) load_row(feature + r * stride, wv[r], sr[r], qn[r]);
   }
   float gv[kVecs][kPerVec], bv[kVecs][kPerVec];
   load_layer_norm_params<kVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
@@ -117,22 +129,44 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(Bou
   const float norm = sqrtf(warp_sum(squares)) * (1.0f + 1e-4f);
   bool all_rows = !(norm <= 3.0e38f);  // NaN or infinity in x
   float lower_max = -INFINITY;
-  const int no_q[2] = {0, 0};
-  const auto dot = [&](const uint2(&w)[kVecs]) {
-    float acc = 0.0f;
+  // kInt8Dot: x as int8 (scale x_scale), and ||x - x_scale q_x|| widened for its f32 rounding
+  // (argmax_bounds.hpp); the f32 form's pass takes x as it is.
+  int xq[kVecs][2] = {};
+  float x_scale = 1.0f, x_residual = 0.0f;
+  if constexpr (kInt8Dot) {
+    x_scale = warp_quantize_row<WeightKind::Int8, kVecs>(xv, xq, vectors, 0.0f, 0.0f);
+    float residual_squares = 0.0f;
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
-      dot_piece<WeightKind::Int8WeightOnly>(acc, w[u], xv[u], no_q);
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) {
+        const int q = static_cast<signed char>((xq[u][e / 4] >> (8 * (e % 4))) & 0xFF);
+        const float d = xv[u][e] - x_scale * static_cast<float>(q);
+        residual_squares = fmaf(d, d, residual_squares);
+      }
+    }
+    x_residual = sqrtf(warp_sum(residual_squares)) * (1.0f + 1e-4f) + 3e-7f * norm;
+  }
+  using Acc = QuantAcc<kInt8Dot ? WeightKind::Int8 : WeightKind::Int8WeightOnly>;
+  const auto dot = [&](const uint2(&w)[kVecs]) {
+    Acc acc = 0;
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+      if (lane + 32 * u >= vectors) break;
+      dot_piece<kInt8Dot ? WeightKind::Int8 : WeightKind::Int8WeightOnly>(acc, w[u], xv[u], xq[u]);
     }
     return acc;
   };
   // Row f's upper end, and the warp's largest lower end so far (lane 0).
-  const auto finish = [&](std::int64_t f, float acc, float2 row_sr) {
-    const float total = warp_sum(acc);
+  const auto finish = [&](std::int64_t f, Acc acc, float2 row_sr, float row_qn) {
+    const float total =
+        warp_dot_total < kInt8Dot ? WeightKind::Int8 : WeightKind::Int8WeightOnly > (acc);
     if (lane == 0) {
-      const float approx = total * row_sr.x;
-      const float bound = fmaf(norm, row_sr.y, a.slack);
+      // kInt8Dot: |total| <= k 127^2 < 2^24, exact as f32.
+      const float approx = kInt8Dot ? total * row_sr.x * x_scale : total * row_sr.x;
+      const float bound = kInt8Dot ? fmaf(row_qn, x_residual, fmaf(norm, row_sr.y, a.slack))
+                                   : fmaf(norm, row_sr.y, a.slack);
       // Room for the f32 rounding of approx +- bound and of their comparison.
       const float margin = bound + (fabsf(approx) + bound) * 2.5e-7f;
       const float upper = approx + margin;
@@ -147,16 +181,17 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(Bou
       for (int r = 0; r < kAhead; ++r) {
         const std::int64_t f = feature + r * stride;
         if (f >= a.n) break;
-        const float acc = dot(wv[r]);
+        const Acc acc = dot(wv[r]);
         const float2 row_sr = sr[r];
+        const float row_qn = qn[r];
         const std::int64_t later = f + kAhead * stride;
-        if (later < a.n) load_row(later, wv[r], sr[r]);  // before the reduction: in flight longer
-        finish(f, acc, row_sr);
+        if (later < a.n) load_row(later, wv[r], sr[r], qn[r]);  // before the reduction: in flight
+        finish(f, acc, row_sr, row_qn);
       }
     }
   } else {
     for (; feature < a.n; feature += stride) {
-      const float acc = dot(wv[0]);
+      const Acc acc = dot(wv[0]);
       const float2 row_sr = sr[0];
 #pragma unroll
       for (int r = 0; r + 1 < kAhead; ++r) {
@@ -165,8 +200,8 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_scores_kernel(Bou
         sr[r] = sr[r + 1];
       }
       const std::int64_t later = feature + kAhead * stride;
-      if (later < a.n) load_row(later, wv[kAhead - 1], sr[kAhead - 1]);
-      finish(feature, acc, row_sr);
+      if (later < a.n) load_row(later, wv[kAhead - 1], sr[kAhead - 1], qn[kAhead - 1]);
+      finish(feature, acc, row_sr, 0.0f);
     }
   }
   // One atomic per block: the block's largest lower end.
@@ -257,9 +292,12 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(Bou
 
 template <class T>
 void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
-  const bool rotate = !env_is("EAQ_SCORES_ROTATE", "0");  // read at every launch (tests flip it)
-  const auto scores =
-      rotate ? bounded_argmax_scores_kernel<T, true> : bounded_argmax_scores_kernel<T, false>;
+  // Read at every launch (tests flip them).
+  const bool rotate = !env_is("EAQ_SCORES_ROTATE", "0");
+  const bool int8_dot = rotate && !env_is("EAQ_SCORES_INT8", "0") && a.quant_norm != nullptr;
+  const auto scores = int8_dot ? bounded_argmax_scores_kernel<T, true, true>
+                      : rotate ? bounded_argmax_scores_kernel<T, true, false>
+                               : bounded_argmax_scores_kernel<T, false, false>;
   launch_dependent(
       scores,
       dim3(gemv_grid(reinterpret_cast<const void*>(scores), 0, a.n, row_features_per_warp(a.n))),

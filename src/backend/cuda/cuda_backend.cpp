@@ -146,8 +146,8 @@ class CudaLinear final : public LinearWeights {
   ~CudaLinear() override {
     for (DeviceTensor* t : {&weight, &bias, &padded_y}) allocator_.release(t->data);
     if (argmax_head) {
-      for (DeviceTensor* t : {&argmax_head->q, &argmax_head->scale_radius, &argmax_head->upper,
-                              &argmax_head->state}) {
+      for (DeviceTensor* t : {&argmax_head->q, &argmax_head->scale_radius, &argmax_head->quant_norm,
+                              &argmax_head->upper, &argmax_head->state}) {
         allocator_.release(t->data);
       }
     }
@@ -171,7 +171,7 @@ class CudaLinear final : public LinearWeights {
   // call outside graph capture: the int8 copy, (scale, radius) per row, the upper ends and the
   // kernels' state.
   struct ArgmaxHead {
-    DeviceTensor q, scale_radius, upper, state;
+    DeviceTensor q, scale_radius, quant_norm, upper, state;
     float slack = 0.0f;
   };
   mutable std::unique_ptr<ArgmaxHead> argmax_head;
@@ -537,6 +537,7 @@ class CudaBackend final : public Backend {
       scale_radius.mutable_data<float>()[2 * i + 1] = bounds.radius[static_cast<std::size_t>(i)];
     }
     head->q = upload(q, DType::I8);
+    head->quant_norm = upload(HostTensor::from_f32({bounds.rows}, bounds.quant_norm), DType::F32);
     head->scale_radius = upload(scale_radius, DType::F32);
     head->upper = allocate(DType::F32, {bounds.rows});
     head->state =
@@ -658,6 +659,7 @@ class CudaBackend final : public Backend {
     if (head == nullptr) return false;
     a.q = static_cast<const signed char*>(head->q.data);
     a.scale_radius = static_cast<const float2*>(head->scale_radius.data);
+    a.quant_norm = static_cast<const float*>(head->quant_norm.data);
     a.slack = head->slack;
     a.upper = static_cast<float*>(head->upper.data);
     a.state = head->state.data;

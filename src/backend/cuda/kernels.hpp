@@ -204,6 +204,7 @@ struct BoundedArgmaxArgs {
   const void* w = nullptr;
   const signed char* q = nullptr;
   const float2* scale_radius = nullptr;
+  const float* quant_norm = nullptr;  // [n]; null: the int8 x f32 pass only
   float slack = 0.0f;
   float* upper = nullptr;
   void* state = nullptr;
