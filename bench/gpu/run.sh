@@ -282,6 +282,12 @@ stage_attnpending_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 
+stage_scoresint8_gpt2() {
+  note "GPT-2 124M shape: the bounded head's scores kernel with x in f32, then quantized to int8 (dp4a; the default)"
+  gpt2_ab EAQ_SCORES_INT8 scoresint8-gpt2 "scores as int8 x int8" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
+}
+
 stage_blockquant_gpt2() {
   note "GPT-2 124M shape: the 8-bit precisions' batch-1 MLP projection loading (and quantizing) x in every warp, then staged once per block"
   gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "the wide row staged once per block" --new-tokens 256 \
@@ -425,6 +431,7 @@ for stage in "$@"; do
     earlylaunch-gpt2) stage_earlylaunch_gpt2 ;;
     splitrow-gpt2) stage_splitrow_gpt2 ;;
     attnpending-gpt2) stage_attnpending_gpt2 ;;
+    scoresint8-gpt2) stage_scoresint8_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;
