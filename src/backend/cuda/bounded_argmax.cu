@@ -148,20 +148,21 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
     }
     x_residual = sqrtf(warp_sum(residual_squares)) * (1.0f + 1e-4f) + 3e-7f * norm;
   }
-  using Acc = QuantAcc<kInt8Dot ? WeightKind::Int8 : WeightKind::Int8WeightOnly>;
+  // The pass's arithmetic: quant_row.cuh's int8 (x quantized) or int8-wo (x in f32).
+  constexpr WeightKind kPass = kInt8Dot ? WeightKind::Int8 : WeightKind::Int8WeightOnly;
+  using Acc = QuantAcc<kPass>;
   const auto dot = [&](const uint2(&w)[kVecs]) {
     Acc acc = 0;
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u >= vectors) break;
-      dot_piece<kInt8Dot ? WeightKind::Int8 : WeightKind::Int8WeightOnly>(acc, w[u], xv[u], xq[u]);
+      dot_piece<kPass>(acc, w[u], xv[u], xq[u]);
     }
     return acc;
   };
   // Row f's upper end, and the warp's largest lower end so far (lane 0).
   const auto finish = [&](std::int64_t f, Acc acc, float2 row_sr, float row_qn) {
-    const float total =
-        warp_dot_total < kInt8Dot ? WeightKind::Int8 : WeightKind::Int8WeightOnly > (acc);
+    const float total = warp_dot_total<kPass>(acc);
     if (lane == 0) {
       // kInt8Dot: |total| <= k 127^2 < 2^24, exact as f32.
       const float approx = kInt8Dot ? total * row_sr.x * x_scale : total * row_sr.x;
