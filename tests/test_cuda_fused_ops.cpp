@@ -144,6 +144,39 @@ struct QkvAttentionResult {
   HostTensor out, cache;
 };
 
+// A decode step's attention as Gpt2Model asks for it at batch 1: q, k and v in one qkv row
+// [1, 3E], the cache [capacity, 2E] (K then V), this step's k and v appended at *slot, heads of
+// 64, the output into `out` [1, E].
+AttentionArgs decode_step_attention(DType act, std::int64_t e, std::int64_t capacity,
+                                    const DeviceTensor& qkv, const DeviceTensor& cache,
+                                    const DeviceTensor& out, const DeviceTensor& mask,
+                                    const DeviceTensor& slot) {
+  const std::size_t element = dtype_size(act);
+  char* q = static_cast<char*>(qkv.data);
+  AttentionArgs a;
+  a.q = q;
+  a.k = cache.data;
+  a.v = static_cast<char*>(cache.data) + e * element;
+  a.out = out.data;
+  a.q_batch_stride = a.q_row_stride = 3 * e;
+  a.kv_batch_stride = capacity * 2 * e;
+  a.kv_row_stride = 2 * e;
+  a.out_batch_stride = a.out_row_stride = e;
+  a.key_mask = static_cast<const std::int32_t*>(mask.data);
+  a.mask_batch_stride = capacity;
+  a.batch = 1;
+  a.q_len = 1;
+  a.kv_len = capacity;
+  a.heads = e / 64;
+  a.head_dim = 64;
+  a.scale = 0.125f;
+  a.append_k = q + e * element;
+  a.append_v = q + 2 * e * element;
+  a.append_batch_stride = 3 * e;
+  a.append_slot = static_cast<const std::int32_t*>(slot.data);
+  return a;
+}
+
 QkvAttentionResult run_qkv_attention(Backend& backend, const QkvAttentionCase& c,
                                      const HostTensor& w, const HostTensor& bias,
                                      const HostTensor& x, const HostTensor& gamma,
@@ -151,7 +184,6 @@ QkvAttentionResult run_qkv_attention(Backend& backend, const QkvAttentionCase& c
                                      const HostTensor& mask) {
   const DType act = backend.activation_dtype();
   const std::int64_t e = c.hidden;
-  const std::size_t element = dtype_size(act);
   LinearOptions options;
   options.name = "test.c_attn";
   const std::unique_ptr<LinearWeights> layer = backend.prepare_linear(w, &bias, options);
@@ -161,28 +193,7 @@ QkvAttentionResult run_qkv_attention(Backend& backend, const QkvAttentionCase& c
   DeviceTensor slot = backend.upload(HostTensor::from_i32({1}, {c.slot}), DType::I32);
   DeviceTensor normed = backend.allocate(act, {1, e}), qkv = backend.allocate(act, {1, 3 * e});
   DeviceTensor out = backend.allocate(act, {1, e});
-  char* q = static_cast<char*>(qkv.data);
-  AttentionArgs a;
-  a.q = q;
-  a.k = dcache.data;
-  a.v = static_cast<char*>(dcache.data) + e * element;
-  a.out = out.data;
-  a.q_batch_stride = a.q_row_stride = 3 * e;
-  a.kv_batch_stride = c.capacity * 2 * e;
-  a.kv_row_stride = 2 * e;
-  a.out_batch_stride = a.out_row_stride = e;
-  a.key_mask = static_cast<const std::int32_t*>(dmask.data);
-  a.mask_batch_stride = c.capacity;
-  a.batch = 1;
-  a.q_len = 1;
-  a.kv_len = c.capacity;
-  a.heads = e / 64;
-  a.head_dim = 64;
-  a.scale = 0.125f;
-  a.append_k = q + e * element;
-  a.append_v = q + 2 * e * element;
-  a.append_batch_stride = 3 * e;
-  a.append_slot = static_cast<const std::int32_t*>(slot.data);
+  const AttentionArgs a = decode_step_attention(act, e, c.capacity, qkv, dcache, out, dmask, slot);
   backend.layer_norm_linear_attention(dx, dgamma, dbeta, 1e-5f, normed, *layer, qkv, a);
   QkvAttentionResult r{backend.download(out), backend.download(dcache)};
 #ifdef EAQ_HAVE_CUDA
@@ -289,7 +300,6 @@ AttentionBlockResult run_attention_block(Backend& backend, const AttentionBlockC
                                          bool left_pending, unsigned seed) {
   const DType act = backend.activation_dtype();
   const std::int64_t e = c.hidden, inner = c.inner;
-  const std::size_t element = dtype_size(act);
   const auto weights = [&](std::int64_t out, std::int64_t in, unsigned s, const char* name) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(in));
     const HostTensor w = test::rounded_to(test::random_f32({out, in}, seed + s, scale), act);
@@ -323,28 +333,8 @@ AttentionBlockResult run_attention_block(Backend& backend, const AttentionBlockC
   DeviceTensor scratch = backend.allocate(act, {1, e}), ffn = backend.allocate(act, {1, inner});
   DeviceTensor pending =
       backend.upload(HostTensor::empty(DType::I64, Backend::pending_residual_shape(e)), DType::I64);
-  char* q = static_cast<char*>(qkv.data);
-  AttentionArgs a;
-  a.q = q;
-  a.k = dcache.data;
-  a.v = static_cast<char*>(dcache.data) + e * element;
-  a.out = context.data;
-  a.q_batch_stride = a.q_row_stride = 3 * e;
-  a.kv_batch_stride = c.capacity * 2 * e;
-  a.kv_row_stride = 2 * e;
-  a.out_batch_stride = a.out_row_stride = e;
-  a.key_mask = static_cast<const std::int32_t*>(dmask.data);
-  a.mask_batch_stride = c.capacity;
-  a.batch = 1;
-  a.q_len = 1;
-  a.kv_len = c.capacity;
-  a.heads = e / 64;
-  a.head_dim = 64;
-  a.scale = 0.125f;
-  a.append_k = q + e * element;
-  a.append_v = q + 2 * e * element;
-  a.append_batch_stride = 3 * e;
-  a.append_slot = static_cast<const std::int32_t*>(slot.data);
+  const AttentionArgs a =
+      decode_step_attention(act, e, c.capacity, qkv, dcache, context, dmask, slot);
   const float eps = 1e-5f;
 #ifdef EAQ_HAVE_CUDA
   if (left_pending && backend.is_cuda()) {
