@@ -345,6 +345,26 @@ struct LongPrompt {
   }
 };
 
+// Teacher-forced steps on one of two prompts: row `row` of RandomCase (padded, a cache of 48) or
+// the 700-token prompt (a cache of 720), fed row `row` of RandomCase's steps.
+struct ForcedSteps {
+  std::filesystem::path dir;
+  HostTensor ids, mask, feed;
+  std::int64_t capacity = 0;
+};
+
+ForcedSteps forced_steps(const RandomCase& c, const LongPrompt& long_case, bool long_prompt,
+                         std::int64_t row) {
+  if (long_prompt) {
+    return {long_case.dir.path(), long_case.ids, long_case.mask, row_of(c.steps, row), 720};
+  }
+  return {c.dir.path(), row_of(c.ids, row), row_of(c.mask, row), row_of(c.steps, row), 48};
+}
+
+StepLogits decode_logits(Backend& backend, const ForcedSteps& f) {
+  return decode_logits(backend, f.dir, f.ids, f.mask, f.feed, f.capacity);
+}
+
 // Fused step vs the CPU reference and vs the same backend op by op, teacher-forced so both see
 // the same tokens: row 1 of RandomCase (13 padding positions, so the fused attention skips masked
 // keys), then a prompt long enough that the fused attention takes two passes over the cache.
@@ -404,12 +424,8 @@ TEST(CudaGpt2, QkvAttentionKernelStepMatchesTheCpuAndTheTwoKernels) {
   auto cpu = make_cpu_backend(Precision::Fp32);
   const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
   for (const bool long_prompt : {false, true}) {
-    const std::filesystem::path dir = long_prompt ? long_case.dir.path() : c.dir.path();
-    const HostTensor ids = long_prompt ? long_case.ids : row_of(c.ids, 2);
-    const HostTensor mask = long_prompt ? long_case.mask : row_of(c.mask, 2);
-    const HostTensor feed = row_of(c.steps, 2);
-    const std::int64_t capacity = long_prompt ? 720 : 48;
-    const StepLogits expected = decode_logits(*cpu, dir, ids, mask, feed, capacity);
+    const ForcedSteps forced = forced_steps(c, long_case, long_prompt, 2);
+    const StepLogits expected = decode_logits(*cpu, forced);
     // One kernel vs two: the same q, k and v bits; the attention sums in another order.
     const std::map<Precision, double> tolerance = {{Precision::Fp16, 1e-2},
                                                    {Precision::Bf16, 5e-2},
@@ -418,10 +434,10 @@ TEST(CudaGpt2, QkvAttentionKernelStepMatchesTheCpuAndTheTwoKernels) {
                                                    {Precision::Fp8, 5e-2}};
     for (const auto& [precision, allowed] : tolerance) {
       EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
-      const StepLogits one = decode_logits(*gpu, dir, ids, mask, feed, capacity);
+      const StepLogits one = decode_logits(*gpu, forced);
       const StepLogits two = [&] {
         const test::ScopedEnv two_kernels("EAQ_FUSED_QKV_ATTENTION", "0");
-        return decode_logits(*gpu, dir, ids, mask, feed, capacity);
+        return decode_logits(*gpu, forced);
       }();
       const double vs_cpu = test::max_relative_error(one.logits, expected.logits);
       const double vs_two = test::max_relative_error(one.logits, two.logits);
@@ -567,12 +583,9 @@ TEST(CudaGpt2, PendingAttentionStepMatchesTheCpuAndTheProjectionKernel) {
   auto cpu = make_cpu_backend(Precision::Fp32);
   const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
   for (const bool long_prompt : {false, true}) {
-    const std::filesystem::path dir = long_prompt ? long_case.dir.path() : c.dir.path();
-    const HostTensor ids = long_prompt ? long_case.ids : row_of(c.ids, 1);
-    const HostTensor mask = long_prompt ? long_case.mask : row_of(c.mask, 1);
-    const HostTensor feed = row_of(c.steps, 1);
-    const std::int64_t capacity = long_prompt ? 720 : 48, steps = feed.dim(1);
-    const StepLogits expected = decode_logits(*cpu, dir, ids, mask, feed, capacity);
+    const ForcedSteps forced = forced_steps(c, long_case, long_prompt, 1);
+    const std::int64_t steps = forced.feed.dim(1);
+    const StepLogits expected = decode_logits(*cpu, forced);
     EXPECT_EQ(expected.pending_attention_steps, 0);  // the CPU never leaves a sum pending
     // The sum is rounded once instead of twice (the projection's output, then the residual).
     const std::map<Precision, double> tolerance = {{Precision::Fp16, 1e-2},
@@ -582,12 +595,12 @@ TEST(CudaGpt2, PendingAttentionStepMatchesTheCpuAndTheProjectionKernel) {
       const std::string name(precision_name(precision));
       const auto folded = [&] {
         const test::ScopedEnv on("EAQ_ATTENTION_PENDING", "1");
-        return decode_logits(*gpu, dir, ids, mask, feed, capacity);
+        return decode_logits(*gpu, forced);
       };
       const StepLogits one = folded(), again = folded();
       const StepLogits own_kernel = [&] {
         const test::ScopedEnv by_default("EAQ_ATTENTION_PENDING", nullptr);
-        return decode_logits(*gpu, dir, ids, mask, feed, capacity);
+        return decode_logits(*gpu, forced);
       }();
       const double vs_cpu = test::max_relative_error(one.logits, expected.logits);
       const double vs_own = test::max_relative_error(one.logits, own_kernel.logits);
@@ -603,7 +616,7 @@ TEST(CudaGpt2, PendingAttentionStepMatchesTheCpuAndTheProjectionKernel) {
     }
     EAQ_CUDA_BACKEND_OR_SKIP(fp32, Precision::Fp32);
     const test::ScopedEnv on("EAQ_ATTENTION_PENDING", "1");
-    EXPECT_EQ(decode_logits(*fp32, dir, ids, mask, feed, capacity).pending_attention_steps, 0);
+    EXPECT_EQ(decode_logits(*fp32, forced).pending_attention_steps, 0);
   }
 }
 

@@ -593,6 +593,20 @@ class CudaBackend final : public Backend {
     return g;
   }
 
+  // gemv_args with a LayerNorm of x (gamma, beta, eps) before the product, stored into `out`.
+  cuda::GemvArgs layer_norm_gemv_args(const DeviceTensor& x, const CudaLinear& w,
+                                      const DeviceTensor& gamma, const DeviceTensor& beta,
+                                      float eps, DeviceTensor& out, Activation activation,
+                                      DeviceTensor& y) const {
+    cuda::GemvArgs g = gemv_args(x, w, y);
+    g.activation = activation;
+    g.ln_gamma = static_cast<const float*>(gamma.data);
+    g.ln_beta = static_cast<const float*>(beta.data);
+    g.ln_eps = eps;
+    g.ln_out = out.data;
+    return g;
+  }
+
   bool capturing() const {
     cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
     EAQ_CUDA_CHECK(cudaStreamIsCapturing(stream_, &status));
@@ -617,13 +631,8 @@ class CudaBackend final : public Backend {
                            x.numel() / w->in_features, w->out_features, w->in_features,
                            activation_name(activation));
       });
-      cuda::GemvArgs g = gemv_args(x, *w, y);
-      g.activation = activation;
-      g.ln_gamma = static_cast<const float*>(gamma.data);
-      g.ln_beta = static_cast<const float*>(beta.data);
-      g.ln_eps = eps;
+      cuda::GemvArgs g = layer_norm_gemv_args(x, *w, gamma, beta, eps, out, activation, y);
       g.ln_residual = residual ? residual->data : nullptr;
-      g.ln_out = out.data;
       cuda::launch_gemv(x.dtype, g, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
       return;
@@ -826,12 +835,7 @@ class CudaBackend final : public Backend {
     const CudaLinear* w = gemv_layer(x, weights);
     const bool separate = out.data != x.data && y.data != x.data && y.data != out.data;
     if (w != nullptr && separate && x.dtype == traits_.activation) {
-      cuda::GemvArgs g = gemv_args(x, *w, y);
-      g.activation = activation;
-      g.ln_gamma = static_cast<const float*>(gamma.data);
-      g.ln_beta = static_cast<const float*>(beta.data);
-      g.ln_eps = eps;
-      g.ln_out = out.data;
+      cuda::GemvArgs g = layer_norm_gemv_args(x, *w, gamma, beta, eps, out, activation, y);
       g.ln_pending = i64(pending);
       g.ln_finished = finished.data;
       if (cuda::gemv_takes_pending(x.dtype, g)) {
