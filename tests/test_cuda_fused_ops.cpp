@@ -515,6 +515,127 @@ TEST(CudaFusedOps, StartDecodeStepMatchesTheThreeOps) {
   }
 }
 
+// A batch-1 decode step's first two ops, start_decode_step and layer 0's LayerNorm + QKV +
+// attention, as one call: CUDA runs them as one kernel (qkv_attention.cu starts the step itself)
+// unless EAQ_START_IN_ATTENTION=0. Against the GPU's two kernels, bit for bit (the embedding row,
+// the mask, the tokens, the cache and the attention output), and against the CPU's ops. The mask
+// does not mark the slot beforehand (the op must), and has holes; the slot at the start, inside,
+// at the end of the cache and past it; heads of 64 at hidden 768 and 256.
+TEST(CudaFusedOps, StartInAttentionMatchesTheStartKernelAndTheCpu) {
+  const QkvAttentionCase cases[] = {{768, 384, 200}, {768, 384, 0}, {256, 37, 36}, {256, 37, 37}};
+  for (Precision precision : {Precision::Fp16, Precision::Bf16}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    auto cpu = make_cpu_backend(Precision::Fp32);
+    const DType act = gpu->activation_dtype();
+    for (const QkvAttentionCase& c : cases) {
+      const std::int64_t e = c.hidden, vocab = 60, positions = 400;
+      const float w_scale = 1.0f / std::sqrt(static_cast<float>(e));
+      const HostTensor w = test::rounded_to(test::random_f32({3 * e, e}, 81, w_scale), act);
+      const HostTensor bias = test::rounded_to(test::random_f32({3 * e}, 82, 0.5f), act);
+      const HostTensor word = test::rounded_to(test::random_f32({vocab, e}, 83, 1.5f), act);
+      const HostTensor position = test::rounded_to(test::random_f32({positions, e}, 84, 1.0f), act);
+      const HostTensor gamma = test::random_f32({e}, 85, 1.0f);
+      const HostTensor beta = test::random_f32({e}, 86, 0.2f);
+      const HostTensor cache =
+          test::rounded_to(test::random_f32({c.capacity, 2 * e}, 87, 2.0f), act);
+      std::vector<std::int32_t> m(static_cast<std::size_t>(c.capacity));
+      for (std::size_t j = 0; j < m.size(); ++j) m[j] = j % 7 == 3 ? 0 : 1;
+      if (c.slot < c.capacity) m[static_cast<std::size_t>(c.slot)] = 0;  // the op marks it
+      struct Result {
+        HostTensor out, cache, hidden, key_mask, tokens;
+      };
+      const auto run = [&](Backend& b, DType table_dtype) {
+        LinearOptions options;
+        options.name = "test.c_attn";
+        const std::unique_ptr<LinearWeights> layer = b.prepare_linear(w, &bias, options);
+        DeviceTensor ids = b.upload(HostTensor::from_i32({1}, {41}), DType::I32);
+        DeviceTensor counters = b.upload(HostTensor::from_i32({2}, {c.slot, 333}), DType::I32);
+        DeviceTensor key_mask = b.upload(HostTensor::from_i32({1, c.capacity}, m), DType::I32);
+        DeviceTensor tokens = b.upload(
+            HostTensor::from_i32({1, c.capacity}, std::vector<std::int32_t>(c.capacity, -1)),
+            DType::I32);
+        DeviceTensor word_table = b.upload(word, table_dtype);
+        DeviceTensor position_table = b.upload(position, table_dtype);
+        DeviceTensor hidden = b.allocate(table_dtype, {1, e});
+        DeviceTensor dcache = b.upload(cache, b.activation_dtype());
+        DeviceTensor dgamma = b.upload(gamma, DType::F32), dbeta = b.upload(beta, DType::F32);
+        const DType a_dtype = b.activation_dtype();
+        DeviceTensor normed = b.allocate(a_dtype, {1, e}), qkv = b.allocate(a_dtype, {1, 3 * e});
+        DeviceTensor out = b.allocate(a_dtype, {1, e});
+        const DeviceTensor slot = counters.rows(0, 1), position_ids = counters.rows(1, 1);
+        DecodeStart start;
+        start.ids = &ids;
+        start.slot = &slot;
+        start.key_mask = &key_mask;
+        start.tokens = &tokens;
+        start.word_table = &word_table;
+        start.positions = &position_ids;
+        start.position_table = &position_table;
+        start.hidden = &hidden;
+        const AttentionArgs a =
+            decode_step_attention(a_dtype, e, c.capacity, qkv, dcache, out, key_mask, slot);
+        b.start_decode_step_attention(start, dgamma, dbeta, 1e-5f, normed, *layer, qkv, a);
+        Result r{b.download(out).to_f32(), b.download(dcache).to_f32(), b.download(hidden).to_f32(),
+                 b.download(key_mask), b.download(tokens)};
+#ifdef EAQ_HAVE_CUDA
+        if (b.is_cuda()) {
+          // The shapes here are the kernel's: the test fails rather than pass on two kernels.
+          cuda::QkvAttentionArgs k;
+          k.x = k.x_out = hidden.data;
+          k.ln_gamma = static_cast<const float*>(dgamma.data);
+          k.ln_beta = static_cast<const float*>(dbeta.data);
+          k.w = hidden.data;  // the layer's own buffer is opaque here; any 16-byte aligned one
+          k.cache = dcache.data;
+          k.key_mask = k.start_key_mask = static_cast<std::int32_t*>(key_mask.data);
+          k.slot = a.append_slot;
+          k.hidden = e;
+          k.heads = a.heads;
+          k.capacity = c.capacity;
+          k.start_ids = static_cast<const std::int32_t*>(ids.data);
+          k.word_table = word_table.data;
+          k.positions = static_cast<const std::int32_t*>(position_ids.data);
+          k.position_table = position_table.data;
+          k.tokens = static_cast<std::int32_t*>(tokens.data);
+          EXPECT_TRUE(cuda::qkv_attention_eligible(a_dtype, k)) << "hidden " << e;
+        }
+#endif
+        for (DeviceTensor* t : {&ids, &counters, &key_mask, &tokens, &word_table, &position_table,
+                                &hidden, &dcache, &dgamma, &dbeta, &normed, &qkv, &out}) {
+          b.release(*t);
+        }
+        return r;
+      };
+      const Result want = run(*cpu, DType::F32);
+      const Result folded = run(*gpu, act);
+      const Result apart = [&] {
+        const test::ScopedEnv kernel_apart("EAQ_START_IN_ATTENTION", "0");
+        return run(*gpu, act);
+      }();
+      const std::string where = std::string(precision_name(precision)) + " hidden " +
+                                std::to_string(e) + " capacity " + std::to_string(c.capacity) +
+                                " slot " + std::to_string(c.slot);
+      EXPECT_EQ(max_abs_difference(folded.out, apart.out), 0.0) << where;
+      EXPECT_EQ(max_abs_difference(folded.cache, apart.cache), 0.0) << where;
+      EXPECT_EQ(max_abs_difference(folded.hidden, apart.hidden), 0.0) << where;
+      for (const Result* got : {&folded, &apart}) {
+        EXPECT_EQ(got->key_mask.to_i64(), want.key_mask.to_i64()) << where;
+        EXPECT_EQ(got->tokens.to_i64(), want.tokens.to_i64()) << where;
+      }
+      EXPECT_LE(test::max_relative_error(folded.hidden, want.hidden), tolerance_for(act)) << where;
+      EXPECT_LE(test::max_relative_error(folded.out, want.out), tolerance_for(act)) << where;
+      EXPECT_LE(test::max_relative_error(folded.cache, want.cache), tolerance_for(act)) << where;
+      // The CPU's ops marked the slot and wrote the token there, and nowhere else.
+      if (c.slot < c.capacity) {
+        EXPECT_EQ(want.key_mask.to_i64()[static_cast<std::size_t>(c.slot)], 1) << where;
+        EXPECT_EQ(want.tokens.to_i64()[static_cast<std::size_t>(c.slot)], 41) << where;
+      }
+      std::int64_t written = 0;
+      for (std::int64_t t : want.tokens.to_i64()) written += t != -1;
+      EXPECT_EQ(written, c.slot < c.capacity ? 1 : 0) << where;
+    }
+  }
+}
+
 // A vocabulary row split over blocks: the first of tied maxima wins across chunks, a maximum in
 // the last column, and a second call on other data (the arrival counters went back to zero).
 TEST(CudaFusedOps, SplitArgmaxOverAVocabularyMatchesTheCpu) {
