@@ -1,5 +1,4 @@
-// The bounded LM head (bounded_argmax.cu, each form of its scores kernel, the select in the scores
-// kernel's last block and as a kernel of its own) against the full head
+// The bounded LM head (bounded_argmax.cu, each form of its scores kernel) against the full head
 // (layer_norm_linear, then argmax_rows) on the GPU: the same token for random heads and rows, tied
 // and nearly tied rows, logits past f16's range and rows of NaN, and the same greedy tokens from a
 // GPT-2 model with and without it. The bound itself is checked on the host
@@ -48,11 +47,10 @@ class HeadCase {
 
   struct Picks {
     std::int64_t full = -1, bounded = -1;
-    std::int64_t shifting = -1;       // bounded, with the scores kernel's first (shifting) loop
-    std::int64_t f32_x = -1;          // bounded, with x in f32 (EAQ_SCORES_INT8=0), not int8
-    std::int64_t select_kernel = -1;  // bounded, the select as a kernel of its own
-    bool took = false;                // layer_norm_linear_argmax ran
-    bool same_normed = false;         // and stored the LayerNorm as layer_norm_linear does
+    std::int64_t shifting = -1;  // bounded, with the scores kernel's first (shifting) loop
+    std::int64_t f32_x = -1;     // bounded, with x in f32 (EAQ_SCORES_INT8=0), not int8
+    bool took = false;           // layer_norm_linear_argmax ran
+    bool same_normed = false;    // and stored the LayerNorm as layer_norm_linear does
   };
   Picks pick(const HostTensor& x) {
     const DType act = backend_.activation_dtype();
@@ -72,11 +70,6 @@ class HeadCase {
       p.bounded = backend_.download(ids).to_i64()[0];
       p.same_normed =
           test::max_relative_error(backend_.download(normed2), backend_.download(normed)) == 0.0;
-      {
-        const test::ScopedEnv two_kernels("EAQ_SELECT_IN_SCORES", "0");
-        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-        p.select_kernel = backend_.download(ids).to_i64()[0];
-      }
       {
         const test::ScopedEnv shifting_loop("EAQ_SCORES_ROTATE", "0");
         backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
@@ -102,7 +95,6 @@ void expect_same(const HeadCase::Picks& p, const std::string& what) {
   EXPECT_EQ(p.bounded, p.full) << what;
   EXPECT_EQ(p.shifting, p.full) << what << " (EAQ_SCORES_ROTATE=0)";
   EXPECT_EQ(p.f32_x, p.full) << what << " (EAQ_SCORES_INT8=0)";
-  EXPECT_EQ(p.select_kernel, p.full) << what << " (EAQ_SELECT_IN_SCORES=0)";
   EXPECT_TRUE(p.same_normed) << what;
 }
 

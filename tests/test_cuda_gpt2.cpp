@@ -691,41 +691,6 @@ TEST(CudaGpt2, EarlyLaunchGivesTheSameBits) {
   }
 }
 
-// --- the step's start inside the first layer's attention kernel (the default;
-// EAQ_START_IN_ATTENTION=0 keeps start_decode_step_kernel) ---------------------------------------
-
-// Folding the step's start into the first QKV + attention kernel moves where the embedding, the
-// mask's mark and the token are written, not what they are: the same logits bit for bit,
-// teacher-forced over a 700-token cache, in every precision whose step runs that kernel, and the
-// same greedy tokens, direct and in a captured graph. A first kernel that read the mask's mark
-// before another block wrote it, or a later kernel that read the embedding before it was stored,
-// would differ.
-TEST(CudaGpt2, StartInAttentionGivesTheSameBits) {
-  RandomCase c;  // for its prompt and tokens
-  const LongPrompt long_case(c.spec, 5, 4);
-  const HostTensor feed = row_of(c.steps, 0), prompt = row_of(c.ids, 0);
-  const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
-  for (Precision precision : {Precision::Fp16, Precision::Bf16, Precision::Int8,
-                              Precision::Int8WeightOnly, Precision::Fp8}) {
-    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
-    const std::string name(precision_name(precision));
-    const auto steps = [&](const char* folded) {
-      const test::ScopedEnv start("EAQ_START_IN_ATTENTION", folded);
-      return decode_logits(*gpu, long_case.dir.path(), long_case.ids, long_case.mask, feed, 720);
-    };
-    EXPECT_EQ(floats(steps("1").logits), floats(steps("0").logits)) << name;
-    auto model = Gpt2Model::load(long_case.dir.path(), *gpu);
-    const auto tokens = [&](const char* folded, bool graph) {
-      const test::ScopedEnv start("EAQ_START_IN_ATTENTION", folded);
-      return greedy_generate(*model, prompt, nullptr, 32, {graph}).to_i64();
-    };
-    const std::vector<std::int64_t> apart = tokens("0", false);
-    EXPECT_EQ(tokens("1", false), apart) << name;
-    EXPECT_EQ(tokens("1", true), apart) << name << " in a graph";
-    EXPECT_EQ(tokens("0", true), apart) << name << " in a graph, the start apart";
-  }
-}
-
 // finish_pending: x + the fixed-point sum (2^32 per unit) rounded to the activation dtype, and
 // NaN everywhere once a share could not be added (the count after the sums).
 TEST(CudaGpt2, FinishPendingAddsTheFixedPointSum) {

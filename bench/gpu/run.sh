@@ -288,31 +288,6 @@ stage_scoresint8_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 
-# The step's two ends: its start inside the first layer's QKV + attention kernel
-# (EAQ_START_IN_ATTENTION) and the head's select in its scores kernel (EAQ_SELECT_IN_SCORES): both
-# off, each alone, both on (the default), in one process each, EAQ_AB_ROUNDS times.
-stage_stepends_gpt2() {
-  note "GPT-2 124M shape: a batch-1 step's start and its head's select as kernels of their own, then folded into the kernel beside them"
-  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
-  rm -rf /tmp/stepends-gpt2
-  local round start select log
-  for round in $(seq 1 "${EAQ_AB_ROUNDS:-1}"); do
-    for pair in "0 0" "1 0" "0 1" "1 1"; do
-      set -- $pair
-      start=$1 select=$2
-      log="$OUT/stepends-gpt2-r$round-$start$select.log"
-      EAQ_START_IN_ATTENTION=$start EAQ_SELECT_IN_SCORES=$select "$BIN/eaq" measure \
-        --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 --new-tokens 256 \
-        --num_iters 100 --warmup_steps 20 --idle-seconds 1 --batch-size 1 --min-duration-s 2 \
-        --precision "${EAQ_GPT2_PRECISIONS:-fp16}" \
-        --results-dir "/tmp/stepends-gpt2/r$round/s$start-$select" > "$log" 2>&1 || status=1
-      echo "start in attention $start, select in scores $select (round $round):"
-      grep -A8 "^| precision" "$log" | head -10
-      grep -q "^| precision" "$log" || grep -E "decode_tokens_per_s|energy_per_inference_mj|dynamic_energy_per_inference_mj" "$log" | head -6
-    done
-  done
-}
-
 stage_blockquant_gpt2() {
   note "GPT-2 124M shape: the 8-bit precisions' batch-1 MLP projection loading (and quantizing) x in every warp, then staged once per block"
   gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "the wide row staged once per block" --new-tokens 256 \
@@ -457,7 +432,6 @@ for stage in "$@"; do
     splitrow-gpt2) stage_splitrow_gpt2 ;;
     attnpending-gpt2) stage_attnpending_gpt2 ;;
     scoresint8-gpt2) stage_scoresint8_gpt2 ;;
-    stepends-gpt2) stage_stepends_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

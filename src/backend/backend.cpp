@@ -59,14 +59,6 @@ void Backend::layer_norm_linear_attention(const DeviceTensor& x, const DeviceTen
   attention(args);
 }
 
-void Backend::start_decode_step_attention(const DecodeStart& start, const DeviceTensor& gamma,
-                                          const DeviceTensor& beta, float eps, DeviceTensor& normed,
-                                          const LinearWeights& weights, DeviceTensor& qkv,
-                                          const AttentionArgs& args) {
-  start_decode_step(start);
-  layer_norm_linear_attention(*start.hidden, gamma, beta, eps, normed, weights, qkv, args);
-}
-
 void Backend::layer_norm_mlp_pending(const DeviceTensor&, const DeviceTensor&, const DeviceTensor&,
                                      float, const LinearWeights&, Activation, const LinearWeights&,
                                      DeviceTensor&) {

@@ -318,13 +318,6 @@ class Backend {
                                            DeviceTensor& normed, const LinearWeights& weights,
                                            DeviceTensor& qkv, const AttentionArgs& args,
                                            const PendingResidual* pending = nullptr);
-  // A decode step's first two ops: start_decode_step(start), then layer_norm_linear_attention on
-  // the row it writes (*start.hidden). The default runs them one after the other; CUDA at batch 1
-  // runs one kernel, whose weights then load as the step begins.
-  virtual void start_decode_step_attention(const DecodeStart& start, const DeviceTensor& gamma,
-                                           const DeviceTensor& beta, float eps,
-                                           DeviceTensor& normed, const LinearWeights& weights,
-                                           DeviceTensor& qkv, const AttentionArgs& args);
   // A pre-LN feed-forward block with its residual, left pending (PendingResidual): afterwards the
   // block's output y = x + act(LayerNorm(x) W1^T + b1) W2^T + b2 (as layer_norm_linear, then
   // linear_residual with residual x, compute it, up to the rounding of the sum) is x + pending.

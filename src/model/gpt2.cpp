@@ -529,6 +529,7 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
   start.positions = &s.positions_;
   start.position_table = &wpe_;
   start.hidden = &s.hidden_;
+  backend_.start_decode_step(start);
   char* qkv = static_cast<char*>(s.qkv_.data);
   const auto attention_args = [&](std::size_t layer, const Layer& weights) {
     char* cache = static_cast<char*>(s.kv_[layer].data);
@@ -566,7 +567,6 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
                                          attention_args(layer, weights), pending);
   };
   if (can_leave_attention_pending(s)) {
-    backend_.start_decode_step(start);
     // run_blocks' ops, with each attention block's projection left pending: layer i's attention
     // op adds it into attention_pending_, c_fc's op finishes hidden + that sum into finished_ (the
     // MLP projection's residual), and the MLP projection's op zeroes the sum for layer i + 1.
@@ -586,17 +586,9 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
     return head(s, s.hidden_, greedy);
   }
   if (!can_leave_mlp_pending(s)) {
-    // The step's start and layer 0's attention op in one call (CUDA at batch 1: one kernel).
     Rows rows{s.hidden_, s.normed_, s.qkv_, s.context_, s.projected_, s.ffn_};
-    run_blocks(rows, [&](std::size_t layer, const Layer& weights) {
-      if (layer == 0) {
-        backend_.start_decode_step_attention(start, weights.ln_1_weight, weights.ln_1_bias,
-                                             config_.layer_norm_eps, s.normed_, *weights.c_attn,
-                                             s.qkv_, attention_args(layer, weights));
-      } else {
-        attend(layer, weights, nullptr);
-      }
-    });
+    run_blocks(rows,
+               [&](std::size_t layer, const Layer& weights) { attend(layer, weights, nullptr); });
     // next_ids was read by the embedding and the token write above; the head may overwrite it.
     return head(s, s.hidden_, greedy);
   }
@@ -605,7 +597,6 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
   // one, still being read), and layer i + 1's attention op (or the head) finishes. The attention
   // op writes the finished row into finished_, the attention projection's residual.
   ++s.pending_mlp_steps_;
-  backend_.start_decode_step(start);
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const Layer& layer = layers_[i];
     PendingResidual pending;

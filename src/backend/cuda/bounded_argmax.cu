@@ -16,11 +16,6 @@
 //   computes the f16 logit of each row that reaches it exactly as gemv.cu's row kernel does (same
 //   pieces, same order, same rounding); the last block to arrive picks the best of the blocks'
 //   bests, writes the token and zeroes the state for the next step.
-// By default the scores kernel's last block to finish does the select's work itself, and the
-//   select kernel is not launched (a kernel boundary less a step): every block also records the
-//   largest upper end of its rows, so the last one reads only the rows of the blocks that reach
-//   the maximum lower end, with the registers that still hold the normalized x
-//   (EAQ_SELECT_IN_SCORES=0 launches the select kernel).
 #include <cstdint>
 #include <type_traits>
 
@@ -49,9 +44,7 @@ struct State {
   unsigned all_rows;   // nonzero: the bounds cannot be trusted, every row is a candidate
   unsigned arrivals;   // select blocks done
   unsigned unused;
-  // Each select block's (value, index as bits); with the select in the scores kernel, each
-  // scores block's largest upper end (.x).
-  float2 best[kMaxSelectBlocks];
+  float2 best[kMaxSelectBlocks];  // each select block's (value, index as bits)
 };
 
 // Floats as unsigned integers in the same order (for atomicMax); 0 is below every number.
@@ -73,65 +66,6 @@ __device__ __forceinline__ float max_finite() {
   }
 }
 
-// Row `row`'s logit as gemv.cu's LayerNorm row kernel computes it (same pieces, same order, same
-// rounding), in every lane of the warp; xv holds the warp's normalized row (ln_out).
-template <class T>
-__device__ __forceinline__ float exact_logit(const BoundedArgmaxArgs& a, std::int64_t row,
-                                             const float (&xv)[kVecs][kPerVec], int vectors) {
-  const int lane = threadIdx.x % 32;
-  const auto* w_row = reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + row * a.k);
-  uint4 wv[kVecs];
-#pragma unroll
-  for (int u = 0; u < kVecs; ++u) {
-    if (lane + 32 * u < vectors) wv[u] = load_weight(w_row + lane + 32 * u);
-  }
-  float acc = 0.0f;
-#pragma unroll
-  for (int u = 0; u < kVecs; ++u) {
-    if (lane + 32 * u >= vectors) break;
-    const T* wt = reinterpret_cast<const T*>(&wv[u]);
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
-  }
-  return to_f32(from_f32<T>(warp_sum(acc) + 0.0f));  // same bits in every lane
-}
-
-// Lane l's row i (i >= n: none) is a candidate when its upper end reaches `threshold` (every row
-// with all_rows); the warp computes each candidate's exact logit and keeps the best in (value,
-// index).
-template <class T>
-__device__ __forceinline__ void keep_best_candidates(const BoundedArgmaxArgs& a, std::int64_t i,
-                                                     bool all_rows, float threshold,
-                                                     const float (&xv)[kVecs][kPerVec], int vectors,
-                                                     float& value, int& index) {
-  const bool candidate = i < a.n && (all_rows || !(__ldcg(a.upper + i) < threshold));
-  for (unsigned mask = __ballot_sync(0xffffffffu, candidate); mask != 0; mask &= mask - 1) {
-    const std::int64_t row = __shfl_sync(0xffffffffu, i, __ffs(static_cast<int>(mask)) - 1);
-    keep_better(value, index, exact_logit<T>(a, row, xv, vectors), static_cast<int>(row));
-  }
-}
-
-// The last block: the best of the blocks' (or its own) bests, the token, and the state zeroed for
-// the next step.
-__device__ __forceinline__ void finish_select(const BoundedArgmaxArgs& a, State* state, float value,
-                                              int index) {
-  block_keep_best(value, index);
-  if (threadIdx.x == 0) {
-    *a.out = index < a.n ? index : 0;  // no number at all: row 0, as argmax_rows
-    state->lower_key = 0;
-    state->all_rows = 0;
-    state->arrivals = 0;
-  }
-}
-
-// The threshold the scores kernel left: the largest lower end, or -infinity when every row is a
-// candidate.
-__device__ __forceinline__ float candidate_threshold(State* state, bool& all_rows) {
-  const unsigned key = __ldcg(&state->lower_key);
-  all_rows = key == 0 || __ldcg(&state->all_rows) != 0;
-  return all_rows ? -INFINITY : ordered_value(key);
-}
-
 // Rows of int8 a warp holds in registers ahead of use: four (where the f16 head's kernel holds
 // two), so that as many bytes are in flight as there.
 constexpr int kScoresAhead = 4;
@@ -144,10 +78,9 @@ constexpr int kScoresAhead = 4;
 // form, to measure what this buys.
 // kInt8Dot: x quantized, dp4a (see the top of the file). At most 128 registers: four blocks a
 // multiprocessor, as many rows in flight as that allows.
-// select_here: the last block to finish does the select kernel's work (see the top of the file).
 template <class T, bool kRotate, bool kInt8Dot>
 __global__ void __launch_bounds__(kGemvThreads, 4)
-    bounded_argmax_scores_kernel(BoundedArgmaxArgs a, bool select_here) {
+    bounded_argmax_scores_kernel(BoundedArgmaxArgs a) {
   static_assert(kRotate || !kInt8Dot, "the int8 x int8 form has the rotating loop only");
   constexpr int kAhead = kScoresAhead;
   const int lane = threadIdx.x % 32;
@@ -195,7 +128,7 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
   }
   const float norm = sqrtf(warp_sum(squares)) * (1.0f + 1e-4f);
   bool all_rows = !(norm <= 3.0e38f);  // NaN or infinity in x
-  float lower_max = -INFINITY, upper_max = -INFINITY;
+  float lower_max = -INFINITY;
   // kInt8Dot: x as int8 (scale x_scale), and ||x - x_scale q_x|| widened for its f32 rounding
   // (argmax_bounds.hpp); the f32 form's pass takes x as it is.
   int xq[kVecs][2] = {};
@@ -241,7 +174,6 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
       a.upper[f] = upper;
       all_rows = all_rows || !(upper < max_finite<T>());  // also NaN
       lower_max = fmaxf(lower_max, approx - margin);
-      upper_max = fmaxf(upper_max, upper);
     }
   };
   if constexpr (kRotate) {
@@ -274,77 +206,22 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
     }
   }
   // One atomic per block: the block's largest lower end.
-  __shared__ float block_lower[kGemvWarps], block_upper[kGemvWarps];
+  __shared__ float block_lower[kGemvWarps];
   __shared__ int block_all;
-  __shared__ bool last;
-  auto* state = static_cast<State*>(a.state);
   if (threadIdx.x == 0) block_all = 0;
-  // With the select here: what this thread stored (upper ends, ln_out) is visible before the
-  // block's arrival is counted.
-  if (select_here) __threadfence();
   __syncthreads();
   if (lane == 0) {
     block_lower[threadIdx.x / 32] = lower_max;
-    block_upper[threadIdx.x / 32] = upper_max;
     if (all_rows) block_all = 1;
   }
   __syncthreads();
   if (threadIdx.x == 0) {
-    float m = block_lower[0], u = block_upper[0];
-    for (int w = 1; w < kGemvWarps; ++w) {
-      m = fmaxf(m, block_lower[w]);
-      u = fmaxf(u, block_upper[w]);
-    }
+    float m = block_lower[0];
+    for (int w = 1; w < kGemvWarps; ++w) m = fmaxf(m, block_lower[w]);
+    auto* state = static_cast<State*>(a.state);
     if (block_all) atomicOr(&state->all_rows, 1u);
     if (m > -INFINITY) atomicMax(&state->lower_key, ordered_key(m));
-    if (select_here) {
-      state->best[blockIdx.x] = make_float2(u, 0.0f);  // the block's largest upper end
-      __threadfence();  // the block's atomics and upper end are visible before its arrival
-      last = atomicAdd(&state->arrivals, 1u) == gridDim.x - 1;
-    }
   }
-  if (!select_here) return;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-
-  // The select, in the last block: only blocks whose largest upper end reaches the threshold can
-  // hold a candidate. Warp w takes the rows warp w of those blocks scored (block b's warp w:
-  // rows b kGemvWarps + w + j stride), 32 at a time. The normalized x is read back from ln_out
-  // (in L2: block 0 stored it), not kept in registers through the loop above, where the int8
-  // form would spill.
-  __shared__ int candidate_blocks[kMaxSelectBlocks];
-  __shared__ int candidate_count;
-  if (threadIdx.x == 0) candidate_count = 0;
-  float normed[kVecs][kPerVec] = {};
-#pragma unroll
-  for (int u = 0; u < kVecs; ++u) {
-    if (lane + 32 * u >= vectors) break;
-    const uint4 raw = __ldcg(static_cast<const uint4*>(a.ln_out) + lane + 32 * u);
-    const T* t = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) normed[u][e] = to_f32(t[e]);
-  }
-  __syncthreads();
-  bool every_row = false;
-  const float threshold = candidate_threshold(state, every_row);
-  for (unsigned b = threadIdx.x; b < gridDim.x; b += blockDim.x) {
-    if (every_row || !(__ldcg(&state->best[b].x) < threshold)) {
-      candidate_blocks[atomicAdd(&candidate_count, 1)] = static_cast<int>(b);
-    }
-  }
-  __syncthreads();
-  float value = -INFINITY;
-  int index = static_cast<int>(a.n);  // loses every comparison until a real row is seen
-  const int warp = threadIdx.x / 32;
-  for (int c = 0; c < candidate_count; ++c) {
-    const std::int64_t first = static_cast<std::int64_t>(candidate_blocks[c]) * kGemvWarps + warp;
-    for (std::int64_t base = first; base < a.n; base += 32 * stride) {
-      keep_best_candidates<T>(a, base + lane * stride, every_row, threshold, normed, vectors, value,
-                              index);
-    }
-  }
-  finish_select(a, state, value, index);
 }
 
 template <class T>
@@ -358,15 +235,37 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(Bou
 
   float xv[kVecs][kPerVec];
   warp_load_row<T>(a.ln_out, nullptr, vectors, xv);
-  bool all_rows = false;
-  const float threshold = candidate_threshold(state, all_rows);
+  const unsigned key = __ldcg(&state->lower_key);
+  const bool all_rows = key == 0 || __ldcg(&state->all_rows) != 0;
+  const float threshold = all_rows ? -INFINITY : ordered_value(key);
 
   float value = -INFINITY;
   int index = static_cast<int>(a.n);  // loses every comparison until a real row is seen
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
   const std::int64_t warp = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   for (std::int64_t base = warp * 32; base < a.n; base += warps * 32) {
-    keep_best_candidates<T>(a, base + lane, all_rows, threshold, xv, vectors, value, index);
+    const std::int64_t i = base + lane;
+    const bool candidate = i < a.n && (all_rows || !(__ldcg(a.upper + i) < threshold));
+    for (unsigned mask = __ballot_sync(0xffffffffu, candidate); mask != 0; mask &= mask - 1) {
+      const std::int64_t row = base + __ffs(static_cast<int>(mask)) - 1;
+      // The logit as gemv.cu's LayerNorm row kernel computes it.
+      const auto* w_row = reinterpret_cast<const uint4*>(static_cast<const T*>(a.w) + row * a.k);
+      uint4 wv[kVecs];
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) {
+        if (lane + 32 * u < vectors) wv[u] = load_weight(w_row + lane + 32 * u);
+      }
+      float acc = 0.0f;
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) {
+        if (lane + 32 * u >= vectors) break;
+        const T* wt = reinterpret_cast<const T*>(&wv[u]);
+#pragma unroll
+        for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
+      }
+      const float logit = to_f32(from_f32<T>(warp_sum(acc) + 0.0f));  // same bits in every lane
+      keep_better(value, index, logit, static_cast<int>(row));
+    }
   }
   block_keep_best(value, index);
   if (threadIdx.x == 0) {
@@ -383,7 +282,13 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(Bou
     const float2 best = __ldcg(&state->best[b]);
     keep_better(value, index, best.x, __float_as_int(best.y));
   }
-  finish_select(a, state, value, index);
+  block_keep_best(value, index);
+  if (threadIdx.x == 0) {
+    *a.out = index < a.n ? index : 0;  // no number at all: row 0, as argmax_rows
+    state->lower_key = 0;
+    state->all_rows = 0;
+    state->arrivals = 0;
+  }
 }
 
 template <class T>
@@ -391,15 +296,13 @@ void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
   // Read at every launch (tests flip them).
   const bool rotate = !env_is("EAQ_SCORES_ROTATE", "0");
   const bool int8_dot = rotate && !env_is("EAQ_SCORES_INT8", "0") && a.quant_norm != nullptr;
-  const bool select_in_scores = !env_is("EAQ_SELECT_IN_SCORES", "0");
   const auto scores = int8_dot ? bounded_argmax_scores_kernel<T, true, true>
                       : rotate ? bounded_argmax_scores_kernel<T, true, false>
                                : bounded_argmax_scores_kernel<T, false, false>;
-  unsigned grid =
-      gemv_grid(reinterpret_cast<const void*>(scores), 0, a.n, row_features_per_warp(a.n));
-  if (select_in_scores && grid > kMaxSelectBlocks) grid = kMaxSelectBlocks;  // State::best
-  launch_dependent(scores, dim3(grid), dim3(kGemvThreads), 0, stream, a, select_in_scores);
-  if (select_in_scores) return;
+  launch_dependent(
+      scores,
+      dim3(gemv_grid(reinterpret_cast<const void*>(scores), 0, a.n, row_features_per_warp(a.n))),
+      dim3(kGemvThreads), 0, stream, a);
   const auto select = bounded_argmax_select_kernel<T>;
   const std::int64_t warps_needed = (a.n + 31) / 32;
   const std::int64_t fit = gemv_grid(reinterpret_cast<const void*>(select), 0, warps_needed);

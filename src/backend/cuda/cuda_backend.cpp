@@ -75,13 +75,6 @@ bool fused_qkv_attention_enabled() {
   return !cuda::env_is("EAQ_FUSED_QKV_ATTENTION", "0");
 }
 
-// EAQ_START_IN_ATTENTION=0 runs a batch-1 decode step's start (start_decode_step_kernel) as a
-// kernel of its own before the first layer's QKV + attention kernel, instead of inside it (to
-// measure what that buys). Read at every call, so tests compare both.
-bool start_in_attention_enabled() {
-  return !cuda::env_is("EAQ_START_IN_ATTENTION", "0");
-}
-
 // EAQ_MLP_PENDING=1 runs a batch-1 decode step's feed-forward block as one kernel that leaves
 // its residual sum pending (mlp_pending.cu) instead of its two GEMV kernels. Off by default: on an
 // H200 it made the step slower (4,094 against 4,653 fp16 tokens/s; docs/results.md, the
@@ -781,42 +774,6 @@ class CudaBackend final : public Backend {
     }
     Backend::layer_norm_linear_attention(*pending->finished, gamma, beta, eps, normed, weights, qkv,
                                          args);
-  }
-
-  void start_decode_step_attention(const DecodeStart& start, const DeviceTensor& gamma,
-                                   const DeviceTensor& beta, float eps, DeviceTensor& normed,
-                                   const LinearWeights& weights, DeviceTensor& qkv,
-                                   const AttentionArgs& args) override {
-    const DType act = traits_.activation;
-    const DeviceTensor& x = *start.hidden;
-    cuda::QkvAttentionArgs fused;
-    const bool fits = start_in_attention_enabled() && step_start_kernel_enabled() &&
-                      fused_qkv_attention_enabled() && start.ids->numel() == 1 &&
-                      start.positions != nullptr && start.position_table != nullptr &&
-                      start.word_table->dtype == act && start.position_table->dtype == act &&
-                      start.word_table->dim(1) == x.numel() &&
-                      start.position_table->dim(1) == x.numel() &&
-                      start.key_mask->data == args.key_mask && start.slot->data == args.append_slot;
-    if (fits) {
-      fused.start_ids = i32(*start.ids);
-      fused.word_table = start.word_table->data;
-      fused.positions = i32(*start.positions);
-      fused.position_table = start.position_table->data;
-      fused.start_key_mask = i32(*start.key_mask);
-      fused.tokens = i32(*start.tokens);
-      fused.x_out = x.data;
-    }
-    if (!fits || !qkv_attention_args(x, gamma, beta, eps, weights, qkv, args, fused)) {
-      Backend::start_decode_step_attention(start, gamma, beta, eps, normed, weights, qkv, args);
-      return;
-    }
-    fused.early_dependents =
-        fused.weights == cuda::WeightKind::Float && cuda::early_dependent_launch();
-    ProfileScope scope(profiler_, stream_, [&] {
-      return fmt::format("start_decode_step+layer_norm+qkv gemv+attention q1 kv{}", args.kv_len);
-    });
-    cuda::launch_qkv_attention(act, fused, stream_);
-    EAQ_CUDA_CHECK_LAUNCH();
   }
 
   bool can_leave_attention_pending(const DeviceTensor& x, const LinearWeights& qkv,

@@ -33,11 +33,9 @@ __device__ __forceinline__ void allow_dependent_launch() {
 // order) or, with `early`, before it: then the next kernel may start while this one still waits,
 // so it has two kernels' runs to load its weights in, not one. Early is safe only where what the
 // next kernel reads before its own wait was written before this one's predecessor started; in a
-// decode step that holds because the step's first kernel anchors the chain:
-// start_decode_step_kernel allows its successor only after its wait, and qkv_attention.cu when it
-// starts the step itself is launched without dependent launch (so the slot, key mask and older
-// cache rows that qkv_attention.cu and attention.cu read early are final by then), and every other
-// read before a wait is of weights.
+// decode step that holds because start_decode_step_kernel, the step's first, always allows its
+// successor after its wait (the slot, key mask and older cache rows that qkv_attention.cu and
+// attention.cu read early are final by then), and every other read before a wait is of weights.
 __device__ __forceinline__ void wait_then_allow_dependents(bool early) {
   if (early) allow_dependent_launch();
   wait_for_previous_kernel();
@@ -45,12 +43,12 @@ __device__ __forceinline__ void wait_then_allow_dependents(bool early) {
 }
 
 // kernel<<<grid, block, shared, stream>>>(args...) in thread-block clusters of `cluster_x` blocks
-// along x (Hopper; 0: no clusters), allowed to overlap the previous kernel when `dependent` and
-// the device supports it; else it starts once every kernel before it has finished (its
-// wait_for_previous_kernel returns at once).
+// along x (Hopper; 0: no clusters), allowed to overlap the previous kernel when the device
+// supports it.
 template <class... KernelArgs, class... Args>
-void launch_clusters(bool dependent, void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
-                     unsigned cluster_x, std::size_t shared, cudaStream_t stream, Args&&... args) {
+void launch_dependent_clusters(void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
+                               unsigned cluster_x, std::size_t shared, cudaStream_t stream,
+                               Args&&... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
@@ -65,7 +63,7 @@ void launch_clusters(bool dependent, void (*kernel)(KernelArgs...), dim3 grid, d
     attributes[count].val.clusterDim.z = 1;
     ++count;
   }
-  if (dependent && dependent_launch_supported()) {
+  if (dependent_launch_supported()) {
     attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attributes[count].val.programmaticStreamSerializationAllowed = 1;
     ++count;
@@ -73,15 +71,6 @@ void launch_clusters(bool dependent, void (*kernel)(KernelArgs...), dim3 grid, d
   config.attrs = attributes;
   config.numAttrs = count;
   EAQ_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...));
-}
-
-// launch_clusters, dependent.
-template <class... KernelArgs, class... Args>
-void launch_dependent_clusters(void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
-                               unsigned cluster_x, std::size_t shared, cudaStream_t stream,
-                               Args&&... args) {
-  launch_clusters(true, kernel, grid, block, cluster_x, shared, stream,
-                  std::forward<Args>(args)...);
 }
 
 // The same without clusters.

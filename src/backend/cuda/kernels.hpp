@@ -182,18 +182,6 @@ struct QkvAttentionArgs {
   const void* proj_w = nullptr;
   const void* proj_bias = nullptr;
   long long* proj_pending = nullptr;
-  // The decode step's start folded in (layer 0 of a batch-1 step; `start_ids` null: none). x is
-  // not read: it is word_table[*start_ids] + position_table[*positions] rounded to T, as
-  // start_decode_step_kernel writes it, and x_out receives it. The kernel also marks the slot in
-  // start_key_mask (key_mask, writable) and writes the id into tokens at the slot. Launched
-  // without dependent launch: everything before it has finished, so the slot, mask and older
-  // cache rows it reads before its wait are final, and it anchors the early launches after it.
-  const std::int32_t* start_ids = nullptr;
-  const void* word_table = nullptr;
-  const std::int32_t* positions = nullptr;
-  const void* position_table = nullptr;
-  std::int32_t* start_key_mask = nullptr;
-  std::int32_t* tokens = nullptr;
   bool early_dependents = false;  // as GemvArgs::early_dependents
 };
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);

@@ -18,14 +18,6 @@
 // The quantized precisions' 8-bit weights (int8, fp8, int8-wo) run here too: each warp quantizes
 // its normalized x itself and computes its rows as quantized_gemv.cu's row kernel does.
 //
-// As a step's first kernel (QkvAttentionArgs::start_ids), it also does start_decode_step_kernel's
-// work: every warp sums x from the word and position rows itself, block g stores piece g of it
-// for the attention projection's residual, and one thread marks the slot in the key mask and
-// writes the token. The slot's own key is then visible by construction (not read back from the
-// mask, which another block writes). That saves the step's first kernel: the first layer's
-// weights load as the step starts, not behind a kernel that must run first
-// (EAQ_START_IN_ATTENTION=0 keeps the start kernel, cuda_backend.cpp).
-//
 // After a feed-forward block that left its sum pending (mlp_pending.cu, opt-in), x is x + that
 // sum: block g of the grid stores piece g of the finished row for the attention projection and
 // zeroes its piece of the other sum (pending_residual.cuh).
@@ -76,33 +68,6 @@ constexpr int kPreloadPasses = 3;  // cache rows a block loads before the wait: 
 constexpr int kProjRowsPerPass = kThreads / kTeam;
 constexpr int kMaxProjRows = kXVecs * 32 * kPerVec / kClusterBlocks;
 constexpr int kProjPasses = kMaxProjRows / kProjRowsPerPass;
-
-// x = word_table[id] + position_table[position] in warp_load_row's layout, each value rounded to T
-// as start_decode_step_kernel stores it.
-template <class T>
-__device__ __forceinline__ void warp_load_embedding(const QkvAttentionArgs& a, int vectors,
-                                                    float (&out)[kXVecs][kPerVec]) {
-  const int lane = threadIdx.x % 32;
-  const std::int64_t id = *a.start_ids, position = *a.positions;
-  const auto* w4 =
-      reinterpret_cast<const uint4*>(static_cast<const T*>(a.word_table) + id * a.hidden);
-  const auto* p4 =
-      reinterpret_cast<const uint4*>(static_cast<const T*>(a.position_table) + position * a.hidden);
-#pragma unroll
-  for (int u = 0; u < kXVecs; ++u) {
-    const int v = lane + 32 * u;
-    if (v >= vectors) break;
-    const uint4 wr = w4[v], pr = p4[v];
-    const T* wt = reinterpret_cast<const T*>(&wr);
-    const T* pt = reinterpret_cast<const T*>(&pr);
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) {
-      float sum = to_f32(wt[e]);
-      sum += to_f32(pt[e]);
-      out[u][e] = to_f32(from_f32<T>(sum));
-    }
-  }
-}
 
 template <class T>
 __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) {
@@ -204,22 +169,14 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   wait_then_allow_dependents(a.early_dependents);  // x comes from the kernel before
 
   // LayerNorm of x in every warp, as the GEMV row kernel does it (two passes, shuffles only).
-  const bool starts_step = a.start_ids != nullptr;
   float xv[kXVecs][kPerVec];
-  if (starts_step) {
-    warp_load_embedding<T>(a, vectors, xv);
-  } else if (a.pending != nullptr) {
+  if (a.pending != nullptr) {
     warp_load_row_pending<T>(a.x, a.pending, vectors, xv);
   } else {
     warp_load_row<T>(a.x, nullptr, vectors, xv);
   }
-  if (starts_step && h == 0 && rank == 0 && threadIdx.x == 0 && slot >= 0 && slot < a.capacity) {
-    a.start_key_mask[slot] = 1;
-    a.tokens[slot] = *a.start_ids;
-  }
   // The grid has one block per 16-byte piece of x (heads x 8 blocks, 8 values a piece): block g
-  // stores piece g of the finished x (or of the step's embedding), and zeroes its 8 sums of the
-  // MLP's pending residual.
+  // stores piece g of the finished x, and zeroes its 8 sums of the MLP's pending residual.
   const int g = static_cast<int>(h) * kClusterBlocks + rank;
   if (warp == 0 && lane == g % 32 && g < vectors) {
 #pragma unroll
@@ -308,11 +265,7 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
     bool visible = false;
     if (j < j1) {
       row_piece(j, 1, has_preloaded, preloaded, k_piece);
-      if (j == slot && starts_step) {
-        visible = true;  // this kernel marks the slot; another block may not have yet
-      } else {
-        visible = has_preloaded && j != slot ? preloaded_visible : a.key_mask[j] != 0;
-      }
+      visible = has_preloaded && j != slot ? preloaded_visible : a.key_mask[j] != 0;
     }
     float dot = 0.0f;
 #pragma unroll
@@ -434,11 +387,10 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
 template <class T, WeightKind kW, bool kFold>
 void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
   const int chunk = static_cast<int>((a.capacity + kClusterBlocks - 1) / kClusterBlocks);
-  // A step's first kernel starts after every kernel before it (QkvAttentionArgs::start_ids).
-  launch_clusters(a.start_ids == nullptr, qkv_attention_kernel<T, kW, kFold>,
-                  dim3(kClusterBlocks, static_cast<unsigned>(a.heads)), dim3(kThreads),
-                  kClusterBlocks, static_cast<std::size_t>(chunk) * sizeof(float), stream, a,
-                  chunk);
+  launch_dependent_clusters(qkv_attention_kernel<T, kW, kFold>,
+                            dim3(kClusterBlocks, static_cast<unsigned>(a.heads)), dim3(kThreads),
+                            kClusterBlocks, static_cast<std::size_t>(chunk) * sizeof(float), stream,
+                            a, chunk);
 }
 
 template <class T>
@@ -475,11 +427,6 @@ bool qkv_attention_eligible(DType act, const QkvAttentionArgs& a) {
          aligned16(a.cache) && aligned16(a.ln_gamma) && aligned16(a.ln_beta) &&
          aligned16(a.pending) && aligned16(a.x_out) && aligned16(a.pending_zero) &&
          (a.weights == WeightKind::Float || a.w_scales != nullptr) &&
-         (a.start_ids == nullptr ||
-          (a.word_table != nullptr && a.positions != nullptr && a.position_table != nullptr &&
-           a.start_key_mask != nullptr && a.tokens != nullptr && a.x_out != nullptr &&
-           a.pending == nullptr && a.proj_pending == nullptr && aligned16(a.word_table) &&
-           aligned16(a.position_table))) &&
          (a.proj_pending == nullptr ||
           (a.weights == WeightKind::Float && a.pending == nullptr && a.proj_w != nullptr &&
            aligned16(a.proj_w) && a.out != nullptr));
