@@ -255,6 +255,8 @@ class CudaBackend final : public Backend {
     if (decode_partials_) allocator_.release(decode_partials_);
     print_decode_timeline();
     if (timeline_) allocator_.release(timeline_);
+    print_qkv_timeline();
+    if (qkv_timeline_) allocator_.release(qkv_timeline_);
     allocator_.release(workspace_);
     cublasLtDestroy(lt_);
     cudaStreamDestroy(stream_);
@@ -754,6 +756,7 @@ class CudaBackend final : public Backend {
         return fmt::format("layer_norm+qkv gemv+attention q1 kv{}{}", args.kv_len,
                            pending && pending->in ? " (finishes a pending residual)" : "");
       });
+      fused.timeline = qkv_timeline();
       cuda::launch_qkv_attention(traits_.activation, fused, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
       return;
@@ -808,6 +811,7 @@ class CudaBackend final : public Backend {
         return fmt::format("layer_norm+qkv gemv+attention+projection (pending) q1 kv{}",
                            args.kv_len);
       });
+      fused.timeline = qkv_timeline();
       cuda::launch_qkv_attention(traits_.activation, fused, stream_);
       EAQ_CUDA_CHECK_LAUNCH();
       return;
@@ -1249,6 +1253,38 @@ class CudaBackend final : public Backend {
     return timeline_;
   }
 
+  // EAQ_QKV_TIMELINE=1: where the batch-1 QKV + attention kernel spends its time (head 0's block
+  // 0), printed at destruction.
+  unsigned long long* qkv_timeline() {
+    static const bool wanted = cuda::env_is("EAQ_QKV_TIMELINE", "1");
+    if (!wanted || (qkv_timeline_ == nullptr && capturing())) return qkv_timeline_;
+    if (qkv_timeline_ == nullptr) {
+      const std::size_t bytes = cuda::kQkvTimelineSlots * sizeof(unsigned long long);
+      qkv_timeline_ = static_cast<unsigned long long*>(allocator_.allocate(bytes));
+      EAQ_CUDA_CHECK(cudaMemsetAsync(qkv_timeline_, 0, bytes, stream_));
+    }
+    return qkv_timeline_;
+  }
+
+  void print_qkv_timeline() {
+    if (qkv_timeline_ == nullptr) return;
+    unsigned long long sums[cuda::kQkvTimelineSlots] = {};
+    if (cudaMemcpy(sums, qkv_timeline_, sizeof sums, cudaMemcpyDeviceToHost) != cudaSuccess) return;
+    const unsigned long long launches = sums[cuda::kQkvTimelineSlots - 1];
+    if (launches == 0) return;
+    int khz = 0;
+    cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device_);
+    std::fprintf(stderr,
+                 "\nEAQ_QKV_TIMELINE: QKV + attention kernel, head 0's block 0, mean per launch "
+                 "over %llu launches (us at the %d MHz maximum clock)\n",
+                 launches, khz / 1000);
+    for (int i = 0; i + 1 < cuda::kQkvTimelineSlots; ++i) {
+      const double cycles = static_cast<double>(sums[i]) / static_cast<double>(launches);
+      std::fprintf(stderr, "  %-32s %8.0f cycles %7.2f us\n", cuda::qkv_timeline_phase_name(i),
+                   cycles, khz > 0 ? cycles / khz * 1000.0 : 0.0);
+    }
+  }
+
   void print_decode_timeline() {
     if (timeline_ == nullptr) return;
     unsigned long long sums[cuda::kDecodeTimelineSlots] = {};
@@ -1323,6 +1359,7 @@ class CudaBackend final : public Backend {
   float* decode_partials_ = nullptr;
   std::int64_t decode_partial_floats_ = 0;
   unsigned long long* timeline_ = nullptr;
+  unsigned long long* qkv_timeline_ = nullptr;
   // The row the last layer_norm_linear_attention with a pending residual finished into: the
   // attention projection that takes it as its residual launches the next kernel early.
   const void* pending_finished_row_ = nullptr;

@@ -183,7 +183,13 @@ struct QkvAttentionArgs {
   const void* proj_bias = nullptr;
   long long* proj_pending = nullptr;
   bool early_dependents = false;  // as GemvArgs::early_dependents
+  // Optional (EAQ_QKV_TIMELINE=1): the clock cycles of each phase of head 0's block 0 (thread 0),
+  // summed over launches; kQkvTimelineSlots entries, the last counting launches (see
+  // qkv_timeline_phase_name).
+  unsigned long long* timeline = nullptr;
 };
+constexpr int kQkvTimelineSlots = 9;
+const char* qkv_timeline_phase_name(int slot);
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& args);
 void launch_qkv_attention(DType act, const QkvAttentionArgs& args, cudaStream_t stream);
 

@@ -100,6 +100,16 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   const std::int64_t h = blockIdx.y, hidden = a.hidden;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int vectors = static_cast<int>(hidden / kPerVec);
+  // EAQ_QKV_TIMELINE: the cycles since the previous mark into slot `slot` (head 0's block 0,
+  // thread 0: what it waited for at a block barrier counts in its phase).
+  const bool timed = a.timeline != nullptr && h == 0 && rank == 0 && threadIdx.x == 0;
+  long long last_mark = timed ? clock64() : 0;
+  const auto mark = [&](int slot) {
+    if (!timed) return;
+    const long long now = clock64();
+    atomicAdd(a.timeline + slot, static_cast<unsigned long long>(now - last_mark));
+    last_mark = now;
+  };
   // Every block must have started before any writes into its shared memory: arrive now, wait
   // just before the first remote write.
   cluster.barrier_arrive();
@@ -166,7 +176,9 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
       visible_pre[p] = a.key_mask[j] != 0;
     }
   }
+  mark(0);
   wait_then_allow_dependents(a.early_dependents);  // x comes from the kernel before
+  mark(1);
 
   // LayerNorm of x in every warp, as the GEMV row kernel does it (two passes, shuffles only).
   float xv[kXVecs][kPerVec];
@@ -198,6 +210,7 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   int xq[kXVecs][2];  // int8: the quantized row
   const float x_scale =
       warp_quantize_row<kW, kXVecs>(xv, xq, vectors, a.static_inverse, a.static_scale);
+  mark(2);
 
   // This warp's six rows; lane c < 8 sends each value to block c of the cluster. The block that
   // computes a row of k or v also stores it in the cache at the slot.
@@ -235,7 +248,9 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
       cache[slot * row_stride + (part - 1) * hidden + h * kHeadDim + t % kHeadDim] = rounded;
     }
   }
+  mark(3);
   cluster.sync();  // head[] is complete in every block
+  mark(4);
 
   // Attention over this block's cache rows, as attention.cu's decode kernel: a team of 8 threads
   // per key row, 16 rows per pass; the slot's key and value come from head[].
@@ -335,7 +350,9 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
     *cluster.map_shared_rank(&chunk_max[rank], threadIdx.x) = block_max;
     *cluster.map_shared_rank(&chunk_sum[rank], threadIdx.x) = block_sum;
   }
+  mark(5);
   cluster.sync();  // block 0 (kFold: every block) has every partial; the others may leave
+  mark(6);
   if (!kFold && rank != 0) return;
   if (threadIdx.x < kHeadDim) {
     float m = -INFINITY;
@@ -351,6 +368,8 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
     if (rank == 0) static_cast<T*>(a.out)[h * kHeadDim + threadIdx.x] = rounded;
     head_out[threadIdx.x] = to_f32(rounded);
   }
+  mark(7);
+  if (timed) atomicAdd(a.timeline + kQkvTimelineSlots - 1, 1ull);
   if constexpr (kFold) {
     // The block's rows of W_p times the head's output, as the projection's GEMV would read the
     // output (rounded to T); each row's share (with the bias in head 0's) into the pending sum.
@@ -416,6 +435,14 @@ void launch_kind(const QkvAttentionArgs& a, cudaStream_t stream) {
 }
 
 }  // namespace
+
+const char* qkv_timeline_phase_name(int slot) {
+  static const char* const names[kQkvTimelineSlots - 1] = {
+      "start -> wait (loads issued)",  "wait for the kernel before", "x + LayerNorm",
+      "QKV rows, sent to the cluster", "cluster barrier: q, k, v",   "attention, partial sent",
+      "cluster barrier: partials",     "merge + store (block 0)"};
+  return slot >= 0 && slot < kQkvTimelineSlots - 1 ? names[slot] : "?";
+}
 
 bool qkv_attention_eligible(DType act, const QkvAttentionArgs& a) {
   // Scores of one block's rows live in shared memory next to ~9 KB of static arrays.
