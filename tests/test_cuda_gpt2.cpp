@@ -691,6 +691,23 @@ TEST(CudaGpt2, EarlyLaunchGivesTheSameBits) {
   }
 }
 
+// EAQ_QKV_TIMELINE=1 times the QKV + attention kernel's phases; it must not change what the kernel
+// computes: the same logits bit for bit, teacher-forced over a 700-token cache.
+TEST(CudaGpt2, QkvTimelineLeavesTheBitsAlone) {
+  RandomCase c;
+  const LongPrompt long_case(c.spec, 5, 4);
+  const HostTensor feed = row_of(c.steps, 0);
+  const test::ScopedEnv op_by_op("EAQ_FUSED_DECODE", "0");
+  for (Precision precision : {Precision::Fp16, Precision::Int8}) {
+    EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+    const auto steps = [&](const char* timed) {
+      const test::ScopedEnv timeline("EAQ_QKV_TIMELINE", timed);
+      return decode_logits(*gpu, long_case.dir.path(), long_case.ids, long_case.mask, feed, 720);
+    };
+    EXPECT_EQ(floats(steps("1").logits), floats(steps("0").logits)) << precision_name(precision);
+  }
+}
+
 // finish_pending: x + the fixed-point sum (2^32 per unit) rounded to the activation dtype, and
 // NaN everywhere once a share could not be added (the count after the sums).
 TEST(CudaGpt2, FinishPendingAddsTheFixedPointSum) {

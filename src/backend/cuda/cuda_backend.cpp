@@ -1254,11 +1254,10 @@ class CudaBackend final : public Backend {
   }
 
   // EAQ_QKV_TIMELINE=1: where the batch-1 QKV + attention kernel spends its time (head 0's block
-  // 0), printed at destruction.
+  // 0), printed at destruction. Read at every launch, so a test can compare the bits.
   unsigned long long* qkv_timeline() {
-    static const bool wanted = cuda::env_is("EAQ_QKV_TIMELINE", "1");
-    if (!wanted || (qkv_timeline_ == nullptr && capturing())) return qkv_timeline_;
-    if (qkv_timeline_ == nullptr) {
+    if (!cuda::env_is("EAQ_QKV_TIMELINE", "1")) return nullptr;
+    if (qkv_timeline_ == nullptr && !capturing()) {
       const std::size_t bytes = cuda::kQkvTimelineSlots * sizeof(unsigned long long);
       qkv_timeline_ = static_cast<unsigned long long*>(allocator_.allocate(bytes));
       EAQ_CUDA_CHECK(cudaMemsetAsync(qkv_timeline_, 0, bytes, stream_));
