@@ -288,6 +288,22 @@ stage_scoresint8_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 
+# Where the batch-1 QKV + attention kernel spends its time: EAQ_QKV_TIMELINE=1 prints the mean
+# cycles of each of its phases when the process ends (docs/results.md, the nineteenth session).
+stage_qkvtimeline_gpt2() {
+  note "GPT-2 124M shape: the QKV + attention kernel's phases (EAQ_QKV_TIMELINE=1)"
+  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  local p log
+  for p in ${EAQ_GPT2_PRECISIONS:-fp16 int8}; do
+    log="$OUT/qkvtimeline-gpt2-$p.log"
+    EAQ_QKV_TIMELINE=1 "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation \
+      --prompt-len 128 --new-tokens 256 --num_iters 100 --warmup_steps 20 --idle-seconds 1 \
+      --batch-size 1 --min-duration-s 2 --precision "$p" --results-dir "/tmp/qkvtimeline-gpt2/$p" \
+      > "$log" 2>&1 || status=1
+    grep -A9 "^EAQ_QKV_TIMELINE" "$log"
+  done
+}
+
 stage_blockquant_gpt2() {
   note "GPT-2 124M shape: the 8-bit precisions' batch-1 MLP projection loading (and quantizing) x in every warp, then staged once per block"
   gpt2_ab EAQ_BLOCK_QUANTIZE_ROW blockquant-gpt2 "the wide row staged once per block" --new-tokens 256 \
@@ -432,6 +448,7 @@ for stage in "$@"; do
     splitrow-gpt2) stage_splitrow_gpt2 ;;
     attnpending-gpt2) stage_attnpending_gpt2 ;;
     scoresint8-gpt2) stage_scoresint8_gpt2 ;;
+    qkvtimeline-gpt2) stage_qkvtimeline_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

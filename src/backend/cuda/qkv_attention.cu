@@ -32,6 +32,11 @@
 // block ~0.9 us, the projection and its atomics ~1.3 us, with W_p in registers or in shared
 // memory alike) and c_fc's ~3.7 instead of ~2.9 (it reads the 6 KB sum, and it now waits for the
 // long kernel, not for the short projection, so its weights have less time to load).
+//
+// Where its time goes (EAQ_QKV_TIMELINE=1; H200, fp16, GPT-2 124M, cache 384; docs/results.md, the
+// nineteenth session): ~6 us after the wait: x from L2 and its LayerNorm 1.4, the QKV rows and
+// their sends 1.7, the first cluster barrier 0.7, the attention with its block reductions 1.4,
+// the second barrier 0.4, block 0's merge 0.35.
 #include <cooperative_groups.h>
 
 #include <cstdint>
