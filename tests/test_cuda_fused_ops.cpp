@@ -219,12 +219,13 @@ QkvAttentionResult run_qkv_attention(Backend& backend, const QkvAttentionCase& c
   return r;
 }
 
-// The one-kernel form (CUDA, qkv_attention.cu) against the CPU's two ops and the GPU's own two
-// ops (EAQ_FUSED_QKV_ATTENTION=0): the attention output, and the cache, whose slot row gets this
-// step's k and v (the same bits as the two ops' on the row kernel, EAQ_SPLIT_ROW_GEMV=0, whose
-// projection sums in the same order; the split kernel sums k's quarters apart) while every other
-// row stays as it was. Caches of 37 to 1000 rows, the slot in different blocks'
-// chunks and past the end, a mask with holes.
+// The one-kernel form (CUDA, qkv_attention.cu) against the CPU's two ops, the GPU's own two
+// ops (EAQ_FUSED_QKV_ATTENTION=0), itself with x read by every warp (EAQ_STAGE_X=0) and itself
+// with the softmax reduced over the block (EAQ_WARP_SOFTMAX=0): the
+// attention output, and the cache, whose slot row gets this step's k and v (the same bits as the
+// two ops' on the row kernel, EAQ_SPLIT_ROW_GEMV=0, whose projection sums in the same order; the
+// split kernel sums k's quarters apart) while every other row stays as it was. Caches of 37 to 1000
+// rows, the slot in different blocks' chunks and past the end, a mask with holes.
 TEST(CudaFusedOps, LayerNormQkvAttentionMatchesTheCpusTwoOps) {
   const QkvAttentionCase cases[] = {{768, 384, 200}, {768, 1000, 999}, {768, 384, 0},
                                     {256, 37, 5},    {256, 37, 37},    {128, 9, 8}};
@@ -256,6 +257,14 @@ TEST(CudaFusedOps, LayerNormQkvAttentionMatchesTheCpusTwoOps) {
         const test::ScopedEnv row_kernel("EAQ_SPLIT_ROW_GEMV", "0");
         return run(*gpu);
       }();
+      const QkvAttentionResult x_every_warp = [&] {
+        const test::ScopedEnv warp_loads("EAQ_STAGE_X", "0");
+        return run(*gpu);
+      }();
+      const QkvAttentionResult block_softmax = [&] {
+        const test::ScopedEnv block_reductions("EAQ_WARP_SOFTMAX", "0");
+        return run(*gpu);
+      }();
       const std::string where = std::string(precision_name(precision)) + " hidden " +
                                 std::to_string(e) + " capacity " + std::to_string(c.capacity) +
                                 " slot " + std::to_string(c.slot);
@@ -264,6 +273,16 @@ TEST(CudaFusedOps, LayerNormQkvAttentionMatchesTheCpusTwoOps) {
       EXPECT_LE(test::max_relative_error(fused.out, two_ops.out), tolerance_for(act)) << where;
       EXPECT_LE(test::max_relative_error(fused.cache, want.cache), tolerance_for(act)) << where;
       EXPECT_EQ(max_abs_difference(fused.cache, two_ops.cache), 0.0) << where;
+      // x read once a block or by every warp: the same values, the same bits.
+      EXPECT_EQ(max_abs_difference(fused.out, x_every_warp.out), 0.0) << where << " EAQ_STAGE_X=0";
+      EXPECT_EQ(max_abs_difference(fused.cache, x_every_warp.cache), 0.0)
+          << where << " EAQ_STAGE_X=0";
+      // The attention's softmax by warps or by the whole block: the same cache, outputs within
+      // the precision's rounding of each other (the sums run in another order).
+      EXPECT_EQ(max_abs_difference(fused.cache, block_softmax.cache), 0.0) << where;
+      EXPECT_LE(test::max_relative_error(block_softmax.out, want.out), tolerance_for(act)) << where;
+      EXPECT_LE(test::max_relative_error(fused.out, block_softmax.out), tolerance_for(act))
+          << where << " EAQ_WARP_SOFTMAX=0";
       // Rows other than the slot are the input's.
       const float* got = fused.cache.data<float>();
       const HostTensor before = cache.to_f32();

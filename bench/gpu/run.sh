@@ -288,6 +288,30 @@ stage_scoresint8_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16,bf16}" --batch-size 1 --min-duration-s 2
 }
 
+# The batch-1 QKV + attention kernel (and the bounded head's scores) reading x once a block
+# (EAQ_STAGE_X) and its softmax kept by warps (EAQ_WARP_SOFTMAX): both off, each alone, both on
+# (the default), one process each, EAQ_AB_ROUNDS times.
+stage_stagex_gpt2() {
+  note "GPT-2 124M shape: x read by every warp or once a block, the attention's softmax by the block or by warps"
+  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  rm -rf /tmp/stagex-gpt2
+  local round pair log
+  for round in $(seq 1 "${EAQ_AB_ROUNDS:-1}"); do
+    for pair in "0 0" "1 0" "0 1" "1 1"; do
+      set -- $pair
+      log="$OUT/stagex-gpt2-r$round-$1$2.log"
+      EAQ_STAGE_X=$1 EAQ_WARP_SOFTMAX=$2 "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 \
+        --task generation --prompt-len 128 --new-tokens 256 --num_iters 100 --warmup_steps 20 \
+        --idle-seconds 1 --batch-size 1 --min-duration-s 2 \
+        --precision "${EAQ_GPT2_PRECISIONS:-fp16}" \
+        --results-dir "/tmp/stagex-gpt2/r$round/s$1-$2" > "$log" 2>&1 || status=1
+      echo "x once a block $1, warp softmax $2 (round $round):"
+      grep -A8 "^| precision" "$log" | head -10
+      grep -q "^| precision" "$log" || grep -E "decode_tokens_per_s|energy_per_inference_mj|dynamic_energy_per_inference_mj" "$log" | head -6
+    done
+  done
+}
+
 # Where the batch-1 QKV + attention kernel spends its time: EAQ_QKV_TIMELINE=1 prints the mean
 # cycles of each of its phases when the process ends (docs/results.md, the nineteenth session).
 stage_qkvtimeline_gpt2() {
@@ -449,6 +473,7 @@ for stage in "$@"; do
     attnpending-gpt2) stage_attnpending_gpt2 ;;
     scoresint8-gpt2) stage_scoresint8_gpt2 ;;
     qkvtimeline-gpt2) stage_qkvtimeline_gpt2 ;;
+    stagex-gpt2) stage_stagex_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

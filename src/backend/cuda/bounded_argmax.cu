@@ -78,9 +78,10 @@ constexpr int kScoresAhead = 4;
 // form, to measure what this buys.
 // kInt8Dot: x quantized, dp4a (see the top of the file). At most 128 registers: four blocks a
 // multiprocessor, as many rows in flight as that allows.
+// stage_x: the block reads x from L2 once (block_load_row), not every warp.
 template <class T, bool kRotate, bool kInt8Dot>
 __global__ void __launch_bounds__(kGemvThreads, 4)
-    bounded_argmax_scores_kernel(BoundedArgmaxArgs a) {
+    bounded_argmax_scores_kernel(BoundedArgmaxArgs a, bool stage_x) {
   static_assert(kRotate || !kInt8Dot, "the int8 x int8 form has the rotating loop only");
   constexpr int kAhead = kScoresAhead;
   const int lane = threadIdx.x % 32;
@@ -115,6 +116,9 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
   float xv[kVecs][kPerVec];
   if (a.pending != nullptr) {
     warp_load_row_pending<T>(a.x, a.pending, vectors, xv);
+  } else if (stage_x) {
+    __shared__ uint4 x_stage[kVecs * 32];
+    block_load_row<T>(a.x, vectors, x_stage, xv);
   } else {
     warp_load_row<T>(a.x, nullptr, vectors, xv);
   }
@@ -302,7 +306,7 @@ void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
   launch_dependent(
       scores,
       dim3(gemv_grid(reinterpret_cast<const void*>(scores), 0, a.n, row_features_per_warp(a.n))),
-      dim3(kGemvThreads), 0, stream, a);
+      dim3(kGemvThreads), 0, stream, a, !env_is("EAQ_STAGE_X", "0"));
   const auto select = bounded_argmax_select_kernel<T>;
   const std::int64_t warps_needed = (a.n + 31) / 32;
   const std::int64_t fit = gemv_grid(reinterpret_cast<const void*>(select), 0, warps_needed);

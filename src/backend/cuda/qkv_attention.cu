@@ -46,6 +46,7 @@
 #include "backend/cuda/cuda_types.cuh"
 #include "backend/cuda/dependent_launch.cuh"
 #include "backend/cuda/device_query.hpp"
+#include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/kernels.hpp"
 #include "backend/cuda/mma_copy.cuh"
 #include "backend/cuda/pending_residual.cuh"
@@ -84,8 +85,11 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) 
 // kW: the weights' kind. Float: T; the 8-bit kinds: one byte a weight, 8 weights a piece, and
 // the projection of quantized_gemv.cu's row kernel (quant_row.cuh).
 // kFold: the attention projection folded in (see above).
+// stage_x: the block reads x from L2 once (block_load_row), not every warp.
+// warp_softmax: each warp keeps a running softmax of its keys (see the attention below).
 template <class T, WeightKind kW, bool kFold>
-__global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArgs a, int chunk) {
+__global__ void __launch_bounds__(kThreads)
+    qkv_attention_kernel(QkvAttentionArgs a, int chunk, bool stage_x, bool warp_softmax) {
   static_assert(!kFold || kW == WeightKind::Float, "the folded projection reads float weights");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
@@ -189,6 +193,9 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   float xv[kXVecs][kPerVec];
   if (a.pending != nullptr) {
     warp_load_row_pending<T>(a.x, a.pending, vectors, xv);
+  } else if (stage_x) {
+    __shared__ uint4 x_stage[kXVecs * 32];
+    block_load_row<T>(a.x, vectors, x_stage, xv);
   } else {
     warp_load_row<T>(a.x, nullptr, vectors, xv);
   }
@@ -257,12 +264,13 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
   cluster.sync();  // head[] is complete in every block
   mark(4);
 
-  // Attention over this block's cache rows, as attention.cu's decode kernel: a team of 8 threads
-  // per key row, 16 rows per pass; the slot's key and value come from head[].
+  // Attention over this block's cache rows: a team of 8 threads per key row, 16 rows per pass; the
+  // slot's key and value come from head[]. With warp_softmax (the default; EAQ_WARP_SOFTMAX=0:
+  // the block form, attention.cu's decode kernel's order of sums), each team keeps a running
+  // softmax and the block meets once; the outputs agree to the rounding of the sums' order.
   float q_piece[kPerVec];
 #pragma unroll
   for (int e = 0; e < kPerVec; ++e) q_piece[e] = head[piece * kPerVec + e] * a.scale;
-  float local_max = -INFINITY;
   const std::int64_t passes = j1 > j0 ? (j1 - j0 + kKeysPerPass - 1) / kKeysPerPass : 0;
   // The key (part 1) or value (part 2) piece of cache row j < j1: the slot's from head[], else
   // `preloaded` when the row was loaded before the wait, else a load now.
@@ -277,75 +285,153 @@ __global__ void __launch_bounds__(kThreads) qkv_attention_kernel(QkvAttentionArg
                 out);
     }
   };
-  // Every thread of a team runs the same passes, so the shuffles are uniform.
-  const auto score = [&](std::int64_t pass, bool has_preloaded, const uint4& preloaded,
-                         bool preloaded_visible) {
-    const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
-    float k_piece[kPerVec] = {};
-    bool visible = false;
-    if (j < j1) {
-      row_piece(j, 1, has_preloaded, preloaded, k_piece);
-      visible = has_preloaded && j != slot ? preloaded_visible : a.key_mask[j] != 0;
-    }
-    float dot = 0.0f;
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) dot += q_piece[e] * k_piece[e];
-    for (int offset = kTeam / 2; offset > 0; offset /= 2) {
-      dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-    }
-    if (j < j1 && piece == 0) scores[j - j0] = visible ? dot : -INFINITY;
-    if (visible) local_max = fmaxf(local_max, dot);
-  };
-#pragma unroll
-  for (int p = 0; p < kPreloadPasses; ++p) {
-    if (p >= passes) break;
-    score(p, true, k_pre[p], visible_pre[p]);
-  }
   const uint4 none = make_uint4(0, 0, 0, 0);
+  // This block's partial: the largest score, the sum of exp(score - it), and P V for dimension
+  // threadIdx.x < 64.
+  float block_max = -INFINITY, block_sum = 0.0f, pv = 0.0f;
+  if (warp_softmax) {
+    // Each team keeps a running softmax of its keys (max m, sum l, P V o of its lane's 8
+    // dimensions); the warp's four teams merge theirs with shuffles, then the block's four warps
+    // through shared memory: one block barrier, where the form below takes four.
+    __shared__ float warp_o[kWarps][kHeadDim], warp_m[kWarps], warp_l[kWarps];
+    float m = -INFINITY, l = 0.0f, o[kPerVec] = {};
+    const auto attend_key = [&](std::int64_t pass, bool has_preloaded, const uint4& k_preloaded,
+                                const uint4& v_preloaded, bool preloaded_visible) {
+      const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
+      float k_piece[kPerVec] = {};
+      bool visible = false;
+      if (j < j1) {
+        row_piece(j, 1, has_preloaded, k_preloaded, k_piece);
+        visible = has_preloaded && j != slot ? preloaded_visible : a.key_mask[j] != 0;
+      }
+      float dot = 0.0f;
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) dot += q_piece[e] * k_piece[e];
+      for (int offset = kTeam / 2; offset > 0; offset /= 2) {
+        dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+      }
+      if (!visible) return;
+      float v_piece[kPerVec];
+      row_piece(j, 2, has_preloaded, v_preloaded, v_piece);
+      const float m_new = fmaxf(m, dot);
+      const float kept = __expf(m - m_new), p = __expf(dot - m_new);  // m = -inf: kept 0
+      l = fmaf(l, kept, p);
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) o[e] = fmaf(o[e], kept, p * v_piece[e]);
+      m = m_new;
+    };
+#pragma unroll
+    for (int p = 0; p < kPreloadPasses; ++p) {
+      if (p >= passes) break;
+      attend_key(p, true, k_pre[p], v_pre[p], visible_pre[p]);
+    }
+#pragma unroll 2
+    for (std::int64_t pass = kPreloadPasses; pass < passes; ++pass) {
+      attend_key(pass, false, none, none, false);
+    }
+    // Lanes kTeam apart hold the same dimensions of other keys.
+    for (int offset = kTeam; offset < 32; offset *= 2) {
+      const float m_other = __shfl_xor_sync(0xffffffffu, m, offset);
+      const float l_other = __shfl_xor_sync(0xffffffffu, l, offset);
+      const float m_new = fmaxf(m, m_other);
+      const float c = m == -INFINITY ? 0.0f : __expf(m - m_new);
+      const float c_other = m_other == -INFINITY ? 0.0f : __expf(m_other - m_new);
+      l = l * c + l_other * c_other;
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) {
+        const float o_other = __shfl_xor_sync(0xffffffffu, o[e], offset);
+        o[e] = o[e] * c + o_other * c_other;
+      }
+      m = m_new;
+    }
+    if (lane < kTeam) {
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) warp_o[warp][lane * kPerVec + e] = o[e];
+    }
+    if (lane == 0) {
+      warp_m[warp] = m;
+      warp_l[warp] = l;
+    }
+    __syncthreads();
+    for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, warp_m[w]);
+    for (int w = 0; w < kWarps; ++w) {
+      const float c = warp_m[w] == -INFINITY ? 0.0f : __expf(warp_m[w] - block_max);
+      block_sum += c * warp_l[w];
+      if (threadIdx.x < kHeadDim) pv += c * warp_o[w][threadIdx.x];
+    }
+  } else {
+    float local_max = -INFINITY;
+    // Every thread of a team runs the same passes, so the shuffles are uniform.
+    const auto score = [&](std::int64_t pass, bool has_preloaded, const uint4& preloaded,
+                           bool preloaded_visible) {
+      const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
+      float k_piece[kPerVec] = {};
+      bool visible = false;
+      if (j < j1) {
+        row_piece(j, 1, has_preloaded, preloaded, k_piece);
+        visible = has_preloaded && j != slot ? preloaded_visible : a.key_mask[j] != 0;
+      }
+      float dot = 0.0f;
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) dot += q_piece[e] * k_piece[e];
+      for (int offset = kTeam / 2; offset > 0; offset /= 2) {
+        dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+      }
+      if (j < j1 && piece == 0) scores[j - j0] = visible ? dot : -INFINITY;
+      if (visible) local_max = fmaxf(local_max, dot);
+    };
+#pragma unroll
+    for (int p = 0; p < kPreloadPasses; ++p) {
+      if (p >= passes) break;
+      score(p, true, k_pre[p], visible_pre[p]);
+    }
 #pragma unroll 4
-  for (std::int64_t pass = kPreloadPasses; pass < passes; ++pass) score(pass, false, none, false);
-  local_max = warp_max(local_max);
-  if (lane == 0) reduce[warp] = local_max;
-  __syncthreads();
-  float block_max = -INFINITY;
-  for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, reduce[w]);
-  __syncthreads();  // reduce[] is reused for the sums
-  float local_sum = 0.0f;
-  for (std::int64_t j = threadIdx.x; j < j1 - j0; j += kThreads) {
-    const float p = scores[j] == -INFINITY ? 0.0f : __expf(scores[j] - block_max);
-    scores[j] = p;
-    local_sum += p;
-  }
-  local_sum = warp_sum(local_sum);
-  if (lane == 0) reduce[warp] = local_sum;
-  __syncthreads();
-  float block_sum = 0.0f;
-  for (int w = 0; w < kWarps; ++w) block_sum += reduce[w];
+    for (std::int64_t pass = kPreloadPasses; pass < passes; ++pass) score(pass, false, none, false);
+    local_max = warp_max(local_max);
+    if (lane == 0) reduce[warp] = local_max;
+    __syncthreads();
+    block_max = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, reduce[w]);
+    __syncthreads();  // reduce[] is reused for the sums
+    float local_sum = 0.0f;
+    for (std::int64_t j = threadIdx.x; j < j1 - j0; j += kThreads) {
+      const float p = scores[j] == -INFINITY ? 0.0f : __expf(scores[j] - block_max);
+      scores[j] = p;
+      local_sum += p;
+    }
+    local_sum = warp_sum(local_sum);
+    if (lane == 0) reduce[warp] = local_sum;
+    __syncthreads();
+    block_sum = 0.0f;
+    for (int w = 0; w < kWarps; ++w) block_sum += reduce[w];
 
-  float acc[kPerVec] = {};
-  const auto add_value = [&](std::int64_t j, bool has_preloaded, const uint4& preloaded) {
-    if (j >= j1 || scores[j - j0] == 0.0f) return;
-    float v_piece[kPerVec];
-    row_piece(j, 2, has_preloaded, preloaded, v_piece);
-    const float p = scores[j - j0];
+    float acc[kPerVec] = {};
+    const auto add_value = [&](std::int64_t j, bool has_preloaded, const uint4& preloaded) {
+      if (j >= j1 || scores[j - j0] == 0.0f) return;
+      float v_piece[kPerVec];
+      row_piece(j, 2, has_preloaded, preloaded, v_piece);
+      const float p = scores[j - j0];
 #pragma unroll
-    for (int e = 0; e < kPerVec; ++e) acc[e] += p * v_piece[e];
-  };
+      for (int e = 0; e < kPerVec; ++e) acc[e] += p * v_piece[e];
+    };
 #pragma unroll
-  for (int p = 0; p < kPreloadPasses; ++p)
-    add_value(j0 + p * kKeysPerPass + key_group, true, v_pre[p]);
+    for (int p = 0; p < kPreloadPasses; ++p)
+      add_value(j0 + p * kKeysPerPass + key_group, true, v_pre[p]);
 #pragma unroll 4
-  for (std::int64_t j = j0 + kPreloadPasses * kKeysPerPass + key_group; j < j1; j += kKeysPerPass) {
-    add_value(j, false, none);
-  }
+    for (std::int64_t j = j0 + kPreloadPasses * kKeysPerPass + key_group; j < j1;
+         j += kKeysPerPass) {
+      add_value(j, false, none);
+    }
 #pragma unroll
-  for (int e = 0; e < kPerVec; ++e) partial[key_group][piece * kPerVec + e] = acc[e];
-  __syncthreads();
+    for (int e = 0; e < kPerVec; ++e) partial[key_group][piece * kPerVec + e] = acc[e];
+    __syncthreads();
+    if (threadIdx.x < kHeadDim) {
+      for (int g = 0; g < kKeysPerPass; ++g) pv += partial[g][threadIdx.x];
+    }
+  }
   // This block's partial (max, sum, P V) into block 0 (kFold: into every block).
   constexpr int kReceivers = kFold ? kClusterBlocks : 1;
   if (threadIdx.x < kHeadDim) {
-    float pv = 0.0f;
-    for (int g = 0; g < kKeysPerPass; ++g) pv += partial[g][threadIdx.x];
 #pragma unroll
     for (int to = 0; to < kReceivers; ++to) {
       *cluster.map_shared_rank(&chunk_out[rank][threadIdx.x], to) = pv;
@@ -414,7 +500,8 @@ void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
   launch_dependent_clusters(qkv_attention_kernel<T, kW, kFold>,
                             dim3(kClusterBlocks, static_cast<unsigned>(a.heads)), dim3(kThreads),
                             kClusterBlocks, static_cast<std::size_t>(chunk) * sizeof(float), stream,
-                            a, chunk);
+                            a, chunk, !env_is("EAQ_STAGE_X", "0"),  // read at every launch
+                            !env_is("EAQ_WARP_SOFTMAX", "0"));
 }
 
 template <class T>
