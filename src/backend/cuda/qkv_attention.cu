@@ -34,9 +34,9 @@
 // long kernel, not for the short projection, so its weights have less time to load).
 //
 // Where its time goes (EAQ_QKV_TIMELINE=1; H200, fp16, GPT-2 124M, cache 384; docs/results.md, the
-// nineteenth session): ~6 us after the wait: x from L2 and its LayerNorm 1.4, the QKV rows and
-// their sends 1.7, the first cluster barrier 0.7, the attention with its block reductions 1.4,
-// the second barrier 0.4, block 0's merge 0.35.
+// nineteenth session): ~6 us after the wait: x from L2 and its LayerNorm 1.4 (read once a block
+// or by every warp alike), the QKV rows and their sends 1.7, the first cluster barrier 0.7, the
+// attention 1.3 (1.4 with the block's reductions), the second barrier 0.4, block 0's merge 0.35.
 #include <cooperative_groups.h>
 
 #include <cstdint>
