@@ -286,6 +286,25 @@ __global__ void __launch_bounds__(kThreads)
     }
   };
   const uint4 none = make_uint4(0, 0, 0, 0);
+  // The scaled score of this team's key in pass `pass` (every thread of a team runs the same
+  // passes, so the shuffles are uniform); `visible`: the key is in the chunk and not masked.
+  const auto key_score = [&](std::int64_t pass, bool has_preloaded, const uint4& preloaded,
+                             bool preloaded_visible, bool& visible) {
+    const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
+    float k_piece[kPerVec] = {};
+    visible = false;
+    if (j < j1) {
+      row_piece(j, 1, has_preloaded, preloaded, k_piece);
+      visible = has_preloaded && j != slot ? preloaded_visible : a.key_mask[j] != 0;
+    }
+    float dot = 0.0f;
+#pragma unroll
+    for (int e = 0; e < kPerVec; ++e) dot += q_piece[e] * k_piece[e];
+    for (int offset = kTeam / 2; offset > 0; offset /= 2) {
+      dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+    }
+    return dot;
+  };
   // This block's partial: the largest score, the sum of exp(score - it), and P V for dimension
   // threadIdx.x < 64.
   float block_max = -INFINITY, block_sum = 0.0f, pv = 0.0f;
@@ -297,20 +316,10 @@ __global__ void __launch_bounds__(kThreads)
     float m = -INFINITY, l = 0.0f, o[kPerVec] = {};
     const auto attend_key = [&](std::int64_t pass, bool has_preloaded, const uint4& k_preloaded,
                                 const uint4& v_preloaded, bool preloaded_visible) {
-      const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
-      float k_piece[kPerVec] = {};
-      bool visible = false;
-      if (j < j1) {
-        row_piece(j, 1, has_preloaded, k_preloaded, k_piece);
-        visible = has_preloaded && j != slot ? preloaded_visible : a.key_mask[j] != 0;
-      }
-      float dot = 0.0f;
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) dot += q_piece[e] * k_piece[e];
-      for (int offset = kTeam / 2; offset > 0; offset /= 2) {
-        dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-      }
+      bool visible;
+      const float dot = key_score(pass, has_preloaded, k_preloaded, preloaded_visible, visible);
       if (!visible) return;
+      const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
       float v_piece[kPerVec];
       row_piece(j, 2, has_preloaded, v_preloaded, v_piece);
       const float m_new = fmaxf(m, dot);
@@ -361,22 +370,11 @@ __global__ void __launch_bounds__(kThreads)
     }
   } else {
     float local_max = -INFINITY;
-    // Every thread of a team runs the same passes, so the shuffles are uniform.
     const auto score = [&](std::int64_t pass, bool has_preloaded, const uint4& preloaded,
                            bool preloaded_visible) {
+      bool visible;
+      const float dot = key_score(pass, has_preloaded, preloaded, preloaded_visible, visible);
       const std::int64_t j = j0 + pass * kKeysPerPass + key_group;
-      float k_piece[kPerVec] = {};
-      bool visible = false;
-      if (j < j1) {
-        row_piece(j, 1, has_preloaded, preloaded, k_piece);
-        visible = has_preloaded && j != slot ? preloaded_visible : a.key_mask[j] != 0;
-      }
-      float dot = 0.0f;
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) dot += q_piece[e] * k_piece[e];
-      for (int offset = kTeam / 2; offset > 0; offset /= 2) {
-        dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-      }
       if (j < j1 && piece == 0) scores[j - j0] = visible ? dot : -INFINITY;
       if (visible) local_max = fmaxf(local_max, dot);
     };
