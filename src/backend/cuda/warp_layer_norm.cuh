@@ -59,9 +59,10 @@ __device__ __forceinline__ void warp_load_row(const void* x, const void* residua
 
 // warp_load_row's result (without a residual) in every warp of the block, with x read from global
 // memory once a block: the block's threads load its 16-byte pieces into `stage` (`vectors`
-// pieces), then every warp reads its own from shared memory. Where thousands of warps would read
-// the same row at once, they queue at the few L2 slices that hold it. Every thread of the block
-// must call it.
+// pieces), then every warp reads its own from shared memory. For kernels whose hundreds or
+// thousands of warps would all read the same row at once (the QKV + attention kernel, the bounded
+// head's scores; what it buys: docs/results.md, the nineteenth session). Every thread of the
+// block must call it.
 template <class T, int kVecs, int kPerVec>
 __device__ __forceinline__ void block_load_row(const void* x, int vectors, uint4* stage,
                                                float (&out)[kVecs][kPerVec]) {
