@@ -27,21 +27,26 @@ chmod +x "$BIN"/* 2>/dev/null
 note() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 # A same-binary A/B on the GPT-2 124M shape: `eaq measure` with the environment variable $1 set to
-# 0, then to 1 (or to each of EAQ_AB_VALUES); EAQ_AB_ROUNDS (default 1) repeats the pair. $2 names
-# the logs ($OUT/$2-r<round>-<value>.log) and result folders, $3 says what the switch is; the rest are
-# measure's options (new tokens, precisions, batch sizes, duration).
+# 0, then to 1 (or to each of EAQ_AB_VALUES); EAQ_AB_ROUNDS (default 1) repeats the pair. $1 may
+# name several variables, comma-separated, and each value then sets them in order ("1,0").
+# $2 names the logs ($OUT/$2-r<round>-<value>.log) and result folders, $3 says what the switch is;
+# the rest are measure's options (new tokens, precisions, batch sizes, duration).
 gpt2_ab() {
   local var=$1 name=$2 what=$3
   shift 3
   [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
   rm -rf "/tmp/$name"
-  local round value log
+  local round value log vars values settings i
+  IFS=, read -ra vars <<< "$var"
   for round in $(seq 1 "${EAQ_AB_ROUNDS:-1}"); do
     for value in ${EAQ_AB_VALUES:-0 1}; do
-      log="$OUT/$name-r$round-$value.log"
-      env "$var=$value" "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
+      IFS=, read -ra values <<< "$value"
+      settings=()
+      for i in "${!vars[@]}"; do settings+=("${vars[$i]}=${values[$i]}"); done
+      log="$OUT/$name-r$round-${value//,/}.log"
+      env "${settings[@]}" "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 --task generation --prompt-len 128 \
         --num_iters 100 --warmup_steps 20 --idle-seconds 1 "$@" \
-        --results-dir "/tmp/$name/r$round/$var-$value" > "$log" 2>&1 || status=1
+        --results-dir "/tmp/$name/r$round/${var//,/-}-${value//,/-}" > "$log" 2>&1 || status=1
       echo "$what $value (round $round):"
       # The summary table (several precisions), else the run's own decode lines.
       grep -A8 "^| precision" "$log" | head -10
@@ -293,23 +298,9 @@ stage_scoresint8_gpt2() {
 # (the default), one process each, EAQ_AB_ROUNDS times.
 stage_stagex_gpt2() {
   note "GPT-2 124M shape: x read by every warp or once a block, the attention's softmax by the block or by warps"
-  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
-  rm -rf /tmp/stagex-gpt2
-  local round pair log
-  for round in $(seq 1 "${EAQ_AB_ROUNDS:-1}"); do
-    for pair in "0 0" "1 0" "0 1" "1 1"; do
-      set -- $pair
-      log="$OUT/stagex-gpt2-r$round-$1$2.log"
-      EAQ_STAGE_X=$1 EAQ_WARP_SOFTMAX=$2 "$BIN/eaq" measure --model /tmp/eaq-models/gpt2 \
-        --task generation --prompt-len 128 --new-tokens 256 --num_iters 100 --warmup_steps 20 \
-        --idle-seconds 1 --batch-size 1 --min-duration-s 2 \
-        --precision "${EAQ_GPT2_PRECISIONS:-fp16}" \
-        --results-dir "/tmp/stagex-gpt2/r$round/s$1-$2" > "$log" 2>&1 || status=1
-      echo "x once a block $1, warp softmax $2 (round $round):"
-      grep -A8 "^| precision" "$log" | head -10
-      grep -q "^| precision" "$log" || grep -E "decode_tokens_per_s|energy_per_inference_mj|dynamic_energy_per_inference_mj" "$log" | head -6
-    done
-  done
+  EAQ_AB_VALUES="0,0 1,0 0,1 1,1" gpt2_ab EAQ_STAGE_X,EAQ_WARP_SOFTMAX stagex-gpt2 \
+    "EAQ_STAGE_X,EAQ_WARP_SOFTMAX =" --new-tokens 256 --precision "${EAQ_GPT2_PRECISIONS:-fp16}" \
+    --batch-size 1 --min-duration-s 2
 }
 
 # Where the batch-1 QKV + attention kernel spends its time: EAQ_QKV_TIMELINE=1 prints the mean
