@@ -253,9 +253,11 @@ class CudaBackend final : public Backend {
     for (auto& [host, device] : decode_tables_) allocator_.release(device);
     if (grid_barrier_) allocator_.release(grid_barrier_);
     if (decode_partials_) allocator_.release(decode_partials_);
-    print_decode_timeline();
+    print_timeline(timeline_, cuda::kDecodeTimelineSlots, cuda::decode_timeline_phase_name,
+                   "EAQ_DECODE_TIMELINE", "fused decode step, the last block's clock", "step");
     if (timeline_) allocator_.release(timeline_);
-    print_qkv_timeline();
+    print_timeline(qkv_timeline_, cuda::kQkvTimelineSlots, cuda::qkv_timeline_phase_name,
+                   "EAQ_QKV_TIMELINE", "QKV + attention kernel, head 0's block 0", "launch");
     if (qkv_timeline_) allocator_.release(qkv_timeline_);
     allocator_.release(workspace_);
     cublasLtDestroy(lt_);
@@ -1245,11 +1247,7 @@ class CudaBackend final : public Backend {
   unsigned long long* decode_timeline() {
     static const bool wanted = cuda::env_is("EAQ_DECODE_TIMELINE", "1");
     if (!wanted || (timeline_ == nullptr && capturing())) return timeline_;
-    if (timeline_ == nullptr) {
-      const std::size_t bytes = cuda::kDecodeTimelineSlots * sizeof(unsigned long long);
-      timeline_ = static_cast<unsigned long long*>(allocator_.allocate(bytes));
-      EAQ_CUDA_CHECK(cudaMemsetAsync(timeline_, 0, bytes, stream_));
-    }
+    if (timeline_ == nullptr) timeline_ = zeroed_timeline(cuda::kDecodeTimelineSlots);
     return timeline_;
   }
 
@@ -1258,54 +1256,44 @@ class CudaBackend final : public Backend {
   unsigned long long* qkv_timeline() {
     if (!cuda::env_is("EAQ_QKV_TIMELINE", "1")) return nullptr;
     if (qkv_timeline_ == nullptr && !capturing()) {
-      const std::size_t bytes = cuda::kQkvTimelineSlots * sizeof(unsigned long long);
-      qkv_timeline_ = static_cast<unsigned long long*>(allocator_.allocate(bytes));
-      EAQ_CUDA_CHECK(cudaMemsetAsync(qkv_timeline_, 0, bytes, stream_));
+      qkv_timeline_ = zeroed_timeline(cuda::kQkvTimelineSlots);
     }
     return qkv_timeline_;
   }
 
-  void print_qkv_timeline() {
-    if (qkv_timeline_ == nullptr) return;
-    unsigned long long sums[cuda::kQkvTimelineSlots] = {};
-    if (cudaMemcpy(sums, qkv_timeline_, sizeof sums, cudaMemcpyDeviceToHost) != cudaSuccess) return;
-    const unsigned long long launches = sums[cuda::kQkvTimelineSlots - 1];
-    if (launches == 0) return;
-    int khz = 0;
-    cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device_);
-    std::fprintf(stderr,
-                 "\nEAQ_QKV_TIMELINE: QKV + attention kernel, head 0's block 0, mean per launch "
-                 "over %llu launches (us at the %d MHz maximum clock)\n",
-                 launches, khz / 1000);
-    for (int i = 0; i + 1 < cuda::kQkvTimelineSlots; ++i) {
-      const double cycles = static_cast<double>(sums[i]) / static_cast<double>(launches);
-      std::fprintf(stderr, "  %-32s %8.0f cycles %7.2f us\n", cuda::qkv_timeline_phase_name(i),
-                   cycles, khz > 0 ? cycles / khz * 1000.0 : 0.0);
-    }
+  // A device table of `slots` cycle sums, zeroed (a timeline's last slot counts launches).
+  unsigned long long* zeroed_timeline(int slots) {
+    const std::size_t bytes = static_cast<std::size_t>(slots) * sizeof(unsigned long long);
+    auto* table = static_cast<unsigned long long*>(allocator_.allocate(bytes));
+    EAQ_CUDA_CHECK(cudaMemsetAsync(table, 0, bytes, stream_));
+    return table;
   }
 
-  void print_decode_timeline() {
-    if (timeline_ == nullptr) return;
-    unsigned long long sums[cuda::kDecodeTimelineSlots] = {};
-    if (cudaMemcpy(sums, timeline_, sizeof sums, cudaMemcpyDeviceToHost) != cudaSuccess) return;
-    const unsigned long long launches = sums[cuda::kDecodeTimelineSlots - 1];
+  // A timeline's mean cycles per launch, phase by phase and in total, on stderr. `variable` turns
+  // it on, `what` says whose clock it is, `unit` what one launch is.
+  void print_timeline(const unsigned long long* table, int slots, const char* (*phase_name)(int),
+                      const char* variable, const char* what, const char* unit) {
+    if (table == nullptr) return;
+    std::vector<unsigned long long> sums(static_cast<std::size_t>(slots));
+    if (cudaMemcpy(sums.data(), table, sums.size() * sizeof(unsigned long long),
+                   cudaMemcpyDeviceToHost) != cudaSuccess) {
+      return;
+    }
+    const unsigned long long launches = sums.back();
     if (launches == 0) return;
     int khz = 0;
     cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device_);
-    std::fprintf(
-        stderr,
-        "\nEAQ_DECODE_TIMELINE: fused decode step, the last block's clock, mean per step over %llu "
-        "steps (us at the %d MHz maximum clock)\n",
-        launches, khz / 1000);
+    const auto us = [&](double cycles) { return khz > 0 ? cycles / khz * 1000.0 : 0.0; };
+    std::fprintf(stderr, "\n%s: %s, mean per %s over %llu %ss (us at the %d MHz maximum clock)\n",
+                 variable, what, unit, launches, unit, khz / 1000);
     double total = 0.0;
-    for (int i = 0; i + 1 < cuda::kDecodeTimelineSlots; ++i) {
-      const double cycles = static_cast<double>(sums[i]) / static_cast<double>(launches);
+    for (int i = 0; i + 1 < slots; ++i) {
+      const double cycles =
+          static_cast<double>(sums[static_cast<std::size_t>(i)]) / static_cast<double>(launches);
       total += cycles;
-      std::fprintf(stderr, "  %-26s %10.0f cycles %8.2f us\n", cuda::decode_timeline_phase_name(i),
-                   cycles, khz > 0 ? cycles / khz * 1000.0 : 0.0);
+      std::fprintf(stderr, "  %-32s %10.0f cycles %8.2f us\n", phase_name(i), cycles, us(cycles));
     }
-    std::fprintf(stderr, "  %-26s %10.0f cycles %8.2f us\n", "total", total,
-                 khz > 0 ? total / khz * 1000.0 : 0.0);
+    std::fprintf(stderr, "  %-32s %10.0f cycles %8.2f us\n", "total", total, us(total));
   }
 
   // The grid barrier's state, zeroed once (outside capture); every launch leaves it consistent.
