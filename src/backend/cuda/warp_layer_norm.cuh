@@ -66,20 +66,10 @@ __device__ __forceinline__ void warp_load_row(const void* x, const void* residua
 template <class T, int kVecs, int kPerVec>
 __device__ __forceinline__ void block_load_row(const void* x, int vectors, uint4* stage,
                                                float (&out)[kVecs][kPerVec]) {
-  static_assert(kPerVec * sizeof(T) == 16, "rows are read in 16-byte pieces");
   for (int v = threadIdx.x; v < vectors; v += blockDim.x)
     stage[v] = static_cast<const uint4*>(x)[v];
   __syncthreads();
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int u = 0; u < kVecs; ++u) {
-    const int v = lane + 32 * u;
-    if (v >= vectors) break;
-    const uint4 xr = stage[v];
-    const T* xt = reinterpret_cast<const T*>(&xr);
-#pragma unroll
-    for (int e = 0; e < kPerVec; ++e) out[u][e] = to_f32(xt[e]);
-  }
+  warp_load_row<T>(stage, nullptr, vectors, out);
 }
 
 struct RowStats {
