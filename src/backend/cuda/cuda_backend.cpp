@@ -254,10 +254,12 @@ class CudaBackend final : public Backend {
     if (grid_barrier_) allocator_.release(grid_barrier_);
     if (decode_partials_) allocator_.release(decode_partials_);
     print_timeline(timeline_, cuda::kDecodeTimelineSlots, cuda::decode_timeline_phase_name,
-                   "EAQ_DECODE_TIMELINE", "fused decode step, the last block's clock", "step");
+                   "EAQ_DECODE_TIMELINE", "fused decode step, the last block's clock", "step",
+                   "steps");
     if (timeline_) allocator_.release(timeline_);
     print_timeline(qkv_timeline_, cuda::kQkvTimelineSlots, cuda::qkv_timeline_phase_name,
-                   "EAQ_QKV_TIMELINE", "QKV + attention kernel, head 0's block 0", "launch");
+                   "EAQ_QKV_TIMELINE", "QKV + attention kernel, head 0's block 0", "launch",
+                   "launches");
     if (qkv_timeline_) allocator_.release(qkv_timeline_);
     allocator_.release(workspace_);
     cublasLtDestroy(lt_);
@@ -1270,9 +1272,9 @@ class CudaBackend final : public Backend {
   }
 
   // A timeline's mean cycles per launch, phase by phase and in total, on stderr. `variable` turns
-  // it on, `what` says whose clock it is, `unit` what one launch is.
+  // it on, `what` says whose clock it is, `unit` and `units` name one launch and several.
   void print_timeline(const unsigned long long* table, int slots, const char* (*phase_name)(int),
-                      const char* variable, const char* what, const char* unit) {
+                      const char* variable, const char* what, const char* unit, const char* units) {
     if (table == nullptr) return;
     std::vector<unsigned long long> sums(static_cast<std::size_t>(slots));
     if (cudaMemcpy(sums.data(), table, sums.size() * sizeof(unsigned long long),
@@ -1284,8 +1286,8 @@ class CudaBackend final : public Backend {
     int khz = 0;
     cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device_);
     const auto us = [&](double cycles) { return khz > 0 ? cycles / khz * 1000.0 : 0.0; };
-    std::fprintf(stderr, "\n%s: %s, mean per %s over %llu %ss (us at the %d MHz maximum clock)\n",
-                 variable, what, unit, launches, unit, khz / 1000);
+    std::fprintf(stderr, "\n%s: %s, mean per %s over %llu %s (us at the %d MHz maximum clock)\n",
+                 variable, what, unit, launches, units, khz / 1000);
     double total = 0.0;
     for (int i = 0; i + 1 < slots; ++i) {
       const double cycles =
