@@ -303,6 +303,17 @@ stage_stagex_gpt2() {
     --batch-size 1 --min-duration-s 2
 }
 
+# What the decode kernels' reads of LayerNorm parameters and of x cost: gamma and beta read by
+# every warp, once a block, or not at all (EAQ_LN_PARAMS=skip, an experiment with wrong outputs),
+# and c_fc / the MLP projection with more features (fewer blocks) a block.
+stage_lnparams_gpt2() {
+  note "GPT-2 124M shape: LayerNorm parameters by warp, by block or skipped; features a block of c_fc and the MLP projection"
+  EAQ_AB_VALUES="${EAQ_LN_AB_VALUES:-warp,8,4 skip,8,4 block,8,4 block,16,4 block,24,4 block,16,6}" \
+    gpt2_ab EAQ_LN_PARAMS,EAQ_CFC_FEATURES,EAQ_PROJ_FEATURES lnparams-gpt2 \
+    "EAQ_LN_PARAMS,EAQ_CFC_FEATURES,EAQ_PROJ_FEATURES =" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+}
+
 # Where the batch-1 QKV + attention kernel spends its time: EAQ_QKV_TIMELINE=1 prints the mean
 # cycles of each of its phases when the process ends (docs/results.md, the nineteenth session).
 stage_qkvtimeline_gpt2() {
@@ -465,6 +476,7 @@ for stage in "$@"; do
     scoresint8-gpt2) stage_scoresint8_gpt2 ;;
     qkvtimeline-gpt2) stage_qkvtimeline_gpt2 ;;
     stagex-gpt2) stage_stagex_gpt2 ;;
+    lnparams-gpt2) stage_lnparams_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

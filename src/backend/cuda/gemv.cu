@@ -209,8 +209,10 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
 // of x a lane (3 for k <= 3,072 in 16 bits, 1 for k <= 768). On an H200 the fp16 step went from
 // ~4,760 to ~5,120 tokens/s with the three GEMVs of a layer on it (docs/results.md, the
 // seventeenth session).
+// skip_ln_params: EAQ_LN_PARAMS=skip, an experiment (warp_layer_norm.cuh).
 template <class T, int kVecs, int kFeatures, bool kLayerNorm>
-__global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArgs a) {
+__global__ void __launch_bounds__(kGemvThreads, 4)
+    gemv_split_row_kernel(GemvArgs a, bool skip_ln_params) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   __shared__ float partial[kGemvWarps][kFeatures];
   __shared__ float row_sum[kGemvWarps], row_squares[kGemvWarps];
@@ -245,8 +247,8 @@ __global__ void __launch_bounds__(kGemvThreads, 4) gemv_split_row_kernel(GemvArg
       if (v >= end) break;
 #pragma unroll
       for (int e = 0; e < kPerVec; ++e) {
-        gv[u][e] = a.ln_gamma[v * kPerVec + e];
-        bv[u][e] = a.ln_beta[v * kPerVec + e];
+        gv[u][e] = skip_ln_params ? 1.0f : a.ln_gamma[v * kPerVec + e];
+        bv[u][e] = skip_ln_params ? 0.0f : a.ln_beta[v * kPerVec + e];
       }
     }
   }
@@ -390,7 +392,7 @@ void launch_split_row(const GemvArgs& a, cudaStream_t stream) {
                                     reinterpret_cast<const void*>(kernel), 0)) *
                                 multiprocessor_count();
   launch_dependent(kernel, dim3(static_cast<unsigned>(groups < resident ? groups : resident)),
-                   dim3(kGemvThreads), 0, stream, a);
+                   dim3(kGemvThreads), 0, stream, a, ln_params_mode() == LnParams::Skip);
 }
 
 // The split kernel's forms: k <= 768 (in 16 bits; a piece of x a lane) takes the attention
@@ -399,9 +401,23 @@ void launch_split_row(const GemvArgs& a, cudaStream_t stream) {
 template <class T>
 void launch_split_row_forms(int vecs, const GemvArgs& a, cudaStream_t stream) {
   if (vecs == kWideRowVecs) {  // never with a LayerNorm (row_kernel_vecs)
-    launch_split_row<T, 3, 4, false>(a, stream);
+    // EAQ_PROJ_FEATURES=6 (read at every launch): 128 blocks that each read x, not 192 (an
+    // experiment).
+    if (env_is("EAQ_PROJ_FEATURES", "6")) {
+      launch_split_row<T, 3, 6, false>(a, stream);
+    } else {
+      launch_split_row<T, 3, 4, false>(a, stream);
+    }
   } else if (a.ln_gamma != nullptr) {
-    launch_split_row<T, 1, 8, true>(a, stream);
+    // EAQ_CFC_FEATURES (read at every launch): 16 or 24 features a block instead of 8, fewer
+    // blocks that each read x, gamma and beta (an experiment).
+    if (env_is("EAQ_CFC_FEATURES", "16")) {
+      launch_split_row<T, 1, 16, true>(a, stream);
+    } else if (env_is("EAQ_CFC_FEATURES", "24")) {
+      launch_split_row<T, 1, 24, true>(a, stream);
+    } else {
+      launch_split_row<T, 1, 8, true>(a, stream);
+    }
   } else {
     launch_split_row<T, 1, 4, false>(a, stream);
   }

@@ -87,9 +87,11 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) 
 // kFold: the attention projection folded in (see above).
 // stage_x: the block reads x from L2 once (block_load_row), not every warp.
 // warp_softmax: each warp keeps a running softmax of its keys (see the attention below).
+// ln_params: how the warps get gamma and beta (warp_layer_norm.cuh).
 template <class T, WeightKind kW, bool kFold>
 __global__ void __launch_bounds__(kThreads)
-    qkv_attention_kernel(QkvAttentionArgs a, int chunk, bool stage_x, bool warp_softmax) {
+    qkv_attention_kernel(QkvAttentionArgs a, int chunk, bool stage_x, bool warp_softmax,
+                         LnParams ln_params) {
   static_assert(!kFold || kW == WeightKind::Float, "the folded projection reads float weights");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
@@ -145,7 +147,9 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
-  load_layer_norm_params<kXVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
+  __shared__ alignas(16) float ln_stage[kLnParamsStageFloats<kXVecs, kPerVec>];
+  block_load_layer_norm_params<kXVecs, kPerVec>(ln_params, a.ln_gamma, a.ln_beta, vectors, ln_stage,
+                                                gv, bv);
   const std::int64_t slot = *a.slot;
   const std::int64_t row_stride = 2 * hidden;
   const std::int64_t j0 = static_cast<std::int64_t>(rank) * chunk;
@@ -499,7 +503,7 @@ void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
                             dim3(kClusterBlocks, static_cast<unsigned>(a.heads)), dim3(kThreads),
                             kClusterBlocks, static_cast<std::size_t>(chunk) * sizeof(float), stream,
                             a, chunk, !env_is("EAQ_STAGE_X", "0"),  // read at every launch
-                            !env_is("EAQ_WARP_SOFTMAX", "0"));
+                            !env_is("EAQ_WARP_SOFTMAX", "0"), ln_params_mode());
 }
 
 template <class T>

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "backend/cuda/cuda_types.cuh"
 
@@ -29,6 +31,53 @@ __device__ __forceinline__ void load_layer_norm_params(const float* gamma, const
       b[u][4 * q] = bq.x, b[u][4 * q + 1] = bq.y, b[u][4 * q + 2] = bq.z, b[u][4 * q + 3] = bq.w;
     }
   }
+}
+
+// How a kernel's warps get gamma and beta (EAQ_LN_PARAMS, read at every launch): each warp reads
+// them from global memory ("warp"), or the block reads them once into shared memory and its warps
+// take theirs from there ("block"); "skip" is an experiment that reads nothing (gamma 1, beta 0:
+// wrong for any trained LayerNorm) to measure what the reads cost.
+enum class LnParams : int { Warp = 0, Block = 1, Skip = 2 };
+
+inline LnParams ln_params_mode() {
+  const char* set = std::getenv("EAQ_LN_PARAMS");
+  if (set != nullptr && std::strcmp(set, "block") == 0) return LnParams::Block;
+  if (set != nullptr && std::strcmp(set, "skip") == 0) return LnParams::Skip;
+  return LnParams::Warp;
+}
+
+// Floats of shared memory block_load_layer_norm_params needs for rows of kVecs pieces a lane.
+template <int kVecs, int kPerVec>
+constexpr int kLnParamsStageFloats = 2 * kVecs * 32 * kPerVec;
+
+// This lane's pieces of gamma and beta as `mode` says; with LnParams::Block every thread of the
+// block must call it (a block barrier), and `stage` holds kLnParamsStageFloats floats.
+template <int kVecs, int kPerVec>
+__device__ __forceinline__ void block_load_layer_norm_params(LnParams mode, const float* gamma,
+                                                             const float* beta, int vectors,
+                                                             float* stage,
+                                                             float (&g)[kVecs][kPerVec],
+                                                             float (&b)[kVecs][kPerVec]) {
+  if (mode == LnParams::Skip) {
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+#pragma unroll
+      for (int e = 0; e < kPerVec; ++e) g[u][e] = 1.0f, b[u][e] = 0.0f;
+    }
+    return;
+  }
+  if (mode == LnParams::Warp) {
+    load_layer_norm_params<kVecs, kPerVec>(gamma, beta, vectors, g, b);
+    return;
+  }
+  const int quads = vectors * kPerVec / 4;
+  auto* stage4 = reinterpret_cast<float4*>(stage);
+  for (int i = threadIdx.x; i < quads; i += blockDim.x) {
+    stage4[i] = reinterpret_cast<const float4*>(gamma)[i];
+    stage4[quads + i] = reinterpret_cast<const float4*>(beta)[i];
+  }
+  __syncthreads();
+  load_layer_norm_params<kVecs, kPerVec>(stage, stage + 4 * quads, vectors, g, b);
 }
 
 // This lane's pieces of a row of T (and of `residual`, added, when not null) as f32: lane l
