@@ -87,7 +87,7 @@ FusedResults run_fused(Backend& backend, const LinearShape& s, const HostTensor&
 }
 
 // One row runs the kernel that splits k over a block's warps (with and without a LayerNorm), and
-// with EAQ_SPLIT_ROW_GEMV=0 the row kernel.
+// with EAQ_SPLIT_ROW_GEMV=0 the row kernel; each also with EAQ_SHARED_SHUFFLES=0, bit for bit.
 TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
   for (const char* split : {"0", "1"}) {
     for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
@@ -108,6 +108,22 @@ TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
         const FusedResults want =
             run_fused(*cpu, s, w, bias, x, ln_residual, gamma, beta, residual);
         const FusedResults got = run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
+        // A warp's sums one at a time (EAQ_SHARED_SHUFFLES=0): the same pairs of lanes add, so the
+        // same bits.
+        const FusedResults one_at_a_time = [&] {
+          const test::ScopedEnv shuffles("EAQ_SHARED_SHUFFLES", "0");
+          return run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
+        }();
+        const std::pair<const HostTensor*, const HostTensor*> same_bits[] = {
+            {&got.ln_linear.y, &one_at_a_time.ln_linear.y},
+            {&got.ln_linear.normed, &one_at_a_time.ln_linear.normed},
+            {&got.ln_residual_linear.y, &one_at_a_time.ln_residual_linear.y},
+            {&got.linear_residual, &one_at_a_time.linear_residual}};
+        for (const auto& [a, b] : same_bits) {
+          EXPECT_EQ(max_abs_difference(*a, *b), 0.0)
+              << "EAQ_SHARED_SHUFFLES=0, " << precision_name(precision) << " split " << split
+              << " m " << s.m << " n " << s.n << " k " << s.k;
+        }
         const double errors[] = {
             test::max_relative_error(got.ln_linear.y, want.ln_linear.y),
             test::max_relative_error(got.ln_linear.normed, want.ln_linear.normed),
@@ -220,8 +236,10 @@ QkvAttentionResult run_qkv_attention(Backend& backend, const QkvAttentionCase& c
 }
 
 // The one-kernel form (CUDA, qkv_attention.cu) against the CPU's two ops, the GPU's own two
-// ops (EAQ_FUSED_QKV_ATTENTION=0), itself with x read by every warp (EAQ_STAGE_X=0) and itself
-// with the softmax reduced over the block (EAQ_WARP_SOFTMAX=0): the
+// ops (EAQ_FUSED_QKV_ATTENTION=0), itself with x read by every warp (EAQ_STAGE_X=0), with the
+// rows' sums one at a time (EAQ_SHARED_SHUFFLES=0), with gamma and beta read by every warp
+// (EAQ_LN_PARAMS=warp; these three the same bits) and with the softmax reduced over the block
+// (EAQ_WARP_SOFTMAX=0): the
 // attention output, and the cache, whose slot row gets this step's k and v (the same bits as the
 // two ops' on the row kernel, EAQ_SPLIT_ROW_GEMV=0, whose projection sums in the same order; the
 // split kernel sums k's quarters apart) while every other row stays as it was. Caches of 37 to 1000
@@ -261,6 +279,14 @@ TEST(CudaFusedOps, LayerNormQkvAttentionMatchesTheCpusTwoOps) {
         const test::ScopedEnv warp_loads("EAQ_STAGE_X", "0");
         return run(*gpu);
       }();
+      const QkvAttentionResult one_at_a_time = [&] {
+        const test::ScopedEnv shuffles("EAQ_SHARED_SHUFFLES", "0");
+        return run(*gpu);
+      }();
+      const QkvAttentionResult warp_ln_params = [&] {
+        const test::ScopedEnv warp_reads("EAQ_LN_PARAMS", "warp");
+        return run(*gpu);
+      }();
       const QkvAttentionResult block_softmax = [&] {
         const test::ScopedEnv block_reductions("EAQ_WARP_SOFTMAX", "0");
         return run(*gpu);
@@ -275,6 +301,13 @@ TEST(CudaFusedOps, LayerNormQkvAttentionMatchesTheCpusTwoOps) {
       EXPECT_EQ(max_abs_difference(fused.cache, two_ops.cache), 0.0) << where;
       // x read once a block or by every warp: the same values, the same bits.
       EXPECT_EQ(max_abs_difference(fused.out, x_every_warp.out), 0.0) << where << " EAQ_STAGE_X=0";
+      // The rows' sums one at a time, and gamma and beta read by every warp: the same bits.
+      for (const auto* other : {&one_at_a_time, &warp_ln_params}) {
+        const char* what =
+            other == &one_at_a_time ? " EAQ_SHARED_SHUFFLES=0" : " EAQ_LN_PARAMS=warp";
+        EXPECT_EQ(max_abs_difference(fused.out, other->out), 0.0) << where << what;
+        EXPECT_EQ(max_abs_difference(fused.cache, other->cache), 0.0) << where << what;
+      }
       EXPECT_EQ(max_abs_difference(fused.cache, x_every_warp.cache), 0.0)
           << where << " EAQ_STAGE_X=0";
       // The attention's softmax by warps or by the whole block: the same cache, outputs within

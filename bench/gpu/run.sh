@@ -48,9 +48,16 @@ gpt2_ab() {
         --num_iters 100 --warmup_steps 20 --idle-seconds 1 "$@" \
         --results-dir "/tmp/$name/r$round/${var//,/-}-${value//,/-}" > "$log" 2>&1 || status=1
       echo "$what $value (round $round):"
-      # The summary table (several precisions), else the run's own decode lines.
-      grep -A8 "^| precision" "$log" | head -10
-      grep -q "^| precision" "$log" || grep -E "decode_tokens_per_s|energy_per_inference_mj|dynamic_energy_per_inference_mj" "$log" | head -6
+      # Each result row's decode numbers, from the run's CSV files.
+      python3 - "/tmp/$name/r$round/${var//,/-}-${value//,/-}" <<'PY'
+import csv, glob, sys
+for path in sorted(glob.glob(sys.argv[1] + "/**/*.csv", recursive=True)):
+    for row in csv.DictReader(open(path)):
+        print("  %s batch %s: %s tokens/s, %s mJ per token (%s above idle), idle %s W" % tuple(
+            row.get(k, "?") for k in ("precision", "batch_size", "decode_tokens_per_s",
+                                      "energy_per_inference_mj", "dynamic_energy_per_inference_mj",
+                                      "idle_power_w")))
+PY
     done
   done
 }
@@ -303,15 +310,14 @@ stage_stagex_gpt2() {
     --batch-size 1 --min-duration-s 2
 }
 
-# What the decode kernels' reads of LayerNorm parameters and of x cost: gamma and beta read by
-# every warp, once a block, or not at all (EAQ_LN_PARAMS=skip, an experiment with wrong outputs),
-# and c_fc / the MLP projection with more features (fewer blocks) a block.
-stage_lnparams_gpt2() {
-  note "GPT-2 124M shape: LayerNorm parameters by warp, by block or skipped; features a block of c_fc and the MLP projection"
-  EAQ_AB_VALUES="${EAQ_LN_AB_VALUES:-warp,8,4 skip,8,4 block,8,4 block,16,4 block,24,4 block,16,6}" \
-    gpt2_ab EAQ_LN_PARAMS,EAQ_CFC_FEATURES,EAQ_PROJ_FEATURES lnparams-gpt2 \
-    "EAQ_LN_PARAMS,EAQ_CFC_FEATURES,EAQ_PROJ_FEATURES =" --new-tokens 256 \
-    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+# What the twentieth session's two decode changes buy (docs/results.md): gamma and beta read by
+# every warp or once a block (EAQ_LN_PARAMS), and a warp's sums reduced one at a time or sharing
+# their shuffles (EAQ_SHARED_SHUFFLES; the same bits).
+stage_shuffles_gpt2() {
+  note "GPT-2 124M shape: LayerNorm parameters by warp or by block, a warp's sums one at a time or sharing shuffles"
+  EAQ_AB_VALUES="${EAQ_SHUFFLES_AB_VALUES:-warp,0 block,0 warp,1 block,1}" \
+    gpt2_ab EAQ_LN_PARAMS,EAQ_SHARED_SHUFFLES shuffles-gpt2 "EAQ_LN_PARAMS,EAQ_SHARED_SHUFFLES =" \
+    --new-tokens 256 --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
 }
 
 # Where the batch-1 QKV + attention kernel spends its time: EAQ_QKV_TIMELINE=1 prints the mean
@@ -476,7 +482,7 @@ for stage in "$@"; do
     scoresint8-gpt2) stage_scoresint8_gpt2 ;;
     qkvtimeline-gpt2) stage_qkvtimeline_gpt2 ;;
     stagex-gpt2) stage_stagex_gpt2 ;;
-    lnparams-gpt2) stage_lnparams_gpt2 ;;
+    shuffles-gpt2) stage_shuffles_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

@@ -209,10 +209,10 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
 // of x a lane (3 for k <= 3,072 in 16 bits, 1 for k <= 768). On an H200 the fp16 step went from
 // ~4,760 to ~5,120 tokens/s with the three GEMVs of a layer on it (docs/results.md, the
 // seventeenth session).
-// skip_ln_params: EAQ_LN_PARAMS=skip, an experiment (warp_layer_norm.cuh).
+// shared_shuffles: the kFeatures sums share their shuffles (warp_sum_many; the same bits).
 template <class T, int kVecs, int kFeatures, bool kLayerNorm>
 __global__ void __launch_bounds__(kGemvThreads, 4)
-    gemv_split_row_kernel(GemvArgs a, bool skip_ln_params) {
+    gemv_split_row_kernel(GemvArgs a, bool shared_shuffles) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   __shared__ float partial[kGemvWarps][kFeatures];
   __shared__ float row_sum[kGemvWarps], row_squares[kGemvWarps];
@@ -238,6 +238,13 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
   };
   std::int64_t group = blockIdx.x;  // the grid is at most `groups` blocks
   load_group(group);
+  // Thread f < kFeatures's bias, constant too: loaded here, not behind the block's last barrier.
+  const T* bias = static_cast<const T*>(a.bias);
+  const auto load_bias = [&](std::int64_t g) {
+    const std::int64_t f = g * kFeatures + threadIdx.x;
+    return bias != nullptr && threadIdx.x < kFeatures && f < a.n ? to_f32(bias[f]) : 0.0f;
+  };
+  float bias_v = load_bias(group);
   // So are the LayerNorm's gamma and beta (this lane's pieces).
   float gv[kLayerNorm ? kVecs : 1][kPerVec], bv[kLayerNorm ? kVecs : 1][kPerVec];
   if constexpr (kLayerNorm) {
@@ -247,8 +254,8 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
       if (v >= end) break;
 #pragma unroll
       for (int e = 0; e < kPerVec; ++e) {
-        gv[u][e] = skip_ln_params ? 1.0f : a.ln_gamma[v * kPerVec + e];
-        bv[u][e] = skip_ln_params ? 0.0f : a.ln_beta[v * kPerVec + e];
+        gv[u][e] = a.ln_gamma[v * kPerVec + e];
+        bv[u][e] = a.ln_beta[v * kPerVec + e];
       }
     }
   }
@@ -339,7 +346,6 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
     }
   }
 
-  const T* bias = static_cast<const T*>(a.bias);
   const T* residual = static_cast<const T*>(a.residual);
   T* y = static_cast<T*>(a.y);
   for (;;) {
@@ -354,11 +360,16 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
         for (int e = 0; e < kPerVec; ++e) acc[f] += xv[u][e] * to_f32(wt[e]);
       }
     }
+    if (shared_shuffles) {  // the kFeatures sums share their shuffles (warp_sum's bits)
+      const float sum = warp_sum_many<kFeatures>(acc);
+      if (lane % (32 / kFeatures) == 0) partial[warp][warp_sum_many_index<kFeatures>(lane)] = sum;
+    } else {
 #pragma unroll
-    for (int f = 0; f < kFeatures; ++f) acc[f] = warp_sum(acc[f]);
-    if (lane == 0) {
+      for (int f = 0; f < kFeatures; ++f) acc[f] = warp_sum(acc[f]);
+      if (lane == 0) {
 #pragma unroll
-      for (int f = 0; f < kFeatures; ++f) partial[warp][f] = acc[f];
+        for (int f = 0; f < kFeatures; ++f) partial[warp][f] = acc[f];
+      }
     }
     __syncthreads();
     const std::int64_t feature = group * kFeatures + threadIdx.x;
@@ -366,13 +377,14 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
       float total = 0.0f;
 #pragma unroll
       for (int s = 0; s < kGemvWarps; ++s) total += partial[s][threadIdx.x];
-      float out = apply_activation(total + (bias ? to_f32(bias[feature]) : 0.0f), a.activation);
+      float out = apply_activation(total + bias_v, a.activation);
       if (residual) out += to_f32(residual[feature]);  // read before y (may alias)
       y[feature] = from_f32<T>(out);
     }
     group += gridDim.x;
     if (group >= groups) break;
     load_group(group);
+    bias_v = load_bias(group);
     __syncthreads();  // every thread has read `partial` before the next group writes it
   }
 }
@@ -392,7 +404,7 @@ void launch_split_row(const GemvArgs& a, cudaStream_t stream) {
                                     reinterpret_cast<const void*>(kernel), 0)) *
                                 multiprocessor_count();
   launch_dependent(kernel, dim3(static_cast<unsigned>(groups < resident ? groups : resident)),
-                   dim3(kGemvThreads), 0, stream, a, ln_params_mode() == LnParams::Skip);
+                   dim3(kGemvThreads), 0, stream, a, shared_shuffles_enabled());
 }
 
 // The split kernel's forms: k <= 768 (in 16 bits; a piece of x a lane) takes the attention
@@ -401,23 +413,9 @@ void launch_split_row(const GemvArgs& a, cudaStream_t stream) {
 template <class T>
 void launch_split_row_forms(int vecs, const GemvArgs& a, cudaStream_t stream) {
   if (vecs == kWideRowVecs) {  // never with a LayerNorm (row_kernel_vecs)
-    // EAQ_PROJ_FEATURES=6 (read at every launch): 128 blocks that each read x, not 192 (an
-    // experiment).
-    if (env_is("EAQ_PROJ_FEATURES", "6")) {
-      launch_split_row<T, 3, 6, false>(a, stream);
-    } else {
-      launch_split_row<T, 3, 4, false>(a, stream);
-    }
+    launch_split_row<T, 3, 4, false>(a, stream);
   } else if (a.ln_gamma != nullptr) {
-    // EAQ_CFC_FEATURES (read at every launch): 16 or 24 features a block instead of 8, fewer
-    // blocks that each read x, gamma and beta (an experiment).
-    if (env_is("EAQ_CFC_FEATURES", "16")) {
-      launch_split_row<T, 1, 16, true>(a, stream);
-    } else if (env_is("EAQ_CFC_FEATURES", "24")) {
-      launch_split_row<T, 1, 24, true>(a, stream);
-    } else {
-      launch_split_row<T, 1, 8, true>(a, stream);
-    }
+    launch_split_row<T, 1, 8, true>(a, stream);
   } else {
     launch_split_row<T, 1, 4, false>(a, stream);
   }

@@ -64,11 +64,12 @@ constexpr int kThreads = 32 * kWarps;
 constexpr int kHeadRows = 3 * kHeadDim;                    // a head's q, k and v rows
 constexpr int kRowsPerBlock = kHeadRows / kClusterBlocks;  // 24
 constexpr int kRowsPerWarp = kRowsPerBlock / kWarps;       // 6
-constexpr int kPerVec = 8;                                 // halves in 16 bytes
-constexpr int kXVecs = 3;                                  // 16-byte pieces of x per lane
-constexpr int kTeam = kHeadDim / kPerVec;                  // threads per cache row: 8
-constexpr int kKeysPerPass = kThreads / kTeam;             // 16
-constexpr int kPreloadPasses = 3;  // cache rows a block loads before the wait: 48 keys
+constexpr int kSumRows = 8;  // a warp's rows padded to a power of two for warp_sum_many
+constexpr int kPerVec = 8;   // halves in 16 bytes
+constexpr int kXVecs = 3;    // 16-byte pieces of x per lane
+constexpr int kTeam = kHeadDim / kPerVec;       // threads per cache row: 8
+constexpr int kKeysPerPass = kThreads / kTeam;  // 16
+constexpr int kPreloadPasses = 3;               // cache rows a block loads before the wait: 48 keys
 // The folded projection: a team of kTeam threads per row of W_p, 16 rows a pass, E/8 <= 96 rows a
 // block.
 constexpr int kProjRowsPerPass = kThreads / kTeam;
@@ -88,10 +89,11 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) 
 // stage_x: the block reads x from L2 once (block_load_row), not every warp.
 // warp_softmax: each warp keeps a running softmax of its keys (see the attention below).
 // ln_params: how the warps get gamma and beta (warp_layer_norm.cuh).
+// shared_shuffles: the float rows' sums share their shuffles (warp_sum_many; the same bits).
 template <class T, WeightKind kW, bool kFold>
 __global__ void __launch_bounds__(kThreads)
     qkv_attention_kernel(QkvAttentionArgs a, int chunk, bool stage_x, bool warp_softmax,
-                         LnParams ln_params) {
+                         LnParams ln_params, bool shared_shuffles) {
   static_assert(!kFold || kW == WeightKind::Float, "the folded projection reads float weights");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
@@ -145,6 +147,14 @@ __global__ void __launch_bounds__(kThreads)
     for (int u = 0; u < kXVecs; ++u) {
       if (lane + 32 * u < vectors) wv[r][u] = load_weight(row + lane + 32 * u);
     }
+  }
+  // Float weights: the row whose sum this lane ends with, and its bias (constant: loaded now).
+  const int my_row = warp_sum_many_index<kSumRows>(lane);
+  float my_bias = 0.0f;
+  if (kW == WeightKind::Float && a.bias != nullptr && my_row < kRowsPerWarp) {
+    const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + my_row;
+    my_bias = to_f32(
+        static_cast<const T*>(a.bias)[(t / kHeadDim) * hidden + h * kHeadDim + t % kHeadDim]);
   }
   float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
   __shared__ alignas(16) float ln_stage[kLnParamsStageFloats<kXVecs, kPerVec>];
@@ -228,40 +238,68 @@ __global__ void __launch_bounds__(kThreads)
       warp_quantize_row<kW, kXVecs>(xv, xq, vectors, a.static_inverse, a.static_scale);
   mark(2);
 
-  // This warp's six rows; lane c < 8 sends each value to block c of the cluster. The block that
-  // computes a row of k or v also stores it in the cache at the slot.
+  // This warp's six rows. The block that computes a row of k or v also stores it in the cache at
+  // the slot.
   cluster.barrier_wait();
-  const T* bias = static_cast<const T*>(a.bias);
   const bool slot_in_cache = slot >= 0 && slot < a.capacity;
+  const auto store_cache = [&](int t, T rounded) {
+    const int part = t / kHeadDim;  // 1: k, 2: v
+    cache[slot * row_stride + (part - 1) * hidden + h * kHeadDim + t % kHeadDim] = rounded;
+  };
+  if (kW == WeightKind::Float && shared_shuffles) {
+    // The six sums share their shuffles (warp_sum_many, two rows of zeros): lane l ends with row
+    // my_row's total, and each of the row's four lanes sends it to two blocks of the cluster.
+    float acc[kSumRows] = {};
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    float total;
-    if constexpr (kW == WeightKind::Float) {
-      float acc = 0.0f;
+    for (int r = 0; r < kRowsPerWarp; ++r) {
 #pragma unroll
       for (int u = 0; u < kXVecs; ++u) {
         if (lane + 32 * u >= vectors) break;
         const T* wt = reinterpret_cast<const T*>(&wv[r][u]);
 #pragma unroll
-        for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
+        for (int e = 0; e < kPerVec; ++e) acc[r] += xv[u][e] * to_f32(wt[e]);
       }
-      total = warp_sum(acc) + (bias ? to_f32(bias[feature[r]]) : 0.0f);
-    } else {
-      QuantAcc<kW> acc = 0;
-#pragma unroll
-      for (int u = 0; u < kXVecs; ++u) {
-        if (lane + 32 * u >= vectors) break;
-        dot_piece<kW>(acc, wv[r][u], xv[u], xq[u]);
-      }
-      total = dequantize_dot<T>(warp_dot_total<kW>(acc), x_scale, w_scale[r], a.bias, a.bias_act,
-                                feature[r]);
     }
-    const T rounded = from_f32<T>(total);
-    const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + r;
-    if (lane < kClusterBlocks) *cluster.map_shared_rank(&head[t], lane) = to_f32(rounded);
-    if (lane == kClusterBlocks && t >= kHeadDim && slot_in_cache) {
-      const int part = t / kHeadDim;  // 1: k, 2: v
-      cache[slot * row_stride + (part - 1) * hidden + h * kHeadDim + t % kHeadDim] = rounded;
+    const float total = warp_sum_many<kSumRows>(acc) + my_bias;
+    if (my_row < kRowsPerWarp) {
+      const T rounded = from_f32<T>(total);
+      const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + my_row;
+      const int quarter = lane % (32 / kSumRows);
+      static_assert(kClusterBlocks == 2 * (32 / kSumRows), "two blocks a lane");
+      *cluster.map_shared_rank(&head[t], 2 * quarter) = to_f32(rounded);
+      *cluster.map_shared_rank(&head[t], 2 * quarter + 1) = to_f32(rounded);
+      if (quarter == 0 && t >= kHeadDim && slot_in_cache) store_cache(t, rounded);
+    }
+  } else {
+    // One row at a time: lane c < 8 sends each value to block c of the cluster.
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      float total;
+      if constexpr (kW == WeightKind::Float) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int u = 0; u < kXVecs; ++u) {
+          if (lane + 32 * u >= vectors) break;
+          const T* wt = reinterpret_cast<const T*>(&wv[r][u]);
+#pragma unroll
+          for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
+        }
+        const T* bias = static_cast<const T*>(a.bias);
+        total = warp_sum(acc) + (bias ? to_f32(bias[feature[r]]) : 0.0f);
+      } else {
+        QuantAcc<kW> acc = 0;
+#pragma unroll
+        for (int u = 0; u < kXVecs; ++u) {
+          if (lane + 32 * u >= vectors) break;
+          dot_piece<kW>(acc, wv[r][u], xv[u], xq[u]);
+        }
+        total = dequantize_dot<T>(warp_dot_total<kW>(acc), x_scale, w_scale[r], a.bias, a.bias_act,
+                                  feature[r]);
+      }
+      const T rounded = from_f32<T>(total);
+      const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + r;
+      if (lane < kClusterBlocks) *cluster.map_shared_rank(&head[t], lane) = to_f32(rounded);
+      if (lane == kClusterBlocks && t >= kHeadDim && slot_in_cache) store_cache(t, rounded);
     }
   }
   mark(3);
@@ -499,11 +537,11 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, WeightKind kW, bool kFold>
 void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
   const int chunk = static_cast<int>((a.capacity + kClusterBlocks - 1) / kClusterBlocks);
-  launch_dependent_clusters(qkv_attention_kernel<T, kW, kFold>,
-                            dim3(kClusterBlocks, static_cast<unsigned>(a.heads)), dim3(kThreads),
-                            kClusterBlocks, static_cast<std::size_t>(chunk) * sizeof(float), stream,
-                            a, chunk, !env_is("EAQ_STAGE_X", "0"),  // read at every launch
-                            !env_is("EAQ_WARP_SOFTMAX", "0"), ln_params_mode());
+  launch_dependent_clusters(
+      qkv_attention_kernel<T, kW, kFold>, dim3(kClusterBlocks, static_cast<unsigned>(a.heads)),
+      dim3(kThreads), kClusterBlocks, static_cast<std::size_t>(chunk) * sizeof(float), stream, a,
+      chunk, !env_is("EAQ_STAGE_X", "0"),  // read at every launch
+      !env_is("EAQ_WARP_SOFTMAX", "0"), ln_params_mode(), shared_shuffles_enabled());
 }
 
 template <class T>

@@ -33,17 +33,16 @@ __device__ __forceinline__ void load_layer_norm_params(const float* gamma, const
   }
 }
 
-// How a kernel's warps get gamma and beta (EAQ_LN_PARAMS, read at every launch): each warp reads
-// them from global memory ("warp"), or the block reads them once into shared memory and its warps
-// take theirs from there ("block"); "skip" is an experiment that reads nothing (gamma 1, beta 0:
-// wrong for any trained LayerNorm) to measure what the reads cost.
-enum class LnParams : int { Warp = 0, Block = 1, Skip = 2 };
+// How the warps of the QKV + attention kernel and of the bounded head's scores kernel get gamma
+// and beta (EAQ_LN_PARAMS, read at every launch): by default the block reads them once into
+// shared memory and its warps take theirs from there; "warp" has every warp read them from global
+// memory (four times the reads from L2: ~41 MB a GPT-2 124M step against ~10; what the block
+// form buys is in docs/results.md, the twentieth session).
+enum class LnParams : int { Warp = 0, Block = 1 };
 
 inline LnParams ln_params_mode() {
   const char* set = std::getenv("EAQ_LN_PARAMS");
-  if (set != nullptr && std::strcmp(set, "block") == 0) return LnParams::Block;
-  if (set != nullptr && std::strcmp(set, "skip") == 0) return LnParams::Skip;
-  return LnParams::Warp;
+  return set != nullptr && std::strcmp(set, "warp") == 0 ? LnParams::Warp : LnParams::Block;
 }
 
 // Floats of shared memory block_load_layer_norm_params needs for rows of kVecs pieces a lane.
@@ -58,14 +57,6 @@ __device__ __forceinline__ void block_load_layer_norm_params(LnParams mode, cons
                                                              float* stage,
                                                              float (&g)[kVecs][kPerVec],
                                                              float (&b)[kVecs][kPerVec]) {
-  if (mode == LnParams::Skip) {
-#pragma unroll
-    for (int u = 0; u < kVecs; ++u) {
-#pragma unroll
-      for (int e = 0; e < kPerVec; ++e) g[u][e] = 1.0f, b[u][e] = 0.0f;
-    }
-    return;
-  }
   if (mode == LnParams::Warp) {
     load_layer_norm_params<kVecs, kPerVec>(gamma, beta, vectors, g, b);
     return;
