@@ -51,6 +51,7 @@ class HeadCase {
     std::int64_t f32_x = -1;     // bounded, with x in f32 (EAQ_SCORES_INT8=0), not int8
     std::int64_t warp_x = -1;    // bounded, every warp reading x (EAQ_STAGE_X=0)
     std::int64_t warp_ln = -1;   // bounded, every warp reading gamma and beta (EAQ_LN_PARAMS=warp)
+    std::int64_t one_sum = -1;   // bounded, a warp's row sums one at a time (EAQ_SHARED_SHUFFLES=0)
     bool took = false;           // layer_norm_linear_argmax ran
     bool same_normed = false;    // and stored the LayerNorm as layer_norm_linear does
   };
@@ -76,6 +77,11 @@ class HeadCase {
         const test::ScopedEnv warp_loads("EAQ_STAGE_X", "0");
         backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
         p.warp_x = backend_.download(ids).to_i64()[0];
+      }
+      {
+        const test::ScopedEnv one_at_a_time("EAQ_SHARED_SHUFFLES", "0");
+        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
+        p.one_sum = backend_.download(ids).to_i64()[0];
       }
       {
         const test::ScopedEnv warp_reads("EAQ_LN_PARAMS", "warp");
@@ -109,6 +115,7 @@ void expect_same(const HeadCase::Picks& p, const std::string& what) {
   EXPECT_EQ(p.f32_x, p.full) << what << " (EAQ_SCORES_INT8=0)";
   EXPECT_EQ(p.warp_x, p.full) << what << " (EAQ_STAGE_X=0)";
   EXPECT_EQ(p.warp_ln, p.full) << what << " (EAQ_LN_PARAMS=warp)";
+  EXPECT_EQ(p.one_sum, p.full) << what << " (EAQ_SHARED_SHUFFLES=0)";
   EXPECT_TRUE(p.same_normed) << what;
 }
 

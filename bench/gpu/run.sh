@@ -315,7 +315,7 @@ stage_stagex_gpt2() {
 # their shuffles (EAQ_SHARED_SHUFFLES; the same bits).
 stage_shuffles_gpt2() {
   note "GPT-2 124M shape: LayerNorm parameters by warp or by block, a warp's sums one at a time or sharing shuffles"
-  EAQ_AB_VALUES="${EAQ_SHUFFLES_AB_VALUES:-warp,0 block,0 warp,1 block,1}" \
+  EAQ_AB_VALUES="${EAQ_SHUFFLES_AB_VALUES:-warp,0 warp,1 block,1}" \
     gpt2_ab EAQ_LN_PARAMS,EAQ_SHARED_SHUFFLES shuffles-gpt2 "EAQ_LN_PARAMS,EAQ_SHARED_SHUFFLES =" \
     --new-tokens 256 --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
 }

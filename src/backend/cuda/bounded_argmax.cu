@@ -80,24 +80,26 @@ constexpr int kScoresAhead = 4;
 // multiprocessor, as many rows in flight as that allows.
 // stage_x: the block reads x from L2 once (block_load_row), not every warp.
 // ln_params: how the warps get gamma and beta (warp_layer_norm.cuh).
+// shared_shuffles: with kRotate, the kScoresAhead rows' sums share their shuffles.
 template <class T, bool kRotate, bool kInt8Dot>
 __global__ void __launch_bounds__(kGemvThreads, 4)
-    bounded_argmax_scores_kernel(BoundedArgmaxArgs a, bool stage_x, LnParams ln_params) {
+    bounded_argmax_scores_kernel(BoundedArgmaxArgs a, bool stage_x, LnParams ln_params,
+                                 bool shared_shuffles) {
   static_assert(kRotate || !kInt8Dot, "the int8 x int8 form has the rotating loop only");
   constexpr int kAhead = kScoresAhead;
   const int lane = threadIdx.x % 32;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
   const int vectors = static_cast<int>(a.k / kPerVec);
-  // A row's int8 pieces, and its (scale, radius) and quant_norm in lane 0, load together ahead of
-  // use.
-  const auto load_row = [&](std::int64_t f, uint2(&w)[kVecs], float2& sr, float& qn) {
+  // A row's int8 pieces, and its (scale, radius) and quant_norm in the lane that finishes it
+  // (lane 0, or with shared shuffles the first of slot r's lanes), load together ahead of use.
+  const auto load_row = [&](std::int64_t f, uint2(&w)[kVecs], float2& sr, float& qn, int slot) {
     const auto* w_row = reinterpret_cast<const uint2*>(a.q + f * a.k);
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
       if (lane + 32 * u < vectors) w[u] = load_weight(w_row + lane + 32 * u);
     }
-    if (lane == 0) {
+    if (lane == (kRotate && shared_shuffles ? slot * (32 / kAhead) : 0)) {
       sr = a.scale_radius[f];
       if constexpr (kInt8Dot) qn = a.quant_norm[f];
     }
@@ -107,7 +109,7 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
   float qn[kAhead] = {};
 #pragma unroll
   for (int r = 0; r < kAhead; ++r) {
-    if (feature + r * stride < a.n) load_row(feature + r * stride, wv[r], sr[r], qn[r]);
+    if (feature + r * stride < a.n) load_row(feature + r * stride, wv[r], sr[r], qn[r], r);
   }
   float gv[kVecs][kPerVec], bv[kVecs][kPerVec];
   __shared__ alignas(16) float ln_stage[kLnParamsStageFloats<kVecs, kPerVec>];
@@ -167,23 +169,54 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
     }
     return acc;
   };
-  // Row f's upper end, and the warp's largest lower end so far (lane 0).
+  // Row f's upper end from its dot product, and this lane's largest lower end so far.
+  const auto finish_total = [&](std::int64_t f, float total, float2 row_sr, float row_qn) {
+    // kInt8Dot: |total| <= k 127^2 < 2^24, exact as f32.
+    const float approx = kInt8Dot ? total * row_sr.x * x_scale : total * row_sr.x;
+    const float bound = kInt8Dot ? fmaf(row_qn, x_residual, fmaf(norm, row_sr.y, a.slack))
+                                 : fmaf(norm, row_sr.y, a.slack);
+    // Room for the f32 rounding of approx +- bound and of their comparison.
+    const float margin = bound + (fabsf(approx) + bound) * 2.5e-7f;
+    const float upper = approx + margin;
+    a.upper[f] = upper;
+    all_rows = all_rows || !(upper < max_finite<T>());  // also NaN
+    lower_max = fmaxf(lower_max, approx - margin);
+  };
+  // One row's sum over the warp; lane 0 finishes it.
   const auto finish = [&](std::int64_t f, Acc acc, float2 row_sr, float row_qn) {
     const float total = warp_dot_total<kPass>(acc);
-    if (lane == 0) {
-      // kInt8Dot: |total| <= k 127^2 < 2^24, exact as f32.
-      const float approx = kInt8Dot ? total * row_sr.x * x_scale : total * row_sr.x;
-      const float bound = kInt8Dot ? fmaf(row_qn, x_residual, fmaf(norm, row_sr.y, a.slack))
-                                   : fmaf(norm, row_sr.y, a.slack);
-      // Room for the f32 rounding of approx +- bound and of their comparison.
-      const float margin = bound + (fabsf(approx) + bound) * 2.5e-7f;
-      const float upper = approx + margin;
-      a.upper[f] = upper;
-      all_rows = all_rows || !(upper < max_finite<T>());  // also NaN
-      lower_max = fmaxf(lower_max, approx - margin);
-    }
+    if (lane == 0) finish_total(f, total, row_sr, row_qn);
   };
-  if constexpr (kRotate) {
+  if (kRotate && shared_shuffles) {
+    // The kAhead rows' sums share their shuffles (warp_sum_many; the same totals): lane
+    // (32 / kAhead) r ends with row r's, holds its scale and radius, and finishes it.
+    for (; feature < a.n; feature += kAhead * stride) {
+      Acc acc[kAhead];
+      float2 row_sr[kAhead];
+      float row_qn[kAhead];
+#pragma unroll
+      for (int r = 0; r < kAhead; ++r) {
+        const std::int64_t f = feature + r * stride;
+        acc[r] = f < a.n ? dot(wv[r]) : Acc(0);
+        row_sr[r] = sr[r];
+        row_qn[r] = qn[r];
+        const std::int64_t later = f + kAhead * stride;
+        if (later < a.n) load_row(later, wv[r], sr[r], qn[r], r);  // before the sums: in flight
+      }
+      const Acc total = warp_sum_many<kAhead>(acc);
+      const int r = warp_sum_many_index<kAhead>(lane);
+      const std::int64_t f = feature + r * stride;
+      if (lane % (32 / kAhead) == 0 && f < a.n) {
+        float2 mine_sr = row_sr[0];
+        float mine_qn = row_qn[0];
+#pragma unroll
+        for (int q = 1; q < kAhead; ++q) {
+          if (q == r) mine_sr = row_sr[q], mine_qn = row_qn[q];
+        }
+        finish_total(f, static_cast<float>(total), mine_sr, mine_qn);
+      }
+    }
+  } else if constexpr (kRotate) {
     for (; feature < a.n; feature += kAhead * stride) {
 #pragma unroll
       for (int r = 0; r < kAhead; ++r) {
@@ -193,7 +226,8 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
         const float2 row_sr = sr[r];
         const float row_qn = qn[r];
         const std::int64_t later = f + kAhead * stride;
-        if (later < a.n) load_row(later, wv[r], sr[r], qn[r]);  // before the reduction: in flight
+        if (later < a.n)
+          load_row(later, wv[r], sr[r], qn[r], r);  // before the reduction: in flight
         finish(f, acc, row_sr, row_qn);
       }
     }
@@ -208,10 +242,13 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
         sr[r] = sr[r + 1];
       }
       const std::int64_t later = feature + kAhead * stride;
-      if (later < a.n) load_row(later, wv[kAhead - 1], sr[kAhead - 1], qn[kAhead - 1]);
+      if (later < a.n) load_row(later, wv[kAhead - 1], sr[kAhead - 1], qn[kAhead - 1], 0);
       finish(feature, acc, row_sr, 0.0f);
     }
   }
+  // The warp's largest lower end and its flag (lanes other than 0 finished rows above).
+  lower_max = warp_max(lower_max);
+  all_rows = __any_sync(0xffffffffu, all_rows);
   // One atomic per block: the block's largest lower end.
   __shared__ float block_lower[kGemvWarps];
   __shared__ int block_all;
@@ -309,7 +346,8 @@ void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
   launch_dependent(
       scores,
       dim3(gemv_grid(reinterpret_cast<const void*>(scores), 0, a.n, row_features_per_warp(a.n))),
-      dim3(kGemvThreads), 0, stream, a, !env_is("EAQ_STAGE_X", "0"), ln_params_mode());
+      dim3(kGemvThreads), 0, stream, a, !env_is("EAQ_STAGE_X", "0"), ln_params_mode(),
+      shared_shuffles_enabled());
   const auto select = bounded_argmax_select_kernel<T>;
   const std::int64_t warps_needed = (a.n + 31) / 32;
   const std::int64_t fit = gemv_grid(reinterpret_cast<const void*>(select), 0, warps_needed);

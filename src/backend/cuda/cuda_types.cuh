@@ -42,9 +42,10 @@ __device__ __forceinline__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
-// Sums each of N values (N a power of two up to 32) over the warp, sharing the shuffles: at
-// offsets 16, 8, ... each lane keeps half of its values and sends its partner the other half, so
-// N sums take N - 1 + 5 - log2(N) shuffles instead of warp_sum's 5 N (8 sums: 9 instead of 40).
+// Sums each of N values (float or int; N a power of two up to 32) over the warp, sharing the
+// shuffles: at offsets 16, 8, ... each lane keeps half of its values and sends its partner the
+// other half, so N sums take N - 1 + 5 - log2(N) shuffles instead of warp_sum's 5 N (8 sums: 9
+// instead of 40).
 // The lanes pair as in warp_sum and a + b == b + a, so each sum has warp_sum's bits. Lane l gets
 // the sum of value warp_sum_many_index<N>(l); the 32 / N lanes l, l + 1, ... with l a multiple of
 // 32 / N share one.
@@ -56,8 +57,8 @@ __device__ __forceinline__ int warp_sum_many_index(int lane) {
     index = 2 * index + ((lane & offset) != 0);
   return index;
 }
-template <int N>
-__device__ __forceinline__ float warp_sum_many(float (&v)[N]) {
+template <int N, class V>
+__device__ __forceinline__ V warp_sum_many(V (&v)[N]) {
   static_assert(N >= 1 && N <= 32 && (N & (N - 1)) == 0, "a power of two up to 32");
   const int lane = threadIdx.x % 32;
   int offset = 16;
@@ -66,12 +67,12 @@ __device__ __forceinline__ float warp_sum_many(float (&v)[N]) {
     const bool upper = (lane & offset) != 0;  // keeps the second half
 #pragma unroll
     for (int i = 0; i < n / 2; ++i) {
-      const float send = upper ? v[i] : v[i + n / 2];
-      const float keep = upper ? v[i + n / 2] : v[i];
+      const V send = upper ? v[i] : v[i + n / 2];
+      const V keep = upper ? v[i + n / 2] : v[i];
       v[i] = keep + __shfl_xor_sync(0xffffffffu, send, offset);
     }
   }
-  float sum = v[0];
+  V sum = v[0];
 #pragma unroll
   for (; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
   return sum;

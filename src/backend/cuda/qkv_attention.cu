@@ -156,10 +156,6 @@ __global__ void __launch_bounds__(kThreads)
     my_bias = to_f32(
         static_cast<const T*>(a.bias)[(t / kHeadDim) * hidden + h * kHeadDim + t % kHeadDim]);
   }
-  float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
-  __shared__ alignas(16) float ln_stage[kLnParamsStageFloats<kXVecs, kPerVec>];
-  block_load_layer_norm_params<kXVecs, kPerVec>(ln_params, a.ln_gamma, a.ln_beta, vectors, ln_stage,
-                                                gv, bv);
   const std::int64_t slot = *a.slot;
   const std::int64_t row_stride = 2 * hidden;
   const std::int64_t j0 = static_cast<std::int64_t>(rank) * chunk;
@@ -199,6 +195,12 @@ __global__ void __launch_bounds__(kThreads)
       visible_pre[p] = a.key_mask[j] != 0;
     }
   }
+  // Last before the wait: the block form stalls until gamma and beta arrive, and the loads above
+  // should be in flight by then.
+  float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
+  __shared__ alignas(16) float ln_stage[kLnParamsStageFloats<kXVecs, kPerVec>];
+  block_load_layer_norm_params<kXVecs, kPerVec>(ln_params, a.ln_gamma, a.ln_beta, vectors, ln_stage,
+                                                gv, bv);
   mark(0);
   wait_then_allow_dependents(a.early_dependents);  // x comes from the kernel before
   mark(1);
