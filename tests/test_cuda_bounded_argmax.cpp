@@ -50,7 +50,6 @@ class HeadCase {
     std::int64_t shifting = -1;  // bounded, with the scores kernel's first (shifting) loop
     std::int64_t f32_x = -1;     // bounded, with x in f32 (EAQ_SCORES_INT8=0), not int8
     std::int64_t warp_x = -1;    // bounded, every warp reading x (EAQ_STAGE_X=0)
-    std::int64_t warp_ln = -1;   // bounded, every warp reading gamma and beta (EAQ_LN_PARAMS=warp)
     std::int64_t one_sum = -1;   // bounded, a warp's row sums one at a time (EAQ_SHARED_SHUFFLES=0)
     bool took = false;           // layer_norm_linear_argmax ran
     bool same_normed = false;    // and stored the LayerNorm as layer_norm_linear does
@@ -84,11 +83,6 @@ class HeadCase {
         p.one_sum = backend_.download(ids).to_i64()[0];
       }
       {
-        const test::ScopedEnv warp_reads("EAQ_LN_PARAMS", "warp");
-        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-        p.warp_ln = backend_.download(ids).to_i64()[0];
-      }
-      {
         const test::ScopedEnv shifting_loop("EAQ_SCORES_ROTATE", "0");
         backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
         p.shifting = backend_.download(ids).to_i64()[0];
@@ -114,7 +108,6 @@ void expect_same(const HeadCase::Picks& p, const std::string& what) {
   EXPECT_EQ(p.shifting, p.full) << what << " (EAQ_SCORES_ROTATE=0)";
   EXPECT_EQ(p.f32_x, p.full) << what << " (EAQ_SCORES_INT8=0)";
   EXPECT_EQ(p.warp_x, p.full) << what << " (EAQ_STAGE_X=0)";
-  EXPECT_EQ(p.warp_ln, p.full) << what << " (EAQ_LN_PARAMS=warp)";
   EXPECT_EQ(p.one_sum, p.full) << what << " (EAQ_SHARED_SHUFFLES=0)";
   EXPECT_TRUE(p.same_normed) << what;
 }

@@ -310,14 +310,19 @@ stage_stagex_gpt2() {
     --batch-size 1 --min-duration-s 2
 }
 
-# What the twentieth session's two decode changes buy (docs/results.md): gamma and beta read by
-# every warp or once a block (EAQ_LN_PARAMS), and a warp's sums reduced one at a time or sharing
-# their shuffles (EAQ_SHARED_SHUFFLES; the same bits).
+# What a warp's sums sharing their shuffles buys (EAQ_SHARED_SHUFFLES; the same bits): the
+# one-row GEMVs, the QKV + attention kernel and the bounded head's scores (docs/results.md, the
+# twentieth session).
 stage_shuffles_gpt2() {
-  note "GPT-2 124M shape: LayerNorm parameters by warp or by block, a warp's sums one at a time or sharing shuffles"
-  EAQ_AB_VALUES="${EAQ_SHUFFLES_AB_VALUES:-warp,0 warp,1 block,1}" \
-    gpt2_ab EAQ_LN_PARAMS,EAQ_SHARED_SHUFFLES shuffles-gpt2 "EAQ_LN_PARAMS,EAQ_SHARED_SHUFFLES =" \
-    --new-tokens 256 --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+  note "GPT-2 124M shape: a warp's sums one at a time or sharing their shuffles"
+  gpt2_ab EAQ_SHARED_SHUFFLES shuffles-gpt2 "EAQ_SHARED_SHUFFLES =" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+}
+
+stage_cfc_gpt2() {
+  note "GPT-2 124M shape: c_fc with 8 or 16 features a block"
+  EAQ_AB_VALUES="8 16" gpt2_ab EAQ_CFC_FEATURES cfc-gpt2 "EAQ_CFC_FEATURES =" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
 }
 
 # Where the batch-1 QKV + attention kernel spends its time: EAQ_QKV_TIMELINE=1 prints the mean
@@ -483,6 +488,7 @@ for stage in "$@"; do
     qkvtimeline-gpt2) stage_qkvtimeline_gpt2 ;;
     stagex-gpt2) stage_stagex_gpt2 ;;
     shuffles-gpt2) stage_shuffles_gpt2 ;;
+    cfc-gpt2) stage_cfc_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

@@ -79,12 +79,10 @@ constexpr int kScoresAhead = 4;
 // kInt8Dot: x quantized, dp4a (see the top of the file). At most 128 registers: four blocks a
 // multiprocessor, as many rows in flight as that allows.
 // stage_x: the block reads x from L2 once (block_load_row), not every warp.
-// ln_params: how the warps get gamma and beta (warp_layer_norm.cuh).
 // shared_shuffles: with kRotate, the kScoresAhead rows' sums share their shuffles.
 template <class T, bool kRotate, bool kInt8Dot>
 __global__ void __launch_bounds__(kGemvThreads, 4)
-    bounded_argmax_scores_kernel(BoundedArgmaxArgs a, bool stage_x, LnParams ln_params,
-                                 bool shared_shuffles) {
+    bounded_argmax_scores_kernel(BoundedArgmaxArgs a, bool stage_x, bool shared_shuffles) {
   static_assert(kRotate || !kInt8Dot, "the int8 x int8 form has the rotating loop only");
   constexpr int kAhead = kScoresAhead;
   const int lane = threadIdx.x % 32;
@@ -112,9 +110,7 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
     if (feature + r * stride < a.n) load_row(feature + r * stride, wv[r], sr[r], qn[r], r);
   }
   float gv[kVecs][kPerVec], bv[kVecs][kPerVec];
-  __shared__ alignas(16) float ln_stage[kLnParamsStageFloats<kVecs, kPerVec>];
-  block_load_layer_norm_params<kVecs, kPerVec>(ln_params, a.ln_gamma, a.ln_beta, vectors, ln_stage,
-                                               gv, bv);
+  load_layer_norm_params<kVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
   // The int8 rows are constant: they load while the last kernel ends.
   wait_then_allow_dependents(a.early_dependents);
 
@@ -346,8 +342,7 @@ void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
   launch_dependent(
       scores,
       dim3(gemv_grid(reinterpret_cast<const void*>(scores), 0, a.n, row_features_per_warp(a.n))),
-      dim3(kGemvThreads), 0, stream, a, !env_is("EAQ_STAGE_X", "0"), ln_params_mode(),
-      shared_shuffles_enabled());
+      dim3(kGemvThreads), 0, stream, a, !env_is("EAQ_STAGE_X", "0"), shared_shuffles_enabled());
   const auto select = bounded_argmax_select_kernel<T>;
   const std::int64_t warps_needed = (a.n + 31) / 32;
   const std::int64_t fit = gemv_grid(reinterpret_cast<const void*>(select), 0, warps_needed);

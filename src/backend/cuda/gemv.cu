@@ -415,7 +415,13 @@ void launch_split_row_forms(int vecs, const GemvArgs& a, cudaStream_t stream) {
   if (vecs == kWideRowVecs) {  // never with a LayerNorm (row_kernel_vecs)
     launch_split_row<T, 3, 4, false>(a, stream);
   } else if (a.ln_gamma != nullptr) {
-    launch_split_row<T, 1, 8, true>(a, stream);
+    // EAQ_CFC_FEATURES=16 (read at every launch): half the blocks, each reading x, gamma and beta
+    // (an experiment).
+    if (env_is("EAQ_CFC_FEATURES", "16")) {
+      launch_split_row<T, 1, 16, true>(a, stream);
+    } else {
+      launch_split_row<T, 1, 8, true>(a, stream);
+    }
   } else {
     launch_split_row<T, 1, 4, false>(a, stream);
   }

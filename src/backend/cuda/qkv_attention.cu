@@ -88,12 +88,11 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) 
 // kFold: the attention projection folded in (see above).
 // stage_x: the block reads x from L2 once (block_load_row), not every warp.
 // warp_softmax: each warp keeps a running softmax of its keys (see the attention below).
-// ln_params: how the warps get gamma and beta (warp_layer_norm.cuh).
 // shared_shuffles: the float rows' sums share their shuffles (warp_sum_many; the same bits).
 template <class T, WeightKind kW, bool kFold>
 __global__ void __launch_bounds__(kThreads)
     qkv_attention_kernel(QkvAttentionArgs a, int chunk, bool stage_x, bool warp_softmax,
-                         LnParams ln_params, bool shared_shuffles) {
+                         bool shared_shuffles) {
   static_assert(!kFold || kW == WeightKind::Float, "the folded projection reads float weights");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   namespace cg = cooperative_groups;
@@ -156,6 +155,8 @@ __global__ void __launch_bounds__(kThreads)
     my_bias = to_f32(
         static_cast<const T*>(a.bias)[(t / kHeadDim) * hidden + h * kHeadDim + t % kHeadDim]);
   }
+  float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
+  load_layer_norm_params<kXVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
   const std::int64_t slot = *a.slot;
   const std::int64_t row_stride = 2 * hidden;
   const std::int64_t j0 = static_cast<std::int64_t>(rank) * chunk;
@@ -195,12 +196,6 @@ __global__ void __launch_bounds__(kThreads)
       visible_pre[p] = a.key_mask[j] != 0;
     }
   }
-  // Last before the wait: the block form stalls until gamma and beta arrive, and the loads above
-  // should be in flight by then.
-  float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
-  __shared__ alignas(16) float ln_stage[kLnParamsStageFloats<kXVecs, kPerVec>];
-  block_load_layer_norm_params<kXVecs, kPerVec>(ln_params, a.ln_gamma, a.ln_beta, vectors, ln_stage,
-                                                gv, bv);
   mark(0);
   wait_then_allow_dependents(a.early_dependents);  // x comes from the kernel before
   mark(1);
@@ -539,11 +534,11 @@ __global__ void __launch_bounds__(kThreads)
 template <class T, WeightKind kW, bool kFold>
 void launch_typed(const QkvAttentionArgs& a, cudaStream_t stream) {
   const int chunk = static_cast<int>((a.capacity + kClusterBlocks - 1) / kClusterBlocks);
-  launch_dependent_clusters(
-      qkv_attention_kernel<T, kW, kFold>, dim3(kClusterBlocks, static_cast<unsigned>(a.heads)),
-      dim3(kThreads), kClusterBlocks, static_cast<std::size_t>(chunk) * sizeof(float), stream, a,
-      chunk, !env_is("EAQ_STAGE_X", "0"),  // read at every launch
-      !env_is("EAQ_WARP_SOFTMAX", "0"), ln_params_mode(), shared_shuffles_enabled());
+  launch_dependent_clusters(qkv_attention_kernel<T, kW, kFold>,
+                            dim3(kClusterBlocks, static_cast<unsigned>(a.heads)), dim3(kThreads),
+                            kClusterBlocks, static_cast<std::size_t>(chunk) * sizeof(float), stream,
+                            a, chunk, !env_is("EAQ_STAGE_X", "0"),  // read at every launch
+                            !env_is("EAQ_WARP_SOFTMAX", "0"), shared_shuffles_enabled());
 }
 
 template <class T>

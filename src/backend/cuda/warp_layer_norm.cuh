@@ -5,8 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
 #include "backend/cuda/cuda_types.cuh"
 
@@ -31,44 +29,6 @@ __device__ __forceinline__ void load_layer_norm_params(const float* gamma, const
       b[u][4 * q] = bq.x, b[u][4 * q + 1] = bq.y, b[u][4 * q + 2] = bq.z, b[u][4 * q + 3] = bq.w;
     }
   }
-}
-
-// How the warps of the QKV + attention kernel and of the bounded head's scores kernel get gamma
-// and beta (EAQ_LN_PARAMS, read at every launch): by default the block reads them once into
-// shared memory and its warps take theirs from there; "warp" has every warp read them from global
-// memory (four times the reads from L2: ~41 MB a GPT-2 124M step against ~10; what the block
-// form buys is in docs/results.md, the twentieth session).
-enum class LnParams : int { Warp = 0, Block = 1 };
-
-inline LnParams ln_params_mode() {
-  const char* set = std::getenv("EAQ_LN_PARAMS");
-  return set != nullptr && std::strcmp(set, "warp") == 0 ? LnParams::Warp : LnParams::Block;
-}
-
-// Floats of shared memory block_load_layer_norm_params needs for rows of kVecs pieces a lane.
-template <int kVecs, int kPerVec>
-constexpr int kLnParamsStageFloats = 2 * kVecs * 32 * kPerVec;
-
-// This lane's pieces of gamma and beta as `mode` says; with LnParams::Block every thread of the
-// block must call it (a block barrier), and `stage` holds kLnParamsStageFloats floats.
-template <int kVecs, int kPerVec>
-__device__ __forceinline__ void block_load_layer_norm_params(LnParams mode, const float* gamma,
-                                                             const float* beta, int vectors,
-                                                             float* stage,
-                                                             float (&g)[kVecs][kPerVec],
-                                                             float (&b)[kVecs][kPerVec]) {
-  if (mode == LnParams::Warp) {
-    load_layer_norm_params<kVecs, kPerVec>(gamma, beta, vectors, g, b);
-    return;
-  }
-  const int quads = vectors * kPerVec / 4;
-  auto* stage4 = reinterpret_cast<float4*>(stage);
-  for (int i = threadIdx.x; i < quads; i += blockDim.x) {
-    stage4[i] = reinterpret_cast<const float4*>(gamma)[i];
-    stage4[quads + i] = reinterpret_cast<const float4*>(beta)[i];
-  }
-  __syncthreads();
-  load_layer_norm_params<kVecs, kPerVec>(stage, stage + 4 * quads, vectors, g, b);
 }
 
 // This lane's pieces of a row of T (and of `residual`, added, when not null) as f32: lane l
