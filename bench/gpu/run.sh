@@ -320,8 +320,9 @@ stage_shuffles_gpt2() {
 }
 
 stage_cfc_gpt2() {
-  note "GPT-2 124M shape: c_fc with 8 or 16 features a block"
-  EAQ_AB_VALUES="8 16" gpt2_ab EAQ_CFC_FEATURES cfc-gpt2 "EAQ_CFC_FEATURES =" --new-tokens 256 \
+  note "GPT-2 124M shape: c_fc with 8 or 4 features a block, the projections with 4 or 2"
+  EAQ_AB_VALUES="8,4 4,4 8,2 4,2" gpt2_ab EAQ_CFC_FEATURES,EAQ_PROJ_FEATURES cfc-gpt2 \
+    "EAQ_CFC_FEATURES,EAQ_PROJ_FEATURES =" --new-tokens 256 \
     --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
 }
 

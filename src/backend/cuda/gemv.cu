@@ -412,16 +412,23 @@ void launch_split_row(const GemvArgs& a, cudaStream_t stream) {
 // as the row kernel's; k <= 3,072 (three pieces a lane) the MLP projection, four features a block.
 template <class T>
 void launch_split_row_forms(int vecs, const GemvArgs& a, cudaStream_t stream) {
+  // EAQ_CFC_FEATURES=4 and EAQ_PROJ_FEATURES=2 (read at every launch): twice the blocks, half the
+  // features each, for c_fc and for the two projections (an experiment).
+  const bool half_projections = env_is("EAQ_PROJ_FEATURES", "2");
   if (vecs == kWideRowVecs) {  // never with a LayerNorm (row_kernel_vecs)
-    launch_split_row<T, 3, 4, false>(a, stream);
+    if (half_projections) {
+      launch_split_row<T, 3, 2, false>(a, stream);
+    } else {
+      launch_split_row<T, 3, 4, false>(a, stream);
+    }
   } else if (a.ln_gamma != nullptr) {
-    // EAQ_CFC_FEATURES=16 (read at every launch): half the blocks, each reading x, gamma and beta
-    // (an experiment).
-    if (env_is("EAQ_CFC_FEATURES", "16")) {
-      launch_split_row<T, 1, 16, true>(a, stream);
+    if (env_is("EAQ_CFC_FEATURES", "4")) {
+      launch_split_row<T, 1, 4, true>(a, stream);
     } else {
       launch_split_row<T, 1, 8, true>(a, stream);
     }
+  } else if (half_projections) {
+    launch_split_row<T, 1, 2, false>(a, stream);
   } else {
     launch_split_row<T, 1, 4, false>(a, stream);
   }
