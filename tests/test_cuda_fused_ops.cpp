@@ -87,7 +87,8 @@ FusedResults run_fused(Backend& backend, const LinearShape& s, const HostTensor&
 }
 
 // One row runs the kernel that splits k over a block's warps (with and without a LayerNorm), and
-// with EAQ_SPLIT_ROW_GEMV=0 the row kernel; each also with EAQ_SHARED_SHUFFLES=0, bit for bit.
+// with EAQ_SPLIT_ROW_GEMV=0 the row kernel; each also with EAQ_SHARED_SHUFFLES=0 and
+// EAQ_EARLY_RESIDUAL=0, bit for bit.
 TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
   for (const char* split : {"0", "1"}) {
     for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
@@ -108,10 +109,11 @@ TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
         const FusedResults want =
             run_fused(*cpu, s, w, bias, x, ln_residual, gamma, beta, residual);
         const FusedResults got = run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
-        // A warp's sums one at a time (EAQ_SHARED_SHUFFLES=0): the same pairs of lanes add, so the
-        // same bits.
+        // A warp's sums one at a time (EAQ_SHARED_SHUFFLES=0: the same pairs of lanes add) and
+        // the residual read at the end (EAQ_EARLY_RESIDUAL=0: the same value): the same bits.
         const FusedResults one_at_a_time = [&] {
           const test::ScopedEnv shuffles("EAQ_SHARED_SHUFFLES", "0");
+          const test::ScopedEnv late_residual("EAQ_EARLY_RESIDUAL", "0");
           return run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
         }();
         const std::pair<const HostTensor*, const HostTensor*> same_bits[] = {
@@ -121,8 +123,8 @@ TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
             {&got.linear_residual, &one_at_a_time.linear_residual}};
         for (const auto& [a, b] : same_bits) {
           EXPECT_EQ(max_abs_difference(*a, *b), 0.0)
-              << "EAQ_SHARED_SHUFFLES=0, " << precision_name(precision) << " split " << split
-              << " m " << s.m << " n " << s.n << " k " << s.k;
+              << "EAQ_SHARED_SHUFFLES=0 EAQ_EARLY_RESIDUAL=0, " << precision_name(precision)
+              << " split " << split << " m " << s.m << " n " << s.n << " k " << s.k;
         }
         const double errors[] = {
             test::max_relative_error(got.ln_linear.y, want.ln_linear.y),

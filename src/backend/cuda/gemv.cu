@@ -210,9 +210,10 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
 // ~4,760 to ~5,120 tokens/s with the three GEMVs of a layer on it (docs/results.md, the
 // seventeenth session).
 // shared_shuffles: the kFeatures sums share their shuffles (warp_sum_many; the same bits).
+// early_residual: the residual loads right after the wait (EAQ_EARLY_RESIDUAL=0: at the end).
 template <class T, int kVecs, int kFeatures, bool kLayerNorm>
 __global__ void __launch_bounds__(kGemvThreads, 4)
-    gemv_split_row_kernel(GemvArgs a, bool shared_shuffles) {
+    gemv_split_row_kernel(GemvArgs a, bool shared_shuffles, bool early_residual) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
   __shared__ float partial[kGemvWarps][kFeatures];
   __shared__ float row_sum[kGemvWarps], row_squares[kGemvWarps];
@@ -261,6 +262,14 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
   }
   // Weights are constant: they load while the previous kernel ends.
   wait_then_allow_dependents(a.early_dependents);
+  // Thread f < kFeatures's residual comes from an earlier kernel: with early_residual it loads
+  // right after the wait, behind x, instead of after the block's last barrier (the same value).
+  const T* residual = static_cast<const T*>(a.residual);
+  const auto load_residual = [&](std::int64_t g) {
+    const std::int64_t f = g * kFeatures + threadIdx.x;
+    return residual != nullptr && threadIdx.x < kFeatures && f < a.n ? to_f32(residual[f]) : 0.0f;
+  };
+  float residual_v = early_residual ? load_residual(group) : 0.0f;
   // A sum the kernel before read (and this one's does not touch), zeroed for the next adder.
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(kGemvThreads) + threadIdx.x;
        i < a.zero_count; i += static_cast<std::int64_t>(gridDim.x) * kGemvThreads) {
@@ -346,7 +355,6 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
     }
   }
 
-  const T* residual = static_cast<const T*>(a.residual);
   T* y = static_cast<T*>(a.y);
   for (;;) {
     float acc[kFeatures] = {};
@@ -378,13 +386,14 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
 #pragma unroll
       for (int s = 0; s < kGemvWarps; ++s) total += partial[s][threadIdx.x];
       float out = apply_activation(total + bias_v, a.activation);
-      if (residual) out += to_f32(residual[feature]);  // read before y (may alias)
+      if (residual) out += early_residual ? residual_v : to_f32(residual[feature]);  // y may alias
       y[feature] = from_f32<T>(out);
     }
     group += gridDim.x;
     if (group >= groups) break;
     load_group(group);
     bias_v = load_bias(group);
+    if (early_residual) residual_v = load_residual(group);
     __syncthreads();  // every thread has read `partial` before the next group writes it
   }
 }
@@ -404,7 +413,8 @@ void launch_split_row(const GemvArgs& a, cudaStream_t stream) {
                                     reinterpret_cast<const void*>(kernel), 0)) *
                                 multiprocessor_count();
   launch_dependent(kernel, dim3(static_cast<unsigned>(groups < resident ? groups : resident)),
-                   dim3(kGemvThreads), 0, stream, a, shared_shuffles_enabled());
+                   dim3(kGemvThreads), 0, stream, a, shared_shuffles_enabled(),
+                   !env_is("EAQ_EARLY_RESIDUAL", "0"));  // read at every launch
 }
 
 // The split kernel's forms: k <= 768 (in 16 bits; a piece of x a lane) takes the attention
@@ -412,23 +422,10 @@ void launch_split_row(const GemvArgs& a, cudaStream_t stream) {
 // as the row kernel's; k <= 3,072 (three pieces a lane) the MLP projection, four features a block.
 template <class T>
 void launch_split_row_forms(int vecs, const GemvArgs& a, cudaStream_t stream) {
-  // EAQ_CFC_FEATURES=4 and EAQ_PROJ_FEATURES=2 (read at every launch): twice the blocks, half the
-  // features each, for c_fc and for the two projections (an experiment).
-  const bool half_projections = env_is("EAQ_PROJ_FEATURES", "2");
   if (vecs == kWideRowVecs) {  // never with a LayerNorm (row_kernel_vecs)
-    if (half_projections) {
-      launch_split_row<T, 3, 2, false>(a, stream);
-    } else {
-      launch_split_row<T, 3, 4, false>(a, stream);
-    }
+    launch_split_row<T, 3, 4, false>(a, stream);
   } else if (a.ln_gamma != nullptr) {
-    if (env_is("EAQ_CFC_FEATURES", "4")) {
-      launch_split_row<T, 1, 4, true>(a, stream);
-    } else {
-      launch_split_row<T, 1, 8, true>(a, stream);
-    }
-  } else if (half_projections) {
-    launch_split_row<T, 1, 2, false>(a, stream);
+    launch_split_row<T, 1, 8, true>(a, stream);
   } else {
     launch_split_row<T, 1, 4, false>(a, stream);
   }
