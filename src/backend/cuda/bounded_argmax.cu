@@ -207,7 +207,10 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
         float mine_qn = row_qn[0];
 #pragma unroll
         for (int q = 1; q < kAhead; ++q) {
-          if (q == r) mine_sr = row_sr[q], mine_qn = row_qn[q];
+          if (q == r) {
+            mine_sr = row_sr[q];
+            mine_qn = row_qn[q];
+          }
         }
         finish_total(f, static_cast<float>(total), mine_sr, mine_qn);
       }

@@ -243,60 +243,61 @@ __global__ void __launch_bounds__(kThreads)
     const int part = t / kHeadDim;  // 1: k, 2: v
     cache[slot * row_stride + (part - 1) * hidden + h * kHeadDim + t % kHeadDim] = rounded;
   };
-  if (kW == WeightKind::Float && shared_shuffles) {
-    // The six sums share their shuffles (warp_sum_many, two rows of zeros): lane l ends with row
-    // my_row's total, and each of the row's four lanes sends it to two blocks of the cluster.
-    float acc[kSumRows] = {};
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
+  // One row at a time (the 8-bit kinds, and floats with EAQ_SHARED_SHUFFLES=0): lane c < 8 sends
+  // row r's value to block c of the cluster.
+  const auto send_row = [&](int r, float total) {
+    const T rounded = from_f32<T>(total);
+    const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + r;
+    if (lane < kClusterBlocks) *cluster.map_shared_rank(&head[t], lane) = to_f32(rounded);
+    if (lane == kClusterBlocks && t >= kHeadDim && slot_in_cache) store_cache(t, rounded);
+  };
+  if constexpr (kW == WeightKind::Float) {
+    // This lane's share of row r's dot product.
+    const auto row_share = [&](int r) {
+      float acc = 0.0f;
 #pragma unroll
       for (int u = 0; u < kXVecs; ++u) {
         if (lane + 32 * u >= vectors) break;
         const T* wt = reinterpret_cast<const T*>(&wv[r][u]);
 #pragma unroll
-        for (int e = 0; e < kPerVec; ++e) acc[r] += xv[u][e] * to_f32(wt[e]);
+        for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
       }
-    }
-    const float total = warp_sum_many<kSumRows>(acc) + my_bias;
-    if (my_row < kRowsPerWarp) {
-      const T rounded = from_f32<T>(total);
-      const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + my_row;
-      const int quarter = lane % (32 / kSumRows);
-      static_assert(kClusterBlocks == 2 * (32 / kSumRows), "two blocks a lane");
-      *cluster.map_shared_rank(&head[t], 2 * quarter) = to_f32(rounded);
-      *cluster.map_shared_rank(&head[t], 2 * quarter + 1) = to_f32(rounded);
-      if (quarter == 0 && t >= kHeadDim && slot_in_cache) store_cache(t, rounded);
+      return acc;
+    };
+    if (shared_shuffles) {
+      // The six sums share their shuffles (warp_sum_many, two rows of zeros): lane l ends with
+      // row my_row's total, and each of the row's four lanes sends it to two blocks.
+      float acc[kSumRows] = {};
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) acc[r] = row_share(r);
+      const float total = warp_sum_many<kSumRows>(acc) + my_bias;
+      if (my_row < kRowsPerWarp) {
+        const T rounded = from_f32<T>(total);
+        const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + my_row;
+        const int quarter = lane % (32 / kSumRows);
+        static_assert(kClusterBlocks == 2 * (32 / kSumRows), "two blocks a lane");
+        *cluster.map_shared_rank(&head[t], 2 * quarter) = to_f32(rounded);
+        *cluster.map_shared_rank(&head[t], 2 * quarter + 1) = to_f32(rounded);
+        if (quarter == 0 && t >= kHeadDim && slot_in_cache) store_cache(t, rounded);
+      }
+    } else {
+      const T* bias = static_cast<const T*>(a.bias);
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) {
+        send_row(r, warp_sum(row_share(r)) + (bias ? to_f32(bias[feature[r]]) : 0.0f));
+      }
     }
   } else {
-    // One row at a time: lane c < 8 sends each value to block c of the cluster.
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
-      float total;
-      if constexpr (kW == WeightKind::Float) {
-        float acc = 0.0f;
+      QuantAcc<kW> acc = 0;
 #pragma unroll
-        for (int u = 0; u < kXVecs; ++u) {
-          if (lane + 32 * u >= vectors) break;
-          const T* wt = reinterpret_cast<const T*>(&wv[r][u]);
-#pragma unroll
-          for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
-        }
-        const T* bias = static_cast<const T*>(a.bias);
-        total = warp_sum(acc) + (bias ? to_f32(bias[feature[r]]) : 0.0f);
-      } else {
-        QuantAcc<kW> acc = 0;
-#pragma unroll
-        for (int u = 0; u < kXVecs; ++u) {
-          if (lane + 32 * u >= vectors) break;
-          dot_piece<kW>(acc, wv[r][u], xv[u], xq[u]);
-        }
-        total = dequantize_dot<T>(warp_dot_total<kW>(acc), x_scale, w_scale[r], a.bias, a.bias_act,
-                                  feature[r]);
+      for (int u = 0; u < kXVecs; ++u) {
+        if (lane + 32 * u >= vectors) break;
+        dot_piece<kW>(acc, wv[r][u], xv[u], xq[u]);
       }
-      const T rounded = from_f32<T>(total);
-      const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + r;
-      if (lane < kClusterBlocks) *cluster.map_shared_rank(&head[t], lane) = to_f32(rounded);
-      if (lane == kClusterBlocks && t >= kHeadDim && slot_in_cache) store_cache(t, rounded);
+      send_row(r, dequantize_dot<T>(warp_dot_total<kW>(acc), x_scale, w_scale[r], a.bias,
+                                    a.bias_act, feature[r]));
     }
   }
   mark(3);
