@@ -45,10 +45,9 @@ __device__ __forceinline__ float warp_sum(float v) {
 // Sums each of N values (float or int; N a power of two up to 32) over the warp, sharing the
 // shuffles: at offsets 16, 8, ... each lane keeps half of its values and sends its partner the
 // other half, so N sums take N - 1 + 5 - log2(N) shuffles instead of warp_sum's 5 N (8 sums: 9
-// instead of 40).
-// The lanes pair as in warp_sum and a + b == b + a, so each sum has warp_sum's bits. Lane l gets
-// the sum of value warp_sum_many_index<N>(l); the 32 / N lanes l, l + 1, ... with l a multiple of
-// 32 / N share one.
+// instead of 40). The lanes pair as in warp_sum and a + b == b + a, so each sum has warp_sum's
+// bits. Lane l gets the sum of value warp_sum_many_index<N>(l); the 32 / N lanes from a multiple
+// of 32 / N on share one. What it buys: docs/results.md, the twentieth session.
 template <int N>
 __device__ __forceinline__ int warp_sum_many_index(int lane) {
   int index = 0;

@@ -13,9 +13,9 @@ inline bool env_is(const char* name, const char* value) {
   return set != nullptr && std::strcmp(set, value) == 0;
 }
 
-// Whether a warp's several sums share their shuffles (warp_sum_many in the one-row GEMV and the
-// QKV + attention kernel): EAQ_SHARED_SHUFFLES=0 reduces them one at a time, to measure what it
-// buys (the same bits either way). Read at every launch.
+// Whether a warp's several sums share their shuffles (warp_sum_many in the one-row GEMV, the
+// QKV + attention kernel and the bounded head's scores kernel): EAQ_SHARED_SHUFFLES=0 reduces
+// them one at a time, to measure what it buys (the same bits either way). Read at every launch.
 inline bool shared_shuffles_enabled() {
   return !env_is("EAQ_SHARED_SHUFFLES", "0");
 }
