@@ -418,6 +418,7 @@ TEST(CudaGpt2, FusedDecodeStepMatchesTheCpuAndTheOpByOpStep) {
 // padded prompt (masked keys) and a 700-token prompt (a cache of 720 rows). The quantized
 // precisions (8-bit weights in the same kernel) against their two kernels only: their distance
 // from the fp32 CPU is quantization noise, which QuantizedDecodeGemvMatchesTheGemmPath bounds.
+// Every precision also with its sums one at a time (EAQ_SHARED_SHUFFLES=0), bit for bit.
 TEST(CudaGpt2, QkvAttentionKernelStepMatchesTheCpuAndTheTwoKernels) {
   RandomCase c;
   const LongPrompt long_case(c.spec, 6, 4);
@@ -439,6 +440,13 @@ TEST(CudaGpt2, QkvAttentionKernelStepMatchesTheCpuAndTheTwoKernels) {
         const test::ScopedEnv two_kernels("EAQ_FUSED_QKV_ATTENTION", "0");
         return decode_logits(*gpu, forced);
       }();
+      // The rows' sums one at a time (EAQ_SHARED_SHUFFLES=0): the same bits, every kind.
+      const StepLogits one_sum_at_a_time = [&] {
+        const test::ScopedEnv shuffles("EAQ_SHARED_SHUFFLES", "0");
+        return decode_logits(*gpu, forced);
+      }();
+      EXPECT_EQ(test::max_relative_error(one.logits, one_sum_at_a_time.logits), 0.0)
+          << precision_name(precision) << " EAQ_SHARED_SHUFFLES=0";
       const double vs_cpu = test::max_relative_error(one.logits, expected.logits);
       const double vs_two = test::max_relative_error(one.logits, two.logits);
       std::printf(

@@ -88,7 +88,7 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[kPerVec]) 
 // kFold: the attention projection folded in (see above).
 // stage_x: the block reads x from L2 once (block_load_row), not every warp.
 // warp_softmax: each warp keeps a running softmax of its keys (see the attention below).
-// shared_shuffles: the float rows' sums share their shuffles (warp_sum_many; the same bits).
+// shared_shuffles: the rows' sums share their shuffles (warp_sum_many; the same bits).
 template <class T, WeightKind kW, bool kFold>
 __global__ void __launch_bounds__(kThreads)
     qkv_attention_kernel(QkvAttentionArgs a, int chunk, bool stage_x, bool warp_softmax,
@@ -147,13 +147,19 @@ __global__ void __launch_bounds__(kThreads)
       if (lane + 32 * u < vectors) wv[r][u] = load_weight(row + lane + 32 * u);
     }
   }
-  // Float weights: the row whose sum this lane ends with, and its bias (constant: loaded now).
+  // The row whose sum this lane ends with under shared shuffles, and its bias and weight scale
+  // (constant: loaded now).
   const int my_row = warp_sum_many_index<kSumRows>(lane);
-  float my_bias = 0.0f;
-  if (kW == WeightKind::Float && a.bias != nullptr && my_row < kRowsPerWarp) {
+  float my_bias = 0.0f, my_w_scale = 0.0f;
+  if (my_row < kRowsPerWarp) {
     const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + my_row;
-    my_bias = to_f32(
-        static_cast<const T*>(a.bias)[(t / kHeadDim) * hidden + h * kHeadDim + t % kHeadDim]);
+    const std::int64_t f = (t / kHeadDim) * hidden + h * kHeadDim + t % kHeadDim;
+    if constexpr (kW == WeightKind::Float) {
+      if (a.bias != nullptr) my_bias = to_f32(static_cast<const T*>(a.bias)[f]);
+    } else {
+      my_bias = quantized_bias<T>(a.bias, a.bias_act, f);
+      my_w_scale = a.w_scales[f];
+    }
   }
   float gv[kXVecs][kPerVec], bv[kXVecs][kPerVec];
   load_layer_norm_params<kXVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
@@ -243,61 +249,62 @@ __global__ void __launch_bounds__(kThreads)
     const int part = t / kHeadDim;  // 1: k, 2: v
     cache[slot * row_stride + (part - 1) * hidden + h * kHeadDim + t % kHeadDim] = rounded;
   };
-  // One row at a time (the 8-bit kinds, and floats with EAQ_SHARED_SHUFFLES=0): lane c < 8 sends
-  // row r's value to block c of the cluster.
-  const auto send_row = [&](int r, float total) {
-    const T rounded = from_f32<T>(total);
-    const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + r;
-    if (lane < kClusterBlocks) *cluster.map_shared_rank(&head[t], lane) = to_f32(rounded);
-    if (lane == kClusterBlocks && t >= kHeadDim && slot_in_cache) store_cache(t, rounded);
-  };
-  if constexpr (kW == WeightKind::Float) {
-    // This lane's share of row r's dot product.
-    const auto row_share = [&](int r) {
-      float acc = 0.0f;
+  // This lane's share of row r's dot product (QuantAcc: int for int8, else float).
+  using Acc = QuantAcc<kW>;
+  const auto row_share = [&](int r) {
+    Acc acc = 0;
 #pragma unroll
-      for (int u = 0; u < kXVecs; ++u) {
-        if (lane + 32 * u >= vectors) break;
+    for (int u = 0; u < kXVecs; ++u) {
+      if (lane + 32 * u >= vectors) break;
+      if constexpr (kW == WeightKind::Float) {
         const T* wt = reinterpret_cast<const T*>(&wv[r][u]);
 #pragma unroll
         for (int e = 0; e < kPerVec; ++e) acc += xv[u][e] * to_f32(wt[e]);
-      }
-      return acc;
-    };
-    if (shared_shuffles) {
-      // The six sums share their shuffles (warp_sum_many, two rows of zeros): lane l ends with
-      // row my_row's total, and each of the row's four lanes sends it to two blocks.
-      float acc[kSumRows] = {};
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) acc[r] = row_share(r);
-      const float total = warp_sum_many<kSumRows>(acc) + my_bias;
-      if (my_row < kRowsPerWarp) {
-        const T rounded = from_f32<T>(total);
-        const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + my_row;
-        const int quarter = lane % (32 / kSumRows);
-        static_assert(kClusterBlocks == 2 * (32 / kSumRows), "two blocks a lane");
-        *cluster.map_shared_rank(&head[t], 2 * quarter) = to_f32(rounded);
-        *cluster.map_shared_rank(&head[t], 2 * quarter + 1) = to_f32(rounded);
-        if (quarter == 0 && t >= kHeadDim && slot_in_cache) store_cache(t, rounded);
-      }
-    } else {
-      const T* bias = static_cast<const T*>(a.bias);
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) {
-        send_row(r, warp_sum(row_share(r)) + (bias ? to_f32(bias[feature[r]]) : 0.0f));
-      }
-    }
-  } else {
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
-      QuantAcc<kW> acc = 0;
-#pragma unroll
-      for (int u = 0; u < kXVecs; ++u) {
-        if (lane + 32 * u >= vectors) break;
+      } else {
         dot_piece<kW>(acc, wv[r][u], xv[u], xq[u]);
       }
-      send_row(r, dequantize_dot<T>(warp_dot_total<kW>(acc), x_scale, w_scale[r], a.bias,
-                                    a.bias_act, feature[r]));
+    }
+    return acc;
+  };
+  if (shared_shuffles) {
+    // The six sums share their shuffles (warp_sum_many, two rows of zeros): lane l ends with
+    // row my_row's total, and each of the row's four lanes sends it to two blocks.
+    Acc acc[kSumRows] = {};
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) acc[r] = row_share(r);
+    const Acc total = warp_sum_many<kSumRows>(acc);
+    if (my_row < kRowsPerWarp) {
+      float value;
+      if constexpr (kW == WeightKind::Float) {
+        value = total + my_bias;
+      } else {
+        value = dequantize_dot_plus(static_cast<float>(total), x_scale, my_w_scale, my_bias);
+      }
+      const T rounded = from_f32<T>(value);
+      const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + my_row;
+      const int quarter = lane % (32 / kSumRows);
+      static_assert(kClusterBlocks == 2 * (32 / kSumRows), "two blocks a lane");
+      *cluster.map_shared_rank(&head[t], 2 * quarter) = to_f32(rounded);
+      *cluster.map_shared_rank(&head[t], 2 * quarter + 1) = to_f32(rounded);
+      if (quarter == 0 && t >= kHeadDim && slot_in_cache) store_cache(t, rounded);
+    }
+  } else {
+    // One row at a time (EAQ_SHARED_SHUFFLES=0): lane c < 8 sends each value to block c.
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const Acc acc = row_share(r);
+      float value;
+      if constexpr (kW == WeightKind::Float) {
+        const T* bias = static_cast<const T*>(a.bias);
+        value = warp_sum(acc) + (bias ? to_f32(bias[feature[r]]) : 0.0f);
+      } else {
+        value = dequantize_dot<T>(warp_dot_total<kW>(acc), x_scale, w_scale[r], a.bias, a.bias_act,
+                                  feature[r]);
+      }
+      const T rounded = from_f32<T>(value);
+      const int t = rank * kRowsPerBlock + warp * kRowsPerWarp + r;
+      if (lane < kClusterBlocks) *cluster.map_shared_rank(&head[t], lane) = to_f32(rounded);
+      if (lane == kClusterBlocks && t >= kHeadDim && slot_in_cache) store_cache(t, rounded);
     }
   }
   mark(3);

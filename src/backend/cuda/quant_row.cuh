@@ -147,18 +147,28 @@ __device__ __forceinline__ float warp_dot_total(QuantAcc<kKind> acc) {
   }
 }
 
+// Feature `feature`'s bias as f32 (F32, or T when bias_act), 0 without one.
+template <class T>
+__device__ __forceinline__ float quantized_bias(const void* bias, bool bias_act,
+                                                std::int64_t feature) {
+  if (bias == nullptr) return 0.0f;
+  return bias_act ? to_f32(static_cast<const T*>(bias)[feature])
+                  : static_cast<const float*>(bias)[feature];
+}
+
+// dot * (x_scale * w_scale) + b in one fused multiply-add (see dequantize()).
+__device__ __forceinline__ float dequantize_dot_plus(float dot, float x_scale, float w_scale,
+                                                     float b) {
+  return __fmaf_rn(dot, x_scale * w_scale, b);
+}
+
 // The dequantized output of one feature: dot * (x_scale * w_scale) + bias, the expression of
 // quantize.cu's and int8_gemm.cu's epilogues (bias F32, or T when bias_act).
 template <class T>
 __device__ __forceinline__ float dequantize_dot(float dot, float x_scale, float w_scale,
                                                 const void* bias, bool bias_act,
                                                 std::int64_t feature) {
-  float b = 0.0f;
-  if (bias != nullptr) {
-    b = bias_act ? to_f32(static_cast<const T*>(bias)[feature])
-                 : static_cast<const float*>(bias)[feature];
-  }
-  return __fmaf_rn(dot, x_scale * w_scale, b);  // one fused multiply-add: see dequantize()
+  return dequantize_dot_plus(dot, x_scale, w_scale, quantized_bias<T>(bias, bias_act, feature));
 }
 
 }  // namespace eaq::cuda
