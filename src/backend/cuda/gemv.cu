@@ -239,13 +239,15 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
   };
   std::int64_t group = blockIdx.x;  // the grid is at most `groups` blocks
   load_group(group);
-  // Thread f < kFeatures's bias, constant too: loaded here, not behind the block's last barrier.
-  const T* bias = static_cast<const T*>(a.bias);
-  const auto load_bias = [&](std::int64_t g) {
+  // Thread f < kFeatures's value of `values` (bias, residual) for group g's feature f, or 0.
+  const auto feature_value = [&](const void* values, std::int64_t g) {
     const std::int64_t f = g * kFeatures + threadIdx.x;
-    return bias != nullptr && threadIdx.x < kFeatures && f < a.n ? to_f32(bias[f]) : 0.0f;
+    return values != nullptr && threadIdx.x < kFeatures && f < a.n
+               ? to_f32(static_cast<const T*>(values)[f])
+               : 0.0f;
   };
-  float bias_v = load_bias(group);
+  // The bias is constant too: loaded here, not behind the block's last barrier.
+  float bias_v = feature_value(a.bias, group);
   // So are the LayerNorm's gamma and beta (this lane's pieces).
   float gv[kLayerNorm ? kVecs : 1][kPerVec], bv[kLayerNorm ? kVecs : 1][kPerVec];
   if constexpr (kLayerNorm) {
@@ -262,14 +264,10 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
   }
   // Weights are constant: they load while the previous kernel ends.
   wait_then_allow_dependents(a.early_dependents);
-  // Thread f < kFeatures's residual comes from an earlier kernel: with early_residual it loads
-  // right after the wait, behind x, instead of after the block's last barrier (the same value).
+  // The residual comes from an earlier kernel: with early_residual it loads right after the wait,
+  // behind x, instead of after the block's last barrier (the same value).
   const T* residual = static_cast<const T*>(a.residual);
-  const auto load_residual = [&](std::int64_t g) {
-    const std::int64_t f = g * kFeatures + threadIdx.x;
-    return residual != nullptr && threadIdx.x < kFeatures && f < a.n ? to_f32(residual[f]) : 0.0f;
-  };
-  float residual_v = early_residual ? load_residual(group) : 0.0f;
+  float residual_v = early_residual ? feature_value(residual, group) : 0.0f;
   // A sum the kernel before read (and this one's does not touch), zeroed for the next adder.
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(kGemvThreads) + threadIdx.x;
        i < a.zero_count; i += static_cast<std::int64_t>(gridDim.x) * kGemvThreads) {
@@ -392,8 +390,8 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
     group += gridDim.x;
     if (group >= groups) break;
     load_group(group);
-    bias_v = load_bias(group);
-    if (early_residual) residual_v = load_residual(group);
+    bias_v = feature_value(a.bias, group);
+    if (early_residual) residual_v = feature_value(residual, group);
     __syncthreads();  // every thread has read `partial` before the next group writes it
   }
 }
