@@ -87,8 +87,10 @@ FusedResults run_fused(Backend& backend, const LinearShape& s, const HostTensor&
 }
 
 // One row runs the kernel that splits k over a block's warps (with and without a LayerNorm), and
-// with EAQ_SPLIT_ROW_GEMV=0 the row kernel; each also with EAQ_SHARED_SHUFFLES=0 and
-// EAQ_EARLY_RESIDUAL=0, bit for bit.
+// with EAQ_SPLIT_ROW_GEMV=0 the row kernel. The split kernel runs f16 and bf16 on the tensor cores
+// unless EAQ_MMA_GEMV=0: both forms are checked against the CPU, and against each other within
+// one rounding of T. The FMA forms also run with EAQ_SHARED_SHUFFLES=0 and EAQ_EARLY_RESIDUAL=0,
+// bit for bit.
 TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
   for (const char* split : {"0", "1"}) {
     for (Precision precision : {Precision::Fp32, Precision::Fp16, Precision::Bf16}) {
@@ -109,22 +111,48 @@ TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
         const FusedResults want =
             run_fused(*cpu, s, w, bias, x, ln_residual, gamma, beta, residual);
         const FusedResults got = run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
-        // A warp's sums one at a time (EAQ_SHARED_SHUFFLES=0: the same pairs of lanes add) and
-        // the residual read at the end (EAQ_EARLY_RESIDUAL=0: the same value): the same bits.
-        const FusedResults one_at_a_time = [&] {
-          const test::ScopedEnv shuffles("EAQ_SHARED_SHUFFLES", "0");
-          const test::ScopedEnv late_residual("EAQ_EARLY_RESIDUAL", "0");
+        const auto run_fma = [&](bool one_at_a_time) {
+          const test::ScopedEnv fma("EAQ_MMA_GEMV", "0");
+          // A warp's sums one at a time (EAQ_SHARED_SHUFFLES=0: the same pairs of lanes add)
+          // and the residual read at the end (EAQ_EARLY_RESIDUAL=0: the same value).
+          const test::ScopedEnv shuffles("EAQ_SHARED_SHUFFLES", one_at_a_time ? "0" : "1");
+          const test::ScopedEnv late_residual("EAQ_EARLY_RESIDUAL", one_at_a_time ? "0" : "1");
           return run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
-        }();
+        };
+        const FusedResults fma = run_fma(false), one_at_a_time = run_fma(true);
         const std::pair<const HostTensor*, const HostTensor*> same_bits[] = {
-            {&got.ln_linear.y, &one_at_a_time.ln_linear.y},
-            {&got.ln_linear.normed, &one_at_a_time.ln_linear.normed},
-            {&got.ln_residual_linear.y, &one_at_a_time.ln_residual_linear.y},
-            {&got.linear_residual, &one_at_a_time.linear_residual}};
+            {&fma.ln_linear.y, &one_at_a_time.ln_linear.y},
+            {&fma.ln_linear.normed, &one_at_a_time.ln_linear.normed},
+            {&fma.ln_residual_linear.y, &one_at_a_time.ln_residual_linear.y},
+            {&fma.linear_residual, &one_at_a_time.linear_residual},
+            {&got.ln_linear.normed, &fma.ln_linear.normed},
+            {&got.ln_residual_linear.normed, &fma.ln_residual_linear.normed}};
         for (const auto& [a, b] : same_bits) {
           EXPECT_EQ(max_abs_difference(*a, *b), 0.0)
-              << "EAQ_SHARED_SHUFFLES=0 EAQ_EARLY_RESIDUAL=0, " << precision_name(precision)
+              << "EAQ_MMA_GEMV=0, EAQ_SHARED_SHUFFLES=0 EAQ_EARLY_RESIDUAL=0, "
+              << precision_name(precision) << " split " << split << " m " << s.m << " n " << s.n
+              << " k " << s.k;
+        }
+        // The tensor cores add the same products in another order: one rounding of T apart at
+        // most (relative to the largest output), where the CPU tolerance is ten times wider.
+        const double one_rounding = act == DType::F32 ? 0.0 : act == DType::F16 ? 1e-3 : 8e-3;
+        const std::pair<const HostTensor*, const HostTensor*> mma_and_fma[] = {
+            {&got.ln_linear.y, &fma.ln_linear.y},
+            {&got.ln_residual_linear.y, &fma.ln_residual_linear.y},
+            {&got.linear_residual, &fma.linear_residual}};
+        for (const auto& [a, b] : mma_and_fma) {
+          EXPECT_LE(test::max_relative_error(*a, *b), one_rounding)
+              << "tensor cores against FMAs (EAQ_MMA_GEMV=0), " << precision_name(precision)
               << " split " << split << " m " << s.m << " n " << s.n << " k " << s.k;
+        }
+        const std::pair<const HostTensor*, const HostTensor*> fma_and_cpu[] = {
+            {&fma.ln_linear.y, &want.ln_linear.y},
+            {&fma.ln_residual_linear.y, &want.ln_residual_linear.y},
+            {&fma.linear_residual, &want.linear_residual}};
+        for (const auto& [a, b] : fma_and_cpu) {
+          EXPECT_LE(test::max_relative_error(*a, *b), tolerance_for(act))
+              << "EAQ_MMA_GEMV=0 against the CPU, " << precision_name(precision) << " split "
+              << split << " m " << s.m << " n " << s.n << " k " << s.k;
         }
         const double errors[] = {
             test::max_relative_error(got.ln_linear.y, want.ln_linear.y),

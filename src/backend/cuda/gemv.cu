@@ -21,6 +21,7 @@
 #include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/kernels.hpp"
+#include "backend/cuda/mma_copy.cuh"
 #include "backend/cuda/pending_residual.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
 #include "backend/cuda/weight_load.cuh"
@@ -211,12 +212,30 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
 // seventeenth session).
 // shared_shuffles: the kFeatures sums share their shuffles (warp_sum_many; the same bits).
 // early_residual: the residual loads right after the wait (EAQ_EARLY_RESIDUAL=0: at the end).
-template <class T, int kVecs, int kFeatures, bool kLayerNorm>
+//
+// kMma (16-bit T, EAQ_MMA_GEMV=0 turns it off): the products run on the tensor cores, one
+// mma.sync m16n8k16 (f32 accumulators) where the FMA form issues 16 conversions and FMAs a lane.
+// x is exactly a T here (the LayerNorm's output is rounded to T, as the unfused op stores it), so
+// it is a T operand without loss. A sum over k may take k in any order, so each lane keeps whole
+// 16-byte pieces of a row: lane (g, t) = (lane / 4, lane % 4) holds, at step s, piece t of block
+// s R + g / F (blocks of 4 pieces, R = 8 / F) of feature g % F, as A's row g (its first 8 bytes)
+// and row g + 8 (its last 8). B's column c (given by lanes g = c) holds the matching x: column 2j
+// the first halves of block s R + j's pieces, column 2j + 1 the second halves. So D[g][2j] +
+// D[g + 8][2j + 1], with j = g / F, is feature g % F's sum over block j of each step: lane
+// (g, j)'s c[0] + c[3]. The tensor cores also do the warp's reduction, so no shuffles; the sums run
+// in another order than the FMA form's (within f32 rounding of it: the fused-ops test).
+template <class T, int kVecs, int kFeatures, bool kLayerNorm, bool kMma>
 __global__ void __launch_bounds__(kGemvThreads, 4)
     gemv_split_row_kernel(GemvArgs a, bool shared_shuffles, bool early_residual) {
   constexpr int kPerVec = 16 / static_cast<int>(sizeof(T));
-  __shared__ float partial[kGemvWarps][kFeatures];
+  static_assert(!kMma || (kPerVec == 8 && (kFeatures == 4 || kFeatures == 8)),
+                "the mma form takes 16-bit T and 4 or 8 features");
+  constexpr int kParts = kMma ? 8 / kFeatures : 1;      // R: blocks of a step
+  constexpr int kSteps = kMma ? kVecs * kFeatures : 1;  // 32 kVecs pieces a warp, 4 R a step
+  __shared__ float partial[kGemvWarps * kParts][kFeatures];
   __shared__ float row_sum[kGemvWarps], row_squares[kGemvWarps];
+  // The mma form's normalized x, as the T pieces B is read from.
+  __shared__ uint4 x_normed[kMma && kLayerNorm ? kGemvWarps * 32 * kVecs : 1];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const std::int64_t vectors = a.k / kPerVec;
   // Warp w's pieces are [w slice, (w + 1) slice); lane l's are begin, begin + 32, ... before end.
@@ -225,15 +244,32 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
   const std::int64_t end = (warp + 1) * slice < vectors ? (warp + 1) * slice : vectors;
   const std::int64_t groups = (a.n + kFeatures - 1) / kFeatures;
   const auto* w = static_cast<const uint4*>(a.w);  // rows of `vectors` pieces
-  uint4 wv[kFeatures][kVecs] = {};
+  // The mma form's roles: lane (g, t); the first piece of step s's block b is
+  // warp slice + (s R + b) 4.
+  const int g = lane / 4, t = lane % 4;
+  const auto step_piece = [&](int s, int block) {
+    return warp * slice + (s * kParts + block) * 4 + t;
+  };
+  uint4 wv[kMma ? 1 : kFeatures][kMma ? 1 : kVecs] = {};
+  uint4 wm[kSteps];
   const auto load_group = [&](std::int64_t group) {
+    if constexpr (kMma) {
+      const std::int64_t feature = group * kFeatures + g % kFeatures;
 #pragma unroll
-    for (int f = 0; f < kFeatures; ++f) {
-      const std::int64_t feature = group * kFeatures + f;
+      for (int s = 0; s < kSteps; ++s) {
+        const std::int64_t v = step_piece(s, g / kFeatures);
+        wm[s] = feature < a.n && v < end ? load_weight(w + feature * vectors + v)
+                                         : make_uint4(0u, 0u, 0u, 0u);
+      }
+    } else {
 #pragma unroll
-      for (int u = 0; u < kVecs; ++u) {
-        const std::int64_t v = begin + 32 * u;
-        if (feature < a.n && v < end) wv[f][u] = load_weight(w + feature * vectors + v);
+      for (int f = 0; f < kFeatures; ++f) {
+        const std::int64_t feature = group * kFeatures + f;
+#pragma unroll
+        for (int u = 0; u < kVecs; ++u) {
+          const std::int64_t v = begin + 32 * u;
+          if (feature < a.n && v < end) wv[f][u] = load_weight(w + feature * vectors + v);
+        }
       }
     }
   };
@@ -276,6 +312,7 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
 
   // This lane's pieces of x as f32 (plus ln_residual's, or finished with ln_pending's sums;
   // normalized with a LayerNorm).
+  // (The mma form without a LayerNorm reads x as B's pieces below instead.)
   float xv[kVecs][kPerVec] = {};
   const auto* x4 = static_cast<const uint4*>(a.x);
   const auto* r4 = static_cast<const uint4*>(a.ln_residual);
@@ -283,7 +320,7 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
 #pragma unroll
   for (int u = 0; u < kVecs; ++u) {
     const std::int64_t v = begin + 32 * u;
-    if (v >= end) break;
+    if ((kMma && !kLayerNorm) || v >= end) break;
     const uint4 xq = x4[v];
     const T* xt = reinterpret_cast<const T*>(&xq);
 #pragma unroll
@@ -350,31 +387,59 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
         xv[u][e] = to_f32(normed[e]);
       }
       if (writer) static_cast<uint4*>(a.ln_out)[v] = *reinterpret_cast<const uint4*>(normed);
+      if constexpr (kMma) x_normed[v] = *reinterpret_cast<const uint4*>(normed);
+    }
+  }
+
+  // The mma form's B: lane (g, t) gives column g, half g % 2 of piece t of block g / 2 (lanes
+  // g >= 2 R give columns nobody reads: any finite x, here lane g % (2 R)'s). Zero past the warp's
+  // pieces, where A is zero too. The same for every group.
+  uint2 xb[kSteps];
+  if constexpr (kMma) {
+    const int column = g % (2 * kParts);
+    if constexpr (kLayerNorm) __syncwarp();  // the warp's own pieces of x_normed
+    const uint2* x_halves =
+        kLayerNorm ? reinterpret_cast<const uint2*>(x_normed) : static_cast<const uint2*>(a.x);
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const std::int64_t v = step_piece(s, column / 2);
+      xb[s] = v < end ? x_halves[2 * v + column % 2] : make_uint2(0u, 0u);
     }
   }
 
   T* y = static_cast<T*>(a.y);
   for (;;) {
-    float acc[kFeatures] = {};
+    if constexpr (kMma) {
+      float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-    for (int u = 0; u < kVecs; ++u) {
-      if (begin + 32 * u >= end) break;
-#pragma unroll
-      for (int f = 0; f < kFeatures; ++f) {
-        const T* wt = reinterpret_cast<const T*>(&wv[f][u]);
-#pragma unroll
-        for (int e = 0; e < kPerVec; ++e) acc[f] += xv[u][e] * to_f32(wt[e]);
+      for (int s = 0; s < kSteps; ++s) {
+        if (warp * slice + s * kParts * 4 >= end) break;  // the same in every lane
+        const unsigned fragment[4] = {wm[s].x, wm[s].z, wm[s].y, wm[s].w};
+        mma_f16<T>(fragment, xb[s].x, xb[s].y, c);
       }
-    }
-    if (shared_shuffles) {  // the kFeatures sums share their shuffles (warp_sum's bits)
-      const float sum = warp_sum_many<kFeatures>(acc);
-      if (lane % (32 / kFeatures) == 0) partial[warp][warp_sum_many_index<kFeatures>(lane)] = sum;
+      if (t == g / kFeatures) partial[warp * kParts + t][g % kFeatures] = c[0] + c[3];
     } else {
+      float acc[kFeatures] = {};
 #pragma unroll
-      for (int f = 0; f < kFeatures; ++f) acc[f] = warp_sum(acc[f]);
-      if (lane == 0) {
+      for (int u = 0; u < kVecs; ++u) {
+        if (begin + 32 * u >= end) break;
 #pragma unroll
-        for (int f = 0; f < kFeatures; ++f) partial[warp][f] = acc[f];
+        for (int f = 0; f < kFeatures; ++f) {
+          const T* wt = reinterpret_cast<const T*>(&wv[f][u]);
+#pragma unroll
+          for (int e = 0; e < kPerVec; ++e) acc[f] += xv[u][e] * to_f32(wt[e]);
+        }
+      }
+      if (shared_shuffles) {  // the kFeatures sums share their shuffles (warp_sum's bits)
+        const float sum = warp_sum_many<kFeatures>(acc);
+        if (lane % (32 / kFeatures) == 0) partial[warp][warp_sum_many_index<kFeatures>(lane)] = sum;
+      } else {
+#pragma unroll
+        for (int f = 0; f < kFeatures; ++f) acc[f] = warp_sum(acc[f]);
+        if (lane == 0) {
+#pragma unroll
+          for (int f = 0; f < kFeatures; ++f) partial[warp][f] = acc[f];
+        }
       }
     }
     __syncthreads();
@@ -382,7 +447,7 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
     if (threadIdx.x < kFeatures && feature < a.n) {
       float total = 0.0f;
 #pragma unroll
-      for (int s = 0; s < kGemvWarps; ++s) total += partial[s][threadIdx.x];
+      for (int s = 0; s < kGemvWarps * kParts; ++s) total += partial[s][threadIdx.x];
       float out = apply_activation(total + bias_v, a.activation);
       if (residual) out += early_residual ? residual_v : to_f32(residual[feature]);  // y may alias
       y[feature] = from_f32<T>(out);
@@ -403,9 +468,9 @@ bool split_row_gemv(const GemvArgs& a) {
   return !env_is("EAQ_SPLIT_ROW_GEMV", "0") && (a.ln_gamma != nullptr || a.ln_residual == nullptr);
 }
 
-template <class T, int kVecs, int kFeatures, bool kLayerNorm>
+template <class T, int kVecs, int kFeatures, bool kLayerNorm, bool kMma>
 void launch_split_row(const GemvArgs& a, cudaStream_t stream) {
-  const auto kernel = gemv_split_row_kernel<T, kVecs, kFeatures, kLayerNorm>;
+  const auto kernel = gemv_split_row_kernel<T, kVecs, kFeatures, kLayerNorm, kMma>;
   const std::int64_t groups = (a.n + kFeatures - 1) / kFeatures;
   const std::int64_t resident = static_cast<std::int64_t>(gemv_blocks_per_multiprocessor(
                                     reinterpret_cast<const void*>(kernel), 0)) *
@@ -418,15 +483,28 @@ void launch_split_row(const GemvArgs& a, cudaStream_t stream) {
 // The split kernel's forms: k <= 768 (in 16 bits; a piece of x a lane) takes the attention
 // projection with four features a block and c_fc (with its LayerNorm) with eight, as many blocks
 // as the row kernel's; k <= 3,072 (three pieces a lane) the MLP projection, four features a block.
+template <class T, bool kMma>
+void launch_split_row_forms_as(int vecs, const GemvArgs& a, cudaStream_t stream) {
+  if (vecs == kWideRowVecs) {  // never with a LayerNorm (row_kernel_vecs)
+    launch_split_row<T, 3, 4, false, kMma>(a, stream);
+  } else if (a.ln_gamma != nullptr) {
+    launch_split_row<T, 1, 8, true, kMma>(a, stream);
+  } else {
+    launch_split_row<T, 1, 4, false, kMma>(a, stream);
+  }
+}
+
+// 16-bit T on the tensor cores unless EAQ_MMA_GEMV=0 (read at every launch); f32 (fp32, tf32) on
+// FMAs.
 template <class T>
 void launch_split_row_forms(int vecs, const GemvArgs& a, cudaStream_t stream) {
-  if (vecs == kWideRowVecs) {  // never with a LayerNorm (row_kernel_vecs)
-    launch_split_row<T, 3, 4, false>(a, stream);
-  } else if (a.ln_gamma != nullptr) {
-    launch_split_row<T, 1, 8, true>(a, stream);
-  } else {
-    launch_split_row<T, 1, 4, false>(a, stream);
+  if constexpr (sizeof(T) == 2) {
+    if (!env_is("EAQ_MMA_GEMV", "0")) {
+      launch_split_row_forms_as<T, true>(vecs, a, stream);
+      return;
+    }
   }
+  launch_split_row_forms_as<T, false>(vecs, a, stream);
 }
 
 template <class T, int kRows>
