@@ -319,6 +319,14 @@ stage_shuffles_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
 }
 
+# What the one-row GEMVs' products on the tensor cores buy (EAQ_MMA_GEMV; the sums in another
+# order): fewer instructions between the wait and the output.
+stage_mma_gpt2() {
+  note "GPT-2 124M shape: the one-row GEMVs' products on FMAs or on the tensor cores"
+  gpt2_ab EAQ_MMA_GEMV mma-gpt2 "EAQ_MMA_GEMV =" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+}
+
 # What loading the one-row GEMV's residual right after the wait buys (EAQ_EARLY_RESIDUAL; the
 # same bits): the attention and MLP projections' last barrier no longer waits on an L2 read.
 stage_residual_gpt2() {
@@ -491,6 +499,7 @@ for stage in "$@"; do
     stagex-gpt2) stage_stagex_gpt2 ;;
     shuffles-gpt2) stage_shuffles_gpt2 ;;
     residual-gpt2) stage_residual_gpt2 ;;
+    mma-gpt2) stage_mma_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;
