@@ -51,8 +51,13 @@ class HeadCase {
     std::int64_t f32_x = -1;     // bounded, with x in f32 (EAQ_SCORES_INT8=0), not int8
     std::int64_t warp_x = -1;    // bounded, every warp reading x (EAQ_STAGE_X=0)
     std::int64_t one_sum = -1;   // bounded, a warp's row sums one at a time (EAQ_SHARED_SHUFFLES=0)
-    bool took = false;           // layer_norm_linear_argmax ran
-    bool same_normed = false;    // and stored the LayerNorm as layer_norm_linear does
+    std::int64_t eager_x = -1;   // bounded, every select warp reading x first (EAQ_SELECT_LAZY_X=0)
+    // Counters {7, -1, 40} after a bounded pick that advances them: in the select kernel's last
+    // block, and in a kernel of its own (EAQ_SELECT_INCREMENT=0).
+    std::vector<std::int64_t> advanced, advanced_apart;
+    std::int64_t advancing = -1;  // the token picked while advancing them
+    bool took = false;            // layer_norm_linear_argmax ran
+    bool same_normed = false;     // and stored the LayerNorm as layer_norm_linear does
   };
   Picks pick(const HostTensor& x) {
     const DType act = backend_.activation_dtype();
@@ -83,6 +88,21 @@ class HeadCase {
         p.one_sum = backend_.download(ids).to_i64()[0];
       }
       {
+        const test::ScopedEnv eager("EAQ_SELECT_LAZY_X", "0");
+        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
+        p.eager_x = backend_.download(ids).to_i64()[0];
+      }
+      for (const char* folded : {"1", "0"}) {
+        const test::ScopedEnv fold("EAQ_SELECT_INCREMENT", folded);
+        DeviceTensor counters = backend_.upload(HostTensor::from_i32({3}, {7, -1, 40}), DType::I32);
+        EXPECT_TRUE(backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_,
+                                                      ids, nullptr, &counters));
+        (std::string(folded) == "1" ? p.advanced : p.advanced_apart) =
+            backend_.download(counters).to_i64();
+        p.advancing = backend_.download(ids).to_i64()[0];
+        backend_.release(counters);
+      }
+      {
         const test::ScopedEnv shifting_loop("EAQ_SCORES_ROTATE", "0");
         backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
         p.shifting = backend_.download(ids).to_i64()[0];
@@ -109,6 +129,11 @@ void expect_same(const HeadCase::Picks& p, const std::string& what) {
   EXPECT_EQ(p.f32_x, p.full) << what << " (EAQ_SCORES_INT8=0)";
   EXPECT_EQ(p.warp_x, p.full) << what << " (EAQ_STAGE_X=0)";
   EXPECT_EQ(p.one_sum, p.full) << what << " (EAQ_SHARED_SHUFFLES=0)";
+  EXPECT_EQ(p.eager_x, p.full) << what << " (EAQ_SELECT_LAZY_X=0)";
+  EXPECT_EQ(p.advancing, p.full) << what << " (advancing counters)";
+  const std::vector<std::int64_t> plus_one = {8, 0, 41};
+  EXPECT_EQ(p.advanced, plus_one) << what << " (counters advanced in the select kernel)";
+  EXPECT_EQ(p.advanced_apart, plus_one) << what << " (EAQ_SELECT_INCREMENT=0)";
   EXPECT_TRUE(p.same_normed) << what;
 }
 

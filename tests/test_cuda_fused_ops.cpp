@@ -87,8 +87,8 @@ FusedResults run_fused(Backend& backend, const LinearShape& s, const HostTensor&
 }
 
 // One row runs the kernel that splits k over a block's warps (with and without a LayerNorm), and
-// with EAQ_SPLIT_ROW_GEMV=0 the row kernel. The split kernel runs f16 and bf16 on the tensor cores
-// unless EAQ_MMA_GEMV=0: both forms are checked against the CPU, and against each other within
+// with EAQ_SPLIT_ROW_GEMV=0 the row kernel. With EAQ_MMA_GEMV=1 the split kernel runs f16 and
+// bf16 on the tensor cores: both forms are checked against the CPU, and against each other within
 // one rounding of T. The FMA forms also run with EAQ_SHARED_SHUFFLES=0 and EAQ_EARLY_RESIDUAL=0,
 // bit for bit.
 TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
@@ -110,7 +110,10 @@ TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
         const HostTensor residual = test::rounded_to(test::random_f32({s.m, s.n}, 27, 2.0f), act);
         const FusedResults want =
             run_fused(*cpu, s, w, bias, x, ln_residual, gamma, beta, residual);
-        const FusedResults got = run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
+        const FusedResults got = [&] {
+          const test::ScopedEnv mma("EAQ_MMA_GEMV", "1");
+          return run_fused(*gpu, s, w, bias, x, ln_residual, gamma, beta, residual);
+        }();
         const auto run_fma = [&](bool one_at_a_time) {
           const test::ScopedEnv fma("EAQ_MMA_GEMV", "0");
           // A warp's sums one at a time (EAQ_SHARED_SHUFFLES=0: the same pairs of lanes add)
@@ -129,7 +132,7 @@ TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
             {&got.ln_residual_linear.normed, &fma.ln_residual_linear.normed}};
         for (const auto& [a, b] : same_bits) {
           EXPECT_EQ(max_abs_difference(*a, *b), 0.0)
-              << "EAQ_MMA_GEMV=0, EAQ_SHARED_SHUFFLES=0 EAQ_EARLY_RESIDUAL=0, "
+              << "EAQ_MMA_GEMV=1 and 0, EAQ_SHARED_SHUFFLES=0 EAQ_EARLY_RESIDUAL=0, "
               << precision_name(precision) << " split " << split << " m " << s.m << " n " << s.n
               << " k " << s.k;
         }
@@ -142,7 +145,7 @@ TEST(CudaFusedOps, LayerNormGemvAndResidualEpilogueMatchTheUnfusedCpuOps) {
             {&got.linear_residual, &fma.linear_residual}};
         for (const auto& [a, b] : mma_and_fma) {
           EXPECT_LE(test::max_relative_error(*a, *b), one_rounding)
-              << "tensor cores against FMAs (EAQ_MMA_GEMV=0), " << precision_name(precision)
+              << "tensor cores (EAQ_MMA_GEMV=1) against FMAs, " << precision_name(precision)
               << " split " << split << " m " << s.m << " n " << s.n << " k " << s.k;
         }
         const std::pair<const HostTensor*, const HostTensor*> fma_and_cpu[] = {

@@ -327,6 +327,16 @@ stage_mma_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
 }
 
+# The head's select kernel reading x only in warps with a candidate (EAQ_SELECT_LAZY_X) and
+# advancing the step's counters in its last block instead of a kernel of their own
+# (EAQ_SELECT_INCREMENT); both the same tokens.
+stage_select_gpt2() {
+  note "GPT-2 124M shape: the head's select kernel, x read lazily and the counters advanced in it"
+  EAQ_AB_VALUES="${EAQ_AB_VALUES:-0,0 1,1}" gpt2_ab EAQ_SELECT_LAZY_X,EAQ_SELECT_INCREMENT select-gpt2 \
+    "EAQ_SELECT_LAZY_X,EAQ_SELECT_INCREMENT =" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+}
+
 # What loading the one-row GEMV's residual right after the wait buys (EAQ_EARLY_RESIDUAL; the
 # same bits): the attention and MLP projections' last barrier no longer waits on an L2 read.
 stage_residual_gpt2() {
@@ -500,6 +510,7 @@ for stage in "$@"; do
     shuffles-gpt2) stage_shuffles_gpt2 ;;
     residual-gpt2) stage_residual_gpt2 ;;
     mma-gpt2) stage_mma_gpt2 ;;
+    select-gpt2) stage_select_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

@@ -291,13 +291,16 @@ class Backend {
   // without computing every logit where the backend can (CUDA, f16/bf16: bounded_argmax.cu, the
   // method in argmax_bounds.hpp). Returns false, having done nothing, where it cannot; the caller
   // then runs the two ops. The default cannot.
-  // With `pending` (PendingResidual), x is x + *pending.
+  // With `pending` (PendingResidual), x is x + *pending. With `counters` (I32), a call that
+  // returns true has also run increment(*counters) after the token is written (CUDA: in the head's
+  // last kernel, one launch fewer a decode step).
   virtual bool layer_norm_linear_argmax(const DeviceTensor& x, const DeviceTensor& gamma,
                                         const DeviceTensor& beta, float eps, DeviceTensor& out,
                                         const LinearWeights& weights, DeviceTensor& next_ids,
-                                        const DeviceTensor* pending = nullptr) {
+                                        const DeviceTensor* pending = nullptr,
+                                        DeviceTensor* counters = nullptr) {
     (void)x, (void)gamma, (void)beta, (void)eps, (void)out, (void)weights, (void)next_ids;
-    (void)pending;
+    (void)pending, (void)counters;
     return false;
   }
   // y = x W^T + b + residual: a Linear layer that ends in a residual connection. y may alias

@@ -386,10 +386,10 @@ DeviceTensor Gpt2Model::prefill_hidden(DecodeSession& s, const DeviceTensor& ids
 }
 
 bool Gpt2Model::head(DecodeSession& s, const DeviceTensor& last, bool greedy,
-                     const DeviceTensor* pending) {
-  if (greedy &&
-      backend_.layer_norm_linear_argmax(last, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps,
-                                        s.normed_, *lm_head_, s.next_ids_, pending)) {
+                     const DeviceTensor* pending, bool advance) {
+  if (greedy && backend_.layer_norm_linear_argmax(
+                    last, ln_f_weight_, ln_f_bias_, config_.layer_norm_eps, s.normed_, *lm_head_,
+                    s.next_ids_, pending, advance ? &s.counters_ : nullptr)) {
     return true;
   }
   const DeviceTensor* row = &last;
@@ -471,7 +471,8 @@ bool Gpt2Model::step(DecodeSession& s, const DeviceTensor& next_ids, bool greedy
     chose = unfused_step(s, next_ids, greedy);
     if (chose) ++s.bounded_head_steps_;
   }
-  backend_.increment(s.counters_);  // the next slot, and every row's next position id
+  // The next slot, and every row's next position id (a head that chose the token did it).
+  if (!chose) backend_.increment(s.counters_);
   ++s.length_;
   return chose;
 }
@@ -583,14 +584,14 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
       backend_.linear_residual_zeroing(s.ffn_, *layer.mlp_proj, s.finished_, s.projected_,
                                        s.hidden_, s.attention_pending_);
     }
-    return head(s, s.hidden_, greedy);
+    return head(s, s.hidden_, greedy, nullptr, true);
   }
   if (!can_leave_mlp_pending(s)) {
     Rows rows{s.hidden_, s.normed_, s.qkv_, s.context_, s.projected_, s.ffn_};
     run_blocks(rows,
                [&](std::size_t layer, const Layer& weights) { attend(layer, weights, nullptr); });
     // next_ids was read by the embedding and the token write above; the head may overwrite it.
-    return head(s, s.hidden_, greedy);
+    return head(s, s.hidden_, greedy, nullptr, true);
   }
   // run_blocks' ops, with each feed-forward block's sum left pending for the op after it: layer i
   // adds into pending_[i % 2], which layer i's attention op zeroes (layer i - 1's sum is the other
@@ -609,7 +610,7 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
                                     config_.layer_norm_eps, *layer.c_fc, config_.activation,
                                     *layer.mlp_proj, s.pending_[i % 2]);
   }
-  return head(s, s.hidden_, greedy, &s.pending_[(layers_.size() - 1) % 2]);
+  return head(s, s.hidden_, greedy, &s.pending_[(layers_.size() - 1) % 2], true);
 }
 
 const DeviceTensor& Gpt2Model::select_greedy(DecodeSession& s) {

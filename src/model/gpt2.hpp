@@ -193,15 +193,17 @@ class Gpt2Model {
   // The session's step as one backend call (Backend::decoder_step), ids left to the caller.
   DecoderStep describe_step(DecodeSession& s) const;
   // One step of either way. With `greedy`, the head may write session.next_ids() itself instead
-  // of the logits (Backend::layer_norm_linear_argmax): returns whether it did.
+  // of the logits (Backend::layer_norm_linear_argmax): returns whether it did. unfused_step's head
+  // then also advances the counters.
   bool step(DecodeSession& s, const DeviceTensor& next_ids, bool greedy);
   bool unfused_step(DecodeSession& s, const DeviceTensor& next_ids, bool greedy);
   // ln_f and the LM head on `last` (one row per batch row) into the session's logits; with
   // `greedy`, the backend may write session.next_ids() instead (Backend::layer_norm_linear_argmax):
   // returns whether it did.
-  // With `pending`, the row is last + pending (PendingResidual).
+  // With `pending`, the row is last + pending (PendingResidual). With `advance` (a decode step), a
+  // head that wrote next_ids has also advanced the session's counters, the step's last op.
   bool head(DecodeSession& s, const DeviceTensor& last, bool greedy,
-            const DeviceTensor* pending = nullptr);
+            const DeviceTensor* pending = nullptr, bool advance = false);
   // Whether this step's feed-forward blocks can leave their sums pending (batch 1, and the
   // backend's Backend::can_leave_mlp_pending for every layer).
   bool can_leave_mlp_pending(const DecodeSession& s) const;

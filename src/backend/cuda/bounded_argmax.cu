@@ -12,10 +12,11 @@
 //   docs/results.md, the eighteenth session); the block's largest A_i - bound_i goes to
 //   one atomicMax. After a feed-forward block that left its sum pending (mlp_pending.cu), x is
 //   x + that sum (pending_residual.cuh).
-// select: every warp reads ln_out, compares 32 rows' upper ends at a time with that maximum and
-//   computes the f16 logit of each row that reaches it exactly as gemv.cu's row kernel does (same
-//   pieces, same order, same rounding); the last block to arrive picks the best of the blocks'
-//   bests, writes the token and zeroes the state for the next step.
+// select: every warp compares 32 rows' upper ends at a time with that maximum and computes the
+//   f16 logit of each row that reaches it exactly as gemv.cu's row kernel does (same pieces, same
+//   order, same rounding; ln_out read with the first such row); the last block to arrive picks
+//   the best of the blocks' bests, writes the token, zeroes the state for the next step and, in a
+//   decode step, advances the step's counters (what the step's last kernel did before).
 #include <cstdint>
 #include <type_traits>
 
@@ -267,8 +268,11 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
   }
 }
 
+// lazy_x: a warp reads x (ln_out) only once it has a candidate, together with that row (most
+// warps have none: ~2.4 MB of L2 reads a GPT-2 step saved); EAQ_SELECT_LAZY_X=0 reads it first.
 template <class T>
-__global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(BoundedArgmaxArgs a) {
+__global__ void __launch_bounds__(kGemvThreads)
+    bounded_argmax_select_kernel(BoundedArgmaxArgs a, bool lazy_x) {
   __shared__ bool last;
   auto* state = static_cast<State*>(a.state);
   const int lane = threadIdx.x % 32;
@@ -277,7 +281,8 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(Bou
   wait_then_allow_dependents(a.early_dependents);
 
   float xv[kVecs][kPerVec];
-  warp_load_row<T>(a.ln_out, nullptr, vectors, xv);
+  bool have_x = !lazy_x;
+  if (have_x) warp_load_row<T>(a.ln_out, nullptr, vectors, xv);
   const unsigned key = __ldcg(&state->lower_key);
   const bool all_rows = key == 0 || __ldcg(&state->all_rows) != 0;
   const float threshold = all_rows ? -INFINITY : ordered_value(key);
@@ -297,6 +302,10 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(Bou
 #pragma unroll
       for (int u = 0; u < kVecs; ++u) {
         if (lane + 32 * u < vectors) wv[u] = load_weight(w_row + lane + 32 * u);
+      }
+      if (!have_x) {  // the same in every lane (mask is)
+        warp_load_row<T>(a.ln_out, nullptr, vectors, xv);
+        have_x = true;
       }
       float acc = 0.0f;
 #pragma unroll
@@ -331,6 +340,9 @@ __global__ void __launch_bounds__(kGemvThreads) bounded_argmax_select_kernel(Bou
     state->lower_key = 0;
     state->all_rows = 0;
     state->arrivals = 0;
+    // Every kernel before this one has ended (the wait above), and this block is the kernel's
+    // last: nothing of the step reads the counters any more.
+    for (std::int64_t i = 0; i < a.increment_count; ++i) a.increment[i] += 1;
   }
 }
 
@@ -350,7 +362,8 @@ void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
   const std::int64_t warps_needed = (a.n + 31) / 32;
   const std::int64_t fit = gemv_grid(reinterpret_cast<const void*>(select), 0, warps_needed);
   const std::int64_t blocks = fit < kMaxSelectBlocks ? fit : kMaxSelectBlocks;
-  launch_dependent(select, dim3(static_cast<unsigned>(blocks)), dim3(kGemvThreads), 0, stream, a);
+  launch_dependent(select, dim3(static_cast<unsigned>(blocks)), dim3(kGemvThreads), 0, stream, a,
+                   !env_is("EAQ_SELECT_LAZY_X", "0"));
 }
 
 }  // namespace

@@ -649,7 +649,7 @@ class CudaBackend final : public Backend {
   bool layer_norm_linear_argmax(const DeviceTensor& x, const DeviceTensor& gamma,
                                 const DeviceTensor& beta, float eps, DeviceTensor& out,
                                 const LinearWeights& weights, DeviceTensor& next_ids,
-                                const DeviceTensor* pending) override {
+                                const DeviceTensor* pending, DeviceTensor* counters) override {
     if (!bounded_argmax_enabled() || x.numel() != weights.in_features) return false;  // one row
     const CudaLinear* w = gemv_layer(x, weights);
     // The weight's padding rows (to a multiple of 8: GPT-2's 50,257) are never read.
@@ -682,8 +682,18 @@ class CudaBackend final : public Backend {
       return fmt::format("layer_norm+bounded argmax {} [1 x {} x {}]", layer_kind(w->name),
                          w->out_features, w->in_features);
     });
+    // The counters' increment in the select kernel's last block, unless EAQ_SELECT_INCREMENT=0
+    // (then its own kernel, as before; read at every call).
+    const bool fold_increment = counters != nullptr && !cuda::env_is("EAQ_SELECT_INCREMENT", "0");
+    if (fold_increment) {
+      EAQ_CHECK(counters->dtype == DType::I32, "bounded argmax: counters must be I32, got {}",
+                dtype_name(counters->dtype));
+      a.increment = i32(*counters);
+      a.increment_count = counters->numel();
+    }
     cuda::launch_bounded_argmax(x.dtype, a, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
+    if (counters != nullptr && !fold_increment) increment(*counters);
     return true;
   }
 

@@ -213,17 +213,17 @@ __global__ void __launch_bounds__(kGemvThreads, kVecs > kRowVecs ? 4 : 1)
 // shared_shuffles: the kFeatures sums share their shuffles (warp_sum_many; the same bits).
 // early_residual: the residual loads right after the wait (EAQ_EARLY_RESIDUAL=0: at the end).
 //
-// kMma (16-bit T, EAQ_MMA_GEMV=0 turns it off): the products run on the tensor cores, one
-// mma.sync m16n8k16 (f32 accumulators) where the FMA form issues 16 conversions and FMAs a lane.
-// x is exactly a T here (the LayerNorm's output is rounded to T, as the unfused op stores it), so
-// it is a T operand without loss. A sum over k may take k in any order, so each lane keeps whole
-// 16-byte pieces of a row: lane (g, t) = (lane / 4, lane % 4) holds, at step s, piece t of block
-// s R + g / F (blocks of 4 pieces, R = 8 / F) of feature g % F, as A's row g (its first 8 bytes)
-// and row g + 8 (its last 8). B's column c (given by lanes g = c) holds the matching x: column 2j
-// the first halves of block s R + j's pieces, column 2j + 1 the second halves. So D[g][2j] +
-// D[g + 8][2j + 1], with j = g / F, is feature g % F's sum over block j of each step: lane
-// (g, j)'s c[0] + c[3]. The tensor cores also do the warp's reduction, so no shuffles; the sums run
-// in another order than the FMA form's (within f32 rounding of it: the fused-ops test).
+// kMma (16-bit T, EAQ_MMA_GEMV=1; off by default, it costs energy): the products run on the tensor
+// cores, one mma.sync m16n8k16 (f32 accumulators) where the FMA form issues 16 conversions and FMAs
+// a lane. x is exactly a T here (the LayerNorm's output is rounded to T, as the unfused op stores
+// it), so it is a T operand without loss. A sum over k may take k in any order, so each lane keeps
+// whole 16-byte pieces of a row: lane (g, t) = (lane / 4, lane % 4) holds, at step s, piece t of
+// block s R + g / F (blocks of 4 pieces, R = 8 / F) of feature g % F, as A's row g (its first 8
+// bytes) and row g + 8 (its last 8). B's column c (given by lanes g = c) holds the matching x:
+// column 2j the first halves of block s R + j's pieces, column 2j + 1 the second halves. So
+// D[g][2j] + D[g + 8][2j + 1], with j = g / F, is feature g % F's sum over block j of each step:
+// lane (g, j)'s c[0] + c[3]. The tensor cores also do the warp's reduction, so no shuffles; the
+// sums run in another order than the FMA form's (within f32 rounding of it: the fused-ops test).
 template <class T, int kVecs, int kFeatures, bool kLayerNorm, bool kMma>
 __global__ void __launch_bounds__(kGemvThreads, 4)
     gemv_split_row_kernel(GemvArgs a, bool shared_shuffles, bool early_residual) {
@@ -494,12 +494,13 @@ void launch_split_row_forms_as(int vecs, const GemvArgs& a, cudaStream_t stream)
   }
 }
 
-// 16-bit T on the tensor cores unless EAQ_MMA_GEMV=0 (read at every launch); f32 (fp32, tf32) on
-// FMAs.
+// 16-bit T on the tensor cores with EAQ_MMA_GEMV=1 (read at every launch), else on FMAs: the
+// tensor cores made a GPT-2 step ~1.4% faster but cost ~0.35 mJ more a token (docs/results.md,
+// the twenty-first session).
 template <class T>
 void launch_split_row_forms(int vecs, const GemvArgs& a, cudaStream_t stream) {
   if constexpr (sizeof(T) == 2) {
-    if (!env_is("EAQ_MMA_GEMV", "0")) {
+    if (env_is("EAQ_MMA_GEMV", "1")) {
       launch_split_row_forms_as<T, true>(vecs, a, stream);
       return;
     }

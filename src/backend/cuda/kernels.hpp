@@ -218,6 +218,10 @@ struct BoundedArgmaxArgs {
   std::int64_t n = 0, k = 0;
   const long long* pending = nullptr;  // when not null, x is x + pending (pending_residual.cuh)
   bool early_dependents = false;       // both kernels; as GemvArgs::early_dependents
+  // I32 values the select kernel's last block adds one to once the token is written (a decode
+  // step's counters: the step's last op, folded in), or null.
+  std::int32_t* increment = nullptr;
+  std::int64_t increment_count = 0;
 };
 std::size_t bounded_argmax_state_bytes();
 // Whether the kernels take this head and these pointers (x, w, ln_out, ln_gamma, ln_beta, n, k).
