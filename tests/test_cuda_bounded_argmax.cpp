@@ -52,6 +52,8 @@ class HeadCase {
     std::int64_t warp_x = -1;    // bounded, every warp reading x (EAQ_STAGE_X=0)
     std::int64_t one_sum = -1;   // bounded, a warp's row sums one at a time (EAQ_SHARED_SHUFFLES=0)
     std::int64_t eager_x = -1;   // bounded, every select warp reading x first (EAQ_SELECT_LAZY_X=0)
+    std::int64_t fenced =
+        -1;  // bounded, select blocks arriving behind a fence (EAQ_SELECT_ACQ_REL=0)
     // Counters {7, -1, 40} after a bounded pick that advances them: in the select kernel's last
     // block, and in a kernel of its own (EAQ_SELECT_INCREMENT=0).
     std::vector<std::int64_t> advanced, advanced_apart;
@@ -92,6 +94,11 @@ class HeadCase {
         backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
         p.eager_x = backend_.download(ids).to_i64()[0];
       }
+      {
+        const test::ScopedEnv fence("EAQ_SELECT_ACQ_REL", "0");
+        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
+        p.fenced = backend_.download(ids).to_i64()[0];
+      }
       for (const char* folded : {"1", "0"}) {
         const test::ScopedEnv fold("EAQ_SELECT_INCREMENT", folded);
         DeviceTensor counters = backend_.upload(HostTensor::from_i32({3}, {7, -1, 40}), DType::I32);
@@ -130,6 +137,7 @@ void expect_same(const HeadCase::Picks& p, const std::string& what) {
   EXPECT_EQ(p.warp_x, p.full) << what << " (EAQ_STAGE_X=0)";
   EXPECT_EQ(p.one_sum, p.full) << what << " (EAQ_SHARED_SHUFFLES=0)";
   EXPECT_EQ(p.eager_x, p.full) << what << " (EAQ_SELECT_LAZY_X=0)";
+  EXPECT_EQ(p.fenced, p.full) << what << " (EAQ_SELECT_ACQ_REL=0)";
   EXPECT_EQ(p.advancing, p.full) << what << " (advancing counters)";
   const std::vector<std::int64_t> plus_one = {8, 0, 41};
   EXPECT_EQ(p.advanced, plus_one) << what << " (counters advanced in the select kernel)";

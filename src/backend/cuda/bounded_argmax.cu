@@ -270,9 +270,11 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
 
 // lazy_x: a warp reads x (ln_out) only once it has a candidate, together with that row (most
 // warps have none: ~2.4 MB of L2 reads a GPT-2 step saved); EAQ_SELECT_LAZY_X=0 reads it first.
+// acq_rel_arrival: a block counts its arrival with a release-acquire atomic instead of a fence and
+// a relaxed one (EAQ_SELECT_ACQ_REL=0).
 template <class T>
 __global__ void __launch_bounds__(kGemvThreads)
-    bounded_argmax_select_kernel(BoundedArgmaxArgs a, bool lazy_x) {
+    bounded_argmax_select_kernel(BoundedArgmaxArgs a, bool lazy_x, bool acq_rel_arrival) {
   __shared__ bool last;
   auto* state = static_cast<State*>(a.state);
   const int lane = threadIdx.x % 32;
@@ -322,12 +324,24 @@ __global__ void __launch_bounds__(kGemvThreads)
   block_keep_best(value, index);
   if (threadIdx.x == 0) {
     state->best[blockIdx.x] = make_float2(value, __int_as_float(index));
-    __threadfence();  // the block's best is visible before its arrival is counted
-    last = atomicAdd(&state->arrivals, 1u) == gridDim.x - 1;
+    if (acq_rel_arrival) {
+      // The arrival releases the block's best and acquires those of the blocks before it (the
+      // other threads read them after the barrier below): no fence, which waits for every write
+      // of the thread to be acknowledged, on the path of the last block.
+      unsigned arrived;
+      asm volatile("atom.add.acq_rel.gpu.u32 %0, [%1], 1;"
+                   : "=r"(arrived)
+                   : "l"(&state->arrivals)
+                   : "memory");
+      last = arrived == gridDim.x - 1;
+    } else {
+      __threadfence();  // the block's best is visible before its arrival is counted
+      last = atomicAdd(&state->arrivals, 1u) == gridDim.x - 1;
+    }
   }
   __syncthreads();
   if (!last) return;
-  __threadfence();
+  if (!acq_rel_arrival) __threadfence();
   value = -INFINITY;
   index = static_cast<int>(a.n);
   for (unsigned b = threadIdx.x; b < gridDim.x; b += blockDim.x) {
@@ -363,7 +377,7 @@ void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
   const std::int64_t fit = gemv_grid(reinterpret_cast<const void*>(select), 0, warps_needed);
   const std::int64_t blocks = fit < kMaxSelectBlocks ? fit : kMaxSelectBlocks;
   launch_dependent(select, dim3(static_cast<unsigned>(blocks)), dim3(kGemvThreads), 0, stream, a,
-                   !env_is("EAQ_SELECT_LAZY_X", "0"));
+                   !env_is("EAQ_SELECT_LAZY_X", "0"), !env_is("EAQ_SELECT_ACQ_REL", "0"));
 }
 
 }  // namespace
