@@ -337,6 +337,14 @@ stage_select_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
 }
 
+# The head's select blocks counting their arrival with a release-acquire atomic instead of a
+# fence and a relaxed atomic (EAQ_SELECT_ACQ_REL; the same tokens).
+stage_acqrel_gpt2() {
+  note "GPT-2 124M shape: the select kernel's arrivals behind fences or release-acquire"
+  gpt2_ab EAQ_SELECT_ACQ_REL acqrel-gpt2 "EAQ_SELECT_ACQ_REL =" --new-tokens 256 \
+    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+}
+
 # What loading the one-row GEMV's residual right after the wait buys (EAQ_EARLY_RESIDUAL; the
 # same bits): the attention and MLP projections' last barrier no longer waits on an L2 read.
 stage_residual_gpt2() {
@@ -511,6 +519,7 @@ for stage in "$@"; do
     residual-gpt2) stage_residual_gpt2 ;;
     mma-gpt2) stage_mma_gpt2 ;;
     select-gpt2) stage_select_gpt2 ;;
+    acqrel-gpt2) stage_acqrel_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;
