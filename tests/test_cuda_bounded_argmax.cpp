@@ -52,9 +52,8 @@ class HeadCase {
     std::int64_t warp_x = -1;    // bounded, every warp reading x (EAQ_STAGE_X=0)
     std::int64_t one_sum = -1;   // bounded, a warp's row sums one at a time (EAQ_SHARED_SHUFFLES=0)
     std::int64_t eager_x = -1;   // bounded, every select warp reading x first (EAQ_SELECT_LAZY_X=0)
-    // Bounded, with the select blocks arriving behind a fence (EAQ_SELECT_ACQ_REL=0), and with
-    // the scores kernel's rows in registers (EAQ_SCORES_RING=0).
-    std::int64_t fenced = -1, registers = -1;
+    std::int64_t fenced =
+        -1;  // bounded, select blocks arriving behind a fence (EAQ_SELECT_ACQ_REL=0)
     // Counters {7, -1, 40} after a bounded pick that advances them: in the select kernel's last
     // block, and in a kernel of its own (EAQ_SELECT_INCREMENT=0).
     std::vector<std::int64_t> advanced, advanced_apart;
