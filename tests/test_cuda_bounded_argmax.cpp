@@ -95,11 +95,6 @@ class HeadCase {
         p.eager_x = backend_.download(ids).to_i64()[0];
       }
       {
-        const test::ScopedEnv register_rows("EAQ_SCORES_RING", "0");
-        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-        p.registers = backend_.download(ids).to_i64()[0];
-      }
-      {
         const test::ScopedEnv fence("EAQ_SELECT_ACQ_REL", "0");
         backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
         p.fenced = backend_.download(ids).to_i64()[0];
@@ -143,7 +138,6 @@ void expect_same(const HeadCase::Picks& p, const std::string& what) {
   EXPECT_EQ(p.one_sum, p.full) << what << " (EAQ_SHARED_SHUFFLES=0)";
   EXPECT_EQ(p.eager_x, p.full) << what << " (EAQ_SELECT_LAZY_X=0)";
   EXPECT_EQ(p.fenced, p.full) << what << " (EAQ_SELECT_ACQ_REL=0)";
-  EXPECT_EQ(p.registers, p.full) << what << " (EAQ_SCORES_RING=0)";
   EXPECT_EQ(p.advancing, p.full) << what << " (advancing counters)";
   const std::vector<std::int64_t> plus_one = {8, 0, 41};
   EXPECT_EQ(p.advanced, plus_one) << what << " (counters advanced in the select kernel)";

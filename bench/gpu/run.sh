@@ -345,14 +345,6 @@ stage_acqrel_gpt2() {
     --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
 }
 
-# The head's scores kernel streaming its int8 rows through a ring in shared memory (12 rows a
-# warp in flight) or holding 4 a warp in registers (EAQ_SCORES_RING; the same tokens).
-stage_ring_gpt2() {
-  note "GPT-2 124M shape: the scores kernel's rows in registers or through a shared-memory ring"
-  gpt2_ab EAQ_SCORES_RING ring-gpt2 "EAQ_SCORES_RING =" --new-tokens 256 \
-    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
-}
-
 # What loading the one-row GEMV's residual right after the wait buys (EAQ_EARLY_RESIDUAL; the
 # same bits): the attention and MLP projections' last barrier no longer waits on an L2 read.
 stage_residual_gpt2() {
@@ -528,7 +520,6 @@ for stage in "$@"; do
     mma-gpt2) stage_mma_gpt2 ;;
     select-gpt2) stage_select_gpt2 ;;
     acqrel-gpt2) stage_acqrel_gpt2 ;;
-    ring-gpt2) stage_ring_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

@@ -26,7 +26,6 @@
 #include "backend/cuda/env_switch.hpp"
 #include "backend/cuda/gemv_stage.cuh"
 #include "backend/cuda/kernels.hpp"
-#include "backend/cuda/mma_copy.cuh"
 #include "backend/cuda/pending_residual.cuh"
 #include "backend/cuda/quant_row.cuh"
 #include "backend/cuda/warp_layer_norm.cuh"
@@ -71,8 +70,6 @@ __device__ __forceinline__ float max_finite() {
 // Rows of int8 a warp holds in registers ahead of use: four (where the f16 head's kernel holds
 // two), so that as many bytes are in flight as there.
 constexpr int kScoresAhead = 4;
-// Rows a warp has in flight through shared memory in the ring form (below): 37 KB a block.
-constexpr int kRingRows = 12;
 
 // kRotate: the loop over a warp's rows is unrolled kScoresAhead times, so row r's registers take
 // the row kScoresAhead on as soon as r is used, and no registers move. The first form shifted
@@ -84,20 +81,11 @@ constexpr int kRingRows = 12;
 // multiprocessor, as many rows in flight as that allows.
 // stage_x: the block reads x from L2 once (block_load_row), not every warp.
 // shared_shuffles: with kRotate, the kScoresAhead rows' sums share their shuffles.
-// kRing (with kRotate, kInt8Dot and shared shuffles; EAQ_SCORES_RING=0 keeps the register
-// rows): each warp streams its rows through a ring of kRingRows rows in shared memory (cp.async,
-// each lane its own pieces, so no barrier) instead of kScoresAhead rows in registers. The
-// register form has 128 registers a thread, all it may have at four blocks a multiprocessor, and
-// with 4 rows a warp in flight it streams the head at ~3.3 TB/s (Little's law: a multiprocessor's
-// bytes in flight over the loaded latency); the ring has three times the rows in flight, and a
-// warp's first kRingRows rows load before the wait.
-template <class T, bool kRotate, bool kInt8Dot, bool kRing>
+template <class T, bool kRotate, bool kInt8Dot>
 __global__ void __launch_bounds__(kGemvThreads, 4)
     bounded_argmax_scores_kernel(BoundedArgmaxArgs a, bool stage_x, bool shared_shuffles) {
   static_assert(kRotate || !kInt8Dot, "the int8 x int8 form has the rotating loop only");
-  static_assert(!kRing || (kRotate && kInt8Dot), "the ring form is the int8 x int8 one");
   constexpr int kAhead = kScoresAhead;
-  static_assert(kRingRows % kAhead == 0, "a group of kAhead rows shares its shuffles");
   const int lane = threadIdx.x % 32;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kGemvWarps;
   std::int64_t feature = static_cast<std::int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
@@ -115,42 +103,12 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
       if constexpr (kInt8Dot) qn = a.quant_norm[f];
     }
   };
-  uint2 wv[kRing ? 1 : kAhead][kVecs];
+  uint2 wv[kAhead][kVecs];
   float2 sr[kAhead] = {};
   float qn[kAhead] = {};
-  // The ring: slot j % kRingRows holds the warp's row j (feature + j stride): lane l's pieces
-  // l + 32 u, and (in the lane that finishes the row) its scale, radius and quant_norm. One
-  // cp.async group a row, empty past the last, so "row j has landed" is "at most kRingRows - 1
-  // groups pending".
-  __shared__ uint2 ring_q[kRing ? kGemvWarps : 1][kRing ? kRingRows : 1][kVecs][32];
-  __shared__ float2 ring_sr[kRing ? kGemvWarps : 1][kRing ? kRingRows : 1];
-  __shared__ float ring_qn[kRing ? kGemvWarps : 1][kRing ? kRingRows : 1];
-  const int warp = threadIdx.x / 32;
-  const unsigned long long policy = kRing ? evict_first_policy() : 0ull;
-  const auto copy_row = [&](std::int64_t f, int slot, int r) {
-    if (f < a.n) {
-      const auto* w_row = reinterpret_cast<const uint2*>(a.q + f * a.k);
 #pragma unroll
-      for (int u = 0; u < kVecs; ++u) {
-        if (lane + 32 * u < vectors)
-          copy_small_evict_first<8>(shared_address(&ring_q[warp][slot][u][lane]),
-                                    w_row + lane + 32 * u, policy);
-      }
-      if (lane == r * (32 / kAhead)) {
-        copy_small_evict_first<8>(shared_address(&ring_sr[warp][slot]), a.scale_radius + f, policy);
-        copy_small_evict_first<4>(shared_address(&ring_qn[warp][slot]), a.quant_norm + f, policy);
-      }
-    }
-    commit();
-  };
-  if constexpr (kRing) {
-#pragma unroll
-    for (int j = 0; j < kRingRows; ++j) copy_row(feature + j * stride, j, j % kAhead);
-  } else {
-#pragma unroll
-    for (int r = 0; r < kAhead; ++r) {
-      if (feature + r * stride < a.n) load_row(feature + r * stride, wv[r], sr[r], qn[r], r);
-    }
+  for (int r = 0; r < kAhead; ++r) {
+    if (feature + r * stride < a.n) load_row(feature + r * stride, wv[r], sr[r], qn[r], r);
   }
   float gv[kVecs][kPerVec], bv[kVecs][kPerVec];
   load_layer_norm_params<kVecs, kPerVec>(a.ln_gamma, a.ln_beta, vectors, gv, bv);
@@ -229,35 +187,18 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
   if (kRotate && shared_shuffles) {
     // The kAhead rows' sums share their shuffles (warp_sum_many; the same totals): lane
     // (32 / kAhead) r ends with row r's, holds its scale and radius, and finishes it.
-    int slot = 0;  // kRing: the slot of row `feature`
     for (; feature < a.n; feature += kAhead * stride) {
       Acc acc[kAhead];
-      float2 row_sr[kAhead] = {};
-      float row_qn[kAhead] = {};
+      float2 row_sr[kAhead];
+      float row_qn[kAhead];
 #pragma unroll
       for (int r = 0; r < kAhead; ++r) {
         const std::int64_t f = feature + r * stride;
-        if constexpr (kRing) {
-          wait_pending<kRingRows - 1>();  // this lane's copies of row f
-          uint2 w[kVecs];
-#pragma unroll
-          for (int u = 0; u < kVecs; ++u) {
-            if (lane + 32 * u < vectors) w[u] = ring_q[warp][slot][u][lane];
-          }
-          if (lane == r * (32 / kAhead)) {
-            row_sr[r] = ring_sr[warp][slot];
-            row_qn[r] = ring_qn[warp][slot];
-          }
-          acc[r] = f < a.n ? dot(w) : Acc(0);
-          copy_row(f + kRingRows * stride, slot, r);  // the slot's next row, once it is read
-          slot = slot + 1 == kRingRows ? 0 : slot + 1;
-        } else {
-          acc[r] = f < a.n ? dot(wv[r]) : Acc(0);
-          row_sr[r] = sr[r];
-          row_qn[r] = qn[r];
-          const std::int64_t later = f + kAhead * stride;
-          if (later < a.n) load_row(later, wv[r], sr[r], qn[r], r);  // before the sums: in flight
-        }
+        acc[r] = f < a.n ? dot(wv[r]) : Acc(0);
+        row_sr[r] = sr[r];
+        row_qn[r] = qn[r];
+        const std::int64_t later = f + kAhead * stride;
+        if (later < a.n) load_row(later, wv[r], sr[r], qn[r], r);  // before the sums: in flight
       }
       const Acc total = warp_sum_many<kAhead>(acc);
       const int r = warp_sum_many_index<kAhead>(lane);
@@ -275,7 +216,7 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
         finish_total(f, static_cast<float>(total), mine_sr, mine_qn);
       }
     }
-  } else if constexpr (kRotate && !kRing) {
+  } else if constexpr (kRotate) {
     for (; feature < a.n; feature += kAhead * stride) {
 #pragma unroll
       for (int r = 0; r < kAhead; ++r) {
@@ -290,7 +231,7 @@ __global__ void __launch_bounds__(kGemvThreads, 4)
         finish(f, acc, row_sr, row_qn);
       }
     }
-  } else if constexpr (!kRing) {
+  } else {
     for (; feature < a.n; feature += stride) {
       const Acc acc = dot(wv[0]);
       const float2 row_sr = sr[0];
@@ -424,11 +365,9 @@ void launch_typed(const BoundedArgmaxArgs& a, cudaStream_t stream) {
   // Read at every launch (tests flip them).
   const bool rotate = !env_is("EAQ_SCORES_ROTATE", "0");
   const bool int8_dot = rotate && !env_is("EAQ_SCORES_INT8", "0") && a.quant_norm != nullptr;
-  const bool ring = int8_dot && shared_shuffles_enabled() && !env_is("EAQ_SCORES_RING", "0");
-  const auto scores = ring       ? bounded_argmax_scores_kernel<T, true, true, true>
-                      : int8_dot ? bounded_argmax_scores_kernel<T, true, true, false>
-                      : rotate   ? bounded_argmax_scores_kernel<T, true, false, false>
-                                 : bounded_argmax_scores_kernel<T, false, false, false>;
+  const auto scores = int8_dot ? bounded_argmax_scores_kernel<T, true, true>
+                      : rotate ? bounded_argmax_scores_kernel<T, true, false>
+                               : bounded_argmax_scores_kernel<T, false, false>;
   launch_dependent(
       scores,
       dim3(gemv_grid(reinterpret_cast<const void*>(scores), 0, a.n, row_features_per_warp(a.n))),

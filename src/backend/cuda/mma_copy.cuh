@@ -36,16 +36,6 @@ __device__ __forceinline__ void copy16_evict_first(unsigned dst, const void* src
                "l"(src), "l"(policy));
 }
 
-// A copy of `kBytes` (4 or 8) bytes with that policy, through L1 (cp.async.ca: copies under 16
-// bytes cannot bypass it): for a lane that copies, and later reads back, its own pieces.
-template <int kBytes>
-__device__ __forceinline__ void copy_small_evict_first(unsigned dst, const void* src,
-                                                       unsigned long long policy) {
-  static_assert(kBytes == 4 || kBytes == 8, "cp.async.ca copies 4, 8 or 16 bytes");
-  asm volatile("cp.async.ca.shared.global.L2::cache_hint [%0], [%1], %2, %3;\n" ::"r"(dst),
-               "l"(src), "n"(kBytes), "l"(policy));
-}
-
 // Closes the group of copies issued since the last commit.
 __device__ __forceinline__ void commit() {
   asm volatile("cp.async.commit_group;\n" ::);
