@@ -79,26 +79,18 @@ class HeadCase {
       p.bounded = backend_.download(ids).to_i64()[0];
       p.same_normed =
           test::max_relative_error(backend_.download(normed2), backend_.download(normed)) == 0.0;
-      {
-        const test::ScopedEnv warp_loads("EAQ_STAGE_X", "0");
+      // The bounded pick again with one switch set (each a form that must pick alike).
+      const auto bounded_with = [&](const char* name, const char* value) {
+        const test::ScopedEnv form(name, value);
         backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-        p.warp_x = backend_.download(ids).to_i64()[0];
-      }
-      {
-        const test::ScopedEnv one_at_a_time("EAQ_SHARED_SHUFFLES", "0");
-        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-        p.one_sum = backend_.download(ids).to_i64()[0];
-      }
-      {
-        const test::ScopedEnv eager("EAQ_SELECT_LAZY_X", "0");
-        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-        p.eager_x = backend_.download(ids).to_i64()[0];
-      }
-      {
-        const test::ScopedEnv fence("EAQ_SELECT_ACQ_REL", "0");
-        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-        p.fenced = backend_.download(ids).to_i64()[0];
-      }
+        return backend_.download(ids).to_i64()[0];
+      };
+      p.warp_x = bounded_with("EAQ_STAGE_X", "0");
+      p.one_sum = bounded_with("EAQ_SHARED_SHUFFLES", "0");
+      p.eager_x = bounded_with("EAQ_SELECT_LAZY_X", "0");
+      p.fenced = bounded_with("EAQ_SELECT_ACQ_REL", "0");
+      p.shifting = bounded_with("EAQ_SCORES_ROTATE", "0");
+      p.f32_x = bounded_with("EAQ_SCORES_INT8", "0");
       for (const char* folded : {"1", "0"}) {
         const test::ScopedEnv fold("EAQ_SELECT_INCREMENT", folded);
         DeviceTensor counters = backend_.upload(HostTensor::from_i32({3}, {7, -1, 40}), DType::I32);
@@ -109,14 +101,6 @@ class HeadCase {
         p.advancing = backend_.download(ids).to_i64()[0];
         backend_.release(counters);
       }
-      {
-        const test::ScopedEnv shifting_loop("EAQ_SCORES_ROTATE", "0");
-        backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-        p.shifting = backend_.download(ids).to_i64()[0];
-      }
-      const test::ScopedEnv f32_x("EAQ_SCORES_INT8", "0");
-      backend_.layer_norm_linear_argmax(dx, gamma_, beta_, 1e-5f, normed2, *head_, ids);
-      p.f32_x = backend_.download(ids).to_i64()[0];
     }
     for (DeviceTensor* t : {&dx, &normed, &normed2, &logits, &ids}) backend_.release(*t);
     return p;
