@@ -62,7 +62,8 @@ bool bounded_argmax_enabled() {
 
 // EAQ_STEP_START_KERNEL=0 runs a decode step's first op as three ordinary launches
 // (mark_cache_slot, write_cache, embed) and its counter increment without dependent launch, as
-// before start_decode_step_kernel (to measure what it buys). Read at every call, so tests compare
+// before start_decode_step_kernel (to measure what it buys; where the bounded head advances the
+// counters itself, only with EAQ_SELECT_INCREMENT=0 too). Read at every call, so tests compare
 // both.
 bool step_start_kernel_enabled() {
   return !cuda::env_is("EAQ_STEP_START_KERNEL", "0");
