@@ -62,6 +62,13 @@ PY
   done
 }
 
+# gpt2_ab of switch(es) $1 (comma-separated) as stage $2: fp16 (EAQ_GPT2_PRECISIONS) at batch 1,
+# prompt 128, 256 new tokens, each run's line labelled "$1 = value".
+batch1_switch_ab() {
+  gpt2_ab "$1" "$2" "$1 =" --new-tokens 256 --precision "${EAQ_GPT2_PRECISIONS:-fp16}" \
+    --batch-size 1 --min-duration-s 2
+}
+
 stage_info() {
   note "machine"
   nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit,clocks.sm,temperature.gpu --format=csv
@@ -315,16 +322,14 @@ stage_stagex_gpt2() {
 # twentieth session).
 stage_shuffles_gpt2() {
   note "GPT-2 124M shape: a warp's sums one at a time or sharing their shuffles"
-  gpt2_ab EAQ_SHARED_SHUFFLES shuffles-gpt2 "EAQ_SHARED_SHUFFLES =" --new-tokens 256 \
-    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+  batch1_switch_ab EAQ_SHARED_SHUFFLES shuffles-gpt2
 }
 
 # What the one-row GEMVs' products on the tensor cores buy (EAQ_MMA_GEMV; the sums in another
 # order): fewer instructions between the wait and the output.
 stage_mma_gpt2() {
   note "GPT-2 124M shape: the one-row GEMVs' products on FMAs or on the tensor cores"
-  gpt2_ab EAQ_MMA_GEMV mma-gpt2 "EAQ_MMA_GEMV =" --new-tokens 256 \
-    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+  batch1_switch_ab EAQ_MMA_GEMV mma-gpt2
 }
 
 # The head's select kernel reading x only in warps with a candidate (EAQ_SELECT_LAZY_X) and
@@ -332,25 +337,21 @@ stage_mma_gpt2() {
 # (EAQ_SELECT_INCREMENT); both the same tokens.
 stage_select_gpt2() {
   note "GPT-2 124M shape: the head's select kernel, x read lazily and the counters advanced in it"
-  EAQ_AB_VALUES="${EAQ_AB_VALUES:-0,0 1,1}" gpt2_ab EAQ_SELECT_LAZY_X,EAQ_SELECT_INCREMENT select-gpt2 \
-    "EAQ_SELECT_LAZY_X,EAQ_SELECT_INCREMENT =" --new-tokens 256 \
-    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+  EAQ_AB_VALUES="${EAQ_AB_VALUES:-0,0 1,1}" batch1_switch_ab EAQ_SELECT_LAZY_X,EAQ_SELECT_INCREMENT select-gpt2
 }
 
 # The head's select blocks counting their arrival with a release-acquire atomic instead of a
 # fence and a relaxed atomic (EAQ_SELECT_ACQ_REL; the same tokens).
 stage_acqrel_gpt2() {
   note "GPT-2 124M shape: the select kernel's arrivals behind fences or release-acquire"
-  gpt2_ab EAQ_SELECT_ACQ_REL acqrel-gpt2 "EAQ_SELECT_ACQ_REL =" --new-tokens 256 \
-    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+  batch1_switch_ab EAQ_SELECT_ACQ_REL acqrel-gpt2
 }
 
 # What loading the one-row GEMV's residual right after the wait buys (EAQ_EARLY_RESIDUAL; the
 # same bits): the attention and MLP projections' last barrier no longer waits on an L2 read.
 stage_residual_gpt2() {
   note "GPT-2 124M shape: the projections' residual loaded at the end or right after the wait"
-  gpt2_ab EAQ_EARLY_RESIDUAL residual-gpt2 "EAQ_EARLY_RESIDUAL =" --new-tokens 256 \
-    --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2
+  batch1_switch_ab EAQ_EARLY_RESIDUAL residual-gpt2
 }
 
 # Where the batch-1 QKV + attention kernel spends its time: EAQ_QKV_TIMELINE=1 prints the mean
