@@ -328,12 +328,7 @@ __global__ void __launch_bounds__(kGemvThreads)
       // The arrival releases the block's best and acquires those of the blocks before it (the
       // other threads read them after the barrier below): no fence, which waits for every write
       // of the thread to be acknowledged, on the path of the last block.
-      unsigned arrived;
-      asm volatile("atom.add.acq_rel.gpu.u32 %0, [%1], 1;"
-                   : "=r"(arrived)
-                   : "l"(&state->arrivals)
-                   : "memory");
-      last = arrived == gridDim.x - 1;
+      last = arrive_acq_rel(&state->arrivals) == gridDim.x - 1;
     } else {
       __threadfence();  // the block's best is visible before its arrival is counted
       last = atomicAdd(&state->arrivals, 1u) == gridDim.x - 1;

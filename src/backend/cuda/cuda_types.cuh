@@ -76,6 +76,15 @@ __device__ __forceinline__ V warp_sum_many(V (&v)[N]) {
   for (; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
   return sum;
 }
+// Adds one to *count with release-acquire order at GPU scope and returns the value before: a
+// block's arrival that publishes what the thread (and, after a __syncthreads, its block) wrote and
+// sees what the blocks that arrived before it published, without a fence.
+__device__ __forceinline__ unsigned arrive_acq_rel(unsigned* count) {
+  unsigned before;
+  asm volatile("atom.add.acq_rel.gpu.u32 %0, [%1], 1;" : "=r"(before) : "l"(count) : "memory");
+  return before;
+}
+
 __device__ __forceinline__ float warp_max(float v) {
   for (int offset = 16; offset > 0; offset >>= 1)
     v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));

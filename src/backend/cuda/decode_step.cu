@@ -69,12 +69,7 @@ __device__ void grid_barrier(GridBarrierState* state) {
   __syncthreads();
   if (threadIdx.x == 0) {
     const unsigned generation = load_acquire(&state->generation);
-    unsigned arrived;
-    asm volatile("atom.add.acq_rel.gpu.u32 %0, [%1], 1;"
-                 : "=r"(arrived)
-                 : "l"(&state->count)
-                 : "memory");
-    if (arrived == gridDim.x - 1) {
+    if (arrive_acq_rel(&state->count) == gridDim.x - 1) {
       asm volatile("st.relaxed.gpu.u32 [%0], 0;" ::"l"(&state->count) : "memory");
       asm volatile("st.release.gpu.u32 [%0], %1;" ::"l"(&state->generation), "r"(generation + 1)
                    : "memory");
