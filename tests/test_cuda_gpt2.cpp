@@ -2,14 +2,18 @@
 // tolerance per precision against the CPU reference (full forward and KV-cache decode), decode vs
 // full forward on the GPU, graph-replayed greedy steps vs direct ones, and greedy tokens of the
 // bundled gpt2-mini identical to the CPU's. Skips without a GPU.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "cuda_test_util.hpp"
@@ -19,6 +23,7 @@
 #include "io/safetensors.hpp"
 #include "model/gpt2.hpp"
 #include "model/gpt2_generate.hpp"
+#include "run/gated_steps.hpp"
 #include "test_util.hpp"
 
 namespace eaq {
@@ -484,6 +489,97 @@ TEST(CudaGpt2, FusedDecodeStepReplaysInAGraph) {
       EXPECT_EQ(direct.to_i64(), expected.to_i64());
     }
   }
+}
+
+// Greedy steps replayed behind a step gate (StepGate, run/gated_steps.hpp) give the ungated
+// graph's tokens and logits, through the start kernel's gate (the default), the gate kernel in
+// front of the op-by-op start (EAQ_STEP_START_KERNEL=0) and in front of the fused step
+// (EAQ_FUSED_DECODE=1, batch 1). A gated step does not finish before the host opens the gate.
+TEST(CudaGpt2, GatedGreedyStepsGiveTheSameTokensAndWaitForTheGate) {
+  RandomCase c;
+  struct Way {
+    const char* name;
+    const char* variable;
+    const char* value;
+    std::int64_t batch;
+  };
+  for (const Way& way : {Way{"start kernel", "EAQ_STEP_START_KERNEL", "1", 3},
+                         Way{"gate kernel", "EAQ_STEP_START_KERNEL", "0", 3},
+                         Way{"fused step", "EAQ_FUSED_DECODE", "1", 1}}) {
+    const test::ScopedEnv env(way.variable, way.value);
+    for (Precision precision : {Precision::Fp16, Precision::Bf16}) {
+      EAQ_CUDA_BACKEND_OR_SKIP(gpu, precision);
+      const std::string what = fmt::format("{} {}", way.name, precision_name(precision));
+      auto model = Gpt2Model::load(c.dir.path(), *gpu);
+      const HostTensor ids = way.batch == 1 ? row_of(c.ids, 0) : c.ids;
+      const HostTensor mask = way.batch == 1 ? row_of(c.mask, 0) : c.mask;
+      DeviceTensor ids_d = gpu->upload(ids, DType::I32), mask_d = gpu->upload(mask, DType::I32);
+      auto plain = model->start_session(way.batch, 64), gated = model->start_session(way.batch, 64);
+      for (DecodeSession* s : {plain.get(), gated.get()}) {
+        model->prefill(*s, ids_d, &mask_d);
+        model->select_greedy(*s);
+      }
+      std::unique_ptr<StepGate> gate = gpu->make_step_gate();
+      ASSERT_NE(gate, nullptr);
+      auto plain_graph = model->capture_greedy_step(*plain);
+      auto gated_graph = model->capture_greedy_step(*gated, gate.get());
+      run::GatedSteps steps(*gate, [&](std::int64_t) { gated_graph->launch(); });
+      for (std::int64_t i = 0; i < 12; ++i) {
+        plain_graph->launch();
+        steps.run(i);
+        steps.sync();
+      }
+      steps.drain();  // the 13th step, enqueued ahead
+      plain_graph->launch();
+      EXPECT_EQ(gated->length(), plain->length()) << what;
+      const auto filled = [&](const DecodeSession& s) {  // tokens[b, 0..length)
+        const std::vector<std::int64_t> all = gpu->download(s.tokens()).to_i64();
+        std::vector<std::int64_t> kept;
+        for (std::int64_t b = 0; b < way.batch; ++b)
+          kept.insert(kept.end(), all.begin() + b * 64, all.begin() + b * 64 + s.length());
+        return kept;
+      };
+      EXPECT_EQ(filled(*gated), filled(*plain)) << what;
+      EXPECT_EQ(gpu->download(gated->next_ids()).to_i64(),
+                gpu->download(plain->next_ids()).to_i64())
+          << what;
+      if (gated->fused_steps() == 0 && gated->bounded_head_steps() == 0) {
+        EXPECT_EQ(test::max_relative_error(gpu->download(gated->logits()),
+                                           gpu->download(plain->logits())),
+                  0.0)
+            << what;
+      }
+      if (std::string(way.name) == "fused step") {
+        EXPECT_GT(gated->fused_steps(), 0) << what;
+      }
+
+      // One more gated step, opened by another thread 50 ms later: it must not finish first.
+      const std::int64_t next_mark = steps.enqueued();  // a mark follows each enqueued step
+      gated_graph->launch();
+      gate->mark();
+      std::atomic<bool> opened{false};
+      std::thread opener([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        opened.store(true);
+        gate->open();
+      });
+      gate->wait_for_mark(next_mark);
+      EXPECT_TRUE(opened.load()) << what << ": the step finished before its gate opened";
+      opener.join();
+      gpu->release(ids_d);
+      gpu->release(mask_d);
+    }
+  }
+}
+
+// The gate refuses a second opening that no step has used.
+TEST(CudaGpt2, StepGateRefusesAnUnusedOpening) {
+  EAQ_CUDA_BACKEND_OR_SKIP(gpu, Precision::Fp16);
+  std::unique_ptr<StepGate> gate = gpu->make_step_gate();
+  ASSERT_NE(gate, nullptr);
+  gate->open();
+  EXPECT_THROW(gate->open(), Error);
+  EXPECT_THROW(gate->wait_for_mark(0), Error);  // no mark made
 }
 
 // --- the feed-forward block that leaves its sum pending (mlp_pending.cu) ------------------------

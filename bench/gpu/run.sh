@@ -347,6 +347,17 @@ stage_acqrel_gpt2() {
   batch1_switch_ab EAQ_SELECT_ACQ_REL acqrel-gpt2
 }
 
+# What the step gate buys a loop that syncs after every step (EAQ_STEP_GATE; the same tokens):
+# the next step enqueued while the one before runs and held on the device until the host has seen
+# it finish, instead of launched after the sync. Then the same steps without a sync, for scale.
+stage_gate_gpt2() {
+  note "GPT-2 124M shape: each step launched after the sync, or enqueued ahead behind a gate"
+  batch1_switch_ab EAQ_STEP_GATE gate-gpt2
+  EAQ_AB_VALUES=1 gpt2_ab EAQ_STEP_GATE gate-nosync-gpt2 "no sync per step, EAQ_STEP_GATE =" \
+    --new-tokens 256 --precision "${EAQ_GPT2_PRECISIONS:-fp16}" --batch-size 1 --min-duration-s 2 \
+    --no-sync-each-iter
+}
+
 # What loading the one-row GEMV's residual right after the wait buys (EAQ_EARLY_RESIDUAL; the
 # same bits): the attention and MLP projections' last barrier no longer waits on an L2 read.
 stage_residual_gpt2() {
@@ -521,6 +532,7 @@ for stage in "$@"; do
     mma-gpt2) stage_mma_gpt2 ;;
     select-gpt2) stage_select_gpt2 ;;
     acqrel-gpt2) stage_acqrel_gpt2 ;;
+    gate-gpt2) stage_gate_gpt2 ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;

@@ -21,6 +21,7 @@ const char* activation_name(Activation activation) {
 }
 
 void Backend::start_decode_step(const DecodeStart& start) {
+  EAQ_CHECK(start.gate == nullptr, "start_decode_step: backend {} has no step gates", name());
   mark_cache_slot(*start.slot, *start.key_mask);
   const std::int64_t batch = start.ids->numel(), capacity = start.tokens->dim(1);
   CacheWrite token;

@@ -92,6 +92,8 @@ struct AttentionArgs {
   std::int64_t store_batch_stride = 0, store_row_stride = 0;
 };
 
+class StepGate;  // below
+
 // A write into a KV cache (or any [batch, capacity, row] buffer) at a slot the device holds:
 // cache[b, start + i, c] = src[b * src_batch_stride + i * src_row_stride + c] for b < batch,
 // i < rows, c < cols, with start = *start_slot (a device I32 scalar) or 0 when start_slot is null.
@@ -121,6 +123,8 @@ struct DecodeStart {
   const DeviceTensor* positions = nullptr;
   const DeviceTensor* position_table = nullptr;
   DeviceTensor* hidden = nullptr;
+  // With a gate (make_step_gate), the op holds the ops after it until the gate opens.
+  const StepGate* gate = nullptr;
 };
 
 // A residual sum a batch-1 decode step leaves for the op after it. layer_norm_mlp_pending does not
@@ -165,6 +169,7 @@ struct DecoderStep {
   std::int64_t batch = 0, capacity = 0, heads = 0;
   float layer_norm_eps = 1e-5f;
   Activation activation = Activation::GeluTanh;
+  const StepGate* gate = nullptr;  // as DecodeStart::gate
 };
 
 // What a prompt of B rows of L tokens (LEFT-padded; mask 1 = token) leaves for decoding with caches
@@ -196,6 +201,27 @@ class CapturedGraph {
  public:
   virtual ~CapturedGraph() = default;
   virtual void launch() = 0;
+};
+
+// A gate in front of a captured decode step (CUDA). The step's first kernel does its own work
+// (key mask, token, embedding: all from the finished step before), then holds the step until the
+// host opens the gate: the kernels after it wait for it. So a loop that syncs after every step can
+// enqueue the next step (its graph launched, its first kernels resident and loading weights) while
+// it still waits for the step before, and opens the gate once it has seen that step finish: the
+// step then starts without waiting for the host's launch. Each open() lets one gated step through;
+// open the gate again only after the step it let through has finished (mark and wait_for_mark).
+class StepGate {
+ public:
+  virtual ~StepGate() = default;
+  // Lets the next gated step through. Throws eaq::Error while the last opening is unused.
+  virtual void open() = 0;
+  // Marks the end of the work enqueued so far; marks are numbered 0, 1, 2, ...
+  virtual void mark() = 0;
+  // Waits until the work before mark `index` has finished; only the last two marks may be waited
+  // for.
+  virtual void wait_for_mark(std::int64_t index) = 0;
+  // The word the gated kernel polls (the backend's own: CUDA, host memory mapped for the device).
+  virtual void* device_word() const = 0;
 };
 
 class Backend {
@@ -389,6 +415,9 @@ class Backend {
   // Records what `body` launches so launch() replays it. The CPU backend returns a graph that
   // simply calls `body` again.
   virtual std::unique_ptr<CapturedGraph> capture(const std::function<void()>& body) = 0;
+  // A gate for captured decode steps (DecodeStart::gate, DecoderStep::gate), or null where the
+  // backend has none (the CPU runs each op as it is called, so there is nothing to enqueue ahead).
+  virtual std::unique_ptr<StepGate> make_step_gate() { return nullptr; }
 };
 
 }  // namespace eaq

@@ -462,8 +462,10 @@ bool Gpt2Model::step(DecodeSession& s, const DeviceTensor& next_ids, bool greedy
             s.capacity_, config_.positions);
   // One call when the backend has a whole-step kernel (CUDA at batch 1), else op by op.
   s.whole_step_.ids = &next_ids;
+  s.whole_step_.gate = s.gate_;
   const bool fused = backend_.decoder_step(s.whole_step_);
   s.whole_step_.ids = nullptr;
+  s.whole_step_.gate = nullptr;
   bool chose = false;
   if (fused) {
     ++s.fused_steps_;
@@ -530,6 +532,7 @@ bool Gpt2Model::unfused_step(DecodeSession& s, const DeviceTensor& next_ids, boo
   start.positions = &s.positions_;
   start.position_table = &wpe_;
   start.hidden = &s.hidden_;
+  start.gate = s.gate_;
   backend_.start_decode_step(start);
   char* qkv = static_cast<char*>(s.qkv_.data);
   const auto attention_args = [&](std::size_t layer, const Layer& weights) {
@@ -643,7 +646,8 @@ class GreedyStepGraph final : public CapturedGraph {
 
 }  // namespace
 
-std::unique_ptr<CapturedGraph> Gpt2Model::capture_greedy_step(DecodeSession& s) {
+std::unique_ptr<CapturedGraph> Gpt2Model::capture_greedy_step(DecodeSession& s,
+                                                              const StepGate* gate) {
   EAQ_CHECK(&s.model_ == this, "capture_greedy_step: the session belongs to another model");
   EAQ_CHECK(s.prefilled_, "capture_greedy_step: call prefill (and select_greedy) first");
   EAQ_CHECK(s.length_ < s.capacity_,
@@ -661,7 +665,16 @@ std::unique_ptr<CapturedGraph> Gpt2Model::capture_greedy_step(DecodeSession& s) 
   backend_.copy(s.next_ids_backup_, s.next_ids_);
   backend_.copy(s.logits_backup_, s.logits_);
   s.length_ = length;
-  std::unique_ptr<CapturedGraph> graph = backend_.capture(step);
+  // Only the captured step is gated: the one above ran at once, with nobody to open a gate.
+  s.gate_ = gate;
+  std::unique_ptr<CapturedGraph> graph;
+  try {
+    graph = backend_.capture(step);
+  } catch (...) {
+    s.gate_ = nullptr;
+    throw;
+  }
+  s.gate_ = nullptr;
   s.length_ = length;
   return std::make_unique<GreedyStepGraph>(std::move(graph), s.length_, s.capacity_);
 }

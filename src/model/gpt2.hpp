@@ -77,6 +77,7 @@ class DecodeSession {
   std::int64_t batch_ = 0, capacity_ = 0, length_ = 0, fused_steps_ = 0, bounded_head_steps_ = 0,
                bounded_head_prompts_ = 0, pending_mlp_steps_ = 0, pending_attention_steps_ = 0;
   bool prefilled_ = false;
+  const StepGate* gate_ = nullptr;  // set only while capture_greedy_step captures a gated step
   std::vector<DeviceTensor> owned_;
   DecoderStep whole_step_;        // what decode_step offers Backend::decoder_step (made once)
   std::vector<DeviceTensor> kv_;  // per layer [B, capacity, 2E]: K in columns [0, E), V in [E, 2E)
@@ -150,8 +151,11 @@ class Gpt2Model {
   // A graph of greedy_step(session): one greedy token per launch. Call it after prefill (and
   // select_greedy); it runs one step outside the capture first (to create GEMM plans and scratch
   // buffers) and then restores the session, so the tokens produced are the same as without it.
-  // Each launch checks the capacity.
-  std::unique_ptr<CapturedGraph> capture_greedy_step(DecodeSession& session);
+  // Each launch checks the capacity. With a gate (Backend::make_step_gate), each replay holds
+  // after its first kernel until the gate opens (StepGate, backend.hpp); the gate must outlive the
+  // graph.
+  std::unique_ptr<CapturedGraph> capture_greedy_step(DecodeSession& session,
+                                                     const StepGate* gate = nullptr);
 
   // Remembers the session as it is now (typically right after prefill and select_greedy), so that
   // rewind() can return to it: decoding can then be repeated, and timed, without repeating the

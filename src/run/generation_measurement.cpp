@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "measure/stats.hpp"
 #include "report/result_fill.hpp"
+#include "run/gated_steps.hpp"
 #include "run/timed_loop.hpp"
 #include "run/trial_common.hpp"
 #include "text/tokenizer_loader.hpp"
@@ -125,7 +126,11 @@ report::Result run_generation_trial(const MeasureSettings& settings,
   // the end of the prompt (device-to-device copies), so no prefill runs inside this window.
   prefill();
   model.mark_rewind_point(*session);
-  std::unique_ptr<CapturedGraph> step_graph = model.capture_greedy_step(*session);
+  // With a sync after every step, each step waits on the device behind a gate the host opens once
+  // it has seen the step before finish (gated_steps.hpp), so the launch is off the host's path.
+  std::unique_ptr<StepGate> gate =
+      settings.sync_each_iter && graphs ? backend.make_step_gate() : nullptr;
+  std::unique_ptr<CapturedGraph> step_graph = model.capture_greedy_step(*session, gate.get());
   // How the prompt's and the steps' heads pick the token (the same token either way:
   // argmax_bounds.hpp).
   const auto head_kind = [](bool bounded) {
@@ -137,12 +142,41 @@ report::Result run_generation_trial(const MeasureSettings& settings,
              head_kind(session->bounded_head_steps() > 0));
   result.add(Section::Configuration, "greedy_head_prompt", "",
              head_kind(session->bounded_head_prompts() > 0));
+  result.add(Section::Configuration, "step_gate", "",
+             std::string(gate ? "each step enqueued while the one before runs, held on the device "
+                                "until the host has seen that one finish"
+                              : "none: each step is launched when the one before has been seen "
+                                "to finish, or without a sync"));
   const auto step = [&](std::int64_t i) {
     if (i > 0 && i % new_tokens == 0) model.rewind(*session);
     step_graph->launch();
   };
+  // The steps i = 0, 1, ... of one loop (a fresh GatedSteps for each loop: it counts from 0).
+  std::unique_ptr<GatedSteps> gated;
+  const auto iteration = [&](std::int64_t i) {
+    if (gated)
+      gated->run(i);
+    else
+      step(i);
+  };
+  const auto sync = [&] {
+    if (gated)
+      gated->sync();
+    else
+      backend.synchronize();
+  };
+  // After a gated loop: the step enqueued ahead runs too (outside the loop's window).
+  const auto finish_loop = [&] {
+    if (gated) gated->drain();
+    gated.reset();
+  };
   if (!settings.no_warmup) {
-    for (std::int64_t i = 0; i < new_tokens; ++i) step(i);
+    if (gate) gated = std::make_unique<GatedSteps>(*gate, step);
+    for (std::int64_t i = 0; i < new_tokens; ++i) {
+      iteration(i);
+      if (gated) gated->sync();
+    }
+    finish_loop();
     model.rewind(*session);
     backend.synchronize();
   }
@@ -150,11 +184,13 @@ report::Result run_generation_trial(const MeasureSettings& settings,
   TimedLoopOptions decode_loop = loop;
   decode_loop.num_iters = std::max<std::int64_t>(new_tokens, settings.num_iters);
   decode_loop.read_counter = decode_energy.counter_reader();
+  if (gate) gated = std::make_unique<GatedSteps>(*gate, step);
   decode_energy.start_sampling();
   const TimedLoopResult decode_timing = run_timed_loop(
-      step, [&] { backend.synchronize(); }, decode_loop, [&] { decode_energy.mark_start(); },
+      iteration, sync, decode_loop, [&] { decode_energy.mark_start(); },
       [&] { decode_energy.mark_end(); });
   decode_energy.stop_sampling();
+  finish_loop();
   const auto tokens = static_cast<std::uint64_t>(decode_timing.iterations * batch);
   // The decode window reuses the prefill window's idle baseline (same GPU, a minute apart).
   measure::EnergyResult decode_result =
@@ -227,6 +263,7 @@ report::Result run_generation_trial(const MeasureSettings& settings,
                     context.weight_bytes);
   fill_provenance(result, start_snapshot, context.meter, context.command_line);
   step_graph.reset();
+  gate.reset();  // after the graph that polls it
   prefill_graph.reset();
   session.reset();
   backend.release(prompt_ids);

@@ -26,6 +26,7 @@
 #include "backend/cuda/lt_matmul.hpp"
 #include "backend/cuda/op_profiler.hpp"
 #include "backend/cuda/quantized_linear.hpp"
+#include "backend/cuda/step_gate.hpp"
 #include "backend/factory.hpp"
 
 namespace eaq {
@@ -1060,9 +1061,13 @@ class CudaBackend final : public Backend {
     EAQ_CUDA_CHECK_LAUNCH();
   }
   void start_decode_step(const DecodeStart& start) override {
+    int* gate = start.gate ? static_cast<int*>(start.gate->device_word()) : nullptr;
     if (!step_start_kernel_enabled() || start.positions == nullptr ||
         start.position_table == nullptr) {
-      Backend::start_decode_step(start);  // the kernel adds a position row; embed takes none
+      if (gate) cuda::launch_step_gate(gate, stream_);
+      DecodeStart ungated = start;
+      ungated.gate = nullptr;
+      Backend::start_decode_step(ungated);  // the kernel adds a position row; embed takes none
       return;
     }
     ProfileScope scope(profiler_, stream_, [] { return std::string("start_decode_step"); });
@@ -1078,6 +1083,7 @@ class CudaBackend final : public Backend {
     a.position_table = start.position_table->data;
     a.hidden = start.hidden->data;
     a.width = start.word_table->dim(1);
+    a.gate = gate;
     cuda::launch_start_decode_step(start.hidden->dtype, a, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
   }
@@ -1177,6 +1183,7 @@ class CudaBackend final : public Backend {
     ProfileScope scope(profiler_, stream_, [&] {
       return fmt::format("decode step (one kernel, {} layers, E {})", table.size(), e);
     });
+    if (step.gate) cuda::launch_step_gate(static_cast<int*>(step.gate->device_word()), stream_);
     cuda::launch_decode_step(act, a, stream_);
     EAQ_CUDA_CHECK_LAUNCH();
     return true;
@@ -1200,6 +1207,13 @@ class CudaBackend final : public Backend {
     cudaGraphDestroy(graph);
     EAQ_CUDA_CHECK(status);
     return std::make_unique<CudaGraph>(exec, stream_);
+  }
+  std::unique_ptr<StepGate> make_step_gate() override {
+    // The profiler replays a step op by op with its own events around each: nothing to gate.
+    // EAQ_STEP_GATE=0: none, so a synced loop launches each step after its sync (to measure what
+    // the gate buys).
+    if (profiler_.enabled() || cuda::env_is("EAQ_STEP_GATE", "0")) return nullptr;
+    return std::make_unique<cuda::CudaStepGate>(device_, stream_);
   }
 
  private:

@@ -72,6 +72,22 @@ __global__ void increment_kernel(std::int32_t* values, std::int64_t count) {
   if (i < count) values[i] += 1;
 }
 
+// Waits until the host opens the gate (writes a nonzero word), then closes it again for the next
+// step. The word is host memory, so each read crosses PCIe: one thread polls.
+__device__ void pass_step_gate(int* gate) {
+  int open = 0;
+  do {
+    asm volatile("ld.relaxed.sys.global.b32 %0, [%1];" : "=r"(open) : "l"(gate) : "memory");
+  } while (open == 0);
+  asm volatile("st.relaxed.sys.global.b32 [%0], %1;" ::"l"(gate), "r"(0) : "memory");
+}
+
+__global__ void step_gate_kernel(int* gate) {
+  wait_for_previous_kernel();
+  allow_dependent_launch();
+  if (threadIdx.x == 0) pass_step_gate(gate);
+}
+
 // mark_cache_slot_kernel, write_cache_kernel (one I32 a row) and embed_kernel (word + position,
 // the same sum) for row blockIdx.x: three launches in one, and this one may start early.
 template <class T>
@@ -96,6 +112,9 @@ __global__ void start_decode_step_kernel(DecodeStartArgs a) {
     v += to_f32(p[c]);
     out[c] = from_f32<T>(v);
   }
+  // Everything above reads the finished step before, so it may run before the gate opens; only
+  // the kernels after this one wait for it.
+  if (a.gate != nullptr && blockIdx.x == 0 && threadIdx.x == 0) pass_step_gate(a.gate);
 }
 
 // grid (chunks, rows): block c finds the best of columns [c * chunk, (c + 1) * chunk) of its row.
@@ -246,6 +265,10 @@ void launch_start_decode_step(DType act, const DecodeStartArgs& args, cudaStream
   EAQ_DISPATCH_FLOAT(
       act, launch_dependent(start_decode_step_kernel<T>, dim3(static_cast<unsigned>(args.batch)),
                             dim3(threads), 0, stream, args));
+}
+
+void launch_step_gate(int* gate, cudaStream_t stream) {
+  launch_dependent(step_gate_kernel, dim3(1), dim3(32), 0, stream, gate);
 }
 
 SplitNeed argmax_split_need(std::int64_t rows, std::int64_t cols) {

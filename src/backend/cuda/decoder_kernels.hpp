@@ -31,8 +31,14 @@ struct DecodeStartArgs {
   const void* position_table = nullptr;
   void* hidden = nullptr;
   std::int64_t width = 0;  // E
+  // A StepGate's word (host memory mapped for the device) or null: once its rows are written,
+  // block 0 holds the kernel, and so the step's kernels after it, until the host opens the gate.
+  int* gate = nullptr;
 };
 void launch_start_decode_step(DType act, const DecodeStartArgs& args, cudaStream_t stream);
+// A kernel that only holds the stream until the host opens the gate (`gate`: as
+// DecodeStartArgs::gate): for the steps that do not start with start_decode_step's kernel.
+void launch_step_gate(int* gate, cudaStream_t stream);
 // x: float dtype `act` [rows, cols]. A long row (a vocabulary) is split over several blocks when
 // `scratch` has room (see SplitScratch), the last block of a row picking among their winners.
 void launch_argmax_rows(DType act, const void* x, std::int32_t* out, std::int64_t rows,
