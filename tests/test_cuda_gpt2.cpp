@@ -554,16 +554,15 @@ TEST(CudaGpt2, GatedGreedyStepsGiveTheSameTokensAndWaitForTheGate) {
       }
 
       // One more gated step, opened by another thread 50 ms later: it must not finish first.
-      const std::int64_t next_mark = steps.enqueued();  // a mark follows each enqueued step
       gated_graph->launch();
-      gate->mark();
+      const std::int64_t mark = gate->mark();
       std::atomic<bool> opened{false};
       std::thread opener([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         opened.store(true);
         gate->open();
       });
-      gate->wait_for_mark(next_mark);
+      gate->wait_for_mark(mark);
       EXPECT_TRUE(opened.load()) << what << ": the step finished before its gate opened";
       opener.join();
       gpu->release(ids_d);

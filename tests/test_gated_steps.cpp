@@ -28,9 +28,10 @@ class SimulatedGate final : public StepGate {
     if (open_) fail("opened twice");
     open_ = true;
   }
-  void mark() override {
+  std::int64_t mark() override {
     log.push_back("mark " + std::to_string(marks_.size()));
     marks_.push_back(stream_.size());
+    return static_cast<std::int64_t>(marks_.size()) - 1;
   }
   void wait_for_mark(std::int64_t index) override {
     log.push_back("wait " + std::to_string(index));
@@ -95,6 +96,22 @@ TEST(GatedSteps, DriveTheTimedLoopWithoutHangs) {
   EXPECT_EQ(steps.enqueued(), 8);
   steps.drain();
   EXPECT_EQ(gate.ran, iota(8));
+}
+
+// As the measurement runs them: a warm-up loop, then the timed loop, on one gate whose marks go
+// on counting.
+TEST(GatedSteps, SeveralLoopsShareOneGate) {
+  SimulatedGate gate;
+  for (int loop = 0; loop < 3; ++loop) {
+    gate.ran.clear();
+    GatedSteps steps(gate, [&](std::int64_t i) { gate.enqueue(i); });
+    for (std::int64_t i = 0; i < 5; ++i) {
+      steps.run(i);
+      steps.sync();
+    }
+    steps.drain();
+    EXPECT_EQ(gate.ran, iota(6)) << "loop " << loop;
+  }
 }
 
 TEST(GatedSteps, RefusesStepsOutOfOrderOrUnsynced) {

@@ -215,8 +215,9 @@ class StepGate {
   virtual ~StepGate() = default;
   // Lets the next gated step through. Throws eaq::Error while the last opening is unused.
   virtual void open() = 0;
-  // Marks the end of the work enqueued so far; marks are numbered 0, 1, 2, ...
-  virtual void mark() = 0;
+  // Marks the end of the work enqueued so far and returns the mark's number (0, 1, 2, ... over
+  // the gate's life).
+  virtual std::int64_t mark() = 0;
   // Waits until the work before mark `index` has finished; only the last two marks may be waited
   // for.
   virtual void wait_for_mark(std::int64_t index) = 0;

@@ -14,31 +14,34 @@ void GatedSteps::run(std::int64_t i) {
   EAQ_CHECK(synced_, "gated steps: step {} asked for before step {} was waited for", i, i - 1);
   if (enqueued_ == i) {
     enqueue_(i);
-    gate_.mark();
+    ahead_mark_ = gate_.mark();
     ++enqueued_;
   }
-  gate_.open();
-  ++opened_;
-  synced_ = false;
+  open_ahead();
   enqueue_(i + 1);  // behind the gate, while step i runs
-  gate_.mark();
+  ahead_mark_ = gate_.mark();
   ++enqueued_;
 }
 
 void GatedSteps::sync() {
-  if (opened_ == 0 || synced_) return;
-  gate_.wait_for_mark(opened_ - 1);
+  if (synced_) return;
+  gate_.wait_for_mark(opened_mark_);
   synced_ = true;
 }
 
 void GatedSteps::drain() {
   sync();
   if (enqueued_ > opened_) {
-    gate_.open();
-    ++opened_;
-    synced_ = false;
+    open_ahead();
     sync();
   }
+}
+
+void GatedSteps::open_ahead() {
+  gate_.open();
+  ++opened_;
+  opened_mark_ = ahead_mark_;
+  synced_ = false;
 }
 
 }  // namespace eaq::run

@@ -32,11 +32,16 @@ class GatedSteps {
   std::int64_t enqueued() const { return enqueued_; }
 
  private:
+  void open_ahead();  // lets the step enqueued ahead through
+
   StepGate& gate_;
   std::function<void(std::int64_t)> enqueue_;
-  std::int64_t enqueued_ = 0;  // steps enqueued; step i is followed by the gate's mark i
+  std::int64_t enqueued_ = 0;  // steps enqueued
   std::int64_t opened_ = 0;    // steps let through
-  bool synced_ = true;         // the last step let through has been waited for
+  // The gate's marks after the step enqueued ahead and after the last step let through (a gate
+  // numbers its marks over its life, across loops).
+  std::int64_t ahead_mark_ = -1, opened_mark_ = -1;
+  bool synced_ = true;  // the last step let through has been waited for
 };
 
 }  // namespace eaq::run

@@ -33,9 +33,9 @@ void CudaStepGate::open() {
   word.store(1, std::memory_order_release);
 }
 
-void CudaStepGate::mark() {
+std::int64_t CudaStepGate::mark() {
   EAQ_CUDA_CHECK(cudaEventRecord(marks_[marks_made_ % 2], stream_));
-  ++marks_made_;
+  return marks_made_++;
 }
 
 void CudaStepGate::wait_for_mark(std::int64_t index) {

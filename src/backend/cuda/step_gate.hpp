@@ -21,7 +21,7 @@ class CudaStepGate final : public StepGate {
   CudaStepGate& operator=(const CudaStepGate&) = delete;
 
   void open() override;
-  void mark() override;
+  std::int64_t mark() override;
   void wait_for_mark(std::int64_t index) override;
   void* device_word() const override { return device_word_; }
 
