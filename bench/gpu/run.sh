@@ -358,6 +358,15 @@ stage_gate_gpt2() {
     --no-sync-each-iter
 }
 
+# How many rows a bounded greedy head would compute exactly with a copy of 8 down to 4 bits a value
+# (bench/gpu/head_bits_probe.py: Hugging Face's GPT-2 in f32, eaq's default prompt, 128 steps).
+stage_head_bits() {
+  note "GPT-2 124M shape: the bounded head's candidates with a copy of fewer bits"
+  [ -d /tmp/eaq-models/gpt2 ] || python3 bench/gpu/make_random_models.py --out /tmp/eaq-models --which gpt2 | tail -1
+  python3 bench/gpu/head_bits_probe.py --model /tmp/eaq-models/gpt2 2>&1 | grep -v -i "warning\|loading" \
+    | tee "$OUT/head-bits.md" || status=1
+}
+
 # What loading the one-row GEMV's residual right after the wait buys (EAQ_EARLY_RESIDUAL; the
 # same bits): the attention and MLP projections' last barrier no longer waits on an L2 read.
 stage_residual_gpt2() {
@@ -533,6 +542,7 @@ for stage in "$@"; do
     select-gpt2) stage_select_gpt2 ;;
     acqrel-gpt2) stage_acqrel_gpt2 ;;
     gate-gpt2) stage_gate_gpt2 ;;
+    head-bits) stage_head_bits ;;
     energy-probe) stage_energy_probe ;;
     trials) stage_trials ;;
     *) echo "unknown stage: $stage"; status=2 ;;
