@@ -514,7 +514,9 @@ TEST(CudaGpt2, GatedGreedyStepsGiveTheSameTokensAndWaitForTheGate) {
       const HostTensor ids = way.batch == 1 ? row_of(c.ids, 0) : c.ids;
       const HostTensor mask = way.batch == 1 ? row_of(c.mask, 0) : c.mask;
       DeviceTensor ids_d = gpu->upload(ids, DType::I32), mask_d = gpu->upload(mask, DType::I32);
-      auto plain = model->start_session(way.batch, 64), gated = model->start_session(way.batch, 64);
+      constexpr std::int64_t kCapacity = 64;
+      auto plain = model->start_session(way.batch, kCapacity),
+           gated = model->start_session(way.batch, kCapacity);
       for (DecodeSession* s : {plain.get(), gated.get()}) {
         model->prefill(*s, ids_d, &mask_d);
         model->select_greedy(*s);
@@ -536,7 +538,8 @@ TEST(CudaGpt2, GatedGreedyStepsGiveTheSameTokensAndWaitForTheGate) {
         const std::vector<std::int64_t> all = gpu->download(s.tokens()).to_i64();
         std::vector<std::int64_t> kept;
         for (std::int64_t b = 0; b < way.batch; ++b)
-          kept.insert(kept.end(), all.begin() + b * 64, all.begin() + b * 64 + s.length());
+          kept.insert(kept.end(), all.begin() + b * kCapacity,
+                      all.begin() + b * kCapacity + s.length());
         return kept;
       };
       EXPECT_EQ(filled(*gated), filled(*plain)) << what;
